@@ -1,0 +1,294 @@
+"""Typed, validated experiment configs: one TOML file or a built-in preset, plus `--set` overrides.
+
+Every model forbids unknown keys, so a misspelled key is refused with its dotted path.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import math
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+
+from losslab.errors import LossLabError
+from losslab.optim.registry import OPTIMIZERS
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
+
+
+class ModularTask(Strict):
+    """Binary operation `a op b` over Z_p (or S5 composition); all pairs split by train_fraction."""
+
+    name: Literal["modular"] = "modular"
+    op: Literal["add", "sub", "mul", "div", "sq_sum", "s5"] = "add"
+    p: int = Field(97, ge=2, le=1000, description="modulus (ignored by s5, which has 120 elements)")
+    train_fraction: float = Field(0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _prime_for_division(self):
+        if self.op == "div" and not is_prime(self.p):
+            raise ValueError(f"p={self.p} is not prime; division mod p needs a prime modulus")
+        return self
+
+
+class ParityTask(Strict):
+    """Sparse (n, k)-parity on {-1,+1}^n: the label is the product of the first k bits."""
+
+    name: Literal["parity"] = "parity"
+    n: int = Field(50, ge=1, le=10_000)
+    k: int = Field(2, ge=1)
+    n_train: int = Field(300, ge=1)
+    n_test: int = Field(100, ge=1)
+    noise: float = Field(0.0, ge=0, lt=0.5, description="fraction of training labels flipped")
+
+    @model_validator(mode="after")
+    def _k_at_most_n(self):
+        if self.k > self.n:
+            raise ValueError(f"k={self.k} must be at most n={self.n}")
+        return self
+
+
+def _tagged_union(*members: type[BaseModel]):
+    """A union chosen by the `name` key; a section without `name` is the first member."""
+    default = members[0].model_fields["name"].default
+
+    def tag(value: Any) -> str:
+        return value.get("name", default) if isinstance(value, dict) else getattr(value, "name", default)
+
+    return Annotated[Union[tuple(Annotated[m, Tag(m.model_fields["name"].default)] for m in members)],
+                     Discriminator(tag)]
+
+
+TaskConfig = _tagged_union(ModularTask, ParityTask)
+
+
+# ---------------------------------------------------------------- models
+
+Activation = Literal["relu", "gelu", "tanh", "silu"]
+
+
+class TransformerConfig(Strict):
+    """Decoder-only transformer over `a op b =`; it predicts the answer at the last position."""
+
+    name: Literal["transformer"] = "transformer"
+    n_layers: int = Field(2, ge=1, le=48)
+    d_model: int = Field(128, ge=1)
+    n_heads: int = Field(4, ge=1)
+    d_mlp: int = Field(512, ge=1)
+    activation: Activation = "relu"
+    layer_norm: bool = True
+    embed_std: float = Field(1.0, gt=0, description="std of token and position embeddings at init")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        return self
+
+
+class MLPConfig(Strict):
+    """Fully connected network; token inputs are one-hot encoded and concatenated."""
+
+    name: Literal["mlp"] = "mlp"
+    depth: int = Field(1, ge=0, le=100, description="number of hidden layers")
+    width: int = Field(500, ge=1)
+    activation: Activation = "relu"
+    bias: bool = True
+    out_bias: bool = False
+    init: Literal["default", "kaiming", "normal"] = "default"
+    init_std: float = Field(0.01, gt=0, description="std of the `normal` init")
+
+
+ModelConfig = _tagged_union(TransformerConfig, MLPConfig)
+
+
+# ---------------------------------------------------------------- optimization
+
+
+class ScheduleConfig(Strict):
+    """Learning-rate multiplier: linear warmup, then a decay."""
+
+    name: Literal["constant", "cosine", "exponential", "step"] = "constant"
+    warmup_steps: int = Field(0, ge=0)
+    min_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr / peak lr")
+    gamma: float = Field(0.999, gt=0, le=1, description="exponential and step: decay factor")
+    step_size: int = Field(1000, ge=1, description="step: steps between decays")
+
+
+class OptimConfig(BaseModel):
+    """A torch.optim (or losslab) optimizer by name; other keys are its constructor arguments.
+
+    The extra keys are checked against the optimizer's signature, so `momentum` for adam or a
+    misspelled `weight_decy` is refused by name.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    name: str = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    clip_grad_norm: float | None = Field(None, gt=0)
+    schedule: ScheduleConfig = ScheduleConfig()
+
+    @model_validator(mode="after")
+    def _known_optimizer_and_arguments(self):
+        if self.name not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.name!r} (known: {', '.join(sorted(OPTIMIZERS))})")
+        accepted = set(inspect.signature(OPTIMIZERS[self.name]).parameters) - {"params", "self"}
+        for key in self.model_extra or {}:
+            if key not in accepted:
+                raise ValueError(
+                    f"{key!r} is not an argument of {self.name} (it takes: {', '.join(sorted(accepted))})"
+                )
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        """Constructor arguments of the optimizer (lr, weight_decay and the extra keys)."""
+        return {"lr": self.lr, "weight_decay": self.weight_decay, **(self.model_extra or {})}
+
+
+# ---------------------------------------------------------------- training
+
+
+class TrainConfig(Strict):
+    max_steps: int = Field(10_000, ge=1)
+    batch_size: int | None = Field(None, ge=1, description="None: full batch")
+    eval_every: int = Field(100, ge=1)
+    eval_per_decade: int = Field(20, ge=0, description="extra log-spaced evaluations per decade")
+    checkpoint_per_decade: int = Field(4, ge=0, description="log-spaced checkpoints per decade")
+    checkpoint_every_s: float = Field(60.0, gt=0, description="also checkpoint this often (kill -9)")
+    stop_after_t4: int | None = Field(None, ge=0, description="stop this many steps after t4")
+    budget_s: float | None = Field(None, gt=0, description="wall-clock budget in seconds")
+    diverge_loss: float = Field(1e4, gt=0, description="a loss above this (or NaN) is divergence")
+
+
+class EventsConfig(Strict):
+    """Thresholds of t1..t4 (accuracies in [0, 1])."""
+
+    above_chance: float = Field(
+        0.2, gt=0, lt=1, description="t1/t3: accuracy >= chance + this * (1 - chance)"
+    )
+    memorized: float = Field(0.99, gt=0, le=1, description="t2: train accuracy >= this")
+    generalized: float = Field(0.99, gt=0, le=1, description="t4: validation accuracy >= this")
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    description: str = ""
+    seed: int = Field(0, ge=0)
+    task: TaskConfig = ModularTask()
+    model: ModelConfig = TransformerConfig()
+    loss: Literal["cross_entropy", "hinge", "mse"] = "cross_entropy"
+    optim: OptimConfig = OptimConfig()
+    train: TrainConfig = TrainConfig()
+    events: EventsConfig = EventsConfig()
+
+    @model_validator(mode="after")
+    def _model_fits_task(self):
+        if self.model.name == "transformer" and self.task.name != "modular":
+            raise ValueError(f"the transformer needs a token task; task {self.task.name!r} has vectors")
+        return self
+
+
+# ---------------------------------------------------------------- loading
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("losslab.presets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _read_toml(text: str, origin: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise LossLabError(f"{origin}: not valid TOML ({e})") from None
+
+
+def load_raw(source: str | Path) -> dict:
+    """The raw dict of a preset name or a TOML file path."""
+    path = Path(source)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise LossLabError(f"config file not found: {path}")
+        return _read_toml(path.read_text(), str(path))
+    if str(source) not in preset_names():
+        raise LossLabError(f"unknown preset {str(source)!r} (known: {', '.join(preset_names())})")
+    return _read_toml(resources.files("losslab.presets").joinpath(f"{source}.toml").read_text(),
+                      f"preset {source}")
+
+
+def parse_value(text: str) -> Any:
+    """A `--set` value as TOML (3e-4, true, [0.9, 0.98], "x"); a bare word stays a string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise LossLabError(f"--set expects key=value, got {assignment!r}")
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise LossLabError(f"--set {key}: {part!r} is not a section")
+        node = child
+    node[leaf] = parse_value(value.strip())
+
+
+def validate(raw: dict) -> RunConfig:
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as e:
+        err = e.errors()[0]
+        where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
+        # Drop the union-member tag pydantic puts in the location (e.g. task.modular.p -> task.p).
+        parts = where.split(".")
+        if len(parts) > 1 and parts[0] in ("task", "model") and parts[1] in ("modular", "parity",
+                                                                              "transformer", "mlp"):
+            parts.pop(1)
+        where = ".".join(parts)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "union_tag_invalid":
+            msg = f"unknown name {err['ctx']['tag']!r} (known: {err['ctx']['expected_tags']})"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
+            msg += f" (got {err['input']!r})"
+        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+        raise LossLabError(f"config {where or '(top level)'}: {msg}{more}") from None
+
+
+def load_config(source: str | Path | dict, overrides: list[str] = (), seed: int | None = None) -> RunConfig:
+    """Resolve a preset name, TOML path or dict, apply `key=value` overrides, and validate."""
+    raw = copy.deepcopy(source) if isinstance(source, dict) else load_raw(source)
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    if seed is not None:
+        raw["seed"] = seed
+    return validate(raw)
+
+
+def to_toml(cfg: RunConfig) -> str:
+    import tomli_w
+
+    return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True))

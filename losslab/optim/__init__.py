@@ -1,0 +1,1 @@
+"""Optimizers (a registry by name), their factory and learning-rate schedules."""

@@ -1,0 +1,1 @@
+"""Figures (PNG) of runs."""

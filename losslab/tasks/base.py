@@ -1,0 +1,29 @@
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Task:
+    """A classification data set. Token tasks have integer x of shape (N, seq_len) over
+    `vocab_size` tokens; vector tasks have float x of shape (N, input_dim)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    n_classes: int
+    vocab_size: int | None = None
+
+    @property
+    def is_tokens(self) -> bool:
+        return self.vocab_size is not None
+
+    @property
+    def input_dim(self) -> int:
+        return self.x_train.shape[1]
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of guessing: 1 / number of classes."""
+        return 1.0 / self.n_classes

@@ -1,0 +1,50 @@
+"""Binary operations mod p (Power et al. 2022) and composition in S5, as sequences `a op b =`."""
+
+import itertools
+
+import torch
+
+from losslab.config import ModularTask
+from losslab.tasks.base import Task
+
+
+def _s5_table() -> torch.Tensor:
+    """table[x, y] = index of the permutation x o y (apply y first), over the 120 elements of S5."""
+    perms = list(itertools.permutations(range(5)))
+    index = {perm: i for i, perm in enumerate(perms)}
+    return torch.tensor([[index[tuple(x[y[i]] for i in range(5))] for y in perms] for x in perms])
+
+
+def operation_table(op: str, p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """All valid pairs (a, b) as an (N, 2) tensor and their results (N,)."""
+    if op == "s5":
+        table = _s5_table()
+        a, b = torch.meshgrid(torch.arange(120), torch.arange(120), indexing="ij")
+        return torch.stack([a.flatten(), b.flatten()], 1), table.flatten()
+    a, b = (t.flatten() for t in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
+    if op == "div":  # b != 0; a / b = a * b^(p-2) by Fermat, p prime
+        a, b = a[b != 0], b[b != 0]
+        inverse = torch.tensor([pow(int(v), p - 2, p) for v in range(p)])
+        result = a * inverse[b] % p
+    else:
+        result = {
+            "add": lambda: (a + b) % p,
+            "sub": lambda: (a - b) % p,
+            "mul": lambda: a * b % p,
+            "sq_sum": lambda: (a * a + b * b) % p,
+        }[op]()
+    return torch.stack([a, b], 1), result
+
+
+def modular_task(cfg: ModularTask, seed: int) -> Task:
+    pairs, result = operation_table(cfg.op, cfg.p)
+    n_elements = 120 if cfg.op == "s5" else cfg.p
+    op_token, eq_token = n_elements, n_elements + 1
+    tokens = torch.stack(
+        [pairs[:, 0], torch.full_like(pairs[:, 0], op_token), pairs[:, 1],
+         torch.full_like(pairs[:, 0], eq_token)], 1)
+    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))
+    n_train = min(max(round(cfg.train_fraction * len(tokens)), 1), len(tokens) - 1)
+    train, val = order[:n_train], order[n_train:]
+    return Task(tokens[train], result[train], tokens[val], result[val],
+                n_classes=n_elements, vocab_size=n_elements + 2)

@@ -1,0 +1,1 @@
+"""Training: the loop, its events and cadence, checkpoint and resume."""

@@ -1,0 +1,37 @@
+"""The four events of a grokking run (Tikeng Notsawo et al.): the first step at which
+
+t1: train accuracy is clearly above chance,  t2: train accuracy >= 99% (memorization),
+t3: validation accuracy is clearly above chance,  t4: validation accuracy >= 99% (generalization).
+"""
+
+from losslab.config import EventsConfig
+
+EVENT_NAMES = ("t1", "t2", "t3", "t4")
+
+
+class EventDetector:
+    def __init__(self, cfg: EventsConfig, chance: float):
+        above = chance + cfg.above_chance * (1 - chance)
+        # event -> (split, threshold)
+        self.rules = {"t1": ("train", above), "t2": ("train", cfg.memorized),
+                      "t3": ("val", above), "t4": ("val", cfg.generalized)}
+        self.events: dict[str, int | None] = dict.fromkeys(EVENT_NAMES)
+
+    def update(self, step: int, acc: dict[str, float]) -> list[str]:
+        """Record the accuracies {'train': a, 'val': b} at `step`; return the events that fired."""
+        fired = []
+        for name, (split, threshold) in self.rules.items():
+            if self.events[name] is None and acc[split] >= threshold:
+                self.events[name] = step
+                fired.append(name)
+        return fired
+
+    def replay(self, rows) -> None:
+        """Rebuild the state from stored metric rows (step, split, name, value)."""
+        acc: dict[int, dict[str, float]] = {}
+        for step, split, name, value in rows:
+            if name == "acc":
+                acc.setdefault(step, {})[split] = value
+        for step in sorted(acc):
+            if len(acc[step]) == 2:
+                self.update(step, acc[step])

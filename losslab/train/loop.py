@@ -1,0 +1,244 @@
+"""The training loop: one run from its config to a finished run folder.
+
+The loop makes no host sync between evaluations: losses are read (`.item()`) only at the
+evaluation cadence. In full-batch training the train metrics at step t come from the very
+forward pass that computes the step's gradient (the parameters are theta_t either way).
+A run is a pure function of its config: the minibatch order of each epoch is drawn from
+(seed, epoch), and the schedule is a function of the step, so a run resumed from any
+checkpoint continues bit for bit as if it had never stopped.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import math
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from datetime import datetime
+
+import torch
+
+from losslab.config import RunConfig
+from losslab.errors import LossLabError
+from losslab.losses import build_loss
+from losslab.models import build_model
+from losslab.optim.factory import build_optimizer, build_scheduler
+from losslab.store import RunDir, RunStore
+from losslab.tasks import build_task
+from losslab.train.cadence import eval_steps, log_spaced
+from losslab.train.events import EventDetector
+
+# on_eval(step, metrics {train_loss, train_acc, val_loss, val_acc}, events {t1..t4})
+EvalCallback = Callable[[int, dict, dict], None]
+
+
+def _now() -> str:
+    return datetime.now().isoformat(timespec="seconds")
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run: RunDir, store: RunStore, on_eval: EvalCallback | None = None):
+        self.cfg, self.run_dir, self.store, self.on_eval = cfg, run, store, on_eval
+        self.task = build_task(cfg.task, cfg.seed)
+        self.loss_fn = build_loss(cfg.loss, self.task.n_classes)
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.model, self.task, self.loss_fn.n_outputs)
+        self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.scheduler = build_scheduler(cfg.optim, self.optimizer, cfg.train.max_steps)
+        self.events = EventDetector(cfg.events, self.task.chance)
+
+        train = cfg.train
+        self.batch_size = min(train.batch_size or len(self.task.x_train), len(self.task.x_train))
+        self.full_batch = self.batch_size == len(self.task.x_train)
+        self.batches_per_epoch = math.ceil(len(self.task.x_train) / self.batch_size)
+        self.eval_at = eval_steps(train.max_steps, train.eval_every, train.eval_per_decade)
+        self.checkpoint_at = log_spaced(train.max_steps, train.checkpoint_per_decade) & self.eval_at
+        self.eval_at |= self.checkpoint_at
+
+        self.step = 0
+        self.rows: list[tuple[int, str, str, float]] = []
+        self.final: dict[str, float] = {}
+        self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
+        self._epoch_order: tuple[int, torch.Tensor] | None = None
+        self._stop_signal: int | None = None
+        self.summary = {
+            "run_id": run.path.name, "name": cfg.name, "run_dir": str(run.path.resolve()),
+            "status": "running", "stop_reason": None, "steps": 0, "events": dict(self.events.events),
+            "final": {}, "wall_s": 0.0, "created": _now(), "updated": _now(), "seed": cfg.seed,
+            "n_params": sum(p.numel() for p in self.model.parameters()), "peak_rss_mb": None,
+        }
+
+    # ------------------------------------------------------------ state
+
+    def state(self) -> dict:
+        return {"step": self.step, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "wall_s": self._wall()}
+
+    def restore(self, state: dict, rows: list, summary: dict) -> None:
+        """Continue from a checkpoint; metric rows from its step on are measured again."""
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise LossLabError(f"run {self.run_dir.path.name}: checkpoint does not fit its config ({e})") from None
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.wall_before = state["step"], state["wall_s"]
+        self.rows = [r for r in rows if r[0] < self.step]
+        self.events.replay(self.rows)
+        self.summary.update(created=summary.get("created", _now()), events=dict(self.events.events))
+
+    # ------------------------------------------------------------ pieces of a step
+
+    def _batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.task.x_train, self.task.y_train
+        if self.full_batch:
+            return x, y
+        epoch, i = divmod(step, self.batches_per_epoch)
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+            self._epoch_order = (epoch, torch.randperm(len(x), generator=g))
+        idx = self._epoch_order[1][i * self.batch_size: (i + 1) * self.batch_size]
+        return x[idx], y[idx]
+
+    @torch.no_grad()
+    def _measure(self, x, y, out=None) -> tuple[float, float]:
+        out = self.model(x) if out is None else out.detach()
+        return self.loss_fn(out, y).item(), self.loss_fn.accuracy(out, y).item()
+
+    def _evaluate(self, step: int, out: torch.Tensor) -> dict[str, float]:
+        t = self.task
+        train_loss, train_acc = self._measure(t.x_train, t.y_train, out if self.full_batch else None)
+        val_loss, val_acc = self._measure(t.x_val, t.y_val)
+        m = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
+        self.rows += [(step, "train", "loss", train_loss), (step, "train", "acc", train_acc),
+                      (step, "val", "loss", val_loss), (step, "val", "acc", val_acc)]
+        return m
+
+    def _wall(self) -> float:
+        return self.wall_before + time.perf_counter() - self._t0
+
+    def _checkpoint(self, name: str) -> None:
+        self.run_dir.save_checkpoint(self.state(), name)
+        self.run_dir.write_metrics(self.rows)
+        self._write_summary()
+        self._last_checkpoint = time.perf_counter()
+
+    def _write_summary(self, status: str = "running", stop_reason: str | None = None) -> None:
+        self.summary.update(
+            status=status, stop_reason=stop_reason, steps=self.step, events=dict(self.events.events),
+            final=self.final, wall_s=round(self._wall(), 3), updated=_now(),
+            peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+        self.run_dir.write_summary(self.summary)
+        self.store.record(self.summary)
+
+    def _stop_reason(self, step: int, m: dict) -> str | None:
+        train = self.cfg.train
+        t4 = self.events.events["t4"]
+        if not math.isfinite(m["train_loss"]) or m["train_loss"] > train.diverge_loss:
+            return "diverged"
+        if step >= train.max_steps:
+            return "max_steps"
+        if train.stop_after_t4 is not None and t4 is not None and step >= t4 + train.stop_after_t4:
+            return "after_t4"
+        if train.budget_s is not None and self._wall() >= train.budget_s:
+            return "budget"
+        return None
+
+    # ------------------------------------------------------------ the loop
+
+    def run(self) -> dict:
+        """Train to the end (or to a stop signal); returns the run's summary."""
+        with self._lock(), self._signals():
+            self._t0 = self._last_checkpoint = time.perf_counter()
+            self._write_summary()
+            status, reason = self._loop()
+            if status == "interrupted":
+                self._checkpoint("last")
+            self.run_dir.write_metrics(self.rows)
+            self._write_summary(status, reason)
+        from losslab.report.figures import write_run_figures
+
+        self.summary["figures"] = [str(p) for p in write_run_figures(self.run_dir, self.rows, self.summary)]
+        self.run_dir.write_summary(self.summary)
+        return self.summary
+
+    def _loop(self) -> tuple[str, str | None]:
+        train, model, opt = self.cfg.train, self.model, self.optimizer
+        while True:
+            if self._stop_signal is not None:
+                return "interrupted", signal.Signals(self._stop_signal).name
+            step = self.step
+            x, y = self._batch(step)
+            out = model(x)
+            loss = self.loss_fn(out, y)
+            if step in self.eval_at:
+                m = self._evaluate(step, out)
+                fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
+                if "t4" in fired and train.stop_after_t4 is not None:
+                    self.eval_at.add(step + train.stop_after_t4)
+                reason = self._stop_reason(step, m)
+                self.final = m
+                if reason == "diverged":
+                    return "diverged", "non-finite or exploding train loss"
+                if reason or step in self.checkpoint_at or {"t2", "t4"} & set(fired):
+                    self._checkpoint(f"step_{step:08d}")
+                elif time.perf_counter() - self._last_checkpoint >= train.checkpoint_every_s:
+                    self._checkpoint("last")
+                if self.on_eval:
+                    self.on_eval(step, m, self.events.events)
+                if reason:
+                    return "completed", reason
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.optim.clip_grad_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.optim.clip_grad_norm)
+            opt.step()
+            self.scheduler.step()
+            self.step += 1
+
+    # ------------------------------------------------------------ process plumbing
+
+    @contextmanager
+    def _lock(self):
+        """Hold an exclusive lock on the run folder while training (freed by the OS on kill -9)."""
+        with open(self.run_dir.path / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LossLabError(f"run {self.run_dir.path.name} is being trained by another process") from None
+            yield
+
+    @contextmanager
+    def _signals(self):
+        """Turn SIGINT/SIGTERM into a clean stop at the next step (checkpoint, then exit)."""
+        saved = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                saved[sig] = signal.signal(sig, lambda s, f: setattr(self, "_stop_signal", s))
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+
+
+def train(cfg: RunConfig, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
+    """Train a new run of `cfg` in `store`; returns its summary."""
+    return Trainer(cfg, store.create(cfg), store, on_eval).run()
+
+
+def resume(run: RunDir, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
+    """Continue an interrupted (or killed) run from its latest checkpoint."""
+    summary = run.summary()
+    if summary.get("status") in ("completed", "diverged"):
+        raise LossLabError(f"run {run.path.name} has {summary['status']}; nothing to resume")
+    trainer = Trainer(run.config(), run, store, on_eval)
+    state = run.latest_checkpoint()
+    if state is not None:
+        trainer.restore(state, run.metric_rows(), summary)
+    return trainer.run()

@@ -1,0 +1,65 @@
+import pytest
+
+from losslab.config import load_config, parse_value, preset_names
+from losslab.errors import LossLabError
+
+
+def test_every_preset_validates():
+    assert {"grokking", "grokking-paper", "parity"} <= set(preset_names())
+    for name in preset_names():
+        assert load_config(name).name == name
+
+
+def test_overrides_are_typed():
+    cfg = load_config("grokking", ["optim.lr=3e-4", "task.train_fraction=0.4", "optim.betas=[0.9, 0.95]",
+                                   "model.layer_norm=true", "task.op=mul"], seed=7)
+    assert cfg.optim.lr == 3e-4 and cfg.task.train_fraction == 0.4 and cfg.seed == 7
+    assert cfg.optim.kwargs["betas"] == [0.9, 0.95] and cfg.model.layer_norm and cfg.task.op == "mul"
+    assert parse_value("adamw") == "adamw" and parse_value("12") == 12
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["optim.lrr=1"], "'lrr' is not an argument of adamw"),
+    (["task.pp=3"], "config task.pp: unknown key"),
+    (["bogus=1"], "config bogus: unknown key"),
+    (["task.train_fraction=1.0"], "config task.train_fraction: Input should be less than 1"),
+    (["task.train_fraction=0"], "config task.train_fraction: Input should be greater than 0"),
+    (["optim.lr=-0.1"], "config optim.lr: Input should be greater than 0"),
+    (["task.op=div", "task.p=12"], "p=12 is not prime"),
+    (["model.d_model=abc"], "config model.d_model: Input should be a valid integer"),
+    (["optim.name=lion"], "unknown optimizer 'lion'"),
+    (["optim.name=sgd"], "'betas' is not an argument of sgd"),
+    (["model.name=cnn"], "config model: unknown name 'cnn'"),
+    (["model.n_heads=3"], "not divisible by n_heads"),
+    (["task.name=parity"], "the transformer needs a token task"),
+    (["optim.lr"], "--set expects key=value"),
+])
+def test_bad_config_is_one_clear_line(overrides, message):
+    with pytest.raises(LossLabError) as e:
+        load_config("grokking", overrides)
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_parity_k_and_noise_validated():
+    with pytest.raises(LossLabError, match="k=60 must be at most n=50"):
+        load_config("parity", ["task.k=60"])
+    with pytest.raises(LossLabError, match="task.noise"):
+        load_config("parity", ["task.noise=0.5"])
+
+
+def test_unknown_preset_and_missing_file(tmp_path):
+    with pytest.raises(LossLabError, match="unknown preset 'nope'"):
+        load_config("nope")
+    with pytest.raises(LossLabError, match="config file not found"):
+        load_config(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("task = [")
+    with pytest.raises(LossLabError, match="not valid TOML"):
+        load_config(bad)
+
+
+def test_file_config_with_defaults(tmp_path):
+    f = tmp_path / "mine.toml"
+    f.write_text('name = "mine"\n[task]\np = 31\n[optim]\nname = "sgd"\nmomentum = 0.9\nnesterov = true\n')
+    cfg = load_config(f)
+    assert cfg.task.p == 31 and cfg.model.name == "transformer" and cfg.optim.kwargs["nesterov"] is True

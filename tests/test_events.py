@@ -1,0 +1,33 @@
+from losslab.config import EventsConfig
+from losslab.train.cadence import eval_steps, log_spaced
+from losslab.train.events import EventDetector
+
+
+def test_events_on_a_synthetic_grokking_curve():
+    det = EventDetector(EventsConfig(), chance=0.01)  # above chance: >= 0.01 + 0.2 * 0.99 = 0.208
+    train = {0: 0.01, 10: 0.1, 20: 0.5, 30: 0.995, 40: 1.0, 100: 1.0, 200: 1.0}
+    val = {0: 0.01, 10: 0.0, 20: 0.0, 30: 0.0, 40: 0.05, 100: 0.3, 200: 0.999}
+    fired = {}
+    for step in train:
+        for name in det.update(step, {"train": train[step], "val": val[step]}):
+            fired[name] = step
+    assert det.events == {"t1": 20, "t2": 30, "t3": 100, "t4": 200} == fired
+
+
+def test_events_never_fire_without_crossing_and_replay_matches():
+    det = EventDetector(EventsConfig(memorized=0.9), chance=0.5)
+    rows = []
+    for step, (a, b) in enumerate([(0.5, 0.5), (0.65, 0.5), (0.95, 0.55)]):
+        det.update(step, {"train": a, "val": b})
+        rows += [(step, "train", "acc", a), (step, "val", "acc", b), (step, "train", "loss", 1.0)]
+    assert det.events == {"t1": 1, "t2": 2, "t3": None, "t4": None}
+    replayed = EventDetector(EventsConfig(memorized=0.9), chance=0.5)
+    replayed.replay(rows)
+    assert replayed.events == det.events
+
+
+def test_cadence():
+    steps = eval_steps(1000, 100, 10)
+    assert {0, 1, 2, 100, 500, 1000} <= steps and max(steps) == 1000
+    assert log_spaced(10_000, 4) >= {0, 1, 10, 100, 1000, 10_000}
+    assert len(log_spaced(10_000, 4)) <= 18 and log_spaced(100, 0) == set()

@@ -1,0 +1,55 @@
+import multiprocessing as mp
+
+import pytest
+import torch
+
+from losslab.errors import LossLabError
+from losslab.store import RunStore
+from losslab.store.index import RunIndex
+
+
+def _writer(root, worker, n):
+    index = RunIndex(root)
+    for i in range(n):
+        index.upsert({"run_id": f"w{worker}-{i}", "name": "x", "status": "running", "steps": i,
+                      "run_dir": "/", "created": f"{i:04d}", "updated": "", "events": {}})
+
+
+def test_index_under_concurrent_writers_loses_no_rows(tmp_path):
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(tmp_path, w, 40)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    ids = {s["run_id"] for s in RunIndex(tmp_path).summaries()}
+    assert ids == {f"w{w}-{i}" for w in range(4) for i in range(40)}
+
+
+def test_metrics_roundtrip_and_safe_checkpoints(store, tiny_cfg):
+    run = store.create(tiny_cfg())
+    rows = [(0, "train", "loss", 1.5), (0, "val", "acc", 0.25), (10, "train", "loss", 0.5)]
+    run.write_metrics(rows)
+    assert run.metric_rows() == rows
+    run.save_checkpoint({"step": 3, "w": torch.arange(4.0)}, "step_00000003")
+    run.save_checkpoint({"step": 7, "w": torch.ones(2)}, "last")
+    assert run.latest_checkpoint()["step"] == 7
+
+
+def test_checkpoint_that_would_run_code_is_refused(store, tiny_cfg):
+    run = store.create(tiny_cfg())
+    torch.save({"step": 1, "evil": print}, run.checkpoint_dir / "step_00000001.pt")  # a pickled callable
+    with pytest.raises(LossLabError, match="unreadable checkpoint"):
+        run.latest_checkpoint()
+
+
+def test_missing_and_corrupt_runs(store, tiny_cfg, tmp_path):
+    with pytest.raises(LossLabError, match="no run 'nope'"):
+        store.find("nope")
+    with pytest.raises(LossLabError, match="not a losslab run folder"):
+        store.find(tmp_path)
+    run = store.create(tiny_cfg())
+    run.summary_path.write_text("{not json")
+    with pytest.raises(LossLabError, match="corrupt run.json"):
+        store.find(run.path)

@@ -1,0 +1,68 @@
+import itertools
+
+import pytest
+import torch
+
+from losslab.config import ModularTask, ParityTask
+from losslab.tasks import build_task, modular_task
+from losslab.tasks.modular import operation_table
+from losslab.tasks.parity import parity_labels
+
+P = 7
+BRUTE = {
+    "add": lambda a, b: (a + b) % P,
+    "sub": lambda a, b: (a - b) % P,
+    "mul": lambda a, b: (a * b) % P,
+    "div": lambda a, b: next(c for c in range(P) if (c * b) % P == a),
+    "sq_sum": lambda a, b: (a * a + b * b) % P,
+}
+
+
+@pytest.mark.parametrize("op", BRUTE)
+def test_operation_table_is_correct_for_every_pair(op):
+    pairs, result = operation_table(op, P)
+    expected_pairs = [(a, b) for a in range(P) for b in range(P) if op != "div" or b != 0]
+    assert sorted(map(tuple, pairs.tolist())) == expected_pairs
+    for (a, b), c in zip(pairs.tolist(), result.tolist()):
+        assert c == BRUTE[op](a, b)
+
+
+def test_s5_composition_is_the_permutation_group():
+    perms = list(itertools.permutations(range(5)))
+    pairs, result = operation_table("s5", 0)
+    assert len(pairs) == 120 * 120
+    for (x, y), z in zip(pairs.tolist()[::97], result.tolist()[::97]):
+        assert perms[z] == tuple(perms[x][perms[y][i]] for i in range(5))
+    table = result.view(120, 120)
+    assert all(sorted(row.tolist()) == list(range(120)) for row in table)  # a Latin square
+    assert not torch.equal(table, table.T)  # S5 is not abelian
+
+
+@pytest.mark.parametrize("op,p,n", [("add", 97, 97 * 97), ("div", 13, 13 * 12), ("s5", 2, 120 * 120)])
+def test_modular_split_sizes_and_tokens(op, p, n):
+    t = modular_task(ModularTask(op=op, p=p, train_fraction=0.3), seed=0)
+    assert len(t.x_train) == round(0.3 * n) and len(t.x_train) + len(t.x_val) == n
+    m = 120 if op == "s5" else p
+    assert t.vocab_size == m + 2 and t.n_classes == m
+    assert (t.x_train[:, 1] == m).all() and (t.x_train[:, 3] == m + 1).all()
+    both = torch.cat([t.x_train, t.x_val])
+    assert len(torch.unique(both, dim=0)) == n  # train and val are disjoint and cover all pairs
+
+
+def test_tasks_are_deterministic_in_the_seed():
+    cfg = ModularTask(p=23, train_fraction=0.4)
+    a, b, c = modular_task(cfg, 5), modular_task(cfg, 5), modular_task(cfg, 6)
+    assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
+    pa, pb = build_task(ParityTask(), 1), build_task(ParityTask(), 1)
+    assert torch.equal(pa.x_train, pb.x_train) and torch.equal(pa.y_val, pb.y_val)
+
+
+def test_parity_labels_and_noise():
+    clean = build_task(ParityTask(n=10, k=3, n_train=400, n_test=50), 0)
+    assert clean.x_train.shape == (400, 10) and set(clean.x_train.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(clean.y_train, parity_labels(clean.x_train, 3))
+    assert torch.equal(clean.y_val, parity_labels(clean.x_val, 3))
+    noisy = build_task(ParityTask(n=10, k=3, n_train=400, n_test=50, noise=0.1), 0)
+    assert (noisy.y_train != parity_labels(noisy.x_train, 3)).sum() == 40
+    assert torch.equal(noisy.y_val, parity_labels(noisy.x_val, 3))  # the test split stays clean
+    assert parity_labels(torch.tensor([[1.0, -1, -1, 1], [-1.0, 1, 1, 1]]), 3).tolist() == [1, 0]

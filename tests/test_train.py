@@ -1,0 +1,98 @@
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from losslab.store import RunStore
+from losslab.train.loop import Trainer, resume, train
+
+
+def test_a_run_is_reproducible_bit_for_bit(store, tiny_cfg):
+    a, b = train(tiny_cfg(), store), train(tiny_cfg(), store)
+    rows = [store.find(s["run_id"]).metric_rows() for s in (a, b)]
+    assert rows[0] == rows[1] and len(rows[0]) > 20
+    c = train(tiny_cfg("seed=1"), store)
+    assert store.find(c["run_id"]).metric_rows() != rows[0]
+
+
+@pytest.mark.parametrize("overrides", [(), ("train.batch_size=16", "optim.name=sgd", "optim.momentum=0.9",
+                                           "~optim.betas", "optim.schedule.name=cosine",
+                                           "optim.clip_grad_norm=1.0")])
+def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, overrides):
+    overrides = [o for o in overrides if not o.startswith("~")]
+    if "optim.name=sgd" in overrides:
+        cfg = tiny_cfg(*overrides)
+        cfg = cfg.model_copy(update={"optim": cfg.optim.__class__(**{
+            k: v for k, v in cfg.optim.model_dump().items() if k != "betas"})})
+    else:
+        cfg = tiny_cfg(*overrides)
+    whole = train(cfg, store)
+
+    run = store.create(cfg)
+    trainer = Trainer(cfg, run, store)
+    stop_at = 23
+
+    def interrupt(step, metrics, events):
+        if step >= stop_at:
+            trainer._stop_signal = signal.SIGINT
+    trainer.on_eval = interrupt
+    first = trainer.run()
+    assert first["status"] == "interrupted" and first["steps"] < cfg.train.max_steps
+    second = resume(store.find(run.path), store)
+    assert second["status"] == "completed" and second["steps"] == whole["steps"]
+    assert store.find(run.path).metric_rows() == store.find(whole["run_id"]).metric_rows()
+    assert second["events"] == whole["events"]
+
+
+def test_divergence_ends_the_run_and_keeps_what_was_written(store, tiny_cfg):
+    s = train(tiny_cfg("optim.name=sgd", "optim.lr=1e6"), store) if False else None
+    cfg = tiny_cfg("train.diverge_loss=3.0", "optim.lr=0.5")
+    s = train(cfg, store)
+    assert s["status"] == "diverged"
+    run = store.find(s["run_id"])
+    assert run.metric_rows() and run.summary()["status"] == "diverged"
+    assert (run.figure_dir / "grokking.png").exists()
+
+
+def test_budget_and_stop_after_t4(store, tiny_cfg):
+    s = train(tiny_cfg("train.budget_s=0.01", "train.max_steps=100000"), store)
+    assert s["status"] == "completed" and s["stop_reason"] == "budget" and s["steps"] < 100000
+
+
+def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
+    """A run killed with SIGKILL resumes from its last checkpoint and ends as the whole run does."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = ["grokking", "--set", "task.p=11", "--set", "model.d_model=32", "--set", "model.d_mlp=64",
+            "--set", "train.max_steps=3000", "--set", "train.eval_every=50", "--set", "train.stop_after_t4=0",
+            "--set", "train.checkpoint_every_s=0.2", "--set", "optim.lr=3e-3"]
+    cli = [sys.executable, "-m", "losslab.cli"]
+    whole = subprocess.run([*cli, "run", *args, "--out", str(tmp_path / "a"), "--json"], env=env,
+                           capture_output=True, text=True, check=True)
+    proc = subprocess.Popen([*cli, "run", *args, "--out", str(tmp_path / "b")], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store_b = RunStore(tmp_path / "b")
+    import time
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(d.name == "last.pt" for d in (tmp_path / "b").rglob("last.pt")):
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [killed] = store_b.summaries()
+    assert killed["status"] == "running"  # as the kill left it
+    out = subprocess.run([*cli, "resume", killed["run_dir"], "--json"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    import json
+    a, b = json.loads(whole.stdout), json.loads(out.stdout)
+    assert b["status"] == "completed" and b["steps"] == a["steps"] and b["events"] == a["events"]
+    assert RunStore(tmp_path / "a").find(a["run_id"]).metric_rows() == store_b.find(b["run_id"]).metric_rows()
+
+
+def test_parity_preset_groks(store):
+    from losslab.config import load_config
+    s = train(load_config("parity"), store)
+    t = s["events"]
+    assert s["status"] == "completed" and s["final"]["val_acc"] == 1.0
+    assert t["t2"] < t["t4"]
