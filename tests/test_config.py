@@ -31,13 +31,18 @@ def test_overrides_are_typed():
     (["optim.name=sgd"], "'betas' is not an argument of sgd"),
     (["model.name=cnn"], "config model: unknown name 'cnn'"),
     (["model.n_heads=3"], "not divisible by n_heads"),
-    (["task.name=parity"], "the transformer needs a token task"),
+    (["task.name=parity"], "config task.op: unknown key"),  # a modular key left under a parity task
     (["optim.lr"], "--set expects key=value"),
 ])
 def test_bad_config_is_one_clear_line(overrides, message):
     with pytest.raises(LossLabError) as e:
         load_config("grokking", overrides)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_transformer_needs_tokens():
+    with pytest.raises(LossLabError, match="the transformer needs a token task"):
+        load_config({"task": {"name": "parity"}})
 
 
 def test_parity_k_and_noise_validated():

@@ -1,10 +1,13 @@
+import json
 import os
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from losslab.config import load_config
 from losslab.store import RunStore
 from losslab.train.loop import Trainer, resume, train
 
@@ -17,17 +20,14 @@ def test_a_run_is_reproducible_bit_for_bit(store, tiny_cfg):
     assert store.find(c["run_id"]).metric_rows() != rows[0]
 
 
-@pytest.mark.parametrize("overrides", [(), ("train.batch_size=16", "optim.name=sgd", "optim.momentum=0.9",
-                                           "~optim.betas", "optim.schedule.name=cosine",
-                                           "optim.clip_grad_norm=1.0")])
-def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, overrides):
-    overrides = [o for o in overrides if not o.startswith("~")]
-    if "optim.name=sgd" in overrides:
-        cfg = tiny_cfg(*overrides)
-        cfg = cfg.model_copy(update={"optim": cfg.optim.__class__(**{
-            k: v for k, v in cfg.optim.model_dump().items() if k != "betas"})})
-    else:
-        cfg = tiny_cfg(*overrides)
+MINIBATCH_SGD = ["train.max_steps=80", "train.stop_after_t4=0", "optim.momentum=0.9",
+                 "optim.schedule.name=cosine", "optim.clip_grad_norm=1.0"]
+
+
+@pytest.mark.parametrize("preset", ["grokking", "parity"])
+def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, preset):
+    """Full-batch AdamW, and minibatch SGD with momentum, a cosine schedule and clipping."""
+    cfg = tiny_cfg() if preset == "grokking" else load_config("parity", MINIBATCH_SGD)
     whole = train(cfg, store)
 
     run = store.create(cfg)
@@ -47,7 +47,6 @@ def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, overrides)
 
 
 def test_divergence_ends_the_run_and_keeps_what_was_written(store, tiny_cfg):
-    s = train(tiny_cfg("optim.name=sgd", "optim.lr=1e6"), store) if False else None
     cfg = tiny_cfg("train.diverge_loss=3.0", "optim.lr=0.5")
     s = train(cfg, store)
     assert s["status"] == "diverged"
@@ -73,7 +72,6 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     proc = subprocess.Popen([*cli, "run", *args, "--out", str(tmp_path / "b")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store_b = RunStore(tmp_path / "b")
-    import time
     deadline = time.time() + 60
     while time.time() < deadline and not any(d.name == "last.pt" for d in (tmp_path / "b").rglob("last.pt")):
         time.sleep(0.05)
@@ -84,14 +82,12 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     assert killed["status"] == "running"  # as the kill left it
     out = subprocess.run([*cli, "resume", killed["run_dir"], "--json"], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    import json
     a, b = json.loads(whole.stdout), json.loads(out.stdout)
     assert b["status"] == "completed" and b["steps"] == a["steps"] and b["events"] == a["events"]
     assert RunStore(tmp_path / "a").find(a["run_id"]).metric_rows() == store_b.find(b["run_id"]).metric_rows()
 
 
 def test_parity_preset_groks(store):
-    from losslab.config import load_config
     s = train(load_config("parity"), store)
     t = s["events"]
     assert s["status"] == "completed" and s["final"]["val_acc"] == 1.0
