@@ -1,9 +1,10 @@
 """Milliseconds per training step: losslab's trainer against a minimal hand-written PyTorch loop.
 
-Same model, data, optimizer, schedule and evaluation cadence, side by side in one process,
-alternating the two so that both see the same machine state. The plain loop reads the loss
-every step (`loss.item()`, as a loop that logs does); losslab reads it only at evaluations and
-also writes its metrics, events, checkpoints and index.
+Same model, data, optimizer, schedule and evaluation steps (train and validation loss and
+accuracy), side by side in one process, alternating the two so that both see the same machine
+state. The plain loop reads the loss every step (`loss.item()`, as a loop that logs does);
+losslab reads it only at evaluations, and also detects events and writes its metrics,
+checkpoints and index.
 
     python benchmarks/bench_trainer.py [--steps 300] [--repeats 3]
 """
@@ -21,6 +22,7 @@ from losslab.models import build_model
 from losslab.optim.factory import build_optimizer, build_scheduler
 from losslab.store import RunStore
 from losslab.tasks import build_task
+from losslab.train.cadence import eval_steps
 from losslab.train.loop import Trainer
 
 
@@ -33,6 +35,7 @@ def plain_loop(cfg, steps: int) -> float:
     opt = build_optimizer(cfg.optim, model)
     sched = build_scheduler(cfg.optim, opt, steps)
     bs = cfg.train.batch_size or len(task.x_train)
+    evals = eval_steps(steps, cfg.train.eval_every, cfg.train.eval_per_decade)
     start = time.perf_counter()
     for step in range(steps):
         if bs < len(task.x_train):
@@ -40,15 +43,18 @@ def plain_loop(cfg, steps: int) -> float:
             x, y = task.x_train[idx], task.y_train[idx]
         else:
             x, y = task.x_train, task.y_train
-        loss = loss_fn(model(x), y)
+        out = model(x)
+        loss = loss_fn(out, y)
+        if step in evals:
+            with torch.no_grad():
+                for xs, ys in ((task.x_train, task.y_train), (task.x_val, task.y_val)):
+                    o = model(xs)
+                    loss_fn(o, ys).item(), loss_fn.accuracy(o, ys).item()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         loss.item()
-        if step % cfg.train.eval_every == 0:
-            with torch.no_grad():
-                loss_fn.accuracy(model(task.x_val), task.y_val).item()
     return (time.perf_counter() - start) / steps
 
 

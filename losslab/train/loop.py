@@ -27,6 +27,7 @@ from losslab.errors import LossLabError
 from losslab.losses import build_loss
 from losslab.models import build_model
 from losslab.optim.factory import build_optimizer, build_scheduler
+from losslab.report.figures import write_run_figures
 from losslab.store import RunDir, RunStore
 from losslab.tasks import build_task
 from losslab.train.cadence import eval_steps, log_spaced
@@ -161,10 +162,6 @@ class Trainer:
                 self._checkpoint("last")
             self.run_dir.write_metrics(self.rows)
             self._write_summary(status, reason)
-        from losslab.report.figures import write_run_figures
-
-        self.summary["figures"] = [str(p) for p in write_run_figures(self.run_dir, self.rows, self.summary)]
-        self.run_dir.write_summary(self.summary)
         return self.summary
 
     def _loop(self) -> tuple[str, str | None]:
@@ -227,9 +224,17 @@ class Trainer:
                 signal.signal(sig, handler)
 
 
+def _finish(trainer: Trainer) -> dict:
+    """Train, then draw the run's figures into its folder."""
+    summary = trainer.run()
+    summary["figures"] = [str(p) for p in write_run_figures(trainer.run_dir, trainer.rows, summary)]
+    trainer.run_dir.write_summary(summary)
+    return summary
+
+
 def train(cfg: RunConfig, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
-    """Train a new run of `cfg` in `store`; returns its summary."""
-    return Trainer(cfg, store.create(cfg), store, on_eval).run()
+    """Train a new run of `cfg` in `store`, with its figures; returns its summary."""
+    return _finish(Trainer(cfg, store.create(cfg), store, on_eval))
 
 
 def resume(run: RunDir, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
@@ -241,4 +246,4 @@ def resume(run: RunDir, store: RunStore, on_eval: EvalCallback | None = None) ->
     state = run.latest_checkpoint()
     if state is not None:
         trainer.restore(state, run.metric_rows(), summary)
-    return trainer.run()
+    return _finish(trainer)
