@@ -180,7 +180,7 @@ def _fail(message: str) -> None:
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
     except LossLabError as e:
         _fail(str(e))
     except typer.Exit as e:
@@ -192,6 +192,7 @@ def main() -> None:
         _fail(e.format_message())
     except typer.Abort:
         sys.exit(EXIT_INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

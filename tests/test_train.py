@@ -87,6 +87,24 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     assert RunStore(tmp_path / "a").find(a["run_id"]).metric_rows() == store_b.find(b["run_id"]).metric_rows()
 
 
+def test_sigterm_stops_cleanly_and_resumes(tmp_path):
+    cli = [sys.executable, "-m", "losslab.cli"]
+    args = ["grokking", "--set", "task.p=11", "--set", "model.d_model=32", "--set", "train.max_steps=100000",
+            "--set", "train.stop_after_t4=100000", "--set", "train.eval_every=50", "--out", str(tmp_path), "--json"]
+    proc = subprocess.Popen([*cli, "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.rglob("step_*.pt")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "losslab resume" in stderr
+    s = json.loads(stdout)
+    assert s["status"] == "interrupted" and s["stop_reason"] == "SIGTERM"
+    run = RunStore(tmp_path).find(s["run_id"])
+    assert run.summary()["status"] == "interrupted" and max(r[0] for r in run.metric_rows()) <= s["steps"]
+    assert run.latest_checkpoint()["step"] == s["steps"]
+
+
 def test_parity_preset_groks(store):
     s = train(load_config("parity"), store)
     t = s["events"]
