@@ -183,8 +183,6 @@ def main() -> None:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
     except LossLabError as e:
         _fail(str(e))
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
     except TyperException as e:  # usage errors: unknown option, missing argument, ...
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `losslab`: the message is the help
             sys.stderr.write(e.format_message() + "\n")

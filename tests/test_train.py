@@ -73,10 +73,9 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store_b = RunStore(tmp_path / "b")
     deadline = time.time() + 60
-    while time.time() < deadline and not any(d.name == "last.pt" for d in (tmp_path / "b").rglob("last.pt")):
+    while time.time() < deadline and not list((tmp_path / "b").rglob("last.pt")):
         time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # at once: the run must still be far from its end
     proc.wait()
     [killed] = store_b.summaries()
     assert killed["status"] == "running"  # as the kill left it
@@ -87,7 +86,7 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     assert RunStore(tmp_path / "a").find(a["run_id"]).metric_rows() == store_b.find(b["run_id"]).metric_rows()
 
 
-def test_sigterm_stops_cleanly_and_resumes(tmp_path):
+def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
     cli = [sys.executable, "-m", "losslab.cli"]
     args = ["grokking", "--set", "task.p=11", "--set", "model.d_model=32", "--set", "train.max_steps=100000",
             "--set", "train.stop_after_t4=100000", "--set", "train.eval_every=50", "--out", str(tmp_path), "--json"]

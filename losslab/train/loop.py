@@ -229,6 +229,7 @@ def _finish(trainer: Trainer) -> dict:
     summary = trainer.run()
     summary["figures"] = [str(p) for p in write_run_figures(trainer.run_dir, trainer.rows, summary)]
     trainer.run_dir.write_summary(summary)
+    trainer.store.record(summary)
     return summary
 
 
