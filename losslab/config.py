@@ -6,17 +6,17 @@ Every model forbids unknown keys, so a misspelled key is refused with its dotted
 from __future__ import annotations
 
 import copy
-import inspect
 import math
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
+import tomllib
+import torch
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from losslab.errors import LossLabError
-from losslab.optim.registry import OPTIMIZERS
+from losslab.optim.registry import OPTIMIZERS, accepted_arguments, construct
 
 
 class Strict(BaseModel):
@@ -129,6 +129,10 @@ class ScheduleConfig(Strict):
     step_size: int = Field(1000, ge=1, description="step: steps between decays")
 
 
+# three stacked layers, so that every optimizer (the Muon hybrid too) finds parameters to take
+_STAND_IN = torch.nn.Sequential(*(torch.nn.Linear(2, 2) for _ in range(3)))
+
+
 class OptimConfig(BaseModel):
     """A torch.optim (or losslab) optimizer by name; other keys are its constructor arguments.
 
@@ -143,17 +147,26 @@ class OptimConfig(BaseModel):
     weight_decay: float = Field(0.0, ge=0)
     clip_grad_norm: float | None = Field(None, gt=0)
     schedule: ScheduleConfig = ScheduleConfig()
+    reference: bool = Field(False, description="float64 reference mode: model and optimizer state in float64, "
+                                                 "Muon's polar factor by SVD")
 
     @model_validator(mode="after")
     def _known_optimizer_and_arguments(self):
         if self.name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.name!r} (known: {', '.join(sorted(OPTIMIZERS))})")
-        accepted = set(inspect.signature(OPTIMIZERS[self.name]).parameters) - {"params", "self"}
+        base = (self.model_extra or {}).get("base", "sgd")
+        if base not in OPTIMIZERS:
+            raise ValueError(f"unknown base optimizer {base!r} (known: {', '.join(sorted(OPTIMIZERS))})")
+        accepted = accepted_arguments(self.name, base)
         for key in self.model_extra or {}:
             if key not in accepted:
                 raise ValueError(
                     f"{key!r} is not an argument of {self.name} (it takes: {', '.join(sorted(accepted))})"
                 )
+        try:  # the values too (rho > 0, betas, ...): build it once on a small stand-in model
+            construct(self.name, _STAND_IN, self.kwargs)
+        except (ValueError, TypeError, RuntimeError) as e:
+            raise ValueError(f"{self.name} refused its arguments: {e}") from None
         return self
 
     @property
@@ -252,7 +265,13 @@ def apply_override(raw: dict, assignment: str) -> None:
         if not isinstance(child, dict):
             raise LossLabError(f"--set {key}: {part!r} is not a section")
         node = child
-    node[leaf] = parse_value(value.strip())
+    new = parse_value(value.strip())
+    if parents == ["optim"] and leaf == "name" and node.get("name") != new:
+        # another optimizer starts from its own defaults: drop the arguments of the old one
+        # (betas of AdamW, momentum of SGD, ...); keys set after this one add the new one's
+        for key in set(node) - set(OptimConfig.model_fields):
+            del node[key]
+    node[leaf] = new
 
 
 def validate(raw: dict) -> RunConfig:

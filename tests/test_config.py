@@ -28,7 +28,13 @@ def test_overrides_are_typed():
     (["task.op=div", "task.p=12"], "p=12 is not prime"),
     (["model.d_model=abc"], "config model.d_model: Input should be a valid integer"),
     (["optim.name=lion"], "unknown optimizer 'lion'"),
-    (["optim.name=sgd"], "'betas' is not an argument of sgd"),
+    (["optim.name=sgd", "optim.betas=[0.9, 0.9]"], "'betas' is not an argument of sgd"),
+    (["optim.name=sam", "optim.rho=0"], "sam refused its arguments: rho must be > 0"),
+    (["optim.name=sam", "optim.p=0.5"], "sam refused its arguments: p must be in [1, inf]"),
+    (["optim.name=sam", "optim.base=lion"], "unknown base optimizer 'lion'"),
+    (["optim.name=sam", "optim.nesterov=true", "optim.base=adam"], "'nesterov' is not an argument of sam"),
+    (["optim.name=shampoo", "optim.graft=sgd"], "unknown graft 'sgd'"),
+    (["optim.name=muon", "optim.orthogonalization=qr"], "unknown orthogonalization 'qr'"),
     (["model.name=cnn"], "config model: unknown name 'cnn'"),
     (["model.n_heads=3"], "not divisible by n_heads"),
     (["task.name=parity"], "config task.op: unknown key"),  # a modular key left under a parity task
@@ -38,6 +44,12 @@ def test_bad_config_is_one_clear_line(overrides, message):
     with pytest.raises(LossLabError) as e:
         load_config("grokking", overrides)
     assert message in str(e.value) and "\n" not in str(e.value)
+
+
+def test_another_optimizer_starts_from_its_defaults():
+    cfg = load_config("grokking", ["optim.name=sam", "optim.momentum=0.9"])  # the preset's betas are dropped
+    assert cfg.optim.kwargs == {"lr": 1e-3, "weight_decay": 1.0, "momentum": 0.9}
+    assert load_config("grokking", ["optim.name=adamw"]).optim.kwargs["betas"] == [0.9, 0.98]
 
 
 def test_transformer_needs_tokens():

@@ -3,7 +3,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from losslab.config import MLPConfig, ParityTask, TransformerConfig, ModularTask
+from losslab.config import MLPConfig, ModularTask, ParityTask, TransformerConfig
 from losslab.models import build_model
 from losslab.tasks import build_task
 

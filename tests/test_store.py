@@ -4,7 +4,6 @@ import pytest
 import torch
 
 from losslab.errors import LossLabError
-from losslab.store import RunStore
 from losslab.store.index import RunIndex
 
 

@@ -24,10 +24,19 @@ MINIBATCH_SGD = ["train.max_steps=80", "train.stop_after_t4=0", "optim.momentum=
                  "optim.schedule.name=cosine", "optim.clip_grad_norm=1.0"]
 
 
-@pytest.mark.parametrize("preset", ["grokking", "parity"])
-def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, preset):
-    """Full-batch AdamW, and minibatch SGD with momentum, a cosine schedule and clipping."""
-    cfg = tiny_cfg() if preset == "grokking" else load_config("parity", MINIBATCH_SGD)
+@pytest.mark.parametrize("preset,optim", [
+    ("grokking", []),
+    ("parity", []),
+    ("grokking", ["optim.name=sam", "optim.base=adamw", "optim.rho=0.1"]),
+    ("grokking", ["optim.name=shampoo", "optim.precondition_every=3", "optim.graft=adam", "optim.momentum=0.5"]),
+    ("grokking", ["optim.name=muon", "optim.lr=0.02"]),
+    ("grokking", ["optim.name=schedulefree_adamw", "optim.warmup_steps=5"]),
+    ("parity", ["optim.name=svrg", "optim.snapshot_every=7", "optim.lr=0.05", "optim.momentum=0.5"]),
+], ids=["adamw", "sgd-minibatch", "sam", "shampoo", "muon", "schedulefree", "svrg-minibatch"])
+def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, preset, optim):
+    """Full-batch AdamW, minibatch SGD with momentum, a cosine schedule and clipping, and
+    losslab's own optimizers, whose state (roots, snapshots, momenta) must survive a restart."""
+    cfg = tiny_cfg(*optim) if preset == "grokking" else load_config("parity", MINIBATCH_SGD + optim)
     whole = train(cfg, store)
 
     run = store.create(cfg)

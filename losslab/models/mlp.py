@@ -37,5 +37,5 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.vocab_size:
-            x = F.one_hot(x, self.vocab_size).flatten(1).float()
+            x = F.one_hot(x, self.vocab_size).flatten(1).to(self.net[0].weight.dtype)
         return self.net(x)

@@ -4,18 +4,19 @@ import torch
 
 from losslab.config import OptimConfig
 from losslab.errors import LossLabError
-from losslab.optim.registry import OPTIMIZERS
+from losslab.optim.registry import accepted_arguments, construct
 from losslab.optim.schedules import lr_lambda
 
 
 def build_optimizer(cfg: OptimConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    kwargs = cfg.kwargs
+    if cfg.reference and "orthogonalization" in accepted_arguments(cfg.name, kwargs.get("base", "sgd")):
+        kwargs["orthogonalization"] = "svd"
     try:
-        return OPTIMIZERS[cfg.name](model.parameters(), **cfg.kwargs)
+        return construct(cfg.name, model, kwargs)
     except (ValueError, TypeError) as e:
         raise LossLabError(f"config optim: {cfg.name} refused its arguments: {e}") from None
 
 
 def build_scheduler(cfg: OptimConfig, optimizer: torch.optim.Optimizer, total_steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg.schedule, total_steps))
-
-

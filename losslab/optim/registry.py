@@ -1,8 +1,23 @@
-"""Optimizers by name. A new optimizer is one entry here: its constructor takes (params, lr, ...)."""
+"""Optimizers by name. A new optimizer is one entry here: its constructor takes (params, lr, ...).
 
+Wrappers (SAM, SVRG) name their base optimizer by `base` and take the base's arguments too;
+an entry with a `for_model` constructor (the Muon hybrid) is given the model, not its
+parameters, because it splits them by role.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import schedulefree
 import torch
 
-OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
+from losslab.optim.muon import HybridMuon
+from losslab.optim.sam import SAM
+from losslab.optim.shampoo import Shampoo
+from losslab.optim.svrg import SVRG
+
+OPTIMIZERS: dict = {
     "sgd": torch.optim.SGD,
     "adam": torch.optim.Adam,
     "adamw": torch.optim.AdamW,
@@ -13,4 +28,38 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     "rprop": torch.optim.Rprop,
     "adagrad": torch.optim.Adagrad,
     "adadelta": torch.optim.Adadelta,
+    "schedulefree_adamw": schedulefree.AdamWScheduleFree,
+    "schedulefree_sgd": schedulefree.SGDScheduleFree,
+    "shampoo": Shampoo,
+    "muon": HybridMuon,
 }
+WRAPPERS = {"sam": SAM, "svrg": SVRG}
+
+
+def _wrapped(cls):
+    def build(params, base: str = "sgd", **kwargs):
+        if base not in OPTIMIZERS:
+            raise ValueError(f"unknown base optimizer {base!r}")
+        return cls(params, OPTIMIZERS[base], **kwargs)
+    build.wrapped = cls
+    return build
+
+
+OPTIMIZERS.update({name: _wrapped(cls) for name, cls in WRAPPERS.items()})
+
+
+def accepted_arguments(name: str, base: str = "sgd") -> set[str]:
+    """Keyword arguments the optimizer `name` takes (for a wrapper: its own, `base` and the base's)."""
+    entry = OPTIMIZERS[name]
+    own = set(inspect.signature(getattr(entry, "wrapped", entry)).parameters)
+    if hasattr(entry, "wrapped"):
+        own |= {"base"} | accepted_arguments(base)
+    return own - {"self", "params", "named_params", "base_optimizer_cls", "base_kwargs", "hidden"}
+
+
+def construct(name: str, model: torch.nn.Module, kwargs: dict) -> torch.optim.Optimizer:
+    """The optimizer `name` over the model's parameters (or over the model, for `for_model` entries)."""
+    entry = OPTIMIZERS[name]
+    if hasattr(entry, "for_model"):
+        return entry.for_model(model, **kwargs)
+    return entry(model.parameters(), **kwargs)

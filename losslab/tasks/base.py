@@ -1,4 +1,4 @@
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -27,3 +27,9 @@ class Task:
     def chance(self) -> float:
         """Accuracy of guessing: 1 / number of classes."""
         return 1.0 / self.n_classes
+
+    def to(self, dtype: torch.dtype) -> "Task":
+        """The task with its float inputs in `dtype` (token inputs stay integers)."""
+        if self.is_tokens:
+            return self
+        return replace(self, x_train=self.x_train.to(dtype), x_val=self.x_val.to(dtype))

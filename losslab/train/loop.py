@@ -13,12 +13,14 @@ from __future__ import annotations
 import fcntl
 import math
 import resource
+import shutil
 import signal
 import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
 from datetime import datetime
+from functools import partial
 
 import torch
 
@@ -48,7 +50,12 @@ class Trainer:
         self.loss_fn = build_loss(cfg.loss, self.task.n_classes)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, self.task, self.loss_fn.n_outputs)
+        if cfg.optim.reference:  # float64 reference mode: the model, its inputs and the optimizer state
+            self.model.double()
+            self.task = self.task.to(torch.float64)
         self.optimizer = build_optimizer(cfg.optim, self.model)
+        # schedule-free optimizers evaluate at other weights than they differentiate at
+        self.switches_weights = callable(getattr(self.optimizer, "eval", None))
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, cfg.train.max_steps)
         self.events = EventDetector(cfg.events, self.task.chance)
 
@@ -111,14 +118,34 @@ class Trainer:
         out = self.model(x) if out is None else out.detach()
         return self.loss_fn(out, y).item(), self.loss_fn.accuracy(out, y).item()
 
-    def _evaluate(self, step: int, out: torch.Tensor) -> dict[str, float]:
+    def _evaluate(self, step: int, out: torch.Tensor | None) -> dict[str, float]:
+        """Metrics at theta_step; `out`, the step's forward pass, is reused in full-batch training."""
         t = self.task
+        if self.switches_weights:
+            self.optimizer.eval()
         train_loss, train_acc = self._measure(t.x_train, t.y_train, out if self.full_batch else None)
         val_loss, val_acc = self._measure(t.x_val, t.y_val)
+        if self.switches_weights:
+            self.optimizer.train()
         m = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
         self.rows += [(step, "train", "loss", train_loss), (step, "train", "acc", train_acc),
                       (step, "val", "loss", val_loss), (step, "val", "acc", val_acc)]
         return m
+
+    def _backward(self, loss: torch.Tensor) -> None:
+        loss.backward()
+        if self.cfg.optim.clip_grad_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad_norm)
+
+    def _gradient(self, x: torch.Tensor, y: torch.Tensor, full: bool = False) -> torch.Tensor:
+        """The closure of wrapped optimizers: the gradient at the current weights, of this
+        minibatch or (full=True) of the whole training set, left in p.grad."""
+        if full:
+            x, y = self.task.x_train, self.task.y_train
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model(x), y)
+        self._backward(loss)
+        return loss
 
     def _wall(self) -> float:
         return self.wall_before + time.perf_counter() - self._t0
@@ -156,6 +183,8 @@ class Trainer:
         """Train to the end (or to a stop signal); returns the run's summary."""
         with self._lock(), self._signals():
             self._t0 = self._last_checkpoint = time.perf_counter()
+            if self.switches_weights:
+                self.optimizer.train()
             self._write_summary()
             status, reason = self._loop()
             if status == "interrupted":
@@ -171,8 +200,8 @@ class Trainer:
                 return "interrupted", signal.Signals(self._stop_signal).name
             step = self.step
             x, y = self._batch(step)
-            out = model(x)
-            loss = self.loss_fn(out, y)
+            # schedule-free optimizers move the weights to evaluate: do it before this step's forward
+            out = None if self.switches_weights else model(x)
             if step in self.eval_at:
                 m = self._evaluate(step, out)
                 fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
@@ -190,11 +219,13 @@ class Trainer:
                     self.on_eval(step, m, self.events.events)
                 if reason:
                     return "completed", reason
+            loss = self.loss_fn(model(x) if out is None else out, y)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.cfg.optim.clip_grad_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.optim.clip_grad_norm)
-            opt.step()
+            self._backward(loss)
+            if getattr(opt, "needs_closure", False):  # SAM, SVRG: more gradients per step
+                opt.step(partial(self._gradient, x, y))
+            else:
+                opt.step()
             self.scheduler.step()
             self.step += 1
 
@@ -235,7 +266,13 @@ def _finish(trainer: Trainer) -> dict:
 
 def train(cfg: RunConfig, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
     """Train a new run of `cfg` in `store`, with its figures; returns its summary."""
-    return _finish(Trainer(cfg, store.create(cfg), store, on_eval))
+    run = store.create(cfg)
+    try:
+        trainer = Trainer(cfg, run, store, on_eval)
+    except LossLabError:  # e.g. a Muon config on a model without hidden matrices: leave no empty run
+        shutil.rmtree(run.path)
+        raise
+    return _finish(trainer)
 
 
 def resume(run: RunDir, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
