@@ -339,3 +339,15 @@ def test_each_optimizer_reaches_the_minimum_of_a_convex_quadratic(name):
     if hasattr(opt, "eval"):
         opt.eval()
     assert (model.w.detach() - target).norm() < 1e-2 * target.norm()
+
+
+def test_svrg_run_records_the_variance_ratio_per_layer(store):
+    """Right after a snapshot (w close to w~) SVRG removes most of the variance."""
+    cfg = load_config("parity", ["optim.name=svrg", "optim.snapshot_every=31", "optim.lr=0.05",
+                                 "train.max_steps=40", "train.batch_size=32"])
+    s = train(cfg, store)
+    ratios = [r for r in store.find(s["run_id"]).metric_rows() if r[2].startswith("grad_var_ratio/")]
+    assert {r[2] for r in ratios} == {"grad_var_ratio/net.0.weight", "grad_var_ratio/net.0.bias",
+                                      "grad_var_ratio/net.2.weight"}
+    assert min(r[3] for r in ratios if r[0] == 1) > 10
+    assert any(f.endswith("svrg_variance.png") for f in s["figures"])

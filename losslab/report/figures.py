@@ -1,4 +1,5 @@
-"""The grokking plot: train/validation accuracy and loss against step on a log x-axis."""
+"""Figures of a run: the grokking plot (accuracy and loss against step on a log x-axis), and
+the gradient-variance ratio of SVRG runs."""
 
 from __future__ import annotations
 
@@ -50,9 +51,25 @@ def grokking_figure(rows, events: dict, title: str):
     return fig
 
 
+def variance_ratio_figure(rows, title: str):
+    """Defazio & Bottou's plot: var(SGD gradient) / var(SVRG gradient) per layer over training."""
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    for (split, name), (steps, values) in sorted(curves(rows).items()):
+        if split == "probe" and name.startswith("grad_var_ratio/"):
+            ax.plot([max(s, 1) for s in steps], values, marker=".", label=name.split("/", 1)[1])
+    ax.axhline(1, color="k", lw=1, ls=":", label="no reduction")
+    ax.set(xscale="log", yscale="log", xlabel="step", ylabel="var(SGD) / var(SVRG)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
 def write_run_figures(run: RunDir, rows, summary: dict) -> list[Path]:
-    path = run.figure_dir / "grokking.png"
-    fig = grokking_figure(rows, summary["events"], f"{summary['run_id']} ({summary['status']})")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return [path]
+    title = f"{summary['run_id']} ({summary['status']})"
+    figures = {"grokking.png": grokking_figure(rows, summary["events"], title)}
+    if any(split == "probe" and name.startswith("grad_var_ratio/") for _, split, name, _ in rows):
+        figures["svrg_variance.png"] = variance_ratio_figure(rows, title)
+    for name, fig in figures.items():
+        fig.savefig(run.figure_dir / name, dpi=120)
+        plt.close(fig)
+    return [run.figure_dir / name for name in figures]

@@ -29,6 +29,7 @@ from losslab.errors import LossLabError
 from losslab.losses import build_loss
 from losslab.models import build_model
 from losslab.optim.factory import build_optimizer, build_scheduler
+from losslab.optim.svrg import SVRG, gradient_variance
 from losslab.report.figures import write_run_figures
 from losslab.store import RunDir, RunStore
 from losslab.tasks import build_task
@@ -130,7 +131,21 @@ class Trainer:
         m = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
         self.rows += [(step, "train", "loss", train_loss), (step, "train", "acc", train_acc),
                       (step, "val", "loss", val_loss), (step, "val", "acc", val_acc)]
+        if isinstance(self.optimizer, SVRG) and not self.full_batch:
+            self._probe_gradient_variance(step)
         return m
+
+    def _probe_gradient_variance(self, step: int) -> None:
+        """Defazio & Bottou's measure at theta_step: var(SGD gradient), var(SVRG gradient), their ratio."""
+        names = {p: n for n, p in self.model.named_parameters()}
+        snapshot = {names[p]: w for p, w in self.optimizer.snapshot().items()}
+        if len(snapshot) < len(names):
+            return  # no snapshot before the first step
+        t = self.task
+        for name, (sgd, svrg) in gradient_variance(self.model, self.loss_fn, t.x_train, t.y_train,
+                                                   self.batch_size, snapshot, seed=step).items():
+            self.rows += [(step, "probe", f"grad_var_sgd/{name}", sgd), (step, "probe", f"grad_var_svrg/{name}", svrg),
+                          (step, "probe", f"grad_var_ratio/{name}", sgd / svrg if svrg > 0 else math.inf)]
 
     def _backward(self, loss: torch.Tensor) -> None:
         loss.backward()
