@@ -105,20 +105,23 @@ def explicit_root(m: np.ndarray, root: float, eps: float) -> np.ndarray:
     return vectors @ np.diag((np.maximum(values, 0) + eps) ** (-1 / root)) @ vectors.T
 
 
-def test_shampoo_step_equals_explicit_eigendecomposition_and_reuses_roots():
+@pytest.mark.parametrize("beta2", [1.0, 0.9])
+def test_shampoo_step_equals_explicit_eigendecomposition_and_reuses_roots(beta2):
+    """beta2 = 1: the paper's sums; beta2 < 1: exponential moving averages."""
     torch.manual_seed(0)
     w = nn.Parameter(torch.randn(3, 5, dtype=torch.float64))
     grads = [torch.randn(3, 5, dtype=torch.float64) for _ in range(3)]
     lr, eps = 0.1, 1e-3
-    opt = Shampoo([w], lr=lr, eps=eps, graft="none", precondition_every=2)
+    weight = 1.0 if beta2 == 1 else 1 - beta2
+    opt = Shampoo([w], lr=lr, eps=eps, graft="none", precondition_every=2, beta2=beta2)
     left, right = np.zeros((3, 3)), np.zeros((5, 5))
     expected = w.detach().numpy().copy()
     for step, g in enumerate(grads):
         w.grad = g.clone()
         opt.step()
         gn = g.numpy()
-        left += gn @ gn.T
-        right += gn.T @ gn
+        left = beta2 * left + weight * gn @ gn.T
+        right = beta2 * right + weight * gn.T @ gn
         if step % 2 == 0:  # refreshed at steps 1 and 3, reused at step 2
             roots = explicit_root(left, 4, eps), explicit_root(right, 4, eps)
         expected = expected - lr * roots[0] @ gn @ roots[1]

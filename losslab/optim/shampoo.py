@@ -111,12 +111,12 @@ class Shampoo(torch.optim.Optimizer):
             root = 2 * (("L" in state) + ("R" in state))  # -1/4 for two factors, -1/2 for one
             precond = matrix
             if "L" in state:
-                state["L"].mul_(beta2).addmm_(matrix, matrix.T, alpha=weight)
+                state["L"].addmm_(matrix, matrix.T, beta=beta2, alpha=weight)
                 if refresh:
                     state["L_root"] = inverse_root(state["L"], root, group["eps"])
                 precond = state["L_root"] @ precond
             if "R" in state:
-                state["R"].mul_(beta2).addmm_(matrix.T, matrix, alpha=weight)
+                state["R"].addmm_(matrix.T, matrix, beta=beta2, alpha=weight)
                 if refresh:
                     state["R_root"] = inverse_root(state["R"], root, group["eps"])
                 precond = precond @ state["R_root"]
