@@ -170,6 +170,52 @@ def show(
     out.print(f"checkpoints: {len(files['checkpoints'])} in {run_folder.checkpoint_dir}", highlight=False)
 
 
+# ---------------------------------------------------------------- optimize
+
+
+@app.command()
+def optimize(
+    function: Annotated[str, typer.Argument(help="rosenbrock, log-rosenbrock, rosenbrock-nd, rastrigin, "
+                                                 "log-rastrigin, least-squares or logreg.")],
+    optimizers: Annotated[str, typer.Option(help="Comma-separated; name@lr fixes the learning rate, "
+                                                 "otherwise it is tuned on a grid 1e-4..1.")
+                          ] = "sgd,momentum,rmsprop,rprop,adam,adamax,muon,sam",
+    steps: Annotated[int, typer.Option(min=1, help="Steps of each optimizer.")] = 1000,
+    dim: Annotated[Optional[int], typer.Option(min=2, help="Dimension of the n-dimensional problems.")] = None,
+    tolerance: Annotated[float, typer.Option(help="'Reached' means ||x - x*|| <= this.")] = 1e-3,
+    store: Annotated[Path, typer.Option("--out", help="Folder under which the results go.")] = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Run optimizers from the same start on a test problem; draw trajectories and distances."""
+    from datetime import datetime
+
+    from losslab.optimize.figures import write_figures
+    from losslab.optimize.functions import problem as make_problem
+    from losslab.optimize.run import run as run_optimizers
+
+    try:
+        prob = make_problem(function, dim)
+        specs = [s.strip() for s in optimizers.split(",") if s.strip()]
+        with err.status(f"{function}: {len(specs)} optimizers x {steps} steps"):
+            runs = run_optimizers(prob, specs, steps)
+    except ValueError as e:
+        raise LossLabError(str(e)) from None
+    folder = store / "optimize" / f"{function}-{datetime.now():%Y%m%d-%H%M%S}"
+    figures = write_figures(prob, runs, folder)
+    result = {"function": function, "dim": prob.start.numel(), "steps": steps, "tolerance": tolerance,
+              "folder": str(folder), "figures": [str(f) for f in figures],
+              "optimizers": [t.summary(tolerance) for t in runs]}
+    (folder / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        return _print_json(result)
+    table = Table("optimizer", "lr", "final f - f*", "||x - x*||", f"steps to {tolerance:g}", box=None)
+    for t in result["optimizers"]:
+        table.add_row(t["optimizer"], _fmt(t["lr"], 3), _fmt(t["final_value"] - prob.minimum, 3),
+                      "diverged" if t["diverged"] else _fmt(t["final_distance"], 3), _fmt(t["steps_to_tolerance"]))
+    out.print(table)
+    out.print(f"figures: {folder}", highlight=False)
+
+
 # ---------------------------------------------------------------- entry point
 
 

@@ -1,0 +1,1 @@
+"""Optimizers on test problems with known minima: trajectories, distances, animations."""
