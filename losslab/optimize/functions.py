@@ -99,11 +99,13 @@ def problem(name: str, dim: int | None = None) -> Problem:
     if name in ("rosenbrock", "log-rosenbrock", "rosenbrock-nd"):
         f = _log(_rosenbrock) if name.startswith("log") else _rosenbrock
         start = torch.tensor([-1.2, 1.0], dtype=DTYPE).repeat(dim)[:dim][None]  # the classic start
-        return Problem(name, f, torch.ones(1, dim, dtype=DTYPE), start, (-2.0, 2.0, -1.0, 3.0) if dim == 2 else None)
+        box = (-2.0, 2.0, -1.0, 3.0) if dim == 2 else None
+        return Problem(name, f, torch.ones(1, dim, dtype=DTYPE), start, box)
     if name in ("rastrigin", "log-rastrigin"):
         f = _log(_rastrigin) if name.startswith("log") else _rastrigin
         start = torch.tensor([3.3, -3.3], dtype=DTYPE).repeat(dim)[:dim][None]
-        return Problem(name, f, torch.zeros(1, dim, dtype=DTYPE), start, (-5.12, 5.12, -5.12, 5.12) if dim == 2 else None)
+        box = (-5.12, 5.12, -5.12, 5.12) if dim == 2 else None
+        return Problem(name, f, torch.zeros(1, dim, dtype=DTYPE), start, box)
     if name == "least-squares":
         return _least_squares(dim)
     if name == "logreg":

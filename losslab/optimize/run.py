@@ -23,7 +23,8 @@ from losslab.optimize.functions import Problem
 ALIASES = {"momentum": ("sgd", {"momentum": 0.9}), "nesterov": ("sgd", {"momentum": 0.9, "nesterov": True})}
 LR_GRID = [10 ** (e / 2) for e in range(-8, 1)]  # 1e-4 .. 1
 # beyond the learning rate, the settings that make each method itself on a tiny problem
-EXTRA = {"muon": {"orthogonalization": "svd", "weight_decay": 0.0}, "sam": {"rho": 0.01}, "svrg": {"snapshot_every": 10}}
+EXTRA = {"muon": {"orthogonalization": "svd", "weight_decay": 0.0}, "sam": {"rho": 0.01},
+         "svrg": {"snapshot_every": 10}}
 
 
 @dataclass
