@@ -73,7 +73,29 @@ def _tagged_union(*members: type[BaseModel]):
                      Discriminator(tag)]
 
 
-TaskConfig = _tagged_union(ModularTask, ParityTask)
+class ZipfTask(Strict):
+    """Heavy-tailed classes (Kunstner et al. 2024): class k (k = 1..n_classes) has frequency
+    proportional to 1 / k^exponent; inputs are a Gaussian mixture, x = offset + mean_y + noise * N(0, I)."""
+
+    name: Literal["zipf"] = "zipf"
+    n_classes: int = Field(200, ge=2, le=100_000)
+    exponent: float = Field(1.0, ge=0, description="Zipf exponent; 0 gives balanced classes")
+    dim: int = Field(64, ge=1, le=100_000)
+    noise: float = Field(1.0, ge=0, description="std of the noise around the class means (which are N(0, I))")
+    offset: float = Field(0.0, description="a common shift of every input along (1, ..., 1): uncentered "
+                                           "inputs, which make the frequent classes set the stable step size")
+    n_train: int = Field(4000, ge=1)
+    n_test: int = Field(1000, ge=1)
+    groups: int = Field(8, ge=1, description="frequency groups (equal shares of samples) for per-group losses")
+
+    @model_validator(mode="after")
+    def _groups_at_most_classes(self):
+        if self.groups > self.n_classes:
+            raise ValueError(f"groups={self.groups} must be at most n_classes={self.n_classes}")
+        return self
+
+
+TaskConfig = _tagged_union(ModularTask, ParityTask, ZipfTask)
 
 
 # ---------------------------------------------------------------- models

@@ -354,3 +354,30 @@ def test_svrg_run_records_the_variance_ratio_per_layer(store):
                                       "grad_var_ratio/net.2.weight"}
     assert min(r[3] for r in ratios if r[0] == 1) > 10
     assert any(f.endswith("svrg_variance.png") for f in s["figures"])
+
+
+def test_heavy_tailed_classes_gd_leaves_the_rare_ones_adam_learns_them(store):
+    """Kunstner et al. 2024 on the heavy-tail preset, 150 steps (GD diverges at lr 10, spikes at 3)."""
+    def group_losses(*overrides):
+        s = train(load_config("heavy-tail", ["train.max_steps=150", *overrides]), store)
+        assert s["status"] == "completed" and any(f.endswith("class_groups.png") for f in s["figures"])
+        rows = store.find(s["run_id"]).metric_rows()
+        first = {n: v for step, _, n, v in rows if step == 0 and n.startswith("loss_group")}
+        last = {n: v for step, _, n, v in rows if step == 150 and n.startswith("loss_group")}
+        return first, last
+    first, last = group_losses("optim.name=sgd", "optim.lr=1")
+    assert last["loss_group0"] < first["loss_group0"] - 1  # GD learns the most frequent classes
+    assert last["loss_group7"] > first["loss_group7"] - 0.1  # and not the rarest
+    first, last = group_losses()
+    assert all(last[g] < 0.3 * first[g] for g in first)  # Adam learns every group
+
+
+def test_zipf_frequency_groups_hold_equal_shares_of_samples():
+    from losslab.tasks.zipf import frequency_groups, zipf_probabilities
+    p = zipf_probabilities(1000, 1.0)
+    assert math.isclose(p[0] / p[9], 10.0) and math.isclose(float(p.sum()), 1.0)
+    labels = torch.multinomial(p.float(), 20000, replacement=True, generator=torch.Generator().manual_seed(0))
+    groups = frequency_groups(labels, 1000, 4)
+    shares = torch.bincount(groups[labels], minlength=4) / len(labels)
+    assert groups[0] == 0 and (shares - 0.25).abs().max() < 0.05
+    assert (torch.bincount(groups, minlength=4).diff() > 0).all()  # rarer groups hold more classes

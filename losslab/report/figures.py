@@ -1,5 +1,6 @@
 """Figures of a run: the grokking plot (accuracy and loss against step on a log x-axis), and
-the gradient-variance ratio of SVRG runs."""
+the gradient-variance ratio of SVRG runs, and the loss per class-frequency group of
+heavy-tailed tasks."""
 
 from __future__ import annotations
 
@@ -64,11 +65,29 @@ def variance_ratio_figure(rows, title: str):
     return fig
 
 
+def class_group_figure(rows, title: str):
+    """Kunstner et al.'s plot: the training loss of each class-frequency group over training."""
+    groups = sorted(((int(name.removeprefix("loss_group")), series) for (split, name), series in curves(rows).items()
+                     if split == "train" and name.startswith("loss_group")))
+    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    colors = plt.cm.viridis([i / max(len(groups) - 1, 1) for i in range(len(groups))])
+    for (g, (steps, values)), color in zip(groups, colors):
+        label = "most frequent" if g == 0 else "rarest" if g == len(groups) - 1 else None
+        ax.plot(steps, values, color=color, label=f"group {g}" + (f" ({label})" if label else ""))
+    ax.set(xlabel="step", ylabel="training loss", yscale="log", title="training loss per class-frequency group")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
 def write_run_figures(run: RunDir, rows, summary: dict) -> list[Path]:
     title = f"{summary['run_id']} ({summary['status']})"
     figures = {"grokking.png": grokking_figure(rows, summary["events"], title)}
     if any(split == "probe" and name.startswith("grad_var_ratio/") for _, split, name, _ in rows):
         figures["svrg_variance.png"] = variance_ratio_figure(rows, title)
+    if any(name.startswith("loss_group") for _, _, name, _ in rows):
+        figures["class_groups.png"] = class_group_figure(rows, title)
     for name, fig in figures.items():
         fig.savefig(run.figure_dir / name, dpi=120)
         plt.close(fig)

@@ -14,6 +14,7 @@ class Task:
     y_val: torch.Tensor
     n_classes: int
     vocab_size: int | None = None
+    class_groups: torch.Tensor | None = None  # group id of each class: losses are also logged per group
 
     @property
     def is_tokens(self) -> bool:

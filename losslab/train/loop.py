@@ -119,6 +119,17 @@ class Trainer:
         out = self.model(x) if out is None else out.detach()
         return self.loss_fn(out, y).item(), self.loss_fn.accuracy(out, y).item()
 
+    @torch.no_grad()
+    def _group_losses(self, step: int, out: torch.Tensor | None) -> None:
+        """Training loss of each class-frequency group (heavy-tailed tasks)."""
+        t = self.task
+        out = self.model(t.x_train) if out is None else out.detach()
+        group_of = t.class_groups[t.y_train]
+        for g in range(int(t.class_groups.max()) + 1):
+            mask = group_of == g
+            if mask.any():
+                self.rows.append((step, "train", f"loss_group{g}", self.loss_fn(out[mask], t.y_train[mask]).item()))
+
     def _evaluate(self, step: int, out: torch.Tensor | None) -> dict[str, float]:
         """Metrics at theta_step; `out`, the step's forward pass, is reused in full-batch training."""
         t = self.task
@@ -126,6 +137,8 @@ class Trainer:
             self.optimizer.eval()
         train_loss, train_acc = self._measure(t.x_train, t.y_train, out if self.full_batch else None)
         val_loss, val_acc = self._measure(t.x_val, t.y_val)
+        if t.class_groups is not None:
+            self._group_losses(step, out if self.full_batch else None)
         if self.switches_weights:
             self.optimizer.train()
         m = {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}
