@@ -72,6 +72,8 @@ class Trainer:
         self.rows: list[tuple[int, str, str, float]] = []
         self.final: dict[str, float] = {}
         self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
+        self.overhead_s = 0.0  # of the wall time, the part spent evaluating and checkpointing
+        self.grad_evals = 0.0  # gradient computations, in full passes over the training set
         self._epoch_order: tuple[int, torch.Tensor] | None = None
         self._stop_signal: int | None = None
         self.summary = {
@@ -86,7 +88,7 @@ class Trainer:
     def state(self) -> dict:
         return {"step": self.step, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "wall_s": self._wall()}
+                "wall_s": self._wall(), "overhead_s": self.overhead_s, "grad_evals": self.grad_evals}
 
     def restore(self, state: dict, rows: list, summary: dict) -> None:
         """Continue from a checkpoint; metric rows from its step on are measured again."""
@@ -97,6 +99,7 @@ class Trainer:
             raise LossLabError(f"run {self.run_dir.path.name}: checkpoint does not fit its config ({e})") from None
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.wall_before = state["step"], state["wall_s"]
+        self.overhead_s, self.grad_evals = state["overhead_s"], state["grad_evals"]
         self.rows = [r for r in rows if r[0] < self.step]
         self.events.replay(self.rows)
         self.summary.update(created=summary.get("created", _now()), events=dict(self.events.events))
@@ -170,6 +173,7 @@ class Trainer:
         minibatch or (full=True) of the whole training set, left in p.grad."""
         if full:
             x, y = self.task.x_train, self.task.y_train
+        self.grad_evals += len(x) / len(self.task.x_train)
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss_fn(self.model(x), y)
         self._backward(loss)
@@ -231,6 +235,10 @@ class Trainer:
             # schedule-free optimizers move the weights to evaluate: do it before this step's forward
             out = None if self.switches_weights else model(x)
             if step in self.eval_at:
+                started = time.perf_counter()
+                # the cost of reaching theta_step: training time (AlgoPerf's clock) and gradients
+                self.rows += [(step, "cost", "train_s", self._wall() - self.overhead_s),
+                              (step, "cost", "grad_evals", self.grad_evals)]
                 m = self._evaluate(step, out)
                 fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
                 if "t4" in fired and train.stop_after_t4 is not None:
@@ -245,9 +253,11 @@ class Trainer:
                     self._checkpoint("last")
                 if self.on_eval:
                     self.on_eval(step, m, self.events.events)
+                self.overhead_s += time.perf_counter() - started
                 if reason:
                     return "completed", reason
             loss = self.loss_fn(model(x) if out is None else out, y)
+            self.grad_evals += len(x) / len(self.task.x_train)
             opt.zero_grad(set_to_none=True)
             self._backward(loss)
             if getattr(opt, "needs_closure", False):  # SAM, SVRG: more gradients per step
