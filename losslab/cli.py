@@ -216,6 +216,55 @@ def optimize(
     out.print(f"figures: {folder}", highlight=False)
 
 
+# ---------------------------------------------------------------- bench-optim
+
+
+@app.command("bench-optim")
+def bench_optim(
+    suite: Annotated[str, typer.Argument(help="quick (test problems and digits) or default (also parity "
+                                              "and grokking).")] = "quick",
+    optimizers: Annotated[str, typer.Option(help="Comma-separated optimizer names or aliases.")
+                          ] = "sgd,momentum,adam,sam,muon,shampoo",
+    trials: Annotated[int, typer.Option(min=1, help="Quasi-random hyperparameter trials per study.")] = 4,
+    studies: Annotated[int, typer.Option(min=1, help="Independent studies (seeds); >1 gives confidence "
+                                                     "intervals.")] = 1,
+    workloads: Annotated[Optional[str], typer.Option(help="Comma-separated subset of the suite's workloads.")
+                         ] = None,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Race optimizers on a suite of workloads; score them as AlgoPerf does (performance profiles)."""
+    from losslab.bench.run import jsonable, resolve, run_benchmark
+    from losslab.store import RunStore
+
+    opts = [o.strip() for o in optimizers.split(",") if o.strip()]
+    chosen = [w.strip() for w in workloads.split(",")] if workloads else None
+    try:
+        resolve(suite, chosen, opts)
+    except ValueError as e:
+        raise LossLabError(str(e)) from None
+    with Progress(TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                  console=err) as progress:
+        task_id = progress.add_task("trials", total=None)
+
+        def on_trial(t, done, total):
+            progress.update(task_id, completed=done, total=total, description=f"{t.workload} / {t.optimizer}")
+        result = run_benchmark(suite, opts, trials, studies, RunStore(store), chosen, on_trial=on_trial)
+    if as_json:
+        return _print_json(jsonable(result))
+    for clock, label in (("seconds", "training seconds"), ("grad_evals", "gradient evaluations")):
+        block = result["clocks"][clock]
+        table = Table("optimizer", "score", "95% interval", *result["workloads"], box=None,
+                      title=f"time to target in {label} (score 1 = fastest everywhere; - = missed)")
+        for opt in sorted(opts, key=block["scores"].get, reverse=True):
+            interval = block["intervals"][opt] if block["intervals"] else None
+            table.add_row(opt, f"{block['scores'][opt]:.3f}",
+                          f"{interval[0]:.3f}..{interval[1]:.3f}" if interval else "-",
+                          *(_fmt(t, 3) if t != float("inf") else "-" for t in block["times"][opt].values()))
+        out.print(table)
+    out.print(f"profile: {result['figure']}", highlight=False)
+
+
 # ---------------------------------------------------------------- entry point
 
 

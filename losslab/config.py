@@ -95,7 +95,15 @@ class ZipfTask(Strict):
         return self
 
 
-TaskConfig = _tagged_union(ModularTask, ParityTask, ZipfTask)
+class DigitsTask(Strict):
+    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes, shipped inside the package):
+    pixels scaled to [0, 1], a stratified split drawn from the seed."""
+
+    name: Literal["digits"] = "digits"
+    val_fraction: float = Field(0.25, gt=0, lt=1)
+
+
+TaskConfig = _tagged_union(ModularTask, ParityTask, ZipfTask, DigitsTask)
 
 
 # ---------------------------------------------------------------- models

@@ -66,3 +66,15 @@ def test_parity_labels_and_noise():
     assert (noisy.y_train != parity_labels(noisy.x_train, 3)).sum() == 40
     assert torch.equal(noisy.y_val, parity_labels(noisy.x_val, 3))  # the test split stays clean
     assert parity_labels(torch.tensor([[1.0, -1, -1, 1], [-1.0, 1, 1, 1]]), 3).tolist() == [1, 0]
+
+
+def test_digits_split_is_stratified_and_seeded():
+    from losslab.config import DigitsTask
+    from losslab.tasks import build_task
+
+    a, b = build_task(DigitsTask(), 0), build_task(DigitsTask(), 1)
+    assert len(a.x_train) + len(a.x_val) == 1797 and a.x_train.shape[1] == 64 and a.n_classes == 10
+    assert 0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1
+    counts = torch.bincount(a.y_val, minlength=10)
+    assert counts.min() >= 43 and counts.max() <= 46  # 25% of ~180 per class
+    assert not torch.equal(a.y_val, b.y_val)

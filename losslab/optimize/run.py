@@ -34,6 +34,7 @@ class Trajectory:
     points: torch.Tensor  # (steps + 1, rows, cols)
     values: torch.Tensor  # f at each point
     distances: torch.Tensor  # ||x_t - x*||
+    grad_evals_per_step: float = 1.0  # gradients per step (SAM: 2)
 
     @property
     def diverged(self) -> bool:
@@ -68,7 +69,7 @@ def parse_spec(spec: str) -> tuple[str, str, dict, float | None]:
 
 def _optimizer(name: str, groups: list[dict], kwargs: dict) -> torch.optim.Optimizer:
     if hasattr(OPTIMIZERS[name], "for_model"):  # the Muon hybrid: every parameter here is a matrix for Muon
-        return Muon(groups, **kwargs)
+        return Muon(groups, **{k: v for k, v in kwargs.items() if not k.startswith("adamw_")})
     return OPTIMIZERS[name](groups, **kwargs)
 
 
@@ -81,7 +82,11 @@ def trajectories(problem: Problem, label: str, name: str, kwargs: dict, rates: l
     if switches:
         opt.train()
 
+    calls = 0
+
     def closure(full: bool = False):  # deterministic problems: the batch is the whole problem
+        nonlocal calls
+        calls += 1
         opt.zero_grad()
         total = problem.f(torch.stack(list(points))).sum()
         total.backward()
@@ -105,7 +110,7 @@ def trajectories(problem: Problem, label: str, name: str, kwargs: dict, rates: l
         with torch.no_grad():
             values = problem.f(p).nan_to_num(math.inf)
         distances = (p - problem.minimizer).flatten(1).norm(dim=1).nan_to_num(math.inf)
-        out.append(Trajectory(label, lr, p, values, distances))
+        out.append(Trajectory(label, lr, p, values, distances, calls / max(steps, 1)))
     return out
 
 

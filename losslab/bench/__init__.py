@@ -1,0 +1,1 @@
+"""Optimizer benchmarks: suites of workloads with targets, scored as AlgoPerf does."""

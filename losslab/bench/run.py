@@ -1,0 +1,119 @@
+"""`losslab bench-optim`: every optimizer on every workload of a suite, scored as AlgoPerf does.
+
+Results go to a folder of their own (trials.json, results.json, profile.png); the training
+runs of the trials go through the run store like any other run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from losslab.bench.scoring import bootstrap_intervals, median_times, performance_ratios, profile, scores  # noqa: E402
+from losslab.bench.suite import SUITES, WORKLOADS, Trial, run_trial, trial_points  # noqa: E402
+from losslab.optimize.run import parse_spec  # noqa: E402
+from losslab.store import RunStore  # noqa: E402
+
+CLOCKS = {"seconds": "training seconds", "grad_evals": "gradient evaluations"}
+
+
+def resolve(suite: str, workloads: list[str] | None, optimizers: list[str]) -> list[str]:
+    """The workload names to run; raises ValueError on unknown names."""
+    if suite not in SUITES:
+        raise ValueError(f"unknown suite {suite!r} (known: {', '.join(SUITES)})")
+    chosen = workloads or SUITES[suite]
+    for w in chosen:
+        if w not in WORKLOADS:
+            raise ValueError(f"unknown workload {w!r} (known: {', '.join(WORKLOADS)})")
+    for o in optimizers:
+        parse_spec(o)
+    if not optimizers:
+        raise ValueError("no optimizer given")
+    return chosen
+
+
+def run_benchmark(suite: str, optimizers: list[str], trials: int, studies: int, store: RunStore,
+                  workloads: list[str] | None = None, r_max: float = 4.0,
+                  on_trial: Callable[[Trial, int, int], None] | None = None) -> dict:
+    names = resolve(suite, workloads, optimizers)
+    folder = store.root / "bench" / f"{suite}-{datetime.now():%Y%m%d-%H%M%S}"
+    folder.mkdir(parents=True)
+    done: list[Trial] = []
+    total = len(names) * len(optimizers) * studies * trials
+    for w_name in names:
+        workload = WORKLOADS[w_name]()
+        for opt in optimizers:
+            for study in range(studies):
+                for hp in trial_points(opt, trials, seed=study):
+                    done.append(run_trial(workload, opt, study, hp, store))
+                    (folder / "trials.json").write_text(json.dumps(jsonable([asdict(t) for t in done]), indent=1))
+                    if on_trial:
+                        on_trial(done[-1], len(done), total)
+    result = summarize(done, optimizers, names, studies, r_max)
+    result.update(suite=suite, folder=str(folder), trials_per_study=trials, studies=studies)
+    result["figure"] = str(write_profile_figure(result, folder / "profile.png"))
+    (folder / "results.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
+    return result
+
+
+def summarize(done: list[Trial], optimizers: list[str], workloads: list[str], studies: int, r_max: float) -> dict:
+    """Per clock: the workload times (median over studies of each study's fastest trial), the
+    ratios, the scores with bootstrap intervals, and each best trial's hyperparameters."""
+    best: dict[tuple[str, str, int], Trial] = {}
+    for t in done:
+        key = (t.optimizer, t.workload, t.study)
+        if key not in best or t.seconds < best[key].seconds:
+            best[key] = t
+    out: dict = {"optimizers": optimizers, "workloads": workloads, "r_max": r_max, "clocks": {}}
+    for clock in CLOCKS:
+        per_study = {o: {w: [getattr(best[(o, w, s)], clock) for s in range(studies)] for w in workloads}
+                     for o in optimizers}
+        times = median_times(per_study)
+        out["clocks"][clock] = {
+            "times": times, "ratios": performance_ratios(times, r_max), "scores": scores(times, r_max),
+            "intervals": bootstrap_intervals(per_study, r_max) if studies > 1 else None}
+    out["best_hyperparameters"] = {o: {w: best[(o, w, 0)].hyperparameters for w in workloads} for o in optimizers}
+    return out
+
+
+def write_profile_figure(result: dict, path: Path) -> Path:
+    """Performance profiles rho(tau), one panel per clock, like the AlgoPerf paper's."""
+    r_max = result["r_max"]
+    taus = np.linspace(1, r_max, 400)
+    fig, axes = plt.subplots(1, len(CLOCKS), figsize=(12, 4.2), constrained_layout=True)
+    colors = {opt: f"C{i % 10}" for i, opt in enumerate(result["optimizers"])}
+    for ax, (clock, label) in zip(axes, CLOCKS.items()):
+        block = result["clocks"][clock]
+        ranked = sorted(block["scores"], key=block["scores"].get, reverse=True)
+        for opt in ranked:  # the legend in order of score, each optimizer in its own color in both panels
+            ax.step(taus, profile(block["ratios"][opt], taus), where="post", color=colors[opt],
+                    label=f"{opt} ({block['scores'][opt]:.3f})")
+        ax.set(xlim=(1, r_max), ylim=(-0.02, 1.02), xlabel="tau (time / best time)",
+               ylabel="fraction of workloads within tau of the best", title=f"performance profile: {label}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right", title="score")
+    fig.suptitle(f"losslab bench-optim {result.get('suite', '')}: {len(result['workloads'])} workloads")
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def jsonable(obj):
+    """The result with infinities (targets missed) as null, so that it is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    return obj
