@@ -24,7 +24,9 @@ test-slow: install
 	$(BIN)/pytest -q -m slow
 
 bench: install
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_trainer.py
+	$(BIN)/python benchmarks/bench_optimizers.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
