@@ -104,11 +104,11 @@ def run(
     """Train one run and write it to the store."""
     from losslab.config import load_config
     from losslab.store import RunStore
-    from losslab.train.loop import train
+    from losslab.train.loop import finish, prepare
 
     cfg = load_config(source, overrides or [], seed)
-    runs = RunStore(store)
-    _train_with_progress(cfg.train.max_steps, lambda cb: train(cfg, runs, cb), as_json)
+    trainer = prepare(cfg, RunStore(store))  # refusals come before the progress bar
+    _train_with_progress(cfg.train.max_steps, lambda cb: finish(trainer, cb), as_json)
 
 
 @app.command()
@@ -119,13 +119,11 @@ def resume(
 ):
     """Continue an interrupted or killed run from its last checkpoint."""
     from losslab.store import RunStore
-    from losslab.train.loop import resume as resume_run
+    from losslab.train.loop import finish, prepare_resume
 
-    runs = RunStore(store)
-    run_folder = runs.find(run_dir)
-    cfg = run_folder.config()
-    _train_with_progress(cfg.train.max_steps, lambda cb: resume_run(run_folder, RunStore(run_folder.path.parent), cb),
-                         as_json)
+    run_folder = RunStore(store).find(run_dir)
+    trainer = prepare_resume(run_folder, RunStore(run_folder.path.parent))
+    _train_with_progress(trainer.cfg.train.max_steps, lambda cb: finish(trainer, cb), as_json)
 
 
 # ---------------------------------------------------------------- runs / show

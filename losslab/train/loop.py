@@ -293,8 +293,9 @@ class Trainer:
                 signal.signal(sig, handler)
 
 
-def _finish(trainer: Trainer) -> dict:
-    """Train, then draw the run's figures into its folder."""
+def finish(trainer: Trainer, on_eval: EvalCallback | None = None) -> dict:
+    """Train a prepared run, then draw its figures into its folder; returns its summary."""
+    trainer.on_eval = on_eval or trainer.on_eval
     summary = trainer.run()
     summary["figures"] = [str(p) for p in write_run_figures(trainer.run_dir, trainer.rows, summary)]
     trainer.run_dir.write_summary(summary)
@@ -302,24 +303,33 @@ def _finish(trainer: Trainer) -> dict:
     return summary
 
 
-def train(cfg: RunConfig, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
-    """Train a new run of `cfg` in `store`, with its figures; returns its summary."""
+def prepare(cfg: RunConfig, store: RunStore) -> Trainer:
+    """A new run of `cfg` in `store`, ready to train (everything that can refuse has been built)."""
     run = store.create(cfg)
     try:
-        trainer = Trainer(cfg, run, store, on_eval)
+        return Trainer(cfg, run, store)
     except LossLabError:  # e.g. a Muon config on a model without hidden matrices: leave no empty run
         shutil.rmtree(run.path)
         raise
-    return _finish(trainer)
+
+
+def prepare_resume(run: RunDir, store: RunStore) -> Trainer:
+    """An interrupted (or killed) run restored from its latest checkpoint, ready to train on."""
+    summary = run.summary()
+    if summary.get("status") in ("completed", "diverged"):
+        raise LossLabError(f"run {run.path.name} has {summary['status']}; nothing to resume")
+    trainer = Trainer(run.config(), run, store)
+    state = run.latest_checkpoint()
+    if state is not None:
+        trainer.restore(state, run.metric_rows(), summary)
+    return trainer
+
+
+def train(cfg: RunConfig, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
+    """Train a new run of `cfg` in `store`, with its figures; returns its summary."""
+    return finish(prepare(cfg, store), on_eval)
 
 
 def resume(run: RunDir, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
     """Continue an interrupted (or killed) run from its latest checkpoint."""
-    summary = run.summary()
-    if summary.get("status") in ("completed", "diverged"):
-        raise LossLabError(f"run {run.path.name} has {summary['status']}; nothing to resume")
-    trainer = Trainer(run.config(), run, store, on_eval)
-    state = run.latest_checkpoint()
-    if state is not None:
-        trainer.restore(state, run.metric_rows(), summary)
-    return _finish(trainer)
+    return finish(prepare_resume(run, store), on_eval)
