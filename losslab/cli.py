@@ -168,6 +168,53 @@ def show(
     out.print(f"checkpoints: {len(files['checkpoints'])} in {run_folder.checkpoint_dir}", highlight=False)
 
 
+# ---------------------------------------------------------------- analyses of checkpoints
+
+RunArg = Annotated[str, typer.Argument(metavar="RUN", help="A run folder or run id.")]
+CheckpointOpt = Annotated[Optional[int], typer.Option("--checkpoint", help="The step of a stored checkpoint "
+                                                                           "(default: the last).")]
+SplitOpt = Annotated[str, typer.Option(help="train or val.")]
+
+
+@app.command()
+def hessian(
+    run_ref: RunArg,
+    checkpoint: CheckpointOpt = None,
+    k: Annotated[int, typer.Option("--k", min=1, help="How many eigenvalues.")] = 5,
+    which: Annotated[str, typer.Option(help="top, bottom or both.")] = "top",
+    trace: Annotated[bool, typer.Option("--trace", help="Hutchinson's trace estimate.")] = False,
+    density: Annotated[bool, typer.Option("--density", help="The spectral density (SLQ) and its figure.")] = False,
+    split: SplitOpt = "train",
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Hessian of the loss at a checkpoint: extreme eigenvalues, trace, spectral density."""
+    from losslab.analysis.point import load_point
+    from losslab.analysis.reports import hessian_report
+    from losslab.store import RunStore
+
+    if which not in ("top", "bottom", "both"):
+        raise LossLabError(f"--which must be top, bottom or both, got {which!r}")
+    point = load_point(RunStore(store).find(run_ref), checkpoint)
+    point.data(split)
+    with err.status(f"Hessian of {point.run.path.name} at step {point.step}"):
+        result = hessian_report(point, k, which, trace, density, split)
+    if as_json:
+        return _print_json(result)
+    table = Table("quantity", "value", box=None)
+    for key in ("step", "split", "n_params", "loss", "grad_norm", "top", "bottom", "condition_number"):
+        if key in result:
+            value = result[key]
+            table.add_row(key, ", ".join(_fmt(v, 5) for v in value) if isinstance(value, list) else _fmt(value, 5))
+    if "trace" in result:
+        table.add_row("trace", f"{result['trace']['estimate']:.5g} +- {result['trace']['standard_error']:.2g}")
+    table.add_row("Hessian-vector products", str(result["hessian_vector_products"]))
+    table.add_row("seconds", _fmt(result["seconds"]))
+    out.print(table)
+    out.print(f"saved: {result['file']}" + (f"\nfigure: {result['figure']}" if "figure" in result else ""),
+              highlight=False)
+
+
 # ---------------------------------------------------------------- optimize
 
 

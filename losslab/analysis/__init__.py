@@ -1,0 +1,1 @@
+"""Analyses of stored checkpoints: the Hessian and its spectrum, loss surfaces, sharpness."""

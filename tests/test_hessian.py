@@ -1,0 +1,88 @@
+"""Hessian estimators against closed forms and the dense Hessian."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from losslab.analysis.hessian import (Hessian, extreme_eigenpairs, hutchinson_trace, numerical_rank,
+                                      spectral_density)
+
+
+def quadratic(eigenvalues, seed=0):
+    """0.5 w^T A w with A = Q diag(eigenvalues) Q^T: its Hessian is A."""
+    n = len(eigenvalues)
+    q, _ = torch.linalg.qr(torch.randn(n, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))
+    a = q @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ q.T
+    w = torch.randn(n, dtype=torch.float64)
+    return Hessian(lambda p: 0.5 * p["w"] @ a @ p["w"], {"w": w}), a
+
+
+EIGS = [5.0, 3.0, 2.0, 1.0, 0.5, 0.1, 0.0, -0.2, -1.0, -4.0] + [0.3] * 10
+
+
+def test_quadratic_extreme_eigenvalues_trace_and_dense_are_exact():
+    h, a = quadratic(EIGS)
+    assert torch.allclose(h.dense(), a, atol=1e-12)
+    top = extreme_eigenpairs(h, k=3, which="top")
+    assert np.allclose(top.values, [2.0, 3.0, 5.0], rtol=1e-8)
+    bottom = extreme_eigenpairs(h, k=2, which="bottom")
+    assert np.allclose(bottom.values, [-4.0, -1.0], rtol=1e-8)
+    v = torch.from_numpy(top.vectors[:, -1])
+    assert torch.allclose(a @ v, 5.0 * v, atol=1e-6)
+    trace = hutchinson_trace(h, samples=400)
+    assert abs(trace.estimate - sum(EIGS)) < 3 * trace.standard_error
+
+
+def test_slq_with_full_lanczos_puts_its_nodes_on_the_eigenvalues():
+    h, _ = quadratic(EIGS)
+    density = spectral_density(h, steps=20, runs=3)
+    distinct = sorted(set(EIGS))
+    for nodes, weights in zip(density.nodes, density.weights):
+        real = nodes[weights > 1e-12]
+        assert len(real) == len(distinct) and np.allclose(sorted(real), distinct, atol=1e-8)
+        assert math.isclose(weights.sum(), 1.0, rel_tol=1e-10)
+    grid = np.linspace(-6, 7, 4001)
+    smooth = density.smoothed(grid, sigma=0.05)
+    assert math.isclose(np.trapezoid(smooth, grid), 1.0, rel_tol=1e-3)
+    # each run's mean is v^T H v / v^T v for its random start: tr(H) / n in expectation
+    many = spectral_density(h, steps=4, runs=400)
+    means = (many.nodes * many.weights).sum(1)
+    assert abs(means.mean() - np.mean(EIGS)) < 3 * means.std() / math.sqrt(len(means))
+
+
+@pytest.fixture(scope="module")
+def small_mlp():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.Tanh(), nn.Linear(8, 3))
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+
+    def loss_of(p):
+        return nn.functional.cross_entropy(functional_call(model, p, (x,)), y)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    flat = torch.cat([p.flatten() for p in params.values()])
+
+    def flat_loss(v):
+        pieces, at = {}, 0
+        for n, p in params.items():
+            pieces[n] = v[at: at + p.numel()].view(p.shape)
+            at += p.numel()
+        return loss_of(pieces)
+    dense = torch.autograd.functional.hessian(flat_loss, flat).double()
+    return Hessian(loss_of, params), dense
+
+
+def test_mlp_hessian_against_autograd_functional_hessian(small_mlp):
+    h, dense = small_mlp
+    assert torch.allclose(h.dense(), (dense + dense.T) / 2, atol=1e-5)
+    exact = torch.linalg.eigvalsh(dense).numpy()
+    top = extreme_eigenpairs(h, k=5, which="top")
+    assert np.allclose(top.values, exact[-5:], rtol=1e-4)
+    bottom = extreme_eigenpairs(h, k=3, which="bottom")
+    assert np.allclose(bottom.values, exact[:3], rtol=1e-4, atol=1e-6)
+    trace = hutchinson_trace(h, samples=300)
+    assert abs(trace.estimate - float(dense.trace())) < 3 * trace.standard_error
+    assert numerical_rank(h.dense()) == numerical_rank(dense)
