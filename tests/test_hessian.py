@@ -8,8 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from losslab.analysis.hessian import (Hessian, extreme_eigenpairs, hutchinson_trace, numerical_rank,
-                                      spectral_density)
+from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, numerical_rank, spectral_density
 
 
 def quadratic(eigenvalues, seed=0):
