@@ -215,6 +215,53 @@ def hessian(
               highlight=False)
 
 
+@app.command()
+def landscape(
+    run_ref: RunArg,
+    checkpoint: CheckpointOpt = None,
+    dims: Annotated[int, typer.Option(min=1, max=2, help="1: a line, 2: a plane.")] = 1,
+    direction: Annotated[str, typer.Option(help="random, init, final, checkpoint:STEP, run:RUN[@STEP], step, "
+                                                "pcaN, hessianN.")] = "random",
+    direction2: Annotated[str, typer.Option(help="The second direction of a plane.")] = "random",
+    span: Annotated[str, typer.Option("--range", help="START:STOP of the coefficients.")] = "-1:1",
+    points: Annotated[int, typer.Option(help="Grid points per axis (0 is always added).")] = 51,
+    split: SplitOpt = "train",
+    seed: Annotated[int, typer.Option(help="Seed of the (first) random direction.")] = 0,
+    seeds: Annotated[int, typer.Option(min=1, help="1D random lines: repeat over this many seeds.")] = 1,
+    normalization: Annotated[str, typer.Option(help="Of random directions: filter, layer or none.")] = "filter",
+    include_biases: Annotated[bool, typer.Option("--include-biases", help="Random directions also move 1D "
+                                                                          "parameters.")] = False,
+    all_checkpoints: Annotated[bool, typer.Option("--all-checkpoints", help="1D: the line at every stored "
+                                                                            "checkpoint, as a heatmap.")] = False,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Loss and accuracy along a line or over a plane through a checkpoint (Li et al. 2018)."""
+    import numpy as np
+
+    from losslab.analysis.point import load_point
+    from losslab.analysis.reports import landscape_report
+    from losslab.analysis.surface import axis, parse_range
+    from losslab.store import RunStore
+
+    start, stop = parse_range(span)
+    axis(start, stop, points)
+    if all_checkpoints and dims != 1:
+        raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")
+    point = load_point(RunStore(store).find(run_ref), checkpoint)
+    point.data(split)
+    with err.status(f"landscape of {point.run.path.name} at step {point.step}"):
+        result = landscape_report(point, dims, direction, direction2, (start, stop), points, split, seed, seeds,
+                                  normalization, include_biases, all_checkpoints)
+    if as_json:
+        return _print_json(result)
+    loss = np.asarray(result["loss"])
+    out.print(f"{result['dims']}D {result['direction']} from step {result['step']} ({result['split']}): "
+              f"loss {loss.min():.4g} .. {loss.max():.4g} over {loss.size} points in {result['seconds']:.1f} s",
+              highlight=False)
+    out.print(f"saved: {result['file']}\nfigure: {result['figure']}", highlight=False)
+
+
 # ---------------------------------------------------------------- optimize
 
 

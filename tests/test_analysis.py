@@ -56,3 +56,79 @@ def test_bad_analysis_input_is_one_line(tiny_run, args, message):
     root, run_id = tiny_run
     out = losslab(*[run_id if a == "RUN" else a for a in args], "--out", root)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_filter_normalized_directions_match_each_filters_norm(tiny_run):
+    from losslab.analysis.directions import random_direction
+    point = load_point(RunStore(tiny_run[0]).find(tiny_run[1]))
+    d = random_direction(point.params, seed=3)
+    for name, w in point.params.items():
+        if w.ndim >= 2:
+            assert torch.allclose(d[name].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-5)
+        else:
+            assert not d[name].any()  # biases ignored by default
+    layer = random_direction(point.params, seed=3, normalization="layer", include_biases=True)
+    assert all(torch.isclose(layer[n].norm(), w.norm(), rtol=1e-5) for n, w in point.params.items())
+    assert torch.equal(random_direction(point.params, seed=3)["embed.weight"], d["embed.weight"])
+
+
+def test_surface_centre_is_the_checkpoint_and_the_model_never_moves(tiny_run):
+    from losslab.analysis.directions import resolve_direction
+    from losslab.analysis.surface import axis, evaluate
+    point = load_point(RunStore(tiny_run[0]).find(tiny_run[1]))
+    before = {n: p.clone() for n, p in point.params.items()}
+    alphas = axis(-1, 1, 4)  # 4 points do not hold 0: it is added
+    assert 0.0 in alphas and len(alphas) == 5
+    d1, d2 = resolve_direction(point, "random", 0), resolve_direction(point, "random", 1)
+    plane = evaluate(point, d1, alphas, d2, alphas)
+    with torch.no_grad():
+        centre = point.loss(point.params).item()
+    i = list(alphas).index(0.0)
+    assert plane.loss[i, i] == pytest.approx(centre, rel=1e-6)
+    assert all(torch.equal(before[n], p) for n, p in point.params.items())
+    # toward the initialization: alpha = 1 is the step-0 checkpoint
+    line = evaluate(point, resolve_direction(point, "init"), np.array([0.0, 1.0]))
+    start = load_point(point.run, 0)
+    with torch.no_grad():
+        assert line.loss[1] == pytest.approx(start.loss(start.params).item(), rel=1e-5)
+
+
+def test_principal_directions_explain_the_trajectory(tiny_run):
+    from losslab.analysis.directions import principal_directions, trajectory_matrix
+    point = load_point(RunStore(tiny_run[0]).find(tiny_run[1]))
+    (d1, d2), explained = principal_directions(point, 2)
+    flat = torch.cat([d1[n].flatten() for n in d1]), torch.cat([d2[n].flatten() for n in d2])
+    assert flat[0].norm() == pytest.approx(1, rel=1e-5) and abs(float(flat[0] @ flat[1])) < 1e-5
+    steps, rows = trajectory_matrix(point)
+    centered = rows.double() - rows.double().mean(0)
+    assert explained[0] == pytest.approx(float((centered @ flat[0].double()).square().sum() / centered.square().sum()),
+                                         rel=1e-4)
+
+
+def test_landscape_command(tiny_run):
+    root, run_id = tiny_run
+    out = losslab("landscape", run_id, "--out", root, "--dims", "2", "--points", "5", "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert np.array(r["loss"]).shape == (5, 5) and r["seeds"] == [0, 1] and r["figure"].endswith(".png")
+    out = losslab("landscape", run_id, "--out", root, "--all-checkpoints", "--points", "5", "--json")
+    r = json.loads(out.stdout)
+    assert np.array(r["loss"]).shape == (len(r["steps"]), 5)
+    out = losslab("landscape", run_id, "--out", root, "--direction", "step", "--points", "3", "--json")
+    assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--range", "1:-1"], "holds no grid"),
+    (["--points", "1"], "holds no grid"),
+    (["--range", "wide"], "--range expects START:STOP"),
+    (["--direction", "sideways"], "unknown direction 'sideways'"),
+    (["--direction", "checkpoint:7"], "has no checkpoint at step 7"),
+    (["--direction", "pca40"], "too few for 40 principal directions"),
+    (["--dims", "2", "--all-checkpoints"], "--all-checkpoints draws a line"),
+    (["--normalization", "row"], "unknown normalization 'row'"),
+])
+def test_bad_landscape_input_is_one_line(tiny_run, args, message):
+    root, run_id = tiny_run
+    out = losslab("landscape", run_id, *args, "--points" if "--points" not in args else "--seed", "5", "--out", root)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr

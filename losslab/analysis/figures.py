@@ -28,3 +28,60 @@ def density_figure(density: Density, extremes: list[float], title: str, path: Pa
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def line_figure(alphas: np.ndarray, lines: list[tuple[str, np.ndarray, np.ndarray]], title: str, xlabel: str,
+                path: Path) -> Path:
+    """Loss and accuracy along a line, one curve per (label, loss, acc)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for label, loss, acc in lines:
+        axes[0].plot(alphas, loss, label=label)
+        axes[1].plot(alphas, acc, label=label)
+    axes[0].set(xlabel=xlabel, ylabel="loss", yscale="log", title="loss")
+    axes[1].set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title="accuracy")
+    for ax in axes:
+        ax.axvline(0, color="k", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+    if len(lines) > 1:
+        axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: np.ndarray, title: str,
+                 labels: tuple[str, str], path: Path) -> Path:
+    """Contours of log10 loss and a heatmap of accuracy over the plane; the point itself marked."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+    b, a = np.meshgrid(betas, alphas)
+    filled = axes[0].contourf(a, b, np.log10(np.maximum(loss, 1e-12)), levels=30, cmap="viridis")
+    axes[0].contour(a, b, np.log10(np.maximum(loss, 1e-12)), levels=15, colors="k", linewidths=0.3)
+    fig.colorbar(filled, ax=axes[0], label="log10 loss")
+    mesh = axes[1].pcolormesh(a, b, acc, cmap="magma", vmin=0, vmax=1, shading="nearest")
+    fig.colorbar(mesh, ax=axes[1], label="accuracy")
+    for ax in axes:
+        ax.plot(0, 0, "r*", ms=10)
+        ax.set(xlabel=labels[0], ylabel=labels[1])
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray, title: str,
+                       path: Path) -> Path:
+    """The same line at every checkpoint: alpha against step, colored by loss and accuracy."""
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    x = np.arange(len(steps))
+    for ax, values, label, cmap, limits in ((axes[0], np.log10(np.maximum(loss, 1e-12)), "log10 loss", "viridis",
+                                              (None, None)), (axes[1], acc, "accuracy", "magma", (0, 1))):
+        mesh = ax.pcolormesh(x, alphas, values.T, cmap=cmap, vmin=limits[0], vmax=limits[1], shading="nearest")
+        fig.colorbar(mesh, ax=ax, label=label)
+        ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).astype(int))
+        ax.set_xticks(ticks, [str(steps[t]) for t in ticks], rotation=45)
+        ax.set(xlabel="checkpoint step", ylabel="alpha")
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
-from losslab.analysis.figures import density_figure
+import numpy as np
+
+from losslab.analysis.directions import resolve_direction
+from losslab.analysis.figures import checkpoint_heatmap, density_figure, line_figure, plane_figure
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, spectral_density
-from losslab.analysis.point import Point
+from losslab.analysis.point import Point, checkpoint_paths, load_point
+from losslab.analysis.surface import axis, evaluate
 
 
 def _save(point: Point, name: str, result: dict) -> dict:
@@ -46,3 +51,53 @@ def hessian_report(point: Point, k: int = 5, which: str = "top", trace: bool = F
     result["seconds"] = round(time.perf_counter() - started, 3)
     return _save(point, f"hessian_step{point.step}_{split}", result)
 
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)
+
+
+def landscape_report(point: Point, dims: int = 1, direction: str = "random", direction2: str = "random",
+                     span: tuple[float, float] = (-1.0, 1.0), points: int = 51, split: str = "train", seed: int = 0,
+                     seeds: int = 1, normalization: str = "filter", include_biases: bool = False,
+                     all_checkpoints: bool = False) -> dict:
+    """A 1D line (over `seeds` random directions, or at every checkpoint) or a 2D plane."""
+    started = time.perf_counter()
+    alphas = axis(span[0], span[1], points)
+    options = {"normalization": normalization, "include_biases": include_biases, "split": split}
+    run, name = point.run, point.run.path.name
+    result: dict = {"run_id": name, "step": point.step, "split": split, "dims": dims, "direction": direction,
+                    "normalization": normalization, "include_biases": include_biases, "alphas": alphas.tolist()}
+    tag = f"{dims}d_{_slug(direction)}" + (f"_{_slug(direction2)}" if dims == 2 else "")
+    if dims == 2:
+        d1 = resolve_direction(point, direction, seed, **options)
+        d2 = resolve_direction(point, direction2, seed + 1, **options)
+        s = evaluate(point, d1, alphas, d2, alphas, split)
+        result.update(direction2=direction2, seeds=[seed, seed + 1], betas=alphas.tolist(), loss=s.loss.tolist(),
+                      acc=s.acc.tolist())
+        title = f"{name} step {point.step}: {direction} x {direction2} ({split})"
+        fig = plane_figure(alphas, alphas, s.loss, s.acc, title, (direction, direction2),
+                           run.figure_dir / f"landscape_{tag}_step{point.step}.png")
+    elif all_checkpoints:
+        steps = list(checkpoint_paths(run))
+        lines = []
+        for step in steps:
+            at = load_point(run, step)
+            lines.append(evaluate(at, resolve_direction(at, direction, seed, **options), alphas, split=split))
+        loss, acc = np.array([s.loss for s in lines]), np.array([s.acc for s in lines])
+        result.update(steps=steps, seeds=[seed], loss=loss.tolist(), acc=acc.tolist())
+        fig = checkpoint_heatmap(steps, alphas, loss, acc, f"{name}: {direction} line at every checkpoint ({split})",
+                                 run.figure_dir / f"landscape_{tag}_checkpoints.png")
+        tag += "_checkpoints"
+    else:
+        chosen = [seed + i for i in range(seeds)] if direction == "random" else [seed]
+        lines = [evaluate(point, resolve_direction(point, direction, s, **options), alphas, split=split)
+                 for s in chosen]
+        result.update(seeds=chosen, loss=[s.loss.tolist() for s in lines], acc=[s.acc.tolist() for s in lines])
+        fig = line_figure(alphas, [(f"seed {s}", ln.loss, ln.acc) for s, ln in zip(chosen, lines)],
+                          f"{name} step {point.step}: {direction} ({split})", "alpha",
+                          run.figure_dir / f"landscape_{tag}_step{point.step}.png")
+    result["figure"] = str(fig)
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    suffix = "" if all_checkpoints and dims == 1 else f"_step{point.step}"
+    return _save(point, f"landscape_{tag}{suffix}_{split}", result)

@@ -226,7 +226,7 @@ class Trainer:
         return self.summary
 
     def _loop(self) -> tuple[str, str | None]:
-        train, model, opt = self.cfg.train, self.model, self.optimizer
+        train, model = self.cfg.train, self.model
         while True:
             if self._stop_signal is not None:
                 return "interrupted", signal.Signals(self._stop_signal).name
@@ -256,16 +256,27 @@ class Trainer:
                 self.overhead_s += time.perf_counter() - started
                 if reason:
                     return "completed", reason
-            loss = self.loss_fn(model(x) if out is None else out, y)
-            self.grad_evals += len(x) / len(self.task.x_train)
-            opt.zero_grad(set_to_none=True)
-            self._backward(loss)
-            if getattr(opt, "needs_closure", False):  # SAM, SVRG: more gradients per step
-                opt.step(partial(self._gradient, x, y))
-            else:
-                opt.step()
-            self.scheduler.step()
-            self.step += 1
+            self._update(x, y, out)
+
+    def _update(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None) -> None:
+        """theta_step -> theta_step+1 on the batch (x, y); `out` is the forward pass if made already."""
+        opt = self.optimizer
+        loss = self.loss_fn(self.model(x) if out is None else out, y)
+        self.grad_evals += len(x) / len(self.task.x_train)
+        opt.zero_grad(set_to_none=True)
+        self._backward(loss)
+        if getattr(opt, "needs_closure", False):  # SAM, SVRG: more gradients per step
+            opt.step(partial(self._gradient, x, y))
+        else:
+            opt.step()
+        self.scheduler.step()
+        self.step += 1
+
+    def take_step(self) -> None:
+        """One training step from the current state, exactly as the loop takes it (no evaluation)."""
+        if self.switches_weights:
+            self.optimizer.train()
+        self._update(*self._batch(self.step), None)
 
     # ------------------------------------------------------------ process plumbing
 
