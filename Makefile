@@ -27,6 +27,7 @@ bench: install
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
 	$(BIN)/python benchmarks/bench_trainer.py
 	$(BIN)/python benchmarks/bench_optimizers.py
+	$(BIN)/python benchmarks/bench_analysis.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -132,3 +132,28 @@ def test_bad_landscape_input_is_one_line(tiny_run, args, message):
     root, run_id = tiny_run
     out = losslab("landscape", run_id, *args, "--points" if "--points" not in args else "--seed", "5", "--out", root)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+
+
+def test_first_layer_shortcut_gives_the_plain_values(tmp_path):
+    """On an MLP the surface reuses W x, D1 x, D2 x: the values are those of full forward passes."""
+    from torch.func import functional_call
+
+    from losslab.analysis.directions import resolve_direction
+    from losslab.analysis.surface import _first_linear, evaluate
+    from losslab.config import load_config
+    from losslab.train.loop import train
+    store = RunStore(tmp_path)
+    s = train(load_config("parity", ["train.max_steps=30", "model.depth=2", "model.bias=true"]), store)
+    point = load_point(store.find(s["run_id"]))
+    assert _first_linear(point.model) is not None
+    d1, d2 = resolve_direction(point, "random", 0, include_biases=True), resolve_direction(point, "random", 1)
+    grid = np.array([-0.5, 0.0, 0.7])
+    plane = evaluate(point, d1, grid, d2, grid)
+    x, y = point.data()
+    for i, a in enumerate(grid):
+        for j, b in enumerate(grid):
+            params = {n: t + a * d1[n] + b * d2[n] for n, t in point.params.items()}
+            with torch.no_grad():
+                out = functional_call(point.model, params, (x,))
+            assert plane.loss[i, j] == pytest.approx(point.loss_fn(out, y).item(), rel=1e-5)
+            assert plane.acc[i, j] == point.loss_fn.accuracy(out, y).item()

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import LinearOperator, eigsh
+from threadpoolctl import threadpool_limits
 
 
 class Hessian:
@@ -94,7 +95,9 @@ def extreme_eigenpairs(h: Hessian, k: int = 5, which: str = "top", tol: float = 
     before = h.products
     # the bottom of a Hessian is a dense cluster near 0: a wider Krylov space saves ~6x the products there
     ncv = min(h.size, max(2 * k + 1, 20) if which == "top" else max(4 * k, 60))
-    values, vectors = eigsh(h.operator(), k=k, which="LA" if which == "top" else "SA", tol=tol, v0=v0, ncv=ncv)
+    # ARPACK's own BLAS work is small; OpenBLAS threads left spinning would slow torch's products 2.5x
+    with threadpool_limits(1, user_api="blas"):
+        values, vectors = eigsh(h.operator(), k=k, which="LA" if which == "top" else "SA", tol=tol, v0=v0, ncv=ncv)
     order = np.argsort(values)
     return Eigen(values[order], vectors[:, order], h.products - before)
 
