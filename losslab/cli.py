@@ -216,6 +216,42 @@ def hessian(
 
 
 @app.command()
+def sharpness(
+    run_ref: RunArg,
+    checkpoint: CheckpointOpt = None,
+    rho: Annotated[float, typer.Option(help="Radius of SAM's l2 ball (> 0).")] = 0.05,
+    steps: Annotated[int, typer.Option(min=1, help="Ascent steps from each start.")] = 20,
+    restarts: Annotated[int, typer.Option(min=0, help="Random starts besides the gradient's.")] = 3,
+    keskar_eps: Annotated[float, typer.Option(help="Keskar's box: |e_i| <= eps (|w_i| + 1), eps > 0.")] = 1e-3,
+    split: SplitOpt = "train",
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Sharpness of a checkpoint: SAM's (worst loss rise in an l2 ball), Keskar's, and for Adam
+    runs the preconditioned lambda_max(P^-1 H) with its stability threshold."""
+    from losslab.analysis.point import load_point
+    from losslab.analysis.reports import sharpness_report
+    from losslab.store import RunStore
+
+    if not (rho > 0 and keskar_eps > 0):
+        raise LossLabError(f"--rho and --keskar-eps must be > 0, got {rho:g} and {keskar_eps:g}")
+    point = load_point(RunStore(store).find(run_ref), checkpoint)
+    point.data(split)
+    with err.status(f"sharpness of {point.run.path.name} at step {point.step}"):
+        result = sharpness_report(point, rho, steps, restarts, keskar_eps, split)
+    if as_json:
+        return _print_json(result)
+    out.print(f"step {result['step']} ({split}): loss {result['sam']['loss']:.5g}", highlight=False)
+    out.print(f"SAM sharpness (rho {rho:g}): {result['sam']['sharpness']:.5g}", highlight=False)
+    out.print(f"Keskar sharpness (eps {keskar_eps:g}): {result['keskar']['sharpness']:.5g}", highlight=False)
+    if "adam_preconditioned" in result:
+        pre = result["adam_preconditioned"]
+        out.print(f"lambda_max(P^-1 H) {pre['preconditioned_lambda_max']:.5g} against the adaptive edge of "
+                  f"stability (2 + 2 beta1) / ((1 - beta1) lr) = {pre['threshold']:.5g}", highlight=False)
+    out.print(f"saved: {result['file']}", highlight=False)
+
+
+@app.command()
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,

@@ -157,3 +157,15 @@ def test_first_layer_shortcut_gives_the_plain_values(tmp_path):
                 out = functional_call(point.model, params, (x,))
             assert plane.loss[i, j] == pytest.approx(point.loss_fn(out, y).item(), rel=1e-5)
             assert plane.acc[i, j] == point.loss_fn.accuracy(out, y).item()
+
+
+def test_sharpness_command(tiny_run):
+    root, run_id = tiny_run
+    out = losslab("sharpness", run_id, "--out", root, "--steps", "5", "--restarts", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["sam"]["sharpness"] > 0 and r["keskar"]["sharpness"] > 0 and r["sam"]["starts"] == 2
+    pre = r["adam_preconditioned"]  # the tiny run trains with AdamW
+    assert pre["preconditioned_lambda_max"] > 0 and pre["threshold"] == pytest.approx(3.8 / (0.1 * 3e-3))
+    bad = losslab("sharpness", run_id, "--out", root, "--rho", "-1")
+    assert bad.returncode == 2 and "--rho and --keskar-eps must be > 0" in bad.stderr

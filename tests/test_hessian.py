@@ -85,3 +85,32 @@ def test_mlp_hessian_against_autograd_functional_hessian(small_mlp):
     trace = hutchinson_trace(h, samples=300)
     assert abs(trace.estimate - float(dense.trace())) < 3 * trace.standard_error
     assert numerical_rank(h.dense()) == numerical_rank(dense)
+
+
+def test_sam_and_keskar_sharpness_on_a_quadratic_at_its_minimum():
+    from losslab.analysis.sharpness import keskar_sharpness, sam_sharpness
+    h, a = quadratic([4.0, 1.0, 0.5, 0.1])
+    params = {"w": torch.zeros(4, dtype=torch.float64)}
+
+    def loss_of(p):
+        return 0.5 * p["w"] @ a @ p["w"]
+    rho = 0.1
+    assert sam_sharpness(loss_of, params, rho=rho, steps=30)["sharpness"] == pytest.approx(rho**2 * 4.0 / 2, rel=1e-3)
+    # Keskar's box |eps_i| <= eps (|w_i| + 1) = eps: the best corner, by brute force over the 16 corners
+    eps = 1e-2
+    corners = torch.tensor([[(c >> i) & 1 for i in range(4)] for c in range(16)], dtype=torch.float64) * 2 - 1
+    best = max(float(loss_of({"w": eps * c})) for c in corners)
+    assert keskar_sharpness(loss_of, params, eps=eps)["sharpness"] == pytest.approx(100 * best, rel=1e-6)
+
+
+def test_adam_preconditioned_sharpness_against_the_dense_matrix():
+    from losslab.analysis.sharpness import adam_preconditioned_sharpness
+    h, a = quadratic(EIGS)
+    v = torch.rand(len(EIGS), dtype=torch.float64) + 0.1
+    state = {"state": {0: {"exp_avg_sq": v * (1 - 0.999**10), "step": torch.tensor(10.0)}},
+             "param_groups": [{"params": [0], "betas": (0.9, 0.999), "lr": 0.01, "eps": 1e-8}]}
+    p_inv_sqrt = torch.diag((v.sqrt() + 1e-8).rsqrt())
+    exact = torch.linalg.eigvalsh(p_inv_sqrt @ a @ p_inv_sqrt).max().item()
+    result = adam_preconditioned_sharpness(h, state)
+    assert result["preconditioned_lambda_max"] == pytest.approx(exact, rel=1e-6)
+    assert result["threshold"] == pytest.approx(3.8 / (0.1 * 0.01))
