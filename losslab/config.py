@@ -220,6 +220,16 @@ class TrainConfig(Strict):
     diverge_loss: float = Field(1e4, gt=0, description="a loss above this (or NaN) is divergence")
 
 
+class ProbesConfig(Strict):
+    """Measurements at theta_t every `every` steps, on the training set, into the run's metrics."""
+
+    every: int = Field(0, ge=0, description="probe every this many steps (0: never)")
+    hessian: bool = Field(False, description="lambda_max, lambda_min and their ratio (Lanczos, warm-started)")
+    preconditioned: bool = Field(False, description="Adam/AdamW runs: lambda_max(P^-1 H) and its threshold")
+    geometry: bool = Field(True, description="gradient norm, cos(theta_t, theta_0), cos(theta_t, previous probe), "
+                                             "Frobenius and spectral norms of every weight matrix")
+
+
 class EventsConfig(Strict):
     """Thresholds of t1..t4 (accuracies in [0, 1])."""
 
@@ -240,6 +250,7 @@ class RunConfig(Strict):
     optim: OptimConfig = OptimConfig()
     train: TrainConfig = TrainConfig()
     events: EventsConfig = EventsConfig()
+    probes: ProbesConfig = ProbesConfig()
 
     @model_validator(mode="after")
     def _model_fits_task(self):

@@ -169,3 +169,26 @@ def test_sharpness_command(tiny_run):
     assert pre["preconditioned_lambda_max"] > 0 and pre["threshold"] == pytest.approx(3.8 / (0.1 * 3e-3))
     bad = losslab("sharpness", run_id, "--out", root, "--rho", "-1")
     assert bad.returncode == 2 and "--rho and --keskar-eps must be > 0" in bad.stderr
+
+
+def test_probes_during_training_match_the_checkpoints(tmp_path):
+    from losslab.analysis.hessian import Hessian, extreme_eigenpairs
+    from losslab.config import load_config
+    from losslab.train.loop import train
+    store = RunStore(tmp_path)
+    cfg = load_config("grokking", ["task.p=11", "model.d_model=16", "model.d_mlp=32", "train.max_steps=40",
+                                   "train.eval_every=10", "optim.lr=3e-3", "probes.every=10", "probes.hessian=true",
+                                   "probes.preconditioned=true"])
+    s = train(cfg, store)
+    assert any(f.endswith("curvature.png") for f in s["figures"]) and s["slingshots"] == []
+    probes = {(step, name): v for step, split, name, v in store.find(s["run_id"]).metric_rows() if split == "probe"}
+    for step in (0, 40):
+        point = load_point(store.find(s["run_id"]), step)
+        exact = extreme_eigenpairs(Hessian(lambda p: point.loss(p), point.params), 1).values[0]
+        assert probes[(step, "lambda_max")] == pytest.approx(exact, rel=1e-4)
+        w = point.params["unembed.weight"]
+        assert probes[(step, "norm_fro/unembed.weight")] == pytest.approx(float(w.norm()), rel=1e-6)
+        assert probes[(step, "norm_spec/unembed.weight")] == pytest.approx(float(torch.linalg.svdvals(w)[0]), rel=1e-5)
+    assert probes[(0, "cos_theta0")] == pytest.approx(1.0) and (0, "cos_previous") not in probes
+    assert probes[(10, "edge_of_stability")] == pytest.approx(2 / 3e-3)
+    assert probes[(40, "preconditioned_lambda_max")] > 0 and (0, "preconditioned_lambda_max") not in probes

@@ -31,3 +31,13 @@ def test_cadence():
     assert {0, 1, 2, 100, 500, 1000} <= steps and max(steps) == 1000
     assert log_spaced(10_000, 4) >= {0, 1, 10, 100, 1000, 10_000}
     assert len(log_spaced(10_000, 4)) <= 18 and log_spaced(100, 0) == set()
+
+
+def test_slingshots_need_a_loss_spike_and_a_last_layer_norm_jump():
+    from losslab.train.events import slingshots
+    loss = [(s, "train", "loss", v) for s, v in [(0, 2.0), (10, 0.1), (20, 0.05), (30, 0.5), (40, 0.04),
+                                                 (50, 0.5), (60, 0.03)]]
+    norms = [(s, "probe", "norm_fro/head.weight", v) for s, v in [(0, 1.0), (10, 1.0), (20, 1.0), (30, 1.3),
+                                                                  (40, 1.31), (50, 1.31), (60, 1.32)]]
+    assert slingshots(loss + norms, "head.weight") == [30]  # the spike at 50 comes without a norm jump
+    assert slingshots(loss, "head.weight") == []  # no probes, no claim

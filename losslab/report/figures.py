@@ -1,6 +1,6 @@
 """Figures of a run: the grokking plot (accuracy and loss against step on a log x-axis), and
-the gradient-variance ratio of SVRG runs, and the loss per class-frequency group of
-heavy-tailed tasks."""
+the gradient-variance ratio of SVRG runs, the loss per class-frequency group of heavy-tailed
+tasks, and the curvature probes against the edge of stability."""
 
 from __future__ import annotations
 
@@ -81,11 +81,34 @@ def class_group_figure(rows, title: str):
     return fig
 
 
+def curvature_figure(rows, title: str):
+    """lambda_max with the edge of stability 2 / lr (Cohen et al. 2021), and for Adam runs the
+    preconditioned lambda_max(P^-1 H) with (2 + 2 beta1) / ((1 - beta1) lr) (Cohen et al. 2022)."""
+    series = curves(rows)
+    pairs = [("lambda_max", "edge_of_stability", "2 / lr"),
+             ("preconditioned_lambda_max", "adaptive_edge_of_stability", "(2 + 2 b1) / ((1 - b1) lr)")]
+    pairs = [p for p in pairs if ("probe", p[0]) in series]
+    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 4), constrained_layout=True, squeeze=False)
+    for ax, (value, threshold, label) in zip(axes[0], pairs):
+        steps, values = series[("probe", value)]
+        ax.plot([max(s, 1) for s in steps], values, marker=".", label=value)
+        if ("probe", threshold) in series:
+            t_steps, t_values = series[("probe", threshold)]
+            ax.plot([max(s, 1) for s in t_steps], t_values, "k--", lw=1, label=label)
+        ax.set(xscale="log", yscale="log", xlabel="step", ylabel="eigenvalue")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
 def write_run_figures(run: RunDir, rows, summary: dict) -> list[Path]:
     title = f"{summary['run_id']} ({summary['status']})"
     figures = {"grokking.png": grokking_figure(rows, summary["events"], title)}
     if any(split == "probe" and name.startswith("grad_var_ratio/") for _, split, name, _ in rows):
         figures["svrg_variance.png"] = variance_ratio_figure(rows, title)
+    if any(name in ("lambda_max", "preconditioned_lambda_max") for _, _, name, _ in rows):
+        figures["curvature.png"] = curvature_figure(rows, title)
     if any(name.startswith("loss_group") for _, _, name, _ in rows):
         figures["class_groups.png"] = class_group_figure(rows, title)
     for name, fig in figures.items():

@@ -23,6 +23,7 @@ from datetime import datetime
 from functools import partial
 
 import torch
+from torch.func import functional_call
 
 from losslab.config import RunConfig
 from losslab.errors import LossLabError
@@ -34,7 +35,8 @@ from losslab.report.figures import write_run_figures
 from losslab.store import RunDir, RunStore
 from losslab.tasks import build_task
 from losslab.train.cadence import eval_steps, log_spaced
-from losslab.train.events import EventDetector
+from losslab.train.events import EventDetector, slingshots
+from losslab.train.probes import Probes
 
 # on_eval(step, metrics {train_loss, train_acc, val_loss, val_acc}, events {t1..t4})
 EvalCallback = Callable[[int, dict, dict], None]
@@ -55,6 +57,8 @@ class Trainer:
             self.model.double()
             self.task = self.task.to(torch.float64)
         self.optimizer = build_optimizer(cfg.optim, self.model)
+        self.probes = Probes(cfg.probes, self.model, self._train_loss_of, self.optimizer)
+        self.probes.theta0 = torch.cat([p.detach().flatten().clone() for p in self.model.parameters()])
         # schedule-free optimizers evaluate at other weights than they differentiate at
         self.switches_weights = callable(getattr(self.optimizer, "eval", None))
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, cfg.train.max_steps)
@@ -163,6 +167,9 @@ class Trainer:
             self.rows += [(step, "probe", f"grad_var_sgd/{name}", sgd), (step, "probe", f"grad_var_svrg/{name}", svrg),
                           (step, "probe", f"grad_var_ratio/{name}", sgd / svrg if svrg > 0 else math.inf)]
 
+    def _train_loss_of(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss_fn(functional_call(self.model, params, (self.task.x_train,)), self.task.y_train)
+
     def _backward(self, loss: torch.Tensor) -> None:
         loss.backward()
         if self.cfg.optim.clip_grad_norm:
@@ -231,6 +238,10 @@ class Trainer:
             if self._stop_signal is not None:
                 return "interrupted", signal.Signals(self._stop_signal).name
             step = self.step
+            if self.probes.due(step):
+                started = time.perf_counter()
+                self.rows += self.probes.measure(step)
+                self.overhead_s += time.perf_counter() - started
             x, y = self._batch(step)
             # schedule-free optimizers move the weights to evaluate: do it before this step's forward
             out = None if self.switches_weights else model(x)
@@ -308,6 +319,9 @@ def finish(trainer: Trainer, on_eval: EvalCallback | None = None) -> dict:
     """Train a prepared run, then draw its figures into its folder; returns its summary."""
     trainer.on_eval = on_eval or trainer.on_eval
     summary = trainer.run()
+    if trainer.cfg.probes.every and trainer.cfg.probes.geometry:
+        matrices = [n for n, p in trainer.model.named_parameters() if p.ndim == 2]
+        summary["slingshots"] = slingshots(trainer.rows, matrices[-1]) if matrices else []
     summary["figures"] = [str(p) for p in write_run_figures(trainer.run_dir, trainer.rows, summary)]
     trainer.run_dir.write_summary(summary)
     trainer.store.record(summary)
