@@ -252,6 +252,41 @@ def sharpness(
 
 
 @app.command()
+def basin(
+    run_ref: RunArg,
+    checkpoint: CheckpointOpt = None,
+    split: SplitOpt = "train",
+    max_examples: Annotated[Optional[int], typer.Option(min=1, help="Use the first N examples only.")] = None,
+    relative_tol: Annotated[float, typer.Option(help="Singular values below this x the largest count as 0.")
+                            ] = 1e-6,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Behavioral gradients: rank of the output Jacobian, the behavior-manifold dimension, and
+    how many inputs each activation layer can no longer tell apart."""
+    from losslab.analysis.point import load_point
+    from losslab.analysis.reports import basin_report
+    from losslab.store import RunStore
+
+    point = load_point(RunStore(store).find(run_ref), checkpoint)
+    point.data(split)
+    with err.status(f"behavioral gradients of {point.run.path.name} at step {point.step}"):
+        result = basin_report(point, split, max_examples, relative_tol)
+    if as_json:
+        return _print_json(result)
+    out.print(f"step {result['step']} ({split}, {result['examples']} examples x {result['outputs']} outputs): "
+              f"rank(G) = {result['rank_G']} of {result['n_params']} parameters; behavior manifold dimension "
+              f"{result['behavior_manifold_dim']}", highlight=False)
+    if "rank_H" in result:
+        out.print(f"MSE: rank(H) = {result['rank_H']} (loss {result['loss']:.3g}; equal to rank(G) at a global "
+                  f"minimum)", highlight=False)
+    for layer, shared in result["shared_activation_patterns"].items():
+        out.print(f"layer {layer}: {shared} of {result['examples']} inputs share their activation pattern",
+                  highlight=False)
+    out.print(f"saved: {result['file']}", highlight=False)
+
+
+@app.command()
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,

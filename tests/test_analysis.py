@@ -192,3 +192,17 @@ def test_probes_during_training_match_the_checkpoints(tmp_path):
     assert probes[(0, "cos_theta0")] == pytest.approx(1.0) and (0, "cos_previous") not in probes
     assert probes[(10, "edge_of_stability")] == pytest.approx(2 / 3e-3)
     assert probes[(40, "preconditioned_lambda_max")] > 0 and (0, "preconditioned_lambda_max") not in probes
+
+
+def test_basin_command(tmp_path):
+    store = tmp_path / "store"
+    out = losslab("run", "parity", "--set", "loss=mse", "--set", "model.width=8", "--set", "train.max_steps=50",
+                  "--out", store, "--json")
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    out = losslab("basin", run_id, "--out", store, "--max-examples", "40", "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert r["examples"] == 40 and r["outputs"] == 1 and r["n_params"] == 50 * 8 + 8 + 8
+    assert r["rank_G"] <= 40 and r["behavior_manifold_dim"] == r["n_params"] - r["rank_G"]
+    assert r["rank_H"] >= 1 and set(r["shared_activation_patterns"]) == {"net.1"}

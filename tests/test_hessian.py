@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, numerical_rank, spectral_density
+from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, spectral_density
 
 
 def quadratic(eigenvalues, seed=0):
@@ -84,7 +84,8 @@ def test_mlp_hessian_against_autograd_functional_hessian(small_mlp):
     assert np.allclose(bottom.values, exact[:3], rtol=1e-4, atol=1e-6)
     trace = hutchinson_trace(h, samples=300)
     assert abs(trace.estimate - float(dense.trace())) < 3 * trace.standard_error
-    assert numerical_rank(h.dense()) == numerical_rank(dense)
+    assert torch.linalg.matrix_rank(h.dense(), hermitian=True) == torch.linalg.matrix_rank(dense.double(),
+                                                                                            hermitian=True)
 
 
 def test_sam_and_keskar_sharpness_on_a_quadratic_at_its_minimum():
@@ -114,3 +115,50 @@ def test_adam_preconditioned_sharpness_against_the_dense_matrix():
     result = adam_preconditioned_sharpness(h, state)
     assert result["preconditioned_lambda_max"] == pytest.approx(exact, rel=1e-6)
     assert result["threshold"] == pytest.approx(3.8 / (0.1 * 0.01))
+
+
+def test_behavioral_gradients_of_a_linear_model_have_the_rank_of_the_data():
+    from losslab.analysis.basin import behavioral_gradients, numerical_rank
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(30, 3, generator=g) @ torch.randn(3, 8, generator=g)  # rank 3 inputs in 8 dimensions
+    model = nn.Linear(8, 2, bias=False)
+    jac = behavioral_gradients(model, {n: p.detach() for n, p in model.named_parameters()}, x)
+    assert jac.shape == (60, 16)
+    assert numerical_rank(torch.linalg.svdvals(jac), 1e-6) == 2 * 3  # one copy of X per output
+    expected = torch.zeros(60, 16, dtype=torch.float64)  # d out_k / d W_kj = x_j
+    for i in range(30):
+        for k in range(2):
+            expected[2 * i + k, 8 * k: 8 * (k + 1)] = x[i]
+    assert torch.allclose(jac, expected, atol=1e-6)
+
+
+def test_at_a_global_minimum_of_mse_rank_h_equals_rank_g():
+    from losslab.analysis.basin import behavioral_gradients, numerical_rank
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 6), nn.Tanh(), nn.Linear(6, 1)).double()
+    x, y = torch.randn(5, 2, dtype=torch.float64), torch.randn(5, 1, dtype=torch.float64)
+    lbfgs = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=2000, tolerance_grad=1e-15,
+                              tolerance_change=1e-20, line_search_fn="strong_wolfe")
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = ((model(x) - y) ** 2).mean()
+        loss.backward()
+        return loss
+    lbfgs.step(closure)
+    params = {n: p.detach() for n, p in model.named_parameters()}
+    loss_of = (lambda p: ((functional_call(model, p, (x,)) - y) ** 2).mean())  # noqa: E731
+    assert loss_of(params) < 1e-20  # 25 parameters, 5 targets: interpolated
+    rank_g = numerical_rank(torch.linalg.svdvals(behavioral_gradients(model, params, x)), 1e-6)
+    rank_h = numerical_rank(torch.linalg.eigvalsh(Hessian(loss_of, params).dense()).abs(), 1e-12)
+    assert rank_g == rank_h == 5
+
+
+def test_inputs_that_share_an_activation_pattern_are_counted():
+    from losslab.analysis.basin import shared_activation_patterns
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 1))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(2))
+        model[0].bias.zero_()
+    x = torch.tensor([[1.0, 1.0], [2.0, 3.0], [-1.0, 1.0], [1.0, -1.0], [-2.0, -1.0]])
+    assert shared_activation_patterns(model, x) == {"1": 2}  # (+, +) twice; the other three are alone

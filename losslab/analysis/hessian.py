@@ -12,7 +12,7 @@ forward-over-reverse, to the same values (3.7e-8).
   Lanczos steps with full reorthogonalization give nodes (the Ritz values) and weights (the
   squared first components of their eigenvectors); the density is their Gaussian-smoothed
   average.
-- Dense: the full matrix by one product per basis vector, for small models; its rank.
+- Dense: the full matrix by one product per basis vector, for small models.
 """
 
 from __future__ import annotations
@@ -160,6 +160,3 @@ def spectral_density(h: Hessian, steps: int = 80, runs: int = 5, seed: int = 0) 
         nodes[r, : len(theta)], weights[r, : len(theta)] = theta, u[0] ** 2  # zero-weight padding if T stopped early
     return Density(nodes, weights)
 
-
-def numerical_rank(matrix: torch.Tensor) -> int:
-    return int(torch.linalg.matrix_rank(matrix, hermitian=True))

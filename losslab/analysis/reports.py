@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
 
 import numpy as np
+import torch
+from torch.func import functional_call
 
+from losslab.analysis.basin import behavioral_gradients, numerical_rank, shared_activation_patterns
 from losslab.analysis.directions import resolve_direction
 from losslab.analysis.figures import checkpoint_heatmap, density_figure, line_figure, plane_figure
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, spectral_density
 from losslab.analysis.point import Point, checkpoint_paths, load_point
 from losslab.analysis.sharpness import adam_preconditioned_sharpness, keskar_sharpness, sam_sharpness
 from losslab.analysis.surface import axis, evaluate
+
+DENSE_LIMIT = 3000  # parameters: the dense Hessian (one product per parameter) stays quick up to here
 
 
 def _save(point: Point, name: str, result: dict) -> dict:
@@ -121,3 +127,33 @@ def sharpness_report(point: Point, rho: float = 0.05, steps: int = 20, restarts:
             result["adam_preconditioned"] = adam_preconditioned_sharpness(Hessian(loss_of, params), state)
     result["seconds"] = round(time.perf_counter() - started, 3)
     return _save(point, f"sharpness_step{point.step}_{split}", result)
+
+
+def basin_report(point: Point, split: str = "train", max_examples: int | None = None,
+                 relative_tol: float = 1e-6) -> dict:
+    """Rank of the behavioral gradients G, the behavior-manifold dimension, the information-loss
+    counts per layer, and for MSE runs (small ones) rank(H) against rank(G)."""
+    started = time.perf_counter()
+    x, y = point.data(split)
+    if max_examples is not None:
+        x, y = x[:max_examples], y[:max_examples]
+    g = behavioral_gradients(point.model, point.params, x)
+    sv = torch.linalg.svdvals(g)
+    rank = numerical_rank(sv, relative_tol)
+    n_params = g.shape[1]
+    result = {"run_id": point.run.path.name, "step": point.step, "split": split, "examples": len(x),
+              "outputs": g.shape[0] // len(x), "n_params": n_params, "rank_G": rank,
+              "behavior_manifold_dim": n_params - rank, "relative_tol": relative_tol,
+              "singular_values": sv.tolist(), "shared_activation_patterns": shared_activation_patterns(point.model, x)}
+    if point.cfg.loss == "mse" and n_params <= DENSE_LIMIT:
+        params64 = {n: p.double() for n, p in point.params.items()}
+        model64 = copy.deepcopy(point.model).double()
+        x64 = x.double() if x.is_floating_point() else x
+
+        def loss_of(p):
+            return point.loss_fn(functional_call(model64, p, (x64,)), y)
+        h = Hessian(loss_of, params64)
+        eigenvalues = torch.linalg.eigvalsh(h.dense()).abs()
+        result.update(loss=float(h.loss.detach()), rank_H=numerical_rank(eigenvalues, relative_tol**2))
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    return _save(point, f"basin_step{point.step}_{split}", result)
