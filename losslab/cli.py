@@ -287,6 +287,24 @@ def basin(
 
 
 @app.command()
+def trajectory(run_ref: RunArg, store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
+    """Geometry of a run's stored trajectory: principal directions, cosines, weight norms."""
+    from losslab.analysis.point import load_point
+    from losslab.analysis.reports import trajectory_report
+    from losslab.store import RunStore
+
+    result = trajectory_report(load_point(RunStore(store).find(run_ref)))
+    if as_json:
+        return _print_json(result)
+    out.print(f"{len(result['steps'])} checkpoints; variance in the first principal directions: "
+              + ", ".join(f"{v:.1%}" for v in result["explained_variance"])
+              + f" (first two: {result['explained_by_two']:.1%})", highlight=False)
+    out.print(f"cos(theta_last, theta_0) = {result['cos_theta0'][-1]:.4f}; slingshots: {result['slingshots']}",
+              highlight=False)
+    out.print(f"saved: {result['file']}\nfigure: {result['figure']}", highlight=False)
+
+
+@app.command()
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,

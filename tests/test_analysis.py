@@ -206,3 +206,14 @@ def test_basin_command(tmp_path):
     assert r["examples"] == 40 and r["outputs"] == 1 and r["n_params"] == 50 * 8 + 8 + 8
     assert r["rank_G"] <= 40 and r["behavior_manifold_dim"] == r["n_params"] - r["rank_G"]
     assert r["rank_H"] >= 1 and set(r["shared_activation_patterns"]) == {"net.1"}
+
+
+def test_trajectory_command(tiny_run):
+    root, run_id = tiny_run
+    out = losslab("trajectory", run_id, "--out", root, "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    n = len(r["steps"])
+    assert r["cos_theta0"][0] == pytest.approx(1.0) and len(r["cos_consecutive"]) == n - 1
+    assert sum(r["explained_variance"]) <= 1 + 1e-9 and r["explained_by_two"] > 0.5
+    assert len(r["norms"]["fro/unembed.weight"]) == n and r["figure"].endswith("trajectory_pca.png")

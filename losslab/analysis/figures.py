@@ -85,3 +85,18 @@ def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, a
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[float], title: str,
+                      path: Path) -> Path:
+    """The checkpoints projected on the trajectory's first two principal directions."""
+    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    ax.plot(projected[:, 0], projected[:, 1], "-", color="0.6", lw=1)
+    points = ax.scatter(projected[:, 0], projected[:, 1], c=np.log10(np.maximum(steps, 1)), cmap="viridis", zorder=3)
+    fig.colorbar(points, ax=ax, label="log10 step")
+    ax.set(xlabel=f"PC1 ({explained[0]:.1%} of the variance)", ylabel=f"PC2 ({explained[1]:.1%})",
+           title=f"{title}: trajectory")
+    ax.grid(alpha=0.3)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -12,12 +12,13 @@ import torch
 from torch.func import functional_call
 
 from losslab.analysis.basin import behavioral_gradients, numerical_rank, shared_activation_patterns
-from losslab.analysis.directions import resolve_direction
-from losslab.analysis.figures import checkpoint_heatmap, density_figure, line_figure, plane_figure
+from losslab.analysis.directions import resolve_direction, trajectory_matrix
+from losslab.analysis.figures import checkpoint_heatmap, density_figure, line_figure, plane_figure, trajectory_figure
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, spectral_density
 from losslab.analysis.point import Point, checkpoint_paths, load_point
 from losslab.analysis.sharpness import adam_preconditioned_sharpness, keskar_sharpness, sam_sharpness
 from losslab.analysis.surface import axis, evaluate
+from losslab.errors import LossLabError
 
 DENSE_LIMIT = 3000  # parameters: the dense Hessian (one product per parameter) stays quick up to here
 
@@ -157,3 +158,31 @@ def basin_report(point: Point, split: str = "train", max_examples: int | None = 
         result.update(loss=float(h.loss.detach()), rank_H=numerical_rank(eigenvalues, relative_tol**2))
     result["seconds"] = round(time.perf_counter() - started, 3)
     return _save(point, f"basin_step{point.step}_{split}", result)
+
+
+def trajectory_report(point: Point) -> dict:
+    """Geometry of the stored trajectory: the variance in its principal directions, the cosines
+    between checkpoints, the norms of every weight matrix; its projection on the first two
+    principal directions as a figure."""
+    steps, rows = trajectory_matrix(point)
+    if len(steps) < 3:
+        raise LossLabError(f"run {point.run.path.name} stored {len(steps)} checkpoints: a trajectory needs 3")
+    rows = rows.double()
+    centered = rows - rows.mean(0)
+    _, s, vh = torch.linalg.svd(centered, full_matrices=False)
+    explained = (s**2 / (s**2).sum()).tolist()
+    norms: dict[str, list[float]] = {}
+    for step in steps:
+        for name, w in load_point(point.run, step).params.items():
+            if w.ndim == 2:
+                norms.setdefault(f"fro/{name}", []).append(float(torch.linalg.matrix_norm(w)))
+                norms.setdefault(f"spec/{name}", []).append(float(torch.linalg.matrix_norm(w, ord=2)))
+    cos = torch.nn.functional.cosine_similarity
+    result = {"run_id": point.run.path.name, "steps": steps, "explained_variance": explained[:5],
+              "explained_by_two": sum(explained[:2]),
+              "cos_theta0": cos(rows, rows[:1]).tolist(), "cos_consecutive": cos(rows[1:], rows[:-1]).tolist(),
+              "norms": norms, "slingshots": point.run.summary().get("slingshots")}
+    projected = (centered @ vh[:2].T).numpy()
+    result["figure"] = str(trajectory_figure(steps, projected, explained, point.run.path.name,
+                                             point.run.figure_dir / "trajectory_pca.png"))
+    return _save(point, "trajectory", result)
