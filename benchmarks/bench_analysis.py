@@ -10,15 +10,14 @@ through losslab's store). Side by side in one process:
 - a 51 x 51 plane: losslab against loss_landscapes.planar_interpolation along the same two
   directions on the same grid (theirs: i/51 and (j+1)/51), values compared to 1e-5.
 
-Peak memory is reported as the growth of the process's maximum RSS during each step (run
-first the cheaper ones).
+Peak memory: the growth of the resident set during each measurement (the kernel's
+high-water mark, reset before each one).
 
     pip install -e '.[bench]'
     python benchmarks/bench_analysis.py
 """
 
 import copy
-import resource
 import tempfile
 import time
 
@@ -37,14 +36,21 @@ from losslab.train.loop import train
 STEPS = 51
 
 
-def peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _rss_kb(field: str) -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith(field):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def timed(f):
-    before, start = peak_mb(), time.perf_counter()
+    """(value, seconds, peak memory in MB above the resident size at the start): the peak
+    (VmHWM) is reset first through /proc/self/clear_refs, so each method's peak is its own."""
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+    before, start = _rss_kb("VmRSS"), time.perf_counter()
     value = f()
-    return value, time.perf_counter() - start, peak_mb() - before
+    return value, time.perf_counter() - start, (_rss_kb("VmHWM") - before) / 1024
 
 
 def workload():

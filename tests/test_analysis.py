@@ -217,3 +217,14 @@ def test_trajectory_command(tiny_run):
     assert r["cos_theta0"][0] == pytest.approx(1.0) and len(r["cos_consecutive"]) == n - 1
     assert sum(r["explained_variance"]) <= 1 + 1e-9 and r["explained_by_two"] > 0.5
     assert len(r["norms"]["fro/unembed.weight"]) == n and r["figure"].endswith("trajectory_pca.png")
+
+
+def test_a_checkpoint_that_does_not_fit_the_config_is_one_line(tmp_path, tiny_run):
+    import shutil
+    root, run_id = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(root / run_id, copy)
+    config = copy / "config.toml"
+    config.write_text(config.read_text().replace("d_model = 32", "d_model = 48"))
+    out = losslab("hessian", copy, "--out", tmp_path)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "does not fit its config" in out.stderr
