@@ -227,8 +227,8 @@ def sharpness(
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
-    """Sharpness of a checkpoint: SAM's (worst loss rise in an l2 ball), Keskar's, and for Adam
-    runs the preconditioned lambda_max(P^-1 H) with its stability threshold."""
+    """Sharpness of a checkpoint: SAM's (worst loss rise in an l2 ball), Keskar's, and for Adam and
+    Shampoo runs the preconditioned lambda_max(P^-1 H) with its stability threshold."""
     from losslab.analysis.point import load_point
     from losslab.analysis.reports import sharpness_report
     from losslab.store import RunStore
@@ -244,10 +244,10 @@ def sharpness(
     out.print(f"step {result['step']} ({split}): loss {result['sam']['loss']:.5g}", highlight=False)
     out.print(f"SAM sharpness (rho {rho:g}): {result['sam']['sharpness']:.5g}", highlight=False)
     out.print(f"Keskar sharpness (eps {keskar_eps:g}): {result['keskar']['sharpness']:.5g}", highlight=False)
-    if "adam_preconditioned" in result:
-        pre = result["adam_preconditioned"]
-        out.print(f"lambda_max(P^-1 H) {pre['preconditioned_lambda_max']:.5g} against the adaptive edge of "
-                  f"stability (2 + 2 beta1) / ((1 - beta1) lr) = {pre['threshold']:.5g}", highlight=False)
+    if "preconditioned" in result:
+        pre = result["preconditioned"]
+        out.print(f"lambda_max(P^-1 H) {pre['preconditioned_lambda_max']:.5g} against its stability threshold "
+                  f"{pre['threshold']:.5g}", highlight=False)
     out.print(f"saved: {result['file']}", highlight=False)
 
 

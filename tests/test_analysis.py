@@ -165,7 +165,7 @@ def test_sharpness_command(tiny_run):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["sam"]["sharpness"] > 0 and r["keskar"]["sharpness"] > 0 and r["sam"]["starts"] == 2
-    pre = r["adam_preconditioned"]  # the tiny run trains with AdamW
+    pre = r["preconditioned"]  # the tiny run trains with AdamW
     assert pre["preconditioned_lambda_max"] > 0 and pre["threshold"] == pytest.approx(3.8 / (0.1 * 3e-3))
     bad = losslab("sharpness", run_id, "--out", root, "--rho", "-1")
     assert bad.returncode == 2 and "--rho and --keskar-eps must be > 0" in bad.stderr

@@ -162,3 +162,26 @@ def test_inputs_that_share_an_activation_pattern_are_counted():
         model[0].bias.zero_()
     x = torch.tensor([[1.0, 1.0], [2.0, 3.0], [-1.0, 1.0], [1.0, -1.0], [-2.0, -1.0]])
     assert shared_activation_patterns(model, x) == {"1": 2}  # (+, +) twice; the other three are alone
+
+
+def test_shampoo_preconditioned_sharpness_against_the_dense_matrix():
+    """P^-1 = L^-1/4 (x) R^-1/4 on a matrix parameter (row-major flattening), AdaGrad on a vector."""
+    from losslab.analysis.sharpness import shampoo_preconditioned_sharpness
+    from losslab.optim.shampoo import Shampoo
+    torch.manual_seed(0)
+    w, b = nn.Parameter(torch.randn(3, 4, dtype=torch.float64)), nn.Parameter(torch.randn(2, dtype=torch.float64))
+    opt = Shampoo([w, b], lr=0.1, graft="none")
+    for _ in range(3):
+        w.grad, b.grad = torch.randn(3, 4, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
+        opt.step()
+    n = 14
+    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
+    a = q @ torch.diag(torch.linspace(0.1, 3, n, dtype=torch.float64)) @ q.T
+    h = Hessian(lambda p: 0.5 * torch.cat([p["w"].flatten(), p["b"]]) @ a @ torch.cat([p["w"].flatten(), p["b"]]),
+                {"w": w.detach(), "b": b.detach()})
+    state = opt.state
+    p_inv = torch.block_diag(torch.kron(state[w]["L_root"], state[w]["R_root"]),
+                             torch.diag(1 / (state[b]["diagonal"].sqrt() + 1e-8)))
+    exact = torch.linalg.eigvals(p_inv @ a).real.max().item()
+    result = shampoo_preconditioned_sharpness(h, opt.state_dict())
+    assert result["preconditioned_lambda_max"] == pytest.approx(exact, rel=1e-6) and result["threshold"] == 20

@@ -16,7 +16,7 @@ from losslab.analysis.directions import resolve_direction, trajectory_matrix
 from losslab.analysis.figures import checkpoint_heatmap, density_figure, line_figure, plane_figure, trajectory_figure
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, spectral_density
 from losslab.analysis.point import Point, checkpoint_paths, load_point
-from losslab.analysis.sharpness import adam_preconditioned_sharpness, keskar_sharpness, sam_sharpness
+from losslab.analysis.sharpness import PRECONDITIONED, keskar_sharpness, sam_sharpness
 from losslab.analysis.surface import axis, evaluate
 from losslab.errors import LossLabError
 
@@ -113,7 +113,8 @@ def landscape_report(point: Point, dims: int = 1, direction: str = "random", dir
 
 def sharpness_report(point: Point, rho: float = 0.05, steps: int = 20, restarts: int = 3, keskar_eps: float = 1e-3,
                      split: str = "train", seed: int = 0) -> dict:
-    """SAM and Keskar sharpness; for Adam/AdamW runs also lambda_max(P^-1 H) against its threshold."""
+    """SAM and Keskar sharpness; for Adam, AdamW and Shampoo runs also lambda_max(P^-1 H) against
+    its stability threshold."""
     started = time.perf_counter()
     params = point.params
 
@@ -122,10 +123,10 @@ def sharpness_report(point: Point, rho: float = 0.05, steps: int = 20, restarts:
     result = {"run_id": point.run.path.name, "step": point.step, "split": split,
               "sam": sam_sharpness(loss_of, params, rho, steps, restarts, seed),
               "keskar": keskar_sharpness(loss_of, params, keskar_eps, steps, seed)}
-    if point.cfg.optim.name in ("adam", "adamw"):
+    if point.cfg.optim.name in PRECONDITIONED:
         state = point.run.load_checkpoint(checkpoint_paths(point.run)[point.step])["optimizer"]
         if state["state"]:  # none before the first step
-            result["adam_preconditioned"] = adam_preconditioned_sharpness(Hessian(loss_of, params), state)
+            result["preconditioned"] = PRECONDITIONED[point.cfg.optim.name](Hessian(loss_of, params), state)
     result["seconds"] = round(time.perf_counter() - started, 3)
     return _save(point, f"sharpness_step{point.step}_{split}", result)
 

@@ -8,7 +8,9 @@
   / (1 + L(w)), by projected ascent with sign steps (the box's geometry).
 - Preconditioned sharpness (Cohen et al. 2022): lambda_max(P^-1 H) for Adam's
   preconditioner P = diag(sqrt(v_hat) + eps), with the stability threshold
-  (2 + 2 beta1) / ((1 - beta1) lr) it is compared to.
+  (2 + 2 beta1) / ((1 - beta1) lr) it is compared to; and for Shampoo's
+  P^-1 = L^-1/4 (x) R^-1/4 (its stored roots; AdaGrad's diagonal on vectors), without the
+  per-layer rescaling of grafting, against 2 / lr.
 """
 
 from __future__ import annotations
@@ -89,12 +91,56 @@ def adam_preconditioned_sharpness(h: Hessian, optimizer_state: dict) -> dict:
     step = float(state[group["params"][0]]["step"])
     p = torch.cat([(state[i]["exp_avg_sq"].flatten() / (1 - beta2**step)).sqrt() + eps for i in group["params"]])
     scale = p.double().rsqrt()
-
-    def matvec(x):
-        v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel())
-        return (scale * (h @ (scale * v))).numpy()
-    op = LinearOperator((h.size, h.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
-    with threadpool_limits(1, user_api="blas"):
-        value = float(eigsh(op, k=1, which="LA", tol=1e-6, v0=np.random.default_rng(0).standard_normal(h.size))[0][0])
+    value = _symmetrized_max(h, lambda v: scale * v)
     return {"preconditioned_lambda_max": value, "threshold": (2 + 2 * beta1) / ((1 - beta1) * lr),
             "adam_step": int(step)}
+
+
+def _symmetrized_max(h: Hessian, apply_inverse_sqrt) -> float:
+    """lambda_max(P^-1/2 H P^-1/2) given v -> P^-1/2 v on flat float64 vectors."""
+    def matvec(x):
+        v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel())
+        return apply_inverse_sqrt(h @ apply_inverse_sqrt(v)).numpy()
+    op = LinearOperator((h.size, h.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
+    with threadpool_limits(1, user_api="blas"):
+        return float(eigsh(op, k=1, which="LA", tol=1e-6, v0=np.random.default_rng(0).standard_normal(h.size))[0][0])
+
+
+def _sqrt_spd(m: torch.Tensor) -> torch.Tensor:
+    values, vectors = torch.linalg.eigh(m.double())
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def shampoo_preconditioned_sharpness(h: Hessian, optimizer_state: dict) -> dict:
+    """lambda_max(P^-1 H) for Shampoo's preconditioner as stored in its state dict."""
+    state, group = optimizer_state["state"], optimizer_state["param_groups"][0]
+    if len(group["params"]) != len(h.sizes) or not state:
+        raise ValueError("the optimizer state holds no Shampoo statistics for these parameters")
+    factors = []  # per parameter: (left, right) square roots of the roots, or the diagonal scale
+    for i, shape in zip(group["params"], h.shapes):
+        s = state[i]
+        if "L_root" in s or "R_root" in s:
+            left = _sqrt_spd(s["L_root"]) if "L_root" in s else None
+            right = _sqrt_spd(s["R_root"]) if "R_root" in s else None
+            factors.append((left, right, shape))
+        else:
+            factors.append(((s["diagonal"].double().sqrt() + group["graft_eps"]).rsqrt().flatten(), None, None))
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        out = []
+        for (a, b, shape), piece in zip(factors, v.split(h.sizes)):
+            if shape is None:
+                out.append(a * piece)
+                continue
+            m = piece.view(shape[0], -1)
+            m = a @ m if a is not None else m
+            m = m @ b if b is not None else m
+            out.append(m.flatten())
+        return torch.cat(out)
+    lr = float(group["lr"])
+    return {"preconditioned_lambda_max": _symmetrized_max(h, apply), "threshold": 2 / lr}
+
+
+# optimizer name (as in configs) -> lambda_max(P^-1 H) from its state dict
+PRECONDITIONED = {"adam": adam_preconditioned_sharpness, "adamw": adam_preconditioned_sharpness,
+                  "shampoo": shampoo_preconditioned_sharpness}

@@ -3,8 +3,8 @@
 - hessian: lambda_max and lambda_min of the training loss's Hessian (eigsh, warm-started from
   the previous probe's eigenvectors) and |lambda_max / lambda_min|; with the learning rate,
   the edge-of-stability line 2 / lr of Cohen et al. is drawn against lambda_max.
-- preconditioned (Adam, AdamW): lambda_max(P^-1 H) and the adaptive edge of stability
-  (2 + 2 beta1) / ((1 - beta1) lr) (Cohen et al. 2022).
+- preconditioned (Adam, AdamW: lambda_max(P^-1 H) and the adaptive edge of stability
+  (2 + 2 beta1) / ((1 - beta1) lr), Cohen et al. 2022; Shampoo: with its roots, against 2 / lr).
 - geometry: the full-batch gradient norm, cos(theta_t, theta_0), cos(theta_t, theta at the
   previous probe), and the Frobenius and spectral norms of every weight matrix.
 """
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs
-from losslab.analysis.sharpness import adam_preconditioned_sharpness
+from losslab.analysis.sharpness import PRECONDITIONED
 from losslab.config import ProbesConfig
 
 
@@ -24,8 +24,9 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class Probes:
-    def __init__(self, cfg: ProbesConfig, model: torch.nn.Module, loss_of, optimizer):
-        self.cfg, self.model, self.loss_of, self.optimizer = cfg, model, loss_of, optimizer
+    def __init__(self, cfg: ProbesConfig, model: torch.nn.Module, loss_of, optimizer, optimizer_name: str):
+        self.cfg, self.model, self.loss_of = cfg, model, loss_of
+        self.optimizer, self.optimizer_name = optimizer, optimizer_name
         self.theta0: torch.Tensor | None = None  # set by the trainer (from the step-0 weights)
         self.previous: torch.Tensor | None = None
         self.warm: dict[str, np.ndarray] = {}
@@ -49,10 +50,10 @@ class Probes:
             add("lambda_min", bottom)
             add("condition_number", abs(top) / max(abs(bottom), 1e-300))
             add("edge_of_stability", 2 / self.optimizer.param_groups[0]["lr"])
-        if self.cfg.preconditioned and isinstance(self.optimizer, (torch.optim.Adam, torch.optim.AdamW)):
+        if self.cfg.preconditioned and self.optimizer_name in PRECONDITIONED:
             state = self.optimizer.state_dict()
-            if state["state"]:  # Adam has second moments from its first step on
-                pre = adam_preconditioned_sharpness(h, state)
+            if state["state"]:  # the preconditioner exists from the first step on
+                pre = PRECONDITIONED[self.optimizer_name](h, state)
                 add("preconditioned_lambda_max", pre["preconditioned_lambda_max"])
                 add("adaptive_edge_of_stability", pre["threshold"])
         return rows
