@@ -322,6 +322,8 @@ def landscape(
                                                                           "parameters.")] = False,
     all_checkpoints: Annotated[bool, typer.Option("--all-checkpoints", help="1D: the line at every stored "
                                                                             "checkpoint, as a heatmap.")] = False,
+    chunk: Annotated[Optional[int], typer.Option(min=1, help="Grid points per vmapped call (default: measured "
+                                                             "best, 8; 1 for MLPs).")] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -341,7 +343,7 @@ def landscape(
     point.data(split)
     with err.status(f"landscape of {point.run.path.name} at step {point.step}"):
         result = landscape_report(point, dims, direction, direction2, (start, stop), points, split, seed, seeds,
-                                  normalization, include_biases, all_checkpoints)
+                                  normalization, include_biases, all_checkpoints, chunk)
     if as_json:
         return _print_json(result)
     loss = np.asarray(result["loss"])

@@ -86,6 +86,8 @@ def test_surface_centre_is_the_checkpoint_and_the_model_never_moves(tiny_run):
     i = list(alphas).index(0.0)
     assert plane.loss[i, i] == pytest.approx(centre, rel=1e-6)
     assert all(torch.equal(before[n], p) for n, p in point.params.items())
+    for chunk in (1, 3):  # one point at a time, and vmap over chunks (the last one short)
+        assert np.allclose(evaluate(point, d1, alphas, d2, alphas, chunk=chunk).loss, plane.loss, rtol=1e-5)
     # toward the initialization: alpha = 1 is the step-0 checkpoint
     line = evaluate(point, resolve_direction(point, "init"), np.array([0.0, 1.0]))
     start = load_point(point.run, 0)
@@ -149,6 +151,7 @@ def test_first_layer_shortcut_gives_the_plain_values(tmp_path):
     d1, d2 = resolve_direction(point, "random", 0, include_biases=True), resolve_direction(point, "random", 1)
     grid = np.array([-0.5, 0.0, 0.7])
     plane = evaluate(point, d1, grid, d2, grid)
+    assert np.allclose(evaluate(point, d1, grid, d2, grid, chunk=2).loss, plane.loss, rtol=1e-5)
     x, y = point.data()
     for i, a in enumerate(grid):
         for j, b in enumerate(grid):

@@ -68,7 +68,7 @@ def _slug(text: str) -> str:
 def landscape_report(point: Point, dims: int = 1, direction: str = "random", direction2: str = "random",
                      span: tuple[float, float] = (-1.0, 1.0), points: int = 51, split: str = "train", seed: int = 0,
                      seeds: int = 1, normalization: str = "filter", include_biases: bool = False,
-                     all_checkpoints: bool = False) -> dict:
+                     all_checkpoints: bool = False, chunk: int | None = None) -> dict:
     """A 1D line (over `seeds` random directions, or at every checkpoint) or a 2D plane."""
     started = time.perf_counter()
     alphas = axis(span[0], span[1], points)
@@ -80,7 +80,7 @@ def landscape_report(point: Point, dims: int = 1, direction: str = "random", dir
     if dims == 2:
         d1 = resolve_direction(point, direction, seed, **options)
         d2 = resolve_direction(point, direction2, seed + 1, **options)
-        s = evaluate(point, d1, alphas, d2, alphas, split)
+        s = evaluate(point, d1, alphas, d2, alphas, split, chunk)
         result.update(direction2=direction2, seeds=[seed, seed + 1], betas=alphas.tolist(), loss=s.loss.tolist(),
                       acc=s.acc.tolist())
         title = f"{name} step {point.step}: {direction} x {direction2} ({split})"
@@ -91,7 +91,8 @@ def landscape_report(point: Point, dims: int = 1, direction: str = "random", dir
         lines = []
         for step in steps:
             at = load_point(run, step)
-            lines.append(evaluate(at, resolve_direction(at, direction, seed, **options), alphas, split=split))
+            lines.append(evaluate(at, resolve_direction(at, direction, seed, **options), alphas, split=split,
+                                  chunk=chunk))
         loss, acc = np.array([s.loss for s in lines]), np.array([s.acc for s in lines])
         result.update(steps=steps, seeds=[seed], loss=loss.tolist(), acc=acc.tolist())
         fig = checkpoint_heatmap(steps, alphas, loss, acc, f"{name}: {direction} line at every checkpoint ({split})",
@@ -99,7 +100,7 @@ def landscape_report(point: Point, dims: int = 1, direction: str = "random", dir
         tag += "_checkpoints"
     else:
         chosen = [seed + i for i in range(seeds)] if direction == "random" else [seed]
-        lines = [evaluate(point, resolve_direction(point, direction, s, **options), alphas, split=split)
+        lines = [evaluate(point, resolve_direction(point, direction, s, **options), alphas, split=split, chunk=chunk)
                  for s in chosen]
         result.update(seeds=chosen, loss=[s.loss.tolist() for s in lines], acc=[s.acc.tolist() for s in lines])
         fig = line_figure(alphas, [(f"seed {s}", ln.loss, ln.acc) for s, ln in zip(chosen, lines)],
