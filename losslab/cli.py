@@ -176,6 +176,18 @@ CheckpointOpt = Annotated[Optional[int], typer.Option("--checkpoint", help="The 
 SplitOpt = Annotated[str, typer.Option(help="train or val.")]
 
 
+def _analyze(store: Path, run_ref: str, checkpoint: int | None, split: str, label: str, work):
+    """`work(point)` on the run's checkpoint under a status line; a missing run, step or split is
+    refused in one line before anything runs."""
+    from losslab.analysis.point import load_point
+    from losslab.store import RunStore
+
+    point = load_point(RunStore(store).find(run_ref), checkpoint)
+    point.data(split)
+    with err.status(f"{label} of {point.run.path.name} at step {point.step}"):
+        return work(point)
+
+
 @app.command()
 def hessian(
     run_ref: RunArg,
@@ -189,16 +201,12 @@ def hessian(
     as_json: JsonFlag = False,
 ):
     """Hessian of the loss at a checkpoint: extreme eigenvalues, trace, spectral density."""
-    from losslab.analysis.point import load_point
     from losslab.analysis.reports import hessian_report
-    from losslab.store import RunStore
 
     if which not in ("top", "bottom", "both"):
         raise LossLabError(f"--which must be top, bottom or both, got {which!r}")
-    point = load_point(RunStore(store).find(run_ref), checkpoint)
-    point.data(split)
-    with err.status(f"Hessian of {point.run.path.name} at step {point.step}"):
-        result = hessian_report(point, k, which, trace, density, split)
+    result = _analyze(store, run_ref, checkpoint, split, "Hessian",
+                      lambda point: hessian_report(point, k, which, trace, density, split))
     if as_json:
         return _print_json(result)
     table = Table("quantity", "value", box=None)
@@ -229,16 +237,12 @@ def sharpness(
 ):
     """Sharpness of a checkpoint: SAM's (worst loss rise in an l2 ball), Keskar's, and for Adam and
     Shampoo runs the preconditioned lambda_max(P^-1 H) with its stability threshold."""
-    from losslab.analysis.point import load_point
     from losslab.analysis.reports import sharpness_report
-    from losslab.store import RunStore
 
     if not (rho > 0 and keskar_eps > 0):
         raise LossLabError(f"--rho and --keskar-eps must be > 0, got {rho:g} and {keskar_eps:g}")
-    point = load_point(RunStore(store).find(run_ref), checkpoint)
-    point.data(split)
-    with err.status(f"sharpness of {point.run.path.name} at step {point.step}"):
-        result = sharpness_report(point, rho, steps, restarts, keskar_eps, split)
+    result = _analyze(store, run_ref, checkpoint, split, "sharpness",
+                      lambda point: sharpness_report(point, rho, steps, restarts, keskar_eps, split))
     if as_json:
         return _print_json(result)
     out.print(f"step {result['step']} ({split}): loss {result['sam']['loss']:.5g}", highlight=False)
@@ -264,14 +268,10 @@ def basin(
 ):
     """Behavioral gradients: rank of the output Jacobian, the behavior-manifold dimension, and
     how many inputs each activation layer can no longer tell apart."""
-    from losslab.analysis.point import load_point
     from losslab.analysis.reports import basin_report
-    from losslab.store import RunStore
 
-    point = load_point(RunStore(store).find(run_ref), checkpoint)
-    point.data(split)
-    with err.status(f"behavioral gradients of {point.run.path.name} at step {point.step}"):
-        result = basin_report(point, split, max_examples, relative_tol)
+    result = _analyze(store, run_ref, checkpoint, split, "behavioral gradients",
+                      lambda point: basin_report(point, split, max_examples, relative_tol))
     if as_json:
         return _print_json(result)
     out.print(f"step {result['step']} ({split}, {result['examples']} examples x {result['outputs']} outputs): "
@@ -330,20 +330,16 @@ def landscape(
     """Loss and accuracy along a line or over a plane through a checkpoint (Li et al. 2018)."""
     import numpy as np
 
-    from losslab.analysis.point import load_point
     from losslab.analysis.reports import landscape_report
     from losslab.analysis.surface import axis, parse_range
-    from losslab.store import RunStore
 
     start, stop = parse_range(span)
     axis(start, stop, points)
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")
-    point = load_point(RunStore(store).find(run_ref), checkpoint)
-    point.data(split)
-    with err.status(f"landscape of {point.run.path.name} at step {point.step}"):
-        result = landscape_report(point, dims, direction, direction2, (start, stop), points, split, seed, seeds,
-                                  normalization, include_biases, all_checkpoints, chunk)
+    result = _analyze(store, run_ref, checkpoint, split, "landscape", lambda point: landscape_report(
+        point, dims, direction, direction2, (start, stop), points, split, seed, seeds, normalization, include_biases,
+        all_checkpoints, chunk))
     if as_json:
         return _print_json(result)
     loss = np.asarray(result["loss"])

@@ -113,6 +113,8 @@ def test_landscape_command(tiny_run):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert np.array(r["loss"]).shape == (5, 5) and r["seeds"] == [0, 1] and r["figure"].endswith(".png")
+    page = open(r["figure_3d"]).read()  # interactive, and viewable offline: plotly.js is inside
+    assert "Plotly.newPlot" in page and "<script src=\"http" not in page and "log10 loss" in page
     out = losslab("landscape", run_id, "--out", root, "--all-checkpoints", "--points", "5", "--json")
     r = json.loads(out.stdout)
     assert np.array(r["loss"]).shape == (len(r["steps"]), 5)

@@ -100,3 +100,20 @@ def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[f
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def plane_3d(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, title: str, labels: tuple[str, str],
+             path: Path) -> Path:
+    """The plane's log10 loss as an interactive 3D surface: one self-contained HTML file
+    (plotly.js inlined, so it opens without a network), the checkpoint marked."""
+    import plotly.graph_objects as go
+
+    z = np.log10(np.maximum(loss, 1e-12))
+    i, j = int(np.argmin(np.abs(alphas))), int(np.argmin(np.abs(betas)))
+    fig = go.Figure([go.Surface(x=betas, y=alphas, z=z, colorscale="Viridis", colorbar={"title": "log10 loss"}),
+                     go.Scatter3d(x=[betas[j]], y=[alphas[i]], z=[z[i, j]], mode="markers",
+                                  marker={"color": "red", "size": 5}, name="checkpoint")])
+    fig.update_layout(title=title, scene={"xaxis_title": labels[1], "yaxis_title": labels[0],
+                                          "zaxis_title": "log10 loss"})
+    fig.write_html(path, include_plotlyjs=True, full_html=True)
+    return path

@@ -13,7 +13,14 @@ from torch.func import functional_call
 
 from losslab.analysis.basin import behavioral_gradients, numerical_rank, shared_activation_patterns
 from losslab.analysis.directions import resolve_direction, trajectory_matrix
-from losslab.analysis.figures import checkpoint_heatmap, density_figure, line_figure, plane_figure, trajectory_figure
+from losslab.analysis.figures import (
+    checkpoint_heatmap,
+    density_figure,
+    line_figure,
+    plane_3d,
+    plane_figure,
+    trajectory_figure,
+)
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, spectral_density
 from losslab.analysis.point import Point, checkpoint_paths, load_point
 from losslab.analysis.sharpness import PRECONDITIONED, keskar_sharpness, sam_sharpness
@@ -86,6 +93,8 @@ def landscape_report(point: Point, dims: int = 1, direction: str = "random", dir
         title = f"{name} step {point.step}: {direction} x {direction2} ({split})"
         fig = plane_figure(alphas, alphas, s.loss, s.acc, title, (direction, direction2),
                            run.figure_dir / f"landscape_{tag}_step{point.step}.png")
+        result["figure_3d"] = str(plane_3d(alphas, alphas, s.loss, title, (direction, direction2),
+                                           run.figure_dir / f"landscape_{tag}_step{point.step}.html"))
     elif all_checkpoints:
         steps = list(checkpoint_paths(run))
         lines = []
