@@ -196,21 +196,23 @@ def hessian(
     which: Annotated[str, typer.Option(help="top, bottom or both.")] = "top",
     trace: Annotated[bool, typer.Option("--trace", help="Hutchinson's trace estimate.")] = False,
     density: Annotated[bool, typer.Option("--density", help="The spectral density (SLQ) and its figure.")] = False,
+    dense: Annotated[bool, typer.Option("--dense", help="Small models: the full Hessian, all its eigenvalues "
+                                                        "and its numerical rank.")] = False,
     split: SplitOpt = "train",
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
-    """Hessian of the loss at a checkpoint: extreme eigenvalues, trace, spectral density."""
+    """Hessian of the loss at a checkpoint: extreme eigenvalues, trace, spectral density, dense form."""
     from losslab.analysis.reports import hessian_report
 
     if which not in ("top", "bottom", "both"):
         raise LossLabError(f"--which must be top, bottom or both, got {which!r}")
     result = _analyze(store, run_ref, checkpoint, split, "Hessian",
-                      lambda point: hessian_report(point, k, which, trace, density, split))
+                      lambda point: hessian_report(point, k, which, trace, density, split, dense=dense))
     if as_json:
         return _print_json(result)
     table = Table("quantity", "value", box=None)
-    for key in ("step", "split", "n_params", "loss", "grad_norm", "top", "bottom", "condition_number"):
+    for key in ("step", "split", "n_params", "loss", "grad_norm", "top", "bottom", "condition_number", "rank"):
         if key in result:
             value = result[key]
             table.add_row(key, ", ".join(_fmt(v, 5) for v in value) if isinstance(value, list) else _fmt(value, 5))

@@ -31,6 +31,19 @@ def test_checkpoints_load_into_the_runs_model(tiny_run):
     assert loss == pytest.approx(first, rel=1e-5)
 
 
+def test_hessian_dense_agrees_with_lanczos(tmp_path):
+    store = tmp_path / "store"
+    out = losslab("run", "parity", "--set", "model.width=8", "--set", "train.max_steps=30", "--out", store, "--json")
+    run_id = json.loads(out.stdout)["run_id"]
+    out = losslab("hessian", run_id, "--out", store, "--dense", "--which", "both", "--k", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    eigenvalues = np.array(r["eigenvalues"])
+    assert len(eigenvalues) == r["n_params"] == 50 * 8 + 8 + 8 and 0 < r["rank"] <= r["n_params"]
+    assert np.allclose(eigenvalues[::-1][:2], r["top"], rtol=1e-4) and np.allclose(eigenvalues[:2], r["bottom"],
+                                                                                   rtol=1e-4, atol=1e-7)
+
+
 def test_hessian_command(tiny_run):
     root, run_id = tiny_run
     out = losslab("hessian", run_id, "--out", root, "--which", "both", "--k", "3", "--trace", "--density", "--json")
@@ -51,6 +64,7 @@ def test_hessian_command(tiny_run):
     (["hessian", "RUN", "--checkpoint", "7"], "has no checkpoint at step 7"),
     (["hessian", "RUN", "--which", "middle"], "--which must be top, bottom or both"),
     (["hessian", "RUN", "--split", "test"], "unknown split 'test'"),
+    (["hessian", "RUN", "--dense"], "only for models of at most 3000 parameters"),
 ])
 def test_bad_analysis_input_is_one_line(tiny_run, args, message):
     root, run_id = tiny_run

@@ -12,7 +12,7 @@ forward-over-reverse, to the same values (3.7e-8).
   Lanczos steps with full reorthogonalization give nodes (the Ritz values) and weights (the
   squared first components of their eigenvectors); the density is their Gaussian-smoothed
   average.
-- Dense: the full matrix by one product per basis vector, for small models.
+- Dense: the full matrix by one product per basis vector, for small models (`--dense`).
 """
 
 from __future__ import annotations

@@ -40,11 +40,18 @@ def _save(point: Point, name: str, result: dict) -> dict:
 
 
 def hessian_report(point: Point, k: int = 5, which: str = "top", trace: bool = False, density: bool = False,
-                   split: str = "train", tol: float = 1e-6, seed: int = 0) -> dict:
+                   split: str = "train", tol: float = 1e-6, seed: int = 0, dense: bool = False) -> dict:
     started = time.perf_counter()
     h = Hessian(lambda p: point.loss(p, split), point.params)
+    if dense and h.size > DENSE_LIMIT:
+        raise LossLabError(f"--dense builds the {h.size} x {h.size} Hessian: only for models of at most "
+                           f"{DENSE_LIMIT} parameters")
     result: dict = {"run_id": point.run.path.name, "step": point.step, "split": split, "n_params": h.size,
                     "loss": float(h.loss.detach()), "grad_norm": float(h.flat_grad().norm())}
+    if dense:  # every eigenvalue, and the rank at the tolerance of float64 products
+        eigenvalues = torch.linalg.eigvalsh(h.dense())
+        result["eigenvalues"] = eigenvalues.tolist()
+        result["rank"] = numerical_rank(eigenvalues.abs(), 1e-12)
     extremes = []
     for side in (["top", "bottom"] if which == "both" else [which]):
         eig = extreme_eigenpairs(h, k, side, tol=tol, seed=seed)
