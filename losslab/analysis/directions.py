@@ -20,7 +20,7 @@ import re
 import torch
 
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs
-from losslab.analysis.point import Point, checkpoint_paths, load_point
+from losslab.analysis.point import Point, checkpoint_paths, flatten, load_point, unflatten
 from losslab.errors import LossLabError
 from losslab.store import RunStore
 
@@ -59,7 +59,7 @@ def _weights(point: Point, step: int) -> Direction:
 def trajectory_matrix(point: Point) -> tuple[list[int], torch.Tensor]:
     """The stored checkpoints as rows (steps, flattened weights)."""
     steps = list(checkpoint_paths(point.run))
-    rows = [torch.cat([p.flatten() for p in _weights(point, s).values()]) for s in steps]
+    rows = [flatten(_weights(point, s)) for s in steps]
     return steps, torch.stack(rows)
 
 
@@ -72,15 +72,7 @@ def principal_directions(point: Point, k: int) -> tuple[list[Direction], list[fl
     centered = rows.double() - rows.double().mean(0)
     _, s, vh = torch.linalg.svd(centered, full_matrices=False)
     explained = (s**2 / (s**2).sum()).tolist()
-    return [_unflatten(vh[i].to(rows.dtype), point.params) for i in range(k)], explained[:k]
-
-
-def _unflatten(flat: torch.Tensor, like: Direction) -> Direction:
-    out, at = {}, 0
-    for name, w in like.items():
-        out[name] = flat[at: at + w.numel()].view(w.shape).to(w.dtype)
-        at += w.numel()
-    return out
+    return [unflatten(vh[i].to(rows.dtype), point.params) for i in range(k)], explained[:k]
 
 
 def training_step(point: Point) -> Direction:
@@ -122,6 +114,6 @@ def resolve_direction(point: Point, spec: str, seed: int = 0, normalization: str
     if m := re.fullmatch(r"hessian(\d+)", spec):
         i = int(m.group(1))
         eig = extreme_eigenpairs(Hessian(lambda p: point.loss(p, split), params), k=max(i, 1), which="top")
-        return _unflatten(torch.from_numpy(eig.vectors[:, -i]), params)
+        return unflatten(torch.from_numpy(eig.vectors[:, -i]), params)
     raise LossLabError(f"unknown direction {spec!r} (random, init, final, checkpoint:STEP, run:RUN[@STEP], "
                        f"step, pcaN, hessianN)")

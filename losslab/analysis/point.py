@@ -58,6 +58,19 @@ class Point:
         return self.loss_fn(functional_call(self.model, params, (x,)), y)
 
 
+def flatten(params: dict[str, torch.Tensor]) -> torch.Tensor:
+    return torch.cat([p.flatten() for p in params.values()])
+
+
+def unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The flat vector cut into tensors of `like`'s names, shapes and dtypes."""
+    out, at = {}, 0
+    for name, w in like.items():
+        out[name] = flat[at: at + w.numel()].view(w.shape).to(w.dtype)
+        at += w.numel()
+    return out
+
+
 def build_point(cfg: RunConfig) -> tuple[nn.Module, Task, Loss]:
     """The run's model (as initialized, from its seed), task and loss."""
     task = build_task(cfg.task, cfg.seed)

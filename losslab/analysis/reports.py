@@ -22,7 +22,7 @@ from losslab.analysis.figures import (
     trajectory_figure,
 )
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs, hutchinson_trace, spectral_density
-from losslab.analysis.point import Point, checkpoint_paths, load_point
+from losslab.analysis.point import Point, checkpoint_paths, load_point, unflatten
 from losslab.analysis.sharpness import PRECONDITIONED, keskar_sharpness, sam_sharpness
 from losslab.analysis.surface import axis, evaluate
 from losslab.errors import LossLabError
@@ -185,20 +185,20 @@ def trajectory_report(point: Point) -> dict:
     steps, rows = trajectory_matrix(point)
     if len(steps) < 3:
         raise LossLabError(f"run {point.run.path.name} stored {len(steps)} checkpoints: a trajectory needs 3")
-    rows = rows.double()
-    centered = rows - rows.mean(0)
+    centered = rows.double() - rows.double().mean(0)
     _, s, vh = torch.linalg.svd(centered, full_matrices=False)
     explained = (s**2 / (s**2).sum()).tolist()
     norms: dict[str, list[float]] = {}
-    for step in steps:
-        for name, w in load_point(point.run, step).params.items():
+    for row in rows:  # each checkpoint's weights, from the rows already loaded
+        for name, w in unflatten(row, point.params).items():
             if w.ndim == 2:
                 norms.setdefault(f"fro/{name}", []).append(float(torch.linalg.matrix_norm(w)))
                 norms.setdefault(f"spec/{name}", []).append(float(torch.linalg.matrix_norm(w, ord=2)))
     cos = torch.nn.functional.cosine_similarity
     result = {"run_id": point.run.path.name, "steps": steps, "explained_variance": explained[:5],
               "explained_by_two": sum(explained[:2]),
-              "cos_theta0": cos(rows, rows[:1]).tolist(), "cos_consecutive": cos(rows[1:], rows[:-1]).tolist(),
+              "cos_theta0": cos(rows.double(), rows[:1].double()).tolist(),
+              "cos_consecutive": cos(rows[1:].double(), rows[:-1].double()).tolist(),
               "norms": norms, "slingshots": point.run.summary().get("slingshots")}
     projected = (centered @ vh[:2].T).numpy()
     result["figure"] = str(trajectory_figure(steps, projected, explained, point.run.path.name,

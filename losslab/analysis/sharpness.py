@@ -23,33 +23,22 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
 from losslab.analysis.hessian import Hessian
+from losslab.analysis.point import flatten, unflatten
 
 Params = dict[str, torch.Tensor]
-
-
-def _flat(params: Params) -> torch.Tensor:
-    return torch.cat([p.flatten() for p in params.values()])
-
-
-def _unflat(v: torch.Tensor, like: Params) -> Params:
-    out, at = {}, 0
-    for n, p in like.items():
-        out[n] = v[at: at + p.numel()].view(p.shape)
-        at += p.numel()
-    return out
 
 
 def _value_and_grad(loss_of: Callable[[Params], torch.Tensor], params: Params, eps: torch.Tensor):
     e = eps.detach().clone().requires_grad_(True)
     with torch.enable_grad():
-        value = loss_of({n: p + d for (n, p), d in zip(params.items(), _unflat(e, params).values())})
+        value = loss_of({n: p + d for (n, p), d in zip(params.items(), unflatten(e, params).values())})
         (g,) = torch.autograd.grad(value, e)
     return float(value.detach()), g
 
 
 def sam_sharpness(loss_of: Callable[[Params], torch.Tensor], params: Params, rho: float = 0.05, steps: int = 20,
                   restarts: int = 3, seed: int = 0) -> dict:
-    w = _flat(params)
+    w = flatten(params)
     base, g0 = _value_and_grad(loss_of, params, torch.zeros_like(w))
     gen = torch.Generator().manual_seed(seed)
     starts = [rho * g0 / g0.norm()] if g0.norm() > 0 else []  # at an exact minimum g = 0: random starts only
@@ -67,7 +56,7 @@ def sam_sharpness(loss_of: Callable[[Params], torch.Tensor], params: Params, rho
 
 def keskar_sharpness(loss_of: Callable[[Params], torch.Tensor], params: Params, eps: float = 1e-3,
                      steps: int = 20, seed: int = 0) -> dict:
-    w = _flat(params)
+    w = flatten(params)
     box = eps * (w.abs() + 1)
     base, _ = _value_and_grad(loss_of, params, torch.zeros_like(w))
     gen = torch.Generator().manual_seed(seed)

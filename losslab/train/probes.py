@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs
+from losslab.analysis.point import flatten
 from losslab.analysis.sharpness import PRECONDITIONED
 from losslab.config import ProbesConfig
 
@@ -72,7 +73,7 @@ class Probes:
                 grads = torch.autograd.grad(self.loss_of(leaves), list(leaves.values()))
             grad = torch.cat([g.flatten() for g in grads])
         add("grad_norm", grad.norm())
-        flat = torch.cat([p.flatten() for p in params.values()])
+        flat = flatten(params)
         if self.theta0 is not None:
             add("cos_theta0", _cos(flat, self.theta0))
         if self.previous is not None:
