@@ -307,6 +307,37 @@ def trajectory(run_ref: RunArg, store: StoreOpt = Path("runs"), as_json: JsonFla
 
 
 @app.command()
+def signature(
+    run_ref: RunArg,
+    metric: Annotated[str, typer.Option(help="train_loss (every recorded step), train_acc, val_loss, val_acc "
+                                             "or a probe such as grad_norm.")] = "train_loss",
+    steps: Annotated[int, typer.Option(help="The window: the first this many steps.")] = 400,
+    trend: Annotated[str, typer.Option(help="Trend removed first: exponential, linear or none.")] = "exponential",
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """The spectral signature of a run's early metric: energy and Hjorth activity, mobility, complexity."""
+    from losslab.analysis.signature import TRENDS, run_signature
+    from losslab.store import RunStore
+
+    if trend not in TRENDS:
+        raise LossLabError(f"--trend must be one of {', '.join(TRENDS)}, got {trend!r}")
+    if steps < 8:
+        raise LossLabError(f"--steps must be at least 8, got {steps}")
+    run_folder = RunStore(store).find(run_ref)
+    try:
+        result = {"run_id": run_folder.path.name, **run_signature(run_folder.metric_rows(), metric, steps, trend)}
+    except ValueError as e:
+        raise LossLabError(f"run {run_folder.path.name}: {e}") from None
+    if as_json:
+        return _print_json(result)
+    out.print(f"{result['run_id']}: {metric} over the first {steps} steps ({result['points']} points, "
+              f"{trend} trend removed)", highlight=False)
+    for key in ("energy", "activity", "mobility", "complexity"):
+        out.print(f"  {key:<11}{result[key]:.6g}", highlight=False)
+
+
+@app.command()
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,

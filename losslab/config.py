@@ -218,6 +218,8 @@ class TrainConfig(Strict):
     stop_after_t4: int | None = Field(None, ge=0, description="stop this many steps after t4")
     budget_s: float | None = Field(None, gt=0, description="wall-clock budget in seconds")
     diverge_loss: float = Field(1e4, gt=0, description="a loss above this (or NaN) is divergence")
+    record_loss_steps: int = Field(400, ge=0, description="record the training loss of every step of the first "
+                                                          "this many (the spectral signature's series)")
 
 
 class ProbesConfig(Strict):

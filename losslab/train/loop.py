@@ -25,6 +25,7 @@ from functools import partial
 import torch
 from torch.func import functional_call
 
+from losslab.analysis.signature import SIGNATURE_KEYS, run_signature
 from losslab.config import RunConfig
 from losslab.errors import LossLabError
 from losslab.losses import build_loss
@@ -79,6 +80,7 @@ class Trainer:
         self.overhead_s = 0.0  # of the wall time, the part spent evaluating and checkpointing
         self.grad_evals = 0.0  # gradient computations, in full passes over the training set
         self._epoch_order: tuple[int, torch.Tensor] | None = None
+        self._step_losses: list[tuple[int, torch.Tensor]] = []  # read at the next evaluation, not each step
         self._stop_signal: int | None = None
         self.summary = {
             "run_id": run.path.name, "name": cfg.name, "run_dir": str(run.path.resolve()),
@@ -189,7 +191,14 @@ class Trainer:
     def _wall(self) -> float:
         return self.wall_before + time.perf_counter() - self._t0
 
+    def _flush_step_losses(self) -> None:
+        if self._step_losses:
+            steps, losses = zip(*self._step_losses)
+            self.rows += [(s, "train", "step_loss", v) for s, v in zip(steps, torch.stack(losses).tolist())]
+            self._step_losses = []
+
     def _checkpoint(self, name: str) -> None:
+        self._flush_step_losses()
         self.run_dir.save_checkpoint(self.state(), name)
         self.run_dir.write_metrics(self.rows)
         self._write_summary()
@@ -228,9 +237,22 @@ class Trainer:
             status, reason = self._loop()
             if status == "interrupted":
                 self._checkpoint("last")
+            self._flush_step_losses()
+            if status != "interrupted":
+                self._record_signature()
             self.run_dir.write_metrics(self.rows)
             self._write_summary(status, reason)
         return self.summary
+
+    def _record_signature(self) -> None:
+        """The spectral signature of the recorded training loss, as metric rows and in the summary."""
+        steps = self.cfg.train.record_loss_steps
+        try:
+            sig = run_signature(self.rows, "train_loss", steps)
+        except ValueError:  # too short a record, or a diverged run's non-finite losses
+            return
+        self.summary["signature"] = sig
+        self.rows += [(steps, "signature", k, sig[k]) for k in SIGNATURE_KEYS]
 
     def _loop(self) -> tuple[str, str | None]:
         train, model = self.cfg.train, self.model
@@ -247,6 +269,7 @@ class Trainer:
             out = None if self.switches_weights else model(x)
             if step in self.eval_at:
                 started = time.perf_counter()
+                self._flush_step_losses()
                 # the cost of reaching theta_step: training time (AlgoPerf's clock) and gradients
                 self.rows += [(step, "cost", "train_s", self._wall() - self.overhead_s),
                               (step, "cost", "grad_evals", self.grad_evals)]
@@ -273,6 +296,8 @@ class Trainer:
         """theta_step -> theta_step+1 on the batch (x, y); `out` is the forward pass if made already."""
         opt = self.optimizer
         loss = self.loss_fn(self.model(x) if out is None else out, y)
+        if self.step < self.cfg.train.record_loss_steps:
+            self._step_losses.append((self.step, loss.detach()))
         self.grad_evals += len(x) / len(self.task.x_train)
         opt.zero_grad(set_to_none=True)
         self._backward(loss)
