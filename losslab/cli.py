@@ -477,6 +477,87 @@ def bench_optim(
     out.print(f"profile: {result['figure']}", highlight=False)
 
 
+# ---------------------------------------------------------------- sweeps
+
+EXECUTORS = ("local", "ray")
+
+
+def _executor(name: str, workers: int | None, address: str | None):
+    import os
+
+    from losslab.sweep.executors import LocalExecutor
+
+    if name not in EXECUTORS:
+        raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    if workers is not None and workers < 1:
+        raise LossLabError(f"--workers must be at least 1, got {workers}")
+    if address is not None and name != "ray":
+        raise LossLabError("--address is for --executor ray")
+    if name == "ray":
+        from losslab.sweep.ray_executor import RayExecutor
+
+        return RayExecutor(workers, address)
+    return LocalExecutor(workers or os.cpu_count() or 1)
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="The sweep file (TOML): base, set, [grid], [random].")],
+    executor: Annotated[str, typer.Option(help="local (a process pool on this machine) or ray.")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="Runs at once (default: one per core).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster ('auto': the running one).")] = None,
+    force: Annotated[bool, typer.Option(help="Run a sweep file that changed since its first run.")] = False,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Run every point of a sweep (again: only those not finished) into one results table."""
+    from losslab.store import RunStore
+    from losslab.sweep.run import Sweep
+
+    pool = _executor(executor, workers, address)
+    planned = Sweep(file, RunStore(store), force)  # refusals come before the progress bar
+    columns = [TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[last]}")]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task_id = progress.add_task("sweep", total=None, last="")
+
+        def on_result(row: dict, done: int, total: int) -> None:
+            shown = ", ".join(f"{k.removeprefix('axis:')}={_fmt(v, 3)}" for k, v in row.items() if k.startswith("axis:"))
+            progress.update(task_id, completed=done, total=total,
+                            last=f"{shown}: {row['status']}" + (f" t4={row['t4']}" if row["t4"] is not None else ""))
+        result = planned.run(pool, on_result)
+    if as_json:
+        return _print_json(result)
+    _print_sweep(result["rows"])
+    out.print(f"{result['points']} points: {result['ran']} run now, {result['skipped']} already done, "
+              f"{result['failed']} failed, {result['grokked']} grokked; table: {result['table']}", highlight=False)
+
+
+def _print_sweep(rows: list[dict]) -> None:
+    axes = [k for k in rows[0] if k.startswith("axis:")] if rows else []
+    table = Table(*(a.removeprefix("axis:") for a in axes), "status", "t2", "t4", "val acc", "energy", box=None)
+    for r in rows:
+        table.add_row(*(_fmt(r[a], 3) for a in axes), r["status"] + (f" ({r['error']})" if r["error"] else ""),
+                      _fmt(r["t2"]), _fmt(r["t4"]), _fmt(r["val_acc"]), _fmt(r["signature_energy"], 3))
+    out.print(table)
+
+
+@app.command("sweep-show")
+def sweep_show(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name (its file's `name`).")],
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """The results table of a sweep: every point's axes, status, events, final metrics, signature."""
+    from losslab.store import RunStore
+    from losslab.sweep.run import read_results
+
+    rows = read_results(RunStore(store), name)
+    if as_json:
+        return _print_json(rows)
+    _print_sweep(rows)
+
+
 # ---------------------------------------------------------------- entry point
 
 

@@ -103,7 +103,8 @@ class DigitsTask(Strict):
     val_fraction: float = Field(0.25, gt=0, lt=1)
 
 
-TaskConfig = _tagged_union(ModularTask, ParityTask, ZipfTask, DigitsTask)
+TASKS = {m.model_fields["name"].default: m for m in (ModularTask, ParityTask, ZipfTask, DigitsTask)}
+TaskConfig = _tagged_union(*TASKS.values())
 
 
 # ---------------------------------------------------------------- models
@@ -143,7 +144,8 @@ class MLPConfig(Strict):
     init_std: float = Field(0.01, gt=0, description="std of the `normal` init")
 
 
-ModelConfig = _tagged_union(TransformerConfig, MLPConfig)
+MODELS = {m.model_fields["name"].default: m for m in (TransformerConfig, MLPConfig)}
+ModelConfig = _tagged_union(*MODELS.values())
 
 
 # ---------------------------------------------------------------- optimization
@@ -301,19 +303,31 @@ def apply_override(raw: dict, assignment: str) -> None:
     key, sep, value = assignment.partition("=")
     if not sep or not key.strip():
         raise LossLabError(f"--set expects key=value, got {assignment!r}")
-    *parents, leaf = key.strip().split(".")
+    set_value(raw, key.strip(), parse_value(value.strip()))
+
+
+# sections whose `name` picks a kind, and the keys each kind keeps when the name changes
+SWITCHABLE = {
+    "optim": lambda name: set(OptimConfig.model_fields),
+    "task": lambda name: set(TASKS.get(name, Strict).model_fields),
+    "model": lambda name: set(MODELS.get(name, Strict).model_fields),
+}
+
+
+def set_value(raw: dict, key: str, new: Any) -> None:
+    """raw[key] = new for a dotted key (optim.lr), making sections on the way."""
+    *parents, leaf = key.split(".")
     node = raw
     for part in parents:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise LossLabError(f"--set {key}: {part!r} is not a section")
+            raise LossLabError(f"{key}: {part!r} is not a section")
         node = child
-    new = parse_value(value.strip())
-    if parents == ["optim"] and leaf == "name" and node.get("name") != new:
-        # another optimizer starts from its own defaults: drop the arguments of the old one
-        # (betas of AdamW, momentum of SGD, ...); keys set after this one add the new one's
-        for key in set(node) - set(OptimConfig.model_fields):
-            del node[key]
+    if leaf == "name" and len(parents) == 1 and parents[0] in SWITCHABLE and node.get("name") != new:
+        # another optimizer (task, model) starts from its own defaults: drop the keys only the old
+        # one takes (betas of AdamW, d_model of the transformer); keys set after this add the new one's
+        for extra in set(node) - SWITCHABLE[parents[0]](new):
+            del node[extra]
     node[leaf] = new
 
 

@@ -37,7 +37,7 @@ def test_overrides_are_typed():
     (["optim.name=muon", "optim.orthogonalization=qr"], "unknown orthogonalization 'qr'"),
     (["model.name=cnn"], "config model: unknown name 'cnn'"),
     (["model.n_heads=3"], "not divisible by n_heads"),
-    (["task.name=parity"], "config task.op: unknown key"),  # a modular key left under a parity task
+    (["task.name=parity"], "the transformer needs a token task"),  # the modular keys are dropped, not the model
     (["optim.lr"], "--set expects key=value"),
 ])
 def test_bad_config_is_one_clear_line(overrides, message):
@@ -50,6 +50,13 @@ def test_another_optimizer_starts_from_its_defaults():
     cfg = load_config("grokking", ["optim.name=sam", "optim.momentum=0.9"])  # the preset's betas are dropped
     assert cfg.optim.kwargs == {"lr": 1e-3, "weight_decay": 1.0, "momentum": 0.9}
     assert load_config("grokking", ["optim.name=adamw"]).optim.kwargs["betas"] == [0.9, 0.98]
+
+
+def test_another_model_or_task_keeps_only_the_keys_it_takes():
+    cfg = load_config("grokking", ["model.name=mlp", "model.width=16"])
+    assert cfg.model.name == "mlp" and cfg.model.width == 16 and cfg.model.activation == "relu"
+    cfg = load_config("parity", ["task.name=modular", "task.p=7", "model.name=transformer"])
+    assert cfg.task.p == 7 and cfg.model.d_model == 128
 
 
 def test_transformer_needs_tokens():

@@ -19,9 +19,10 @@ class RunStore:
         self.root = Path(root)
         self.index = RunIndex(self.root)
 
-    def create(self, cfg: RunConfig) -> RunDir:
+    def create(self, cfg: RunConfig, run_id: str | None = None) -> RunDir:
+        """A new run folder (named from the config's name and the time, unless `run_id` is given)."""
         self.root.mkdir(parents=True, exist_ok=True)
-        run_id = f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+        run_id = run_id or f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         return RunDir.create(self.root / run_id, cfg)
 
     def find(self, run: str | Path) -> RunDir:

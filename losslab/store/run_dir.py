@@ -22,7 +22,7 @@ METRICS_SCHEMA = pa.schema([("step", pa.int64()), ("split", pa.string()), ("name
                             ("value", pa.float64())])
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
@@ -43,7 +43,7 @@ class RunDir:
         run = cls(path)
         run.checkpoint_dir.mkdir(parents=True)
         run.figure_dir.mkdir()
-        _atomic_write(run.config_path, lambda p: p.write_text(to_toml(cfg)))
+        atomic_write(run.config_path, lambda p: p.write_text(to_toml(cfg)))
         return run
 
     @classmethod
@@ -68,7 +68,7 @@ class RunDir:
             raise LossLabError(f"run {self.path.name}: corrupt run.json ({e})") from None
 
     def write_summary(self, summary: dict) -> None:
-        _atomic_write(self.summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
+        atomic_write(self.summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
 
     # -- metrics: rows of (step, split, name, value)
 
@@ -76,7 +76,7 @@ class RunDir:
         columns = list(zip(*rows)) if rows else [[], [], [], []]
         table = pa.Table.from_arrays([pa.array(c, t) for c, t in zip(columns, METRICS_SCHEMA.types)],
                                      schema=METRICS_SCHEMA)
-        _atomic_write(self.metrics_path, lambda p: pq.write_table(table, p))
+        atomic_write(self.metrics_path, lambda p: pq.write_table(table, p))
 
     def metrics(self) -> pa.Table:
         if not self.metrics_path.exists():
@@ -94,7 +94,7 @@ class RunDir:
 
     def save_checkpoint(self, state: dict, name: str) -> Path:
         path = self.checkpoint_dir / f"{name}.pt"
-        _atomic_write(path, lambda p: torch.save(state, p))
+        atomic_write(path, lambda p: torch.save(state, p))
         return path
 
     def checkpoints(self) -> list[Path]:

@@ -353,9 +353,9 @@ def finish(trainer: Trainer, on_eval: EvalCallback | None = None) -> dict:
     return summary
 
 
-def prepare(cfg: RunConfig, store: RunStore) -> Trainer:
+def prepare(cfg: RunConfig, store: RunStore, run_id: str | None = None) -> Trainer:
     """A new run of `cfg` in `store`, ready to train (everything that can refuse has been built)."""
-    run = store.create(cfg)
+    run = store.create(cfg, run_id)
     try:
         return Trainer(cfg, run, store)
     except LossLabError:  # e.g. a Muon config on a model without hidden matrices: leave no empty run

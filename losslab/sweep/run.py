@@ -1,0 +1,183 @@
+"""Running a sweep: its points through an executor, resumably, into one results table.
+
+A sweep lives in <store>/sweeps/<name>/: sweep.json (what it runs: its points, its
+fingerprint, the failures) and results.parquet (one row per point). Its runs are ordinary
+runs of the store, with ids fixed by their point, so a rerun finds each run it started:
+completed and diverged runs are kept, interrupted or killed ones resume from their last
+checkpoint, failed ones are tried again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from losslab.errors import LossLabError
+from losslab.store import RunDir, RunStore
+from losslab.store.run_dir import atomic_write
+from losslab.sweep.executors import Executor
+from losslab.sweep.spec import Point, expand, fingerprint, load_spec
+
+FINAL = ("completed", "diverged")
+
+
+def sweep_dir(store: RunStore, name: str) -> Path:
+    return store.root / "sweeps" / name
+
+
+def finished_summary(store: RunStore, run_id: str) -> dict | None:
+    """The summary of a run that has ended for good (completed or diverged), else None."""
+    path = store.root / run_id
+    try:
+        summary = RunDir.open(path).summary() if path.exists() else None
+    except LossLabError:
+        return None
+    return summary if summary and summary.get("status") in FINAL else None
+
+
+def run_point(job: dict) -> dict:
+    """Train one point's run (or resume it); a failure is returned as a result, never raised, so
+    that one bad run does not stop the sweep. Runs in a worker process: plain data in and out."""
+    import torch
+
+    from losslab.config import validate
+    from losslab.train.loop import finish, prepare, prepare_resume
+
+    torch.set_num_threads(job["threads"])
+    store, run_id = RunStore(job["store"]), job["run_id"]
+    try:
+        path = store.root / run_id
+        trainer = None
+        if path.exists():
+            try:
+                trainer = prepare_resume(RunDir.open(path), store)
+            except LossLabError:  # killed before its first summary: nothing worth keeping
+                shutil.rmtree(path)
+        if trainer is None:
+            trainer = prepare(validate(job["config"]), store, run_id)
+        return finish(trainer)
+    except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
+        return {"run_id": run_id, "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+
+
+# ---------------------------------------------------------------- results
+
+
+def result_row(point: Point, summary: dict | None, error: str | None = None) -> dict:
+    """One row of the results table: axis values, status, events, final metrics, signature."""
+    summary = summary or {}
+    row = {"index": point.index, "run_id": point.run_id, **{f"axis:{k}": v for k, v in point.values.items()},
+           "status": summary.get("status", "failed" if error else "pending"), "error": error,
+           "steps": summary.get("steps"), "wall_s": summary.get("wall_s")}
+    events = summary.get("events") or {}
+    row.update({k: events.get(k) for k in ("t1", "t2", "t3", "t4")})
+    row["grokked"] = events.get("t4") is not None if summary else None
+    row.update({k: (summary.get("final") or {}).get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")})
+    signature = summary.get("signature") or {}
+    row.update({f"signature_{k}": signature.get(k) for k in ("energy", "activity", "mobility", "complexity")})
+    return row
+
+
+def _arrow_safe(rows: list[dict]) -> pa.Table:
+    """Axis values may mix ints and floats (or be lists): store each column as one type."""
+    columns = {}
+    for key in dict.fromkeys(k for r in rows for k in r):
+        values = [r.get(key) for r in rows]
+        kinds = {type(v) for v in values if v is not None}
+        if kinds <= {int, float} and float in kinds:
+            values = [None if v is None else float(v) for v in values]
+        elif len(kinds) > 1 or kinds & {list, dict}:
+            values = [None if v is None else json.dumps(v) for v in values]
+        columns[key] = values
+    return pa.table(columns)
+
+
+def write_results(directory: Path, rows: list[dict]) -> Path:
+    path = directory / "results.parquet"
+    table = _arrow_safe(rows)
+    atomic_write(path, lambda p: pq.write_table(table, p))
+    return path
+
+
+def read_results(store: RunStore, name: str) -> list[dict]:
+    path = sweep_dir(store, name) / "results.parquet"
+    if not path.is_file():
+        known = sorted(p.name for p in (store.root / "sweeps").glob("*")) if (store.root / "sweeps").exists() else []
+        raise LossLabError(f"no sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})")
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException) as e:
+        raise LossLabError(f"sweep {name}: corrupt results.parquet ({e})") from None
+
+
+# ---------------------------------------------------------------- the sweep
+
+
+def _write_manifest(directory: Path, manifest: dict) -> None:
+    atomic_write(directory / "sweep.json", lambda p: p.write_text(json.dumps(manifest, indent=2, default=str)))
+
+
+def _read_manifest(directory: Path) -> dict | None:
+    path = directory / "sweep.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise LossLabError(f"sweep {directory.name}: corrupt sweep.json ({e})") from None
+
+
+class Sweep:
+    """A sweep file's points and its folder, checked against what an earlier run of it ran."""
+
+    def __init__(self, spec_path: Path, store: RunStore, force: bool = False):
+        spec = load_spec(spec_path)
+        self.name, self.store, self.points = spec.name, store, expand(spec)
+        self.directory = sweep_dir(store, spec.name)
+        old = _read_manifest(self.directory)
+        same = old is not None and old["fingerprint"] == fingerprint(self.points)
+        if old and not same and not force:
+            then = len(old["points"])
+            change = f"{then} points then, {len(self.points)} now" if then != len(self.points) else "other configs"
+            raise LossLabError(f"sweep {spec.name} changed since its first run ({change}); its results would mix: "
+                               "rerun with --force to keep the runs of unchanged points and run the new ones")
+        self.failures = {int(k): v for k, v in old.get("failures", {}).items()} if same else {}
+        self.manifest = {"name": spec.name, "fingerprint": fingerprint(self.points),
+                         "spec": Path(spec_path).read_text(), "axes": spec.axes,
+                         "points": [{"index": p.index, "values": p.values, "run_id": p.run_id} for p in self.points]}
+
+    def rows(self, summaries: dict[int, dict | None]) -> list[dict]:
+        return [result_row(p, summaries[p.index], self.failures.get(p.index)) for p in self.points]
+
+    def run(self, executor: Executor, on_result: Callable[[dict, int, int], None] | None = None) -> dict:
+        """Run the points not finished yet; returns {name, dir, table, rows, counts}."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        _write_manifest(self.directory, {**self.manifest, "failures": self.failures})
+        summaries = {p.index: finished_summary(self.store, p.run_id) for p in self.points}
+        todo = [p for p in self.points if summaries[p.index] is None]
+        threads = max(1, (os.cpu_count() or 1) // executor.workers)
+        jobs = [{"run_id": p.run_id, "config": p.config.model_dump(mode="json"), "store": str(self.store.root),
+                 "threads": threads} for p in todo]
+        by_run = {p.run_id: p for p in self.points}
+        for done, result in enumerate(executor(jobs), 1):
+            point = by_run[result["run_id"]]
+            if result["status"] == "failed":
+                self.failures[point.index] = result["error"]
+            else:
+                self.failures.pop(point.index, None)
+                summaries[point.index] = result
+            _write_manifest(self.directory, {**self.manifest, "failures": self.failures})
+            write_results(self.directory, self.rows(summaries))  # a killed sweep keeps its table so far
+            if on_result:
+                on_result(result_row(point, summaries[point.index], self.failures.get(point.index)), done, len(jobs))
+        path = write_results(self.directory, self.rows(summaries))
+        rows = read_results(self.store, self.name)  # as `sweep-show` gives them (the table's types)
+        return {"name": self.name, "dir": str(self.directory), "table": str(path),
+                "points": len(rows), "ran": len(jobs), "skipped": len(rows) - len(jobs),
+                "failed": len(self.failures), "grokked": sum(bool(r["grokked"]) for r in rows), "rows": rows}

@@ -1,0 +1,139 @@
+"""Sweeps: expansion, resumability, failures, refusals, and the command."""
+
+import json
+import textwrap
+
+import pytest
+
+from losslab.errors import LossLabError
+from losslab.store import RunStore
+from losslab.sweep.executors import LocalExecutor
+from losslab.sweep.run import Sweep, run_point
+from losslab.sweep.spec import expand, grid_values, load_spec
+from tests.test_cli import losslab
+
+TINY_SET = '["task.p=11", "model.d_model=32", "model.d_mlp=64", "train.max_steps=30", "train.eval_every=10", ' \
+           '"optim.lr=3e-3"]'
+
+
+def sweep_file(tmp_path, body: str, name: str = "s") -> str:
+    path = tmp_path / f"{name}.toml"
+    path.write_text(f'name = "{name}"\nbase = "grokking"\nset = {TINY_SET}\n' + textwrap.dedent(body))
+    return path
+
+
+def test_grid_is_the_product_and_random_draws_are_seeded(tmp_path):
+    spec = load_spec(sweep_file(tmp_path, """
+        [grid]
+        "optim.lr" = [1e-3, 3e-3]
+        seed = [0, 1, 2]
+        [random]
+        samples = 4
+        seed = 7
+        [random.axes]
+        "optim.weight_decay" = {low = 0.01, high = 10.0, log = true}
+        "model.d_mlp" = {low = 16, high = 64, integer = true}
+        "optim.name" = {choices = ["adamw", "adam"]}
+    """))
+    values = grid_values(spec)
+    assert len(values) == 2 * 3 * 4
+    assert {(v["optim.lr"], v["seed"]) for v in values} == {(a, b) for a in (1e-3, 3e-3) for b in (0, 1, 2)}
+    assert all(0.01 <= v["optim.weight_decay"] <= 10 and isinstance(v["model.d_mlp"], int) for v in values)
+    assert {v["optim.name"] for v in values} == {"adamw", "adam"}
+    assert grid_values(spec) == values  # the same seed draws the same points
+    points = expand(spec)
+    assert points[5].config.optim.lr == points[5].values["optim.lr"]
+    assert points[5].config.model.d_mlp == points[5].values["model.d_mlp"]
+    assert len({p.run_id for p in points}) == len(points)
+
+
+@pytest.mark.parametrize("body,message", [
+    ('[grid]\n"optim.lrr" = [1e-3]\n', "optim.lrr=0.001"),
+    ('[grid]\n"optim.lr" = []\n', "grid axis 'optim.lr' is empty"),
+    ('[grid]\n"task.p" = [11, 12]\n"task.op" = ["div"]\n', "p=12 is not prime"),
+    ('', "no axes"),
+    ('seed = 3\n', "seed: unknown key"),
+    ('[random]\nsamples = 2\n[random.axes]\n"optim.lr" = {low = 1.0, high = 0.1}\n', "low <= high"),
+])
+def test_bad_sweep_files_are_refused_before_anything_runs(tmp_path, body, message):
+    store = RunStore(tmp_path / "runs")
+    with pytest.raises(LossLabError, match=message.replace("(", r"\(")):
+        Sweep(sweep_file(tmp_path, body), store)
+    assert not store.root.exists()
+
+
+def test_a_failed_run_is_recorded_and_the_others_finish_then_a_rerun_skips_them(tmp_path):
+    """Muon needs hidden matrices; a one-hidden-layer MLP has none (input layer and head): those
+    runs fail when their optimizer is built, the two-hidden-layer ones train."""
+    store = RunStore(tmp_path / "runs")
+    body = """
+        [grid]
+        "model" = [{name = "mlp", depth = 2, width = 16}, {name = "mlp", depth = 1, width = 16}]
+        "optim.name" = ["muon"]
+        "optim.lr" = [0.01, 0.02]
+    """
+    path = sweep_file(tmp_path, body)
+    result = Sweep(path, store).run(LocalExecutor(1))
+    by_depth = {}
+    for row in result["rows"]:
+        by_depth.setdefault(json.loads(row["axis:model"])["depth"], []).append(row)
+    assert [r["status"] for r in by_depth[2]] == ["completed", "completed"]
+    assert all(r["status"] == "failed" and "hidden matrices" in r["error"] for r in by_depth[1])
+    assert result["failed"] == 2
+    again = Sweep(path, store).run(LocalExecutor(1))
+    assert again["skipped"] == 2 and again["ran"] == 2 and again["failed"] == 2
+
+
+def test_an_interrupted_run_resumes_and_the_table_equals_an_uninterrupted_sweep(tmp_path):
+    body = '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n'
+    whole = Sweep(sweep_file(tmp_path, body), RunStore(tmp_path / "a")).run(LocalExecutor(1))
+
+    store = RunStore(tmp_path / "b")
+    sweep = Sweep(sweep_file(tmp_path, body), store)
+    first = sweep.points[0]
+    # a run stopped half way, as a killed sweep leaves it (interrupted at a checkpoint)
+    from losslab.train.loop import prepare
+    trainer = prepare(first.config, store, first.run_id)
+    trainer.on_eval = lambda step, m, e: setattr(trainer, "_stop_signal", 2) if step >= 10 else None
+    assert trainer.run()["status"] == "interrupted"
+    resumed = sweep.run(LocalExecutor(1))
+    assert resumed["ran"] == 2
+    keep = ("index", "status", "steps", "t1", "t2", "train_loss", "val_acc", "signature_energy")
+    assert [{k: r[k] for k in keep} for r in resumed["rows"]] == [{k: r[k] for k in keep} for r in whole["rows"]]
+
+
+def test_a_changed_sweep_file_is_refused_unless_forced(tmp_path):
+    store = RunStore(tmp_path / "runs")
+    path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1]\n')
+    Sweep(path, store).run(LocalExecutor(1))
+    path.write_text(path.read_text().replace("[0.1]", "[0.1, 0.5]"))
+    with pytest.raises(LossLabError, match="changed since its first run"):
+        Sweep(path, store)
+    forced = Sweep(path, store, force=True).run(LocalExecutor(1))
+    assert forced["ran"] == 1 and forced["skipped"] == 1
+
+
+def test_run_point_never_raises():
+    result = run_point({"run_id": "x", "config": {"task": {"p": "many"}}, "store": "/nonexistent/place",
+                        "threads": 1})
+    assert result["status"] == "failed" and result["error"]
+
+
+def test_sweep_command_with_two_workers(tmp_path):
+    path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\nseed = [0, 1]\n')
+    out = losslab("sweep", path, "--workers", "2", "--out", tmp_path / "runs", "--json")
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["ran"] == 4 and all(r["status"] == "completed" for r in result["rows"])
+    # the same points run in this process, one after the other: the same results
+    alone = Sweep(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))
+    for a, b in zip(result["rows"], alone["rows"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["t1"] == b["t1"]
+    shown = json.loads(losslab("sweep-show", "s", "--out", tmp_path / "runs", "--json").stdout)
+    assert [r["run_id"] for r in shown] == [r["run_id"] for r in result["rows"]]
+    for args, message in [(["sweep", path, "--executor", "spark"], "--executor must be one of"),
+                          (["sweep", path, "--workers", "0"], "--workers must be at least 1"),
+                          (["sweep", tmp_path / "none.toml"], "sweep file not found"),
+                          (["sweep-show", "nope", "--out", tmp_path / "runs"], "no sweep 'nope'")]:
+        bad = losslab(*args)
+        assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
