@@ -483,21 +483,13 @@ EXECUTORS = ("local", "ray")
 
 
 def _executor(name: str, workers: int | None, address: str | None):
-    import os
+    from losslab.sweep.executors import LocalExecutor, RayExecutor
 
-    from losslab.sweep.executors import LocalExecutor
-
-    if name not in EXECUTORS:
-        raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
     if workers is not None and workers < 1:
         raise LossLabError(f"--workers must be at least 1, got {workers}")
     if address is not None and name != "ray":
         raise LossLabError("--address is for --executor ray")
-    if name == "ray":
-        from losslab.sweep.ray_executor import RayExecutor
-
-        return RayExecutor(workers, address)
-    return LocalExecutor(workers or os.cpu_count() or 1)
+    return RayExecutor(workers, address) if name == "ray" else LocalExecutor(workers)
 
 
 @app.command()
@@ -514,8 +506,10 @@ def sweep(
     from losslab.store import RunStore
     from losslab.sweep.run import Sweep
 
+    if executor not in EXECUTORS:
+        raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    planned = Sweep(file, RunStore(store), force)  # refusals come before anything starts
     pool = _executor(executor, workers, address)
-    planned = Sweep(file, RunStore(store), force)  # refusals come before the progress bar
     columns = [TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[last]}")]
     with Progress(*columns, console=err, transient=False) as progress:
@@ -556,6 +550,65 @@ def sweep_show(
     if as_json:
         return _print_json(rows)
     _print_sweep(rows)
+
+
+@app.command()
+def phase(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
+    x: Annotated[Optional[str], typer.Option(help="The axis across (default: optim.weight_decay).")] = None,
+    y: Annotated[Optional[str], typer.Option(help="The axis up (default: optim.lr).")] = None,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Phase diagrams of a sweep over two axes: validation accuracy, grokked, t4, early spectral energy."""
+    import math
+
+    from losslab.store import RunStore
+    from losslab.sweep.figures import default_axes, phase_figure
+    from losslab.sweep.phase import OUTCOMES, cell_means
+    from losslab.sweep.run import read_results, sweep_dir
+
+    rows = read_results(RunStore(store), name)
+    if x is None or y is None:
+        defaults = default_axes(rows)
+        if defaults is None:
+            raise LossLabError(f"sweep {name} has fewer than two axes with more than one value")
+        x, y = x or defaults[0], y or defaults[1]
+    cells = {o: cell_means(rows, x, y, o) for o in OUTCOMES}
+    figure = phase_figure(rows, x, y, sweep_dir(RunStore(store), name) / "figures" / f"phase_{x}_{y}.png")
+    if as_json:
+        xs, ys, _ = cells[OUTCOMES[0]]
+        return _print_json({"x": x, "y": y, "xs": xs, "ys": ys, "figure": str(figure),
+                            **{o: [[None if math.isnan(v) else v for v in r] for r in m.tolist()]
+                               for o, (_, _, m) in cells.items()}})
+    xs, ys, grokked = cells["grokked"]
+    table = Table(f"{y} \\ {x}", *(_fmt(v, 3) for v in xs), box=None, title="fraction grokked")
+    for yv, line in zip(ys, grokked):
+        table.add_row(_fmt(yv, 3), *(_fmt(float(v), 2) for v in line))
+    out.print(table)
+    out.print(f"figure: {figure}", highlight=False)
+
+
+@app.command("power-law")
+def power_law(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
+    axis: Annotated[str, typer.Option(help="The train-fraction axis.")] = "task.train_fraction",
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Fit t4(r) = a r^-gamma + b to a sweep's grokked runs over the train fraction r."""
+    from losslab.store import RunStore
+    from losslab.sweep.figures import power_law_figure
+    from losslab.sweep.phase import t4_against_fraction
+    from losslab.sweep.run import read_results, sweep_dir
+
+    law = t4_against_fraction(read_results(RunStore(store), name), axis)
+    law["figure"] = str(power_law_figure(law, axis, sweep_dir(RunStore(store), name) / "figures" / "t4_power_law.png"))
+    if as_json:
+        return _print_json(law)
+    fit = law["fit"]
+    out.print(f"t4(r) = {fit['a']:.4g} r^-{fit['gamma']:.4g} + {fit['b']:.4g}   gamma +- {fit['gamma_stderr']:.2g}, "
+              f"R^2 {fit['r2']:.4f}, {fit['points']} grokked runs\nfigure: {law['figure']}", highlight=False)
 
 
 # ---------------------------------------------------------------- entry point

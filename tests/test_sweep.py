@@ -137,3 +137,20 @@ def test_sweep_command_with_two_workers(tmp_path):
                           (["sweep-show", "nope", "--out", tmp_path / "runs"], "no sweep 'nope'")]:
         bad = losslab(*args)
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_the_ray_executor_on_a_local_ray_gives_the_local_results(tmp_path):
+    pytest.importorskip("ray")
+    path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n')
+    out = losslab("sweep", path, "--executor", "ray", "--workers", "2", "--out", tmp_path / "ray", "--json")
+    assert out.returncode == 0, out.stderr
+    on_ray = json.loads(out.stdout)["rows"]
+    alone = Sweep(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))["rows"]
+    assert [r["status"] for r in on_ray] == ["completed", "completed"]
+    for a, b in zip(on_ray, alone):
+        assert a["run_id"] == b["run_id"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+    for address, message in [("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
+                             ("nonsense", "cannot reach the Ray cluster at nonsense")]:
+        bad = losslab("sweep", path, "--executor", "ray", "--address", address, "--out", tmp_path / "bad")
+        assert bad.returncode == 2 and message in bad.stderr
+        assert not (tmp_path / "bad").exists()  # nothing started

@@ -10,7 +10,6 @@ checkpoint, failed ones are tried again.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -116,6 +115,26 @@ def read_results(store: RunStore, name: str) -> list[dict]:
         raise LossLabError(f"sweep {name}: corrupt results.parquet ({e})") from None
 
 
+def draw(directory: Path, rows: list[dict]) -> dict[str, str]:
+    """The default figures the sweep's axes allow: a phase diagram over two varied axes, and t4
+    against the train fraction with its power law where that is an axis and enough runs grokked."""
+    from losslab.sweep.figures import default_axes, phase_figure, power_law_figure
+    from losslab.sweep.phase import t4_against_fraction
+
+    figures, axes = {}, default_axes(rows)
+    (directory / "figures").mkdir(exist_ok=True)
+    if axes:
+        figures["phase"] = str(phase_figure(rows, *axes, directory / "figures" / "phase.png"))
+    if any(k == "axis:task.train_fraction" for k in rows[0]):
+        try:
+            law = t4_against_fraction(rows)
+        except LossLabError:  # too few grokked runs for a fit: no figure
+            return figures
+        figures["power_law"] = str(power_law_figure(law, "task.train_fraction",
+                                                    directory / "figures" / "t4_power_law.png"))
+    return figures
+
+
 # ---------------------------------------------------------------- the sweep
 
 
@@ -161,9 +180,8 @@ class Sweep:
         _write_manifest(self.directory, {**self.manifest, "failures": self.failures})
         summaries = {p.index: finished_summary(self.store, p.run_id) for p in self.points}
         todo = [p for p in self.points if summaries[p.index] is None]
-        threads = max(1, (os.cpu_count() or 1) // executor.workers)
         jobs = [{"run_id": p.run_id, "config": p.config.model_dump(mode="json"), "store": str(self.store.root),
-                 "threads": threads} for p in todo]
+                 "threads": executor.threads} for p in todo]
         by_run = {p.run_id: p for p in self.points}
         for done, result in enumerate(executor(jobs), 1):
             point = by_run[result["run_id"]]
@@ -178,6 +196,6 @@ class Sweep:
                 on_result(result_row(point, summaries[point.index], self.failures.get(point.index)), done, len(jobs))
         path = write_results(self.directory, self.rows(summaries))
         rows = read_results(self.store, self.name)  # as `sweep-show` gives them (the table's types)
-        return {"name": self.name, "dir": str(self.directory), "table": str(path),
+        return {"name": self.name, "dir": str(self.directory), "table": str(path), "figures": draw(self.directory, rows),
                 "points": len(rows), "ran": len(jobs), "skipped": len(rows) - len(jobs),
                 "failed": len(self.failures), "grokked": sum(bool(r["grokked"]) for r in rows), "rows": rows}
