@@ -499,16 +499,30 @@ def sweep(
     workers: Annotated[Optional[int], typer.Option(help="Runs at once (default: one per core).")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster ('auto': the running one).")] = None,
     force: Annotated[bool, typer.Option(help="Run a sweep file that changed since its first run.")] = False,
+    stop_unpromising: Annotated[Optional[str], typer.Option(
+        metavar="SWEEP", help="Stop at T the runs predicted not to grok by a predictor fitted on this "
+                              "finished sweep's runs.")] = None,
+    threshold: Annotated[float, typer.Option(help="With --stop-unpromising: stop when p(grok) < this.")] = 0.5,
+    steps: Annotated[int, typer.Option(help="With --stop-unpromising: T, the steps seen before deciding.")] = 400,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
     """Run every point of a sweep (again: only those not finished) into one results table."""
     from losslab.store import RunStore
-    from losslab.sweep.run import Sweep
+    from losslab.sweep.predict import evaluate, fit
+    from losslab.sweep.run import Sweep, read_results
 
     if executor not in EXECUTORS:
         raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    if not 0 < threshold < 1:
+        raise LossLabError(f"--threshold must be in (0, 1), got {threshold}")
     planned = Sweep(file, RunStore(store), force)  # refusals come before anything starts
+    stop = policy = None
+    if stop_unpromising:
+        source = read_results(RunStore(store), stop_unpromising)
+        policy = evaluate(RunStore(store), source, steps, threshold)  # how the policy did on its own sweep
+        policy.pop("predictions")
+        stop = {"predictor": fit(RunStore(store), source, steps), "threshold": threshold}
     pool = _executor(executor, workers, address)
     columns = [TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
                TextColumn("{task.fields[last]}")]
@@ -519,12 +533,19 @@ def sweep(
             shown = ", ".join(f"{k.removeprefix('axis:')}={_fmt(v, 3)}" for k, v in row.items() if k.startswith("axis:"))
             progress.update(task_id, completed=done, total=total,
                             last=f"{shown}: {row['status']}" + (f" t4={row['t4']}" if row["t4"] is not None else ""))
-        result = planned.run(pool, on_result)
+        result = planned.run(pool, on_result, stop)
+    if policy:
+        result["policy_on_source"] = policy
     if as_json:
         return _print_json(result)
     _print_sweep(result["rows"])
     out.print(f"{result['points']} points: {result['ran']} run now, {result['skipped']} already done, "
               f"{result['failed']} failed, {result['grokked']} grokked; table: {result['table']}", highlight=False)
+    if policy:
+        out.print(f"stopped as unpromising at step {steps}: {result['stopped_unpromising']} runs, "
+                  f"{result['steps_saved_at_most']:.0f} steps saved at most ({result['steps_run']:.0f} run). "
+                  f"Cross-validated on {stop_unpromising}: {policy['compute_saved']:.0%} of its compute saved, "
+                  f"{policy['grokking_runs_lost']} of {policy['grokked']} grokking runs lost", highlight=False)
 
 
 def _print_sweep(rows: list[dict]) -> None:
@@ -550,6 +571,36 @@ def sweep_show(
     if as_json:
         return _print_json(rows)
     _print_sweep(rows)
+
+
+@app.command()
+def predict(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="A finished sweep's name.")],
+    steps: Annotated[int, typer.Option(help="T: the predictor sees the first T steps of each run.")] = 400,
+    threshold: Annotated[float, typer.Option(help="Stop a run when p(grok) < this.")] = 0.5,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """How well the first T steps predict grokking on a sweep (cross-validated), and the compute that
+    stopping the runs predicted not to grok would have saved."""
+    from losslab.store import RunStore
+    from losslab.sweep.predict import evaluate
+    from losslab.sweep.run import read_results
+
+    if not 0 < threshold < 1:
+        raise LossLabError(f"--threshold must be in (0, 1), got {threshold}")
+    if steps < 8:
+        raise LossLabError(f"--steps must be at least 8, got {steps}")
+    result = evaluate(RunStore(store), read_results(RunStore(store), name), steps, threshold)
+    if as_json:
+        return _print_json(result)
+    out.print(f"{result['runs']} runs ({result['grokked']} grokked), first {steps} steps, "
+              f"{result['folds']}-fold cross-validation:\n"
+              f"  ROC AUC {result['roc_auc']:.3f} (spectral energy alone: {result['roc_auc_energy_alone']:.3f}), "
+              f"accuracy {result['accuracy']:.1%}\n"
+              f"  stopping at step {steps} when p(grok) < {threshold}: {result['stopped']} runs stopped, "
+              f"{result['compute_saved']:.1%} of the compute saved, {result['grokking_runs_lost']} grokking runs lost",
+              highlight=False)
 
 
 @app.command()

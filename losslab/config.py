@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from losslab.errors import LossLabError
-from losslab.optim.registry import OPTIMIZERS, accepted_arguments, construct
+from losslab.optim.registry import OPTIMIZERS, accepted_arguments, base_of, construct
 
 
 class Strict(BaseModel):
@@ -186,7 +186,7 @@ class OptimConfig(BaseModel):
     def _known_optimizer_and_arguments(self):
         if self.name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.name!r} (known: {', '.join(sorted(OPTIMIZERS))})")
-        base = (self.model_extra or {}).get("base", "sgd")
+        base = base_of(self.name, self.model_extra or {})
         if base not in OPTIMIZERS:
             raise ValueError(f"unknown base optimizer {base!r} (known: {', '.join(sorted(OPTIMIZERS))})")
         accepted = accepted_arguments(self.name, base)

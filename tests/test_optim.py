@@ -2,6 +2,7 @@
 
 import copy
 import math
+import re
 
 import numpy as np
 import pytest
@@ -300,6 +301,49 @@ def test_svrg_variance_vanishes_at_the_optimum_where_sgds_does_not():
     assert 0 < svrg < sgd / 100
 
 
+# ------------------------------------------------------------------ Grokfast
+
+
+def _gradients_fed_to_the_base(opt_name, kwargs, grads):
+    """The p.grad the base optimizer (SGD, lr 1) sees for a scalar parameter given `grads`."""
+    w = nn.Parameter(torch.zeros(()))
+    opt = construct(opt_name, nn.ParameterList([w]), {"base": "sgd", "lr": 1.0, **kwargs})
+    seen = []
+    for g in grads:
+        before = w.detach().clone()
+        w.grad = torch.tensor(float(g))
+        opt.step()
+        seen.append(float(before - w.detach()))  # SGD with lr 1: the step is the gradient it saw
+    return seen
+
+
+def test_grokfast_ema_amplifies_the_exponential_average():
+    grads = [1.0, -2.0, 0.5, 3.0, 3.0]
+    alpha, lamb = 0.9, 2.0
+    mu, expected = None, []
+    for g in grads:
+        mu = g if mu is None else alpha * mu + (1 - alpha) * g
+        expected.append(g + lamb * mu)
+    assert _gradients_fed_to_the_base("grokfast_ema", {"alpha": alpha, "lamb": lamb}, grads) == pytest.approx(expected)
+    # a constant gradient is scaled by (1 + lamb): the effective step size a fair comparison matches
+    assert _gradients_fed_to_the_base("grokfast_ema", {"lamb": 2.0}, [0.3] * 4) == pytest.approx([0.9] * 4)
+
+
+def test_grokfast_ma_waits_for_a_full_window_then_adds_its_mean():
+    grads = [1.0, 2.0, 4.0, 8.0, 16.0]
+    seen = _gradients_fed_to_the_base("grokfast_ma", {"window": 3, "lamb": 5.0}, grads)
+    assert seen == pytest.approx([1.0, 2.0, 4.0 + 5 * 7 / 3, 8.0 + 5 * 14 / 3, 16.0 + 5 * 28 / 3])
+
+
+@pytest.mark.parametrize("override,message", [("optim.alpha=1.0", "alpha must be in [0, 1)"),
+                                              ("optim.window=0", "window must be >= 1"),
+                                              ("optim.lamb=-1", "lamb must be >= 0")])
+def test_grokfast_arguments_are_checked(override, message):
+    name = "grokfast_ma" if "window" in override else "grokfast_ema"
+    with pytest.raises(LossLabError, match=re.escape(message)):
+        load_config("grokking", [f"optim.name={name}", override])
+
+
 # ------------------------------------------------------------------ every optimizer
 
 SETTINGS = {  # learning rates for a unit-scale quadratic, cosine-decayed over 400 steps
@@ -307,7 +351,7 @@ SETTINGS = {  # learning rates for a unit-scale quadratic, cosine-decayed over 4
     "radam": {"lr": 0.1}, "rmsprop": {"lr": 0.02}, "rprop": {"lr": 0.01}, "adagrad": {"lr": 0.5},
     "adadelta": {"lr": 50.0}, "schedulefree_adamw": {"lr": 0.1}, "schedulefree_sgd": {"lr": 0.2},
     "shampoo": {"lr": 0.5}, "muon": {"lr": 0.1, "adamw_lr": 0.1}, "sam": {"lr": 0.5, "rho": 0.01},
-    "svrg": {"lr": 0.5, "snapshot_every": 10},
+    "svrg": {"lr": 0.5, "snapshot_every": 10}, "grokfast_ema": {"lr": 0.05}, "grokfast_ma": {"lr": 0.05, "window": 5},
 }
 
 

@@ -47,7 +47,8 @@ MINIBATCH_SGD = ["train.max_steps=80", "train.stop_after_t4=0", "optim.momentum=
     ("grokking", ["optim.name=muon", "optim.lr=0.02"]),
     ("grokking", ["optim.name=schedulefree_adamw", "optim.warmup_steps=5"]),
     ("parity", ["optim.name=svrg", "optim.snapshot_every=7", "optim.lr=0.05", "optim.momentum=0.5"]),
-], ids=["adamw", "sgd-minibatch", "sam", "shampoo", "muon", "schedulefree", "svrg-minibatch"])
+    ("grokking", ["optim.name=grokfast_ma", "optim.window=5"]),
+], ids=["adamw", "sgd-minibatch", "sam", "shampoo", "muon", "schedulefree", "svrg-minibatch", "grokfast-ma"])
 def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, preset, optim):
     """Full-batch AdamW, minibatch SGD with momentum, a cosine schedule and clipping, and
     losslab's own optimizers, whose state (roots, snapshots, momenta) must survive a restart."""

@@ -4,13 +4,13 @@ import torch
 
 from losslab.config import OptimConfig
 from losslab.errors import LossLabError
-from losslab.optim.registry import accepted_arguments, construct
+from losslab.optim.registry import accepted_arguments, base_of, construct
 from losslab.optim.schedules import lr_lambda
 
 
 def build_optimizer(cfg: OptimConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     kwargs = cfg.kwargs
-    if cfg.reference and "orthogonalization" in accepted_arguments(cfg.name, kwargs.get("base", "sgd")):
+    if cfg.reference and "orthogonalization" in accepted_arguments(cfg.name, base_of(cfg.name, kwargs)):
         kwargs["orthogonalization"] = "svd"
     try:
         return construct(cfg.name, model, kwargs)

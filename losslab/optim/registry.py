@@ -12,6 +12,7 @@ import inspect
 import schedulefree
 import torch
 
+from losslab.optim.grokfast import GrokfastEMA, GrokfastMA
 from losslab.optim.muon import HybridMuon
 from losslab.optim.sam import SAM
 from losslab.optim.shampoo import Shampoo
@@ -33,11 +34,13 @@ OPTIMIZERS: dict = {
     "shampoo": Shampoo,
     "muon": HybridMuon,
 }
-WRAPPERS = {"sam": SAM, "svrg": SVRG}
+# wrapper -> (class, the base optimizer it wraps unless told)
+WRAPPERS = {"sam": (SAM, "sgd"), "svrg": (SVRG, "sgd"),
+            "grokfast_ema": (GrokfastEMA, "adamw"), "grokfast_ma": (GrokfastMA, "adamw")}
 
 
-def _wrapped(cls):
-    def build(params, base: str = "sgd", **kwargs):
+def _wrapped(cls, default_base: str):
+    def build(params, base: str = default_base, **kwargs):
         if base not in OPTIMIZERS:
             raise ValueError(f"unknown base optimizer {base!r}")
         return cls(params, OPTIMIZERS[base], **kwargs)
@@ -45,7 +48,12 @@ def _wrapped(cls):
     return build
 
 
-OPTIMIZERS.update({name: _wrapped(cls) for name, cls in WRAPPERS.items()})
+OPTIMIZERS.update({name: _wrapped(cls, base) for name, (cls, base) in WRAPPERS.items()})
+
+
+def base_of(name: str, kwargs: dict) -> str:
+    """The base optimizer a wrapper `name` builds with these arguments (for others: sgd, unused)."""
+    return kwargs.get("base", WRAPPERS[name][1] if name in WRAPPERS else "sgd")
 
 
 def accepted_arguments(name: str, base: str = "sgd") -> set[str]:

@@ -46,6 +46,7 @@ def run_point(job: dict) -> dict:
     import torch
 
     from losslab.config import validate
+    from losslab.sweep.predict import unpromising
     from losslab.train.loop import finish, prepare, prepare_resume
 
     torch.set_num_threads(job["threads"])
@@ -60,6 +61,8 @@ def run_point(job: dict) -> dict:
                 shutil.rmtree(path)
         if trainer is None:
             trainer = prepare(validate(job["config"]), store, run_id)
+        if job.get("stop"):
+            trainer.should_stop = unpromising(job["stop"]["predictor"], job["stop"]["threshold"])
         return finish(trainer)
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
         return {"run_id": run_id, "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
@@ -73,6 +76,7 @@ def result_row(point: Point, summary: dict | None, error: str | None = None) -> 
     summary = summary or {}
     row = {"index": point.index, "run_id": point.run_id, **{f"axis:{k}": v for k, v in point.values.items()},
            "status": summary.get("status", "failed" if error else "pending"), "error": error,
+           "stop_reason": summary.get("stop_reason"),
            "steps": summary.get("steps"), "wall_s": summary.get("wall_s")}
     events = summary.get("events") or {}
     row.update({k: events.get(k) for k in ("t1", "t2", "t3", "t4")})
@@ -174,14 +178,16 @@ class Sweep:
     def rows(self, summaries: dict[int, dict | None]) -> list[dict]:
         return [result_row(p, summaries[p.index], self.failures.get(p.index)) for p in self.points]
 
-    def run(self, executor: Executor, on_result: Callable[[dict, int, int], None] | None = None) -> dict:
-        """Run the points not finished yet; returns {name, dir, table, rows, counts}."""
+    def run(self, executor: Executor, on_result: Callable[[dict, int, int], None] | None = None,
+            stop: dict | None = None) -> dict:
+        """Run the points not finished yet; returns {name, dir, table, rows, counts}. `stop`
+        ({predictor, threshold}) stops the runs predicted not to grok (losslab.sweep.predict)."""
         self.directory.mkdir(parents=True, exist_ok=True)
         _write_manifest(self.directory, {**self.manifest, "failures": self.failures})
         summaries = {p.index: finished_summary(self.store, p.run_id) for p in self.points}
         todo = [p for p in self.points if summaries[p.index] is None]
         jobs = [{"run_id": p.run_id, "config": p.config.model_dump(mode="json"), "store": str(self.store.root),
-                 "threads": executor.threads} for p in todo]
+                 "threads": executor.threads, "stop": stop} for p in todo]
         by_run = {p.run_id: p for p in self.points}
         for done, result in enumerate(executor(jobs), 1):
             point = by_run[result["run_id"]]
@@ -198,4 +204,13 @@ class Sweep:
         rows = read_results(self.store, self.name)  # as `sweep-show` gives them (the table's types)
         return {"name": self.name, "dir": str(self.directory), "table": str(path), "figures": draw(self.directory, rows),
                 "points": len(rows), "ran": len(jobs), "skipped": len(rows) - len(jobs),
-                "failed": len(self.failures), "grokked": sum(bool(r["grokked"]) for r in rows), "rows": rows}
+                "failed": len(self.failures), "grokked": sum(bool(r["grokked"]) for r in rows),
+                **self._stopped(rows), "rows": rows}
+
+    def _stopped(self, rows: list[dict]) -> dict:
+        """The runs stopped as unpromising, and the steps they did not run (at most: some would
+        have stopped early at t4)."""
+        stopped = [(p, r) for p, r in zip(self.points, rows) if r["stop_reason"] == "unpromising"]
+        return {"stopped_unpromising": len(stopped),
+                "steps_saved_at_most": sum(p.config.train.max_steps - r["steps"] for p, r in stopped),
+                "steps_run": sum(r["steps"] or 0 for r in rows)}

@@ -82,6 +82,8 @@ class Trainer:
         self._epoch_order: tuple[int, torch.Tensor] | None = None
         self._step_losses: list[tuple[int, torch.Tensor]] = []  # read at the next evaluation, not each step
         self._stop_signal: int | None = None
+        # an extra stop rule, asked at each evaluation: a reason to end the run here, or None
+        self.should_stop: Callable[[Trainer], str | None] | None = None
         self.summary = {
             "run_id": run.path.name, "name": cfg.name, "run_dir": str(run.path.resolve()),
             "status": "running", "stop_reason": None, "steps": 0, "events": dict(self.events.events),
@@ -223,7 +225,7 @@ class Trainer:
             return "after_t4"
         if train.budget_s is not None and self._wall() >= train.budget_s:
             return "budget"
-        return None
+        return self.should_stop(self) if self.should_stop else None
 
     # ------------------------------------------------------------ the loop
 

@@ -1,0 +1,134 @@
+"""Predicting grokking from the first T steps of a run, and stopping the runs that will not grok.
+
+Features of a run at step T: its spectral signature (log energy, log activity, mobility,
+complexity of the detrended training loss) and its metrics at the last evaluation before T
+(train/val loss and accuracy). The predictor is a standardized logistic regression
+(scikit-learn), evaluated by stratified cross-validation on a sweep's finished runs: every
+score below is out of fold, as it would be for runs the predictor has not seen.
+
+The policy "stop a run at T when p(grok) < threshold" saves the steps those runs would have
+run on; it loses the runs among them that would have grokked. Both are counted out of fold.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from losslab.analysis.signature import run_signature
+from losslab.errors import LossLabError
+from losslab.store import RunStore
+
+FEATURES = ("log_energy", "log_activity", "mobility", "complexity",
+            "log_train_loss", "train_acc", "log_val_loss", "val_acc")
+
+
+def early_features(rows, steps: int = 400) -> dict[str, float]:
+    """The features of a run from its metric rows up to step `steps` (ValueError if it has too few)."""
+    sig = run_signature(rows, "train_loss", steps)
+    evaluated = {}
+    for step, split, name, value in rows:
+        if step <= steps and split in ("train", "val") and name in ("loss", "acc"):
+            if step >= evaluated.get((split, name), (-1, 0))[0]:
+                evaluated[(split, name)] = (step, value)
+    if len(evaluated) < 4:
+        raise ValueError(f"no evaluation before step {steps}")
+    floor = 1e-12  # log of an exact zero loss
+    features = {"log_energy": math.log10(max(sig["energy"], floor)),
+                "log_activity": math.log10(max(sig["activity"], floor)),
+                "mobility": sig["mobility"], "complexity": sig["complexity"],
+                "log_train_loss": math.log10(max(evaluated[("train", "loss")][1], floor)),
+                "train_acc": evaluated[("train", "acc")][1],
+                "log_val_loss": math.log10(max(evaluated[("val", "loss")][1], floor)),
+                "val_acc": evaluated[("val", "acc")][1]}
+    if not all(math.isfinite(v) for v in features.values()):
+        raise ValueError("non-finite early metrics (a diverged run?)")
+    return features
+
+
+def sweep_dataset(store: RunStore, rows: list[dict], steps: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """Features X, labels y (grokked) and the table rows of the sweep's finished runs that have
+    features at `steps` (diverged or failed runs, and runs too short, are left out)."""
+    x, y, kept = [], [], []
+    for row in rows:
+        if row["status"] != "completed" or row.get("stop_reason") == "unpromising":
+            continue
+        try:
+            features = early_features(store.find(row["run_id"]).metric_rows(), steps)
+        except (ValueError, LossLabError):
+            continue
+        x.append([features[k] for k in FEATURES])
+        y.append(bool(row["grokked"]))
+        kept.append(row)
+    return np.array(x), np.array(y), kept
+
+
+def _model():
+    return make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000))
+
+
+def evaluate(store: RunStore, rows: list[dict], steps: int = 400, threshold: float = 0.5, seed: int = 0) -> dict:
+    """Out-of-fold ROC AUC and accuracy of the predictor on a sweep, and what stopping at `steps`
+    the runs predicted not to grok would have saved and lost."""
+    x, y, kept = sweep_dataset(store, rows, steps)
+    positives, negatives = int(y.sum()), int(len(y) - y.sum())
+    if min(positives, negatives) < 2:
+        raise LossLabError(f"the predictor needs at least 2 runs that grokked and 2 that did not among the "
+                           f"finished runs with {steps} steps; this sweep has {positives} and {negatives}")
+    folds = StratifiedKFold(n_splits=min(5, positives, negatives), shuffle=True, random_state=seed)
+    p = cross_val_predict(_model(), x, y, cv=folds, method="predict_proba")[:, 1]
+    energy = x[:, FEATURES.index("log_energy")]
+    stopped = p < threshold
+    ran = np.array([r["steps"] for r in kept], dtype=np.float64)
+    saved = float(np.sum(np.maximum(ran[stopped] - steps, 0)))
+    return {"runs": len(y), "grokked": positives, "steps": steps, "threshold": threshold,
+            "folds": folds.get_n_splits(), "roc_auc": float(roc_auc_score(y, p)),
+            "accuracy": float(accuracy_score(y, p >= threshold)),
+            # the paper's single number, no fitting: how well the early spectral energy alone ranks runs
+            "roc_auc_energy_alone": float(roc_auc_score(y, energy)),
+            "stopped": int(stopped.sum()), "grokking_runs_lost": int(np.sum(stopped & y)),
+            "steps_total": float(ran.sum()), "steps_saved": saved,
+            "compute_saved": saved / float(ran.sum()),
+            "predictions": [{"run_id": r["run_id"], "grokked": bool(t), "p_grok": float(q)}
+                            for r, t, q in zip(kept, y, p)]}
+
+
+def fit(store: RunStore, rows: list[dict], steps: int = 400) -> dict:
+    """The predictor fitted on all of a sweep's finished runs, as plain numbers (no pickle)."""
+    x, y, _ = sweep_dataset(store, rows, steps)
+    if len(set(y.tolist())) < 2:
+        raise LossLabError("the predictor needs runs that grokked and runs that did not")
+    model = _model().fit(x, y)
+    scaler, logistic = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
+    return {"steps": steps, "features": list(FEATURES), "mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist(),
+            "coef": logistic.coef_[0].tolist(), "intercept": float(logistic.intercept_[0])}
+
+
+def p_grok(predictor: dict, features: dict[str, float]) -> float:
+    """The fitted predictor's probability that a run with these early features groks."""
+    z = (np.array([features[k] for k in predictor["features"]]) - predictor["mean"]) / predictor["scale"]
+    return float(1 / (1 + np.exp(-(z @ np.array(predictor["coef"]) + predictor["intercept"]))))
+
+
+def unpromising(predictor: dict, threshold: float = 0.5):
+    """A trainer stop rule: at the first evaluation at or past the predictor's T, stop the run
+    (reason "unpromising") if p(grok) < threshold; decided once."""
+    decided = False
+
+    def check(trainer) -> str | None:
+        nonlocal decided
+        if decided or trainer.step < predictor["steps"]:
+            return None
+        decided = True
+        try:
+            features = early_features(trainer.rows, predictor["steps"])
+        except ValueError:  # diverging: the trainer stops it for that
+            return None
+        return "unpromising" if p_grok(predictor, features) < threshold else None
+    return check

@@ -1,0 +1,96 @@
+"""The early predictor on a sweep whose outcome is known, and the stop rule inside real sweeps."""
+
+import json
+
+import numpy as np
+import pytest
+
+from losslab.config import load_config
+from losslab.errors import LossLabError
+from losslab.store import RunStore
+from losslab.sweep.executors import LocalExecutor
+from losslab.sweep.predict import FEATURES, early_features, evaluate, fit, p_grok
+from losslab.sweep.run import Sweep
+from tests.test_cli import losslab
+from tests.test_sweep import sweep_file
+
+T = 100
+
+
+def fake_run(store: RunStore, i: int, oscillates: bool, rng) -> dict:
+    """A finished run whose early loss decays smoothly, or with oscillations (the grokking
+    signature), and that grokked exactly when it oscillated."""
+    t = np.arange(T)
+    loss = 4.6 * np.exp(-t / 30) + 0.05 + rng.normal(scale=1e-3, size=T)
+    if oscillates:
+        loss += 0.3 * np.abs(np.sin(2 * np.pi * t / rng.uniform(8, 20)))
+    rows = [(int(s), "train", "step_loss", float(v)) for s, v in zip(t, loss)]
+    rows += [(s, split, name, v) for s in (0, 50, 100) for split, name, v in
+             [("train", "loss", float(loss[min(s, T - 1)])), ("train", "acc", 0.5), ("val", "loss", 4.0),
+              ("val", "acc", 0.01)]]
+    run = store.create(load_config("grokking", ["name=fake"]), f"fake-{i}")
+    run.write_metrics(rows)
+    summary = {"run_id": run.path.name, "status": "completed", "steps": 1000 if oscillates else 3000,
+               "stop_reason": "max_steps", "events": {"t4": 900 if oscillates else None}}
+    run.write_summary(summary)
+    return {"run_id": run.path.name, "status": "completed", "steps": summary["steps"], "grokked": oscillates,
+            "stop_reason": "max_steps"}
+
+
+@pytest.fixture
+def known(tmp_path):
+    store, rng = RunStore(tmp_path / "runs"), np.random.default_rng(0)
+    return store, [fake_run(store, i, oscillates=i % 2 == 0, rng=rng) for i in range(20)]
+
+
+def test_the_predictor_separates_oscillating_runs_and_counts_the_savings(known):
+    store, rows = known
+    result = evaluate(store, rows, steps=T)
+    assert result["runs"] == 20 and result["grokked"] == 10 and result["folds"] == 5
+    assert result["roc_auc"] == 1.0 and result["roc_auc_energy_alone"] == 1.0 and result["accuracy"] == 1.0
+    # the 10 smooth runs stopped at T: 10 * (3000 - 100) steps of 10 * 1000 + 10 * 3000
+    assert result["stopped"] == 10 and result["grokking_runs_lost"] == 0
+    assert result["steps_saved"] == 10 * 2900 and result["compute_saved"] == pytest.approx(29000 / 40000)
+    predictor = fit(store, rows, steps=T)
+    features = early_features(store.find(rows[0]["run_id"]).metric_rows(), T)
+    assert set(features) == set(FEATURES)
+    assert p_grok(predictor, features) > 0.5 > p_grok(predictor, early_features(
+        store.find(rows[1]["run_id"]).metric_rows(), T))
+
+
+def test_too_few_of_a_class_is_refused(known):
+    store, rows = known
+    with pytest.raises(LossLabError, match="at least 2 runs that grokked"):
+        evaluate(store, [r for r in rows if not r["grokked"]] + rows[:1], steps=T)
+
+
+def constant_predictor(p: float) -> dict:
+    logit = float(np.log(p / (1 - p)))
+    n = len(FEATURES)
+    return {"steps": 20, "features": list(FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
+            "coef": [0.0] * n, "intercept": logit}
+
+
+@pytest.mark.parametrize("p,stopped", [(0.1, True), (0.9, False)])
+def test_a_sweep_stops_the_runs_predicted_not_to_grok(tmp_path, p, stopped):
+    path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n')
+    result = Sweep(path, RunStore(tmp_path / "runs")).run(
+        LocalExecutor(1), stop={"predictor": constant_predictor(p), "threshold": 0.5})
+    if stopped:
+        assert all(r["stop_reason"] == "unpromising" and r["steps"] == 20 for r in result["rows"])
+        assert result["stopped_unpromising"] == 2 and result["steps_saved_at_most"] == 2 * (30 - 20)
+    else:
+        assert all(r["stop_reason"] == "max_steps" and r["steps"] == 30 for r in result["rows"])
+        assert result["stopped_unpromising"] == 0
+
+
+def test_predict_command(known, tmp_path):
+    store, rows = known
+    from losslab.sweep.run import sweep_dir, write_results
+    sweep_dir(store, "fake").mkdir(parents=True)
+    write_results(sweep_dir(store, "fake"), rows)
+    out = losslab("predict", "fake", "--steps", T, "--out", store.root, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["roc_auc"] == 1.0
+    bad = losslab("predict", "fake", "--threshold", "1.5", "--out", store.root)
+    assert bad.returncode == 2 and "--threshold must be in (0, 1)" in bad.stderr
