@@ -479,24 +479,28 @@ def bench_optim(
 
 # ---------------------------------------------------------------- sweeps
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("local", "batched", "ray")
 
 
 def _executor(name: str, workers: int | None, address: str | None):
-    from losslab.sweep.executors import LocalExecutor, RayExecutor
+    from losslab.sweep.executors import BatchedExecutor, LocalExecutor, RayExecutor
 
     if workers is not None and workers < 1:
         raise LossLabError(f"--workers must be at least 1, got {workers}")
     if address is not None and name != "ray":
         raise LossLabError("--address is for --executor ray")
+    if name == "batched":
+        return BatchedExecutor(workers or 64)
     return RayExecutor(workers, address) if name == "ray" else LocalExecutor(workers)
 
 
 @app.command()
 def sweep(
     file: Annotated[Path, typer.Argument(help="The sweep file (TOML): base, set, [grid], [random].")],
-    executor: Annotated[str, typer.Option(help="local (a process pool on this machine) or ray.")] = "local",
-    workers: Annotated[Optional[int], typer.Option(help="Runs at once (default: one per core).")] = None,
+    executor: Annotated[str, typer.Option(help="local (a process pool on this machine), batched (runs of "
+                                               "the same shapes trained together through vmap) or ray.")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="Runs at once (default: one per core; batched: "
+                                                        "up to 64 models in one pass).")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster ('auto': the running one).")] = None,
     force: Annotated[bool, typer.Option(help="Run a sweep file that changed since its first run.")] = False,
     stop_unpromising: Annotated[Optional[str], typer.Option(

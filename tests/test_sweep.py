@@ -154,3 +154,72 @@ def test_the_ray_executor_on_a_local_ray_gives_the_local_results(tmp_path):
         bad = losslab("sweep", path, "--executor", "ray", "--address", address, "--out", tmp_path / "bad")
         assert bad.returncode == 2 and message in bad.stderr
         assert not (tmp_path / "bad").exists()  # nothing started
+
+
+PARITY_BODY = """
+    [grid]
+    seed = [0, 1]
+    "optim.lr" = [0.05, 0.1]
+    "optim.momentum" = [0.0, 0.9]
+"""
+
+
+def parity_sweep(tmp_path, body=PARITY_BODY):
+    path = tmp_path / "p.toml"
+    path.write_text('name = "p"\nbase = "parity"\nset = ["train.max_steps=40", "task.n=20", "model.width=64"]\n'
+                    + textwrap.dedent(body))
+    return path
+
+
+KEEP = ("index", "status", "steps", "t1", "t2", "t3", "t4", "train_loss", "val_loss", "val_acc", "signature_energy")
+
+
+def test_batched_training_gives_the_local_results(tmp_path):
+    """Eight minibatch SGD runs (two seeds, so two data sets and minibatch orders; two learning
+    rates; with and without momentum) trained in one vmapped pass, and a SAM run that trains alone."""
+    from losslab.sweep.executors import BatchedExecutor
+    body = PARITY_BODY + '"optim.weight_decay" = [0.01]\n'
+    batched = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor())
+    local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
+    assert all(r["status"] == "completed" for r in batched["rows"])
+    for a, b in zip(batched["rows"], local["rows"]):
+        assert {k: a[k] for k in KEEP if "loss" not in k and "energy" not in k} == \
+               {k: b[k] for k in KEEP if "loss" not in k and "energy" not in k}
+        for k in ("train_loss", "val_loss", "signature_energy"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-7)
+
+
+def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):
+    from losslab.sweep.executors import BatchedExecutor
+    from losslab.train.batched import batch_key
+    from losslab.config import load_config
+    assert batch_key(load_config("parity", ["optim.name=sam"])) is None
+    assert batch_key(load_config("parity")) == batch_key(load_config("parity", ["seed=3", "optim.lr=0.3"]))
+    assert batch_key(load_config("parity")) != batch_key(load_config("parity", ["model.width=10"]))
+    body = '[grid]\n"optim.name" = ["sgd", "sam"]\nseed = [0, 1]\n'
+    result = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor())
+    local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
+    assert [r["status"] for r in result["rows"]] == ["completed"] * 4
+    assert [r["train_loss"] for r in result["rows"]] == pytest.approx([r["train_loss"] for r in local["rows"]],
+                                                                      rel=1e-4)
+
+
+def test_an_interrupted_batched_group_resumes_to_the_same_results(tmp_path):
+    from losslab.sweep.executors import BatchedExecutor
+    from losslab.train.batched import BatchedTrainers
+    from losslab.sweep.run import prepare_point
+    whole = Sweep(parity_sweep(tmp_path), RunStore(tmp_path / "a")).run(BatchedExecutor())
+    store = RunStore(tmp_path / "b")
+    sweep = Sweep(parity_sweep(tmp_path), store)
+    trainers = [prepare_point({"run_id": p.run_id, "config": p.config.model_dump(mode="json"),
+                               "store": str(store.root)}) for p in sweep.points]
+
+    def interrupt(step, m, e):
+        if step >= 20:
+            for t in trainers:
+                t._stop_signal = 2
+    trainers[0].on_eval = interrupt
+    BatchedTrainers(trainers).run()
+    assert all(t.summary["status"] == "interrupted" for t in trainers)
+    resumed = sweep.run(BatchedExecutor())
+    assert [{k: r[k] for k in KEEP} for r in resumed["rows"]] == [{k: r[k] for k in KEEP} for r in whole["rows"]]

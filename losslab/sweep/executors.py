@@ -40,6 +40,52 @@ class LocalExecutor:
                 yield future.result()
 
 
+class BatchedExecutor:
+    """Runs of the same shapes (task, model, loss, batch size; seeds, learning rates, weight
+    decays and schedules may differ) train together in this process, `group` at a time, through
+    one vmapped forward and backward pass (losslab.train.batched); other runs train alone."""
+
+    workers = 1
+
+    def __init__(self, group: int = 64):
+        self.group = group
+        self.threads = os.cpu_count() or 1
+
+    def __call__(self, jobs: list[dict]) -> Iterator[dict]:
+        import torch
+
+        from losslab.config import validate
+        from losslab.sweep.run import failure, prepare_point, run_point
+        from losslab.train.batched import BatchedTrainers, batch_key
+        from losslab.train.loop import conclude
+
+        torch.set_num_threads(self.threads)
+        groups: dict[str, list[dict]] = {}
+        for job in jobs:
+            key = batch_key(validate(job["config"]))
+            if key is None:
+                yield run_point(job)
+            else:
+                groups.setdefault(key, []).append(job)
+        for members in groups.values():
+            for start in range(0, len(members), self.group):
+                trainers, prepared = [], []
+                for job in members[start:start + self.group]:
+                    try:
+                        trainers.append(prepare_point(job))
+                        prepared.append(job)
+                    except Exception as e:  # noqa: BLE001 - recorded; the others go on
+                        yield failure(job, e)
+                if not trainers:
+                    continue
+                try:
+                    BatchedTrainers(trainers).run()
+                except Exception as e:  # noqa: BLE001 - the group failed together
+                    yield from (failure(job, e) for job in prepared)
+                    continue
+                yield from map(conclude, trainers)
+
+
 def _reachable(address: str, timeout: float = 5.0) -> None:
     """Refuse at once an address nothing listens at (Ray itself retries for tens of seconds)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")

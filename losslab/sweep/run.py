@@ -40,32 +40,44 @@ def finished_summary(store: RunStore, run_id: str) -> dict | None:
     return summary if summary and summary.get("status") in FINAL else None
 
 
+def prepare_point(job: dict):
+    """The trainer of one point's run: resumed if the run exists, new otherwise, with the sweep's
+    stop rule if it has one."""
+    from losslab.config import validate
+    from losslab.sweep.predict import unpromising
+    from losslab.train.loop import prepare, prepare_resume
+
+    store, run_id = RunStore(job["store"]), job["run_id"]
+    path = store.root / run_id
+    trainer = None
+    if path.exists():
+        try:
+            trainer = prepare_resume(RunDir.open(path), store)
+        except LossLabError:  # killed before its first summary: nothing worth keeping
+            shutil.rmtree(path)
+    if trainer is None:
+        trainer = prepare(validate(job["config"]), store, run_id)
+    if job.get("stop"):
+        trainer.should_stop = unpromising(job["stop"]["predictor"], job["stop"]["threshold"])
+    return trainer
+
+
+def failure(job: dict, e: Exception) -> dict:
+    return {"run_id": job["run_id"], "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+
+
 def run_point(job: dict) -> dict:
     """Train one point's run (or resume it); a failure is returned as a result, never raised, so
     that one bad run does not stop the sweep. Runs in a worker process: plain data in and out."""
     import torch
 
-    from losslab.config import validate
-    from losslab.sweep.predict import unpromising
-    from losslab.train.loop import finish, prepare, prepare_resume
+    from losslab.train.loop import finish
 
     torch.set_num_threads(job["threads"])
-    store, run_id = RunStore(job["store"]), job["run_id"]
     try:
-        path = store.root / run_id
-        trainer = None
-        if path.exists():
-            try:
-                trainer = prepare_resume(RunDir.open(path), store)
-            except LossLabError:  # killed before its first summary: nothing worth keeping
-                shutil.rmtree(path)
-        if trainer is None:
-            trainer = prepare(validate(job["config"]), store, run_id)
-        if job.get("stop"):
-            trainer.should_stop = unpromising(job["stop"]["predictor"], job["stop"]["threshold"])
-        return finish(trainer)
+        return finish(prepare_point(job))
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
-        return {"run_id": run_id, "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+        return failure(job, e)
 
 
 # ---------------------------------------------------------------- results

@@ -94,7 +94,10 @@ class Trainer:
     # ------------------------------------------------------------ state
 
     def state(self) -> dict:
-        return {"step": self.step, "model": self.model.state_dict(),
+        # cloned: a batched run's parameters are views into its group's stack, which torch.save
+        # would write whole
+        model = {k: v.clone() for k, v in self.model.state_dict().items()}
+        return {"step": self.step, "model": model,
                 "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
                 "wall_s": self._wall(), "overhead_s": self.overhead_s, "grad_evals": self.grad_evals}
 
@@ -176,6 +179,9 @@ class Trainer:
 
     def _backward(self, loss: torch.Tensor) -> None:
         loss.backward()
+        self.clip_gradient()
+
+    def clip_gradient(self) -> None:
         if self.cfg.optim.clip_grad_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.optim.clip_grad_norm)
 
@@ -232,19 +238,24 @@ class Trainer:
     def run(self) -> dict:
         """Train to the end (or to a stop signal); returns the run's summary."""
         with self._lock(), self._signals():
-            self._t0 = self._last_checkpoint = time.perf_counter()
-            if self.switches_weights:
-                self.optimizer.train()
-            self._write_summary()
-            status, reason = self._loop()
-            if status == "interrupted":
-                self._checkpoint("last")
-            self._flush_step_losses()
-            if status != "interrupted":
-                self._record_signature()
-            self.run_dir.write_metrics(self.rows)
-            self._write_summary(status, reason)
+            self.begin()
+            self.end(*self._loop())
         return self.summary
+
+    def begin(self) -> None:
+        self._t0 = self._last_checkpoint = time.perf_counter()
+        if self.switches_weights:
+            self.optimizer.train()
+        self._write_summary()
+
+    def end(self, status: str, reason: str | None) -> None:
+        if status == "interrupted":
+            self._checkpoint("last")
+        self._flush_step_losses()
+        if status != "interrupted":
+            self._record_signature()
+        self.run_dir.write_metrics(self.rows)
+        self._write_summary(status, reason)
 
     def _record_signature(self) -> None:
         """The spectral signature of the recorded training loss, as metric rows and in the summary."""
@@ -257,7 +268,6 @@ class Trainer:
         self.rows += [(steps, "signature", k, sig[k]) for k in SIGNATURE_KEYS]
 
     def _loop(self) -> tuple[str, str | None]:
-        train, model = self.cfg.train, self.model
         while True:
             if self._stop_signal is not None:
                 return "interrupted", signal.Signals(self._stop_signal).name
@@ -268,45 +278,54 @@ class Trainer:
                 self.overhead_s += time.perf_counter() - started
             x, y = self._batch(step)
             # schedule-free optimizers move the weights to evaluate: do it before this step's forward
-            out = None if self.switches_weights else model(x)
-            if step in self.eval_at:
-                started = time.perf_counter()
-                self._flush_step_losses()
-                # the cost of reaching theta_step: training time (AlgoPerf's clock) and gradients
-                self.rows += [(step, "cost", "train_s", self._wall() - self.overhead_s),
-                              (step, "cost", "grad_evals", self.grad_evals)]
-                m = self._evaluate(step, out)
-                fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
-                if "t4" in fired and train.stop_after_t4 is not None:
-                    self.eval_at.add(step + train.stop_after_t4)
-                reason = self._stop_reason(step, m)
-                self.final = m
-                if reason == "diverged":
-                    return "diverged", "non-finite or exploding train loss"
-                if reason or step in self.checkpoint_at or {"t2", "t4"} & set(fired):
-                    self._checkpoint(f"step_{step:08d}")
-                elif time.perf_counter() - self._last_checkpoint >= train.checkpoint_every_s:
-                    self._checkpoint("last")
-                if self.on_eval:
-                    self.on_eval(step, m, self.events.events)
-                self.overhead_s += time.perf_counter() - started
-                if reason:
-                    return "completed", reason
+            out = None if self.switches_weights else self.model(x)
+            if step in self.eval_at and (ended := self.evaluate_step(out)):
+                return ended
             self._update(x, y, out)
+
+    def evaluate_step(self, out: torch.Tensor | None = None) -> tuple[str, str | None] | None:
+        """Evaluate at the current step (its events, stop rules, checkpoints); (status, reason) if the
+        run ends here. `out` is this step's forward pass on the training batch, if made."""
+        train, step = self.cfg.train, self.step
+        started = time.perf_counter()
+        self._flush_step_losses()
+        # the cost of reaching theta_step: training time (AlgoPerf's clock) and gradients
+        self.rows += [(step, "cost", "train_s", self._wall() - self.overhead_s),
+                      (step, "cost", "grad_evals", self.grad_evals)]
+        m = self._evaluate(step, out)
+        fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
+        if "t4" in fired and train.stop_after_t4 is not None:
+            self.eval_at.add(step + train.stop_after_t4)
+        reason = self._stop_reason(step, m)
+        self.final = m
+        if reason == "diverged":
+            return "diverged", "non-finite or exploding train loss"
+        if reason or step in self.checkpoint_at or {"t2", "t4"} & set(fired):
+            self._checkpoint(f"step_{step:08d}")
+        elif time.perf_counter() - self._last_checkpoint >= train.checkpoint_every_s:
+            self._checkpoint("last")
+        if self.on_eval:
+            self.on_eval(step, m, self.events.events)
+        self.overhead_s += time.perf_counter() - started
+        return ("completed", reason) if reason else None
 
     def _update(self, x: torch.Tensor, y: torch.Tensor, out: torch.Tensor | None) -> None:
         """theta_step -> theta_step+1 on the batch (x, y); `out` is the forward pass if made already."""
-        opt = self.optimizer
         loss = self.loss_fn(self.model(x) if out is None else out, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._backward(loss)
+        self.apply_gradient(loss, x, y)
+
+    def apply_gradient(self, loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+        """The step from the (clipped) gradient of `loss` on the batch (x, y), now in p.grad: the
+        optimizer (given a closure where it needs more gradients), the schedule, the counters."""
         if self.step < self.cfg.train.record_loss_steps:
             self._step_losses.append((self.step, loss.detach()))
         self.grad_evals += len(x) / len(self.task.x_train)
-        opt.zero_grad(set_to_none=True)
-        self._backward(loss)
-        if getattr(opt, "needs_closure", False):  # SAM, SVRG: more gradients per step
-            opt.step(partial(self._gradient, x, y))
+        if getattr(self.optimizer, "needs_closure", False):  # SAM, SVRG: more gradients per step
+            self.optimizer.step(partial(self._gradient, x, y))
         else:
-            opt.step()
+            self.optimizer.step()
         self.scheduler.step()
         self.step += 1
 
@@ -345,7 +364,13 @@ class Trainer:
 def finish(trainer: Trainer, on_eval: EvalCallback | None = None) -> dict:
     """Train a prepared run, then draw its figures into its folder; returns its summary."""
     trainer.on_eval = on_eval or trainer.on_eval
-    summary = trainer.run()
+    trainer.run()
+    return conclude(trainer)
+
+
+def conclude(trainer: Trainer) -> dict:
+    """After training: slingshots, the run's figures, the final summary (returned)."""
+    summary = trainer.summary
     if trainer.cfg.probes.every and trainer.cfg.probes.geometry:
         matrices = [n for n, p in trainer.model.named_parameters() if p.ndim == 2]
         summary["slingshots"] = slingshots(trainer.rows, matrices[-1]) if matrices else []

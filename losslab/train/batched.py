@@ -1,0 +1,132 @@
+"""K runs of the same shapes trained together: one forward and backward pass for all of them
+through torch.func.vmap over stacked parameters.
+
+Each run keeps its own Trainer (its data and minibatch order, evaluations, events, stop rules,
+checkpoints, run folder, optimizer and schedule): only the gradient is computed jointly. The
+K models' parameters are stacked along a leading axis, and each model's parameters become views
+into the stack, so each run's own optimizer, stepping its own parameters in place, updates the
+stack. Small models gain most: their steps are dominated by per-call overhead, paid here once
+for K models.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+from losslab.config import RunConfig
+from losslab.optim.factory import build_optimizer, build_scheduler
+from losslab.train.loop import Trainer
+
+
+def batch_key(cfg: RunConfig) -> str | None:
+    """Runs with the same key can train together; None: this run trains alone (its optimizer
+    needs extra gradients or moves the weights to evaluate, or its probes read the optimizer)."""
+    from losslab.optim.registry import OPTIMIZERS, WRAPPERS
+
+    entry = OPTIMIZERS[cfg.optim.name]
+    if cfg.optim.name in WRAPPERS and getattr(WRAPPERS[cfg.optim.name][0], "needs_closure", True):
+        return None
+    if cfg.optim.name.startswith("schedulefree") or cfg.probes.every or hasattr(entry, "for_model"):
+        return None
+    return json.dumps([cfg.task.model_dump(mode="json"), cfg.model.model_dump(mode="json"), cfg.loss,
+                       cfg.train.batch_size, cfg.optim.reference])
+
+
+def _share(model: nn.Module, name: str, storage: torch.Tensor) -> None:
+    """Make the parameter `name` of `model` a Parameter over `storage` (no copy)."""
+    owner, _, leaf = name.rpartition(".")
+    setattr(model.get_submodule(owner), leaf, nn.Parameter(storage))
+
+
+class BatchedTrainers:
+    def __init__(self, trainers: list[Trainer]):
+        self.trainers = trainers
+        self.base = trainers[0].model
+        self.names = [n for n, _ in self.base.named_parameters()]
+        self.stack = {n: torch.stack([t.model.get_parameter(n).detach() for t in trainers]).requires_grad_()
+                      for n in self.names}
+        for k, t in enumerate(trainers):
+            for n in self.names:
+                _share(t.model, n, self.stack[n].data[k])
+            # the optimizer and schedule again over the shared parameters, with the state they had
+            # (a resumed run's moments and step counts)
+            optimizer, scheduler = build_optimizer(t.cfg.optim, t.model), None
+            optimizer.load_state_dict(t.optimizer.state_dict())
+            scheduler = build_scheduler(t.cfg.optim, optimizer, t.cfg.train.max_steps)
+            scheduler.load_state_dict(t.scheduler.state_dict())
+            t.optimizer, t.scheduler = optimizer, scheduler
+        buffers = dict(self.base.named_buffers())
+        loss_fn = trainers[0].loss_fn
+
+        def loss_of(params, x, y):
+            return loss_fn(functional_call(self.base, (params, buffers), (x,)), y)
+        self.losses = vmap(loss_of)
+
+    def _step(self, active: list[int]) -> None:
+        """One training step of the runs `active` (indices into the stack)."""
+        batches = {k: self.trainers[k]._batch(self.trainers[k].step) for k in active}
+        # runs at different steps (resumed from different checkpoints) may be at an epoch's short
+        # last minibatch: one pass per batch size
+        by_size: dict[int, list[int]] = {}
+        for k in active:
+            by_size.setdefault(len(batches[k][0]), []).append(k)
+        for group in by_size.values():
+            self._step_group(group, [batches[k] for k in group])
+
+    def _step_group(self, group: list[int], batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        xs, ys = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
+        every = len(group) == len(self.trainers)
+        params = self.stack if every else {n: s[group] for n, s in self.stack.items()}
+        losses = self.losses(params, xs, ys)
+        for s in self.stack.values():
+            s.grad = None
+        losses.sum().backward()  # the runs' losses are independent: each gets its own gradient
+        for k, (x, y), loss in zip(group, batches, losses):
+            t = self.trainers[k]
+            for n in self.names:
+                t.model.get_parameter(n).grad = self.stack[n].grad[k]
+            t.clip_gradient()
+            t.apply_gradient(loss, x, y)
+
+    def run(self) -> list[dict]:
+        """Train every run to its end; returns their summaries."""
+        with ExitStack() as stack, self._signals():
+            for t in self.trainers:
+                stack.enter_context(t._lock())
+                t.begin()
+            active = list(range(len(self.trainers)))
+            while active:
+                for k in list(active):
+                    t = self.trainers[k]
+                    if t._stop_signal is not None:
+                        ended = "interrupted", signal.Signals(t._stop_signal).name
+                    else:
+                        ended = t.evaluate_step() if t.step in t.eval_at else None
+                    if ended:
+                        t.end(*ended)
+                        active.remove(k)
+                if active:
+                    self._step(active)
+        return [t.summary for t in self.trainers]
+
+    @contextmanager
+    def _signals(self):
+        """SIGINT/SIGTERM stop every run at its next step, with a checkpoint."""
+        def stop(sig, frame):
+            for t in self.trainers:
+                t._stop_signal = sig
+        saved = {}
+        if threading.current_thread() is threading.main_thread():
+            saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
