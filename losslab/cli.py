@@ -608,6 +608,42 @@ def predict(
 
 
 @app.command()
+def speedup(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
+    treatment: Annotated[str, typer.Option(help="The value of --axis under test, e.g. grokfast_ema.")],
+    baseline: Annotated[str, typer.Option(help="The value it is compared with, e.g. adamw.")],
+    axis: Annotated[str, typer.Option(help="The axis the two differ on.")] = "optim.name",
+    lr_factor: Annotated[float, typer.Option(help="Pair with the baseline at this many times the treatment's "
+                                                  "learning rate (matched effective step size).")] = 1.0,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """t4 speed-up of a treatment over a baseline at matched settings, with its spread over seeds."""
+    from losslab.config import parse_value
+    from losslab.store import RunStore
+    from losslab.sweep.compare import speedup as measure
+    from losslab.sweep.run import read_results
+
+    if not lr_factor > 0:
+        raise LossLabError(f"--lr-factor must be > 0, got {lr_factor}")
+    result = measure(read_results(RunStore(store), name), axis, parse_value(baseline), parse_value(treatment),
+                     lr_factor)
+    if as_json:
+        return _print_json(result)
+    matched = [k for k in result["cells"][0] if k not in ("pairs", "speedup_mean", "speedup_std", "speedup_min",
+                                                          "speedup_max", "only_baseline", "only_treatment", "neither")]
+    table = Table(*matched, "pairs", "speed-up", "spread (sd)", "range", "only baseline grokked",
+                  "only treatment grokked", box=None, title=f"t4({baseline}) / t4({treatment})")
+    for c in result["cells"]:
+        table.add_row(*(_fmt(c[k], 3) for k in matched), str(c["pairs"]), _fmt(c["speedup_mean"], 3),
+                      _fmt(c["speedup_std"], 2),
+                      f"{c['speedup_min']:.3g}..{c['speedup_max']:.3g}" if c["pairs"] else "-",
+                      str(c["only_baseline"]), str(c["only_treatment"]))
+    out.print(table)
+    out.print(f"geometric mean over {result['pairs']} pairs: {_fmt(result['geometric_mean'], 3)}", highlight=False)
+
+
+@app.command()
 def phase(
     name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
     x: Annotated[Optional[str], typer.Option(help="The axis across (default: optim.weight_decay).")] = None,

@@ -308,9 +308,10 @@ def apply_override(raw: dict, assignment: str) -> None:
 
 # sections whose `name` picks a kind, and the keys each kind keeps when the name changes
 SWITCHABLE = {
-    "optim": lambda name: set(OptimConfig.model_fields),
-    "task": lambda name: set(TASKS.get(name, Strict).model_fields),
-    "model": lambda name: set(MODELS.get(name, Strict).model_fields),
+    "optim": lambda name, node: set(OptimConfig.model_fields) | (
+        accepted_arguments(name, base_of(name, node)) if name in OPTIMIZERS else set()),
+    "task": lambda name, node: set(TASKS.get(name, Strict).model_fields),
+    "model": lambda name, node: set(MODELS.get(name, Strict).model_fields),
 }
 
 
@@ -324,9 +325,9 @@ def set_value(raw: dict, key: str, new: Any) -> None:
             raise LossLabError(f"{key}: {part!r} is not a section")
         node = child
     if leaf == "name" and len(parents) == 1 and parents[0] in SWITCHABLE and node.get("name") != new:
-        # another optimizer (task, model) starts from its own defaults: drop the keys only the old
-        # one takes (betas of AdamW, d_model of the transformer); keys set after this add the new one's
-        for extra in set(node) - SWITCHABLE[parents[0]](new):
+        # another optimizer (task, model) keeps the keys it takes too and drops those only the old
+        # one takes (AdamW's betas going to SGD, the transformer's d_model going to the MLP)
+        for extra in set(node) - SWITCHABLE[parents[0]](new, node):
             del node[extra]
     node[leaf] = new
 

@@ -50,6 +50,8 @@ def test_another_optimizer_starts_from_its_defaults():
     cfg = load_config("grokking", ["optim.name=sam", "optim.momentum=0.9"])  # the preset's betas are dropped
     assert cfg.optim.kwargs == {"lr": 1e-3, "weight_decay": 1.0, "momentum": 0.9}
     assert load_config("grokking", ["optim.name=adamw"]).optim.kwargs["betas"] == [0.9, 0.98]
+    # an optimizer that takes the old one's keys keeps them: Grokfast around AdamW keeps its betas
+    assert load_config("grokking", ["optim.name=grokfast_ema"]).optim.kwargs["betas"] == [0.9, 0.98]
 
 
 def test_another_model_or_task_keeps_only_the_keys_it_takes():

@@ -58,3 +58,27 @@ def test_t4_against_fraction_uses_grokked_runs(tmp_path):
     assert power_law_figure(law, "task.train_fraction", tmp_path / "law.png").stat().st_size > 10_000
     with pytest.raises(LossLabError, match="no run grokked"):
         t4_against_fraction([{**r, "t4": None} for r in rows])
+
+
+def test_speedup_pairs_matched_runs_and_counts_one_sided_grokking():
+    from losslab.sweep.compare import speedup
+    rows = []
+    for seed in (0, 1, 2):
+        for wd in (0.1, 1.0):
+            for lr in (1e-3, 3e-3):
+                base_t4 = 1000 * (1 + seed) / (lr / 1e-3)
+                rows.append({"axis:optim.name": "adamw", "axis:optim.lr": lr, "axis:optim.weight_decay": wd,
+                             "axis:seed": seed, "status": "completed", "t4": None if wd < 0.5 else base_t4})
+                rows.append({"axis:optim.name": "grokfast_ema", "axis:optim.lr": lr, "axis:optim.weight_decay": wd,
+                             "axis:seed": seed, "status": "completed", "t4": base_t4 / (2 + seed)})
+    result = speedup(rows, "optim.name", "adamw", "grokfast_ema")
+    by_cell = {(c["optim.lr"], c["optim.weight_decay"]): c for c in result["cells"]}
+    cell = by_cell[(1e-3, 1.0)]
+    assert cell["pairs"] == 3 and cell["speedup_mean"] == pytest.approx(3.0) and cell["speedup_std"] == pytest.approx(1.0)
+    assert by_cell[(1e-3, 0.1)]["pairs"] == 0 and by_cell[(1e-3, 0.1)]["only_treatment"] == 3
+    assert result["only_treatment_grokked"] == 6 and result["pairs"] == 6
+    # against the baseline at 3x the learning rate (its t4 a third): speed-ups a third as large
+    matched = speedup(rows, "optim.name", "adamw", "grokfast_ema", lr_factor=3.0)
+    assert [c["speedup_mean"] for c in matched["cells"] if c["optim.weight_decay"] == 1.0] == [pytest.approx(1.0)]
+    with pytest.raises(LossLabError, match="no value 'sgd'"):
+        speedup(rows, "optim.name", "sgd", "grokfast_ema")
