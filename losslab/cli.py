@@ -561,6 +561,50 @@ def _print_sweep(rows: list[dict]) -> None:
     out.print(table)
 
 
+@app.command()
+def tune(
+    file: Annotated[Path, typer.Argument(help="A sweep file: its axes are the search space.")],
+    trials: Annotated[int, typer.Option(help="Trials to add to the study.")] = 20,
+    objective: Annotated[str, typer.Option(help="t4 (minimize) or val_acc (maximize).")] = "t4",
+    pruner: Annotated[str, typer.Option(help="will-not-grok (needs --predictor-from), median or none.")] = "none",
+    predictor_from: Annotated[Optional[str], typer.Option(
+        metavar="SWEEP", help="Fit the will-not-grok predictor on this finished sweep.")] = None,
+    threshold: Annotated[float, typer.Option(help="will-not-grok: prune when p(grok) < this.")] = 0.5,
+    steps: Annotated[int, typer.Option(help="will-not-grok: T, the steps seen before deciding.")] = 400,
+    storage: Annotated[Optional[str], typer.Option(help="A journal file, or an RDB URL (postgresql://...) "
+                                                        "shared across machines.")] = None,
+    report_every: Annotated[int, typer.Option(help="Report to the trial every this many steps.")] = 100,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Search a sweep file's axes with Optuna's TPE, pruning runs that will not grok."""
+    from losslab.store import RunStore
+    from losslab.sweep.predict import fit
+    from losslab.sweep.run import read_results
+    from losslab.sweep.tune import tune as search
+
+    if trials < 1 or report_every < 1:
+        raise LossLabError("--trials and --report-every must be at least 1")
+    if not 0 < threshold < 1:
+        raise LossLabError(f"--threshold must be in (0, 1), got {threshold}")
+    predictor = (fit(RunStore(store), read_results(RunStore(store), predictor_from), steps)
+                 if predictor_from else None)
+    with err.status("tuning") as status:
+        def on_trial(t) -> None:
+            status.update(f"trial {t.number}: {t.state.name} {_fmt(t.value)}")
+        result = search(file, RunStore(store), trials, objective, pruner, predictor, threshold, storage,
+                        report_every, on_trial)
+    if as_json:
+        return _print_json(result)
+    table = Table("trial", "state", objective, "p(grok)", *(k.removeprefix("axis:") for k in result["trials"][0]
+                                                           if k.startswith("axis:")), box=None)
+    for t in result["trials"]:
+        table.add_row(str(t["number"]), t["state"], _fmt(t["value"]), _fmt(t["p_grok"], 3),
+                      *(_fmt(v, 3) for k, v in t.items() if k.startswith("axis:")))
+    out.print(table)
+    out.print(f"best: {result['best']}; {result['pruned']} pruned, {result['failed']} failed", highlight=False)
+
+
 @app.command("sweep-show")
 def sweep_show(
     name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name (its file's `name`).")],

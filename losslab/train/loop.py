@@ -82,7 +82,8 @@ class Trainer:
         self._epoch_order: tuple[int, torch.Tensor] | None = None
         self._step_losses: list[tuple[int, torch.Tensor]] = []  # read at the next evaluation, not each step
         self._stop_signal: int | None = None
-        # an extra stop rule, asked at each evaluation: a reason to end the run here, or None
+        # an extra stop rule, asked at each evaluation (after self.final is set to its metrics):
+        # a reason to end the run here, or None
         self.should_stop: Callable[[Trainer], str | None] | None = None
         self.summary = {
             "run_id": run.path.name, "name": cfg.name, "run_dir": str(run.path.resolve()),
@@ -296,8 +297,8 @@ class Trainer:
         fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
         if "t4" in fired and train.stop_after_t4 is not None:
             self.eval_at.add(step + train.stop_after_t4)
+        self.final = m  # what a stop rule reads
         reason = self._stop_reason(step, m)
-        self.final = m
         if reason == "diverged":
             return "diverged", "non-finite or exploding train loss"
         if reason or step in self.checkpoint_at or {"t2", "t4"} & set(fired):
