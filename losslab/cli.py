@@ -482,6 +482,16 @@ def bench_optim(
 EXECUTORS = ("local", "batched", "ray")
 
 
+def _probability(value: float) -> float:
+    if not 0 < value < 1:
+        raise typer.BadParameter(f"must be in (0, 1), got {value}")
+    return value
+
+
+ThresholdOpt = Annotated[float, typer.Option(callback=_probability,
+                                             help="Stop (prune) a run when its p(grok) is below this.")]
+
+
 def _executor(name: str, workers: int | None, address: str | None):
     from losslab.sweep.executors import BatchedExecutor, LocalExecutor, RayExecutor
 
@@ -506,7 +516,7 @@ def sweep(
     stop_unpromising: Annotated[Optional[str], typer.Option(
         metavar="SWEEP", help="Stop at T the runs predicted not to grok by a predictor fitted on this "
                               "finished sweep's runs.")] = None,
-    threshold: Annotated[float, typer.Option(help="With --stop-unpromising: stop when p(grok) < this.")] = 0.5,
+    threshold: ThresholdOpt = 0.5,
     steps: Annotated[int, typer.Option(help="With --stop-unpromising: T, the steps seen before deciding.")] = 400,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
@@ -518,8 +528,6 @@ def sweep(
 
     if executor not in EXECUTORS:
         raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    if not 0 < threshold < 1:
-        raise LossLabError(f"--threshold must be in (0, 1), got {threshold}")
     planned = Sweep(file, RunStore(store), force)  # refusals come before anything starts
     stop = policy = None
     if stop_unpromising:
@@ -569,7 +577,7 @@ def tune(
     pruner: Annotated[str, typer.Option(help="will-not-grok (needs --predictor-from), median or none.")] = "none",
     predictor_from: Annotated[Optional[str], typer.Option(
         metavar="SWEEP", help="Fit the will-not-grok predictor on this finished sweep.")] = None,
-    threshold: Annotated[float, typer.Option(help="will-not-grok: prune when p(grok) < this.")] = 0.5,
+    threshold: ThresholdOpt = 0.5,
     steps: Annotated[int, typer.Option(help="will-not-grok: T, the steps seen before deciding.")] = 400,
     storage: Annotated[Optional[str], typer.Option(help="A journal file, or an RDB URL (postgresql://...) "
                                                         "shared across machines.")] = None,
@@ -585,8 +593,6 @@ def tune(
 
     if trials < 1 or report_every < 1:
         raise LossLabError("--trials and --report-every must be at least 1")
-    if not 0 < threshold < 1:
-        raise LossLabError(f"--threshold must be in (0, 1), got {threshold}")
     predictor = (fit(RunStore(store), read_results(RunStore(store), predictor_from), steps)
                  if predictor_from else None)
     with err.status("tuning") as status:
@@ -625,7 +631,7 @@ def sweep_show(
 def predict(
     name: Annotated[str, typer.Argument(metavar="SWEEP", help="A finished sweep's name.")],
     steps: Annotated[int, typer.Option(help="T: the predictor sees the first T steps of each run.")] = 400,
-    threshold: Annotated[float, typer.Option(help="Stop a run when p(grok) < this.")] = 0.5,
+    threshold: ThresholdOpt = 0.5,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -635,8 +641,6 @@ def predict(
     from losslab.sweep.predict import evaluate
     from losslab.sweep.run import read_results
 
-    if not 0 < threshold < 1:
-        raise LossLabError(f"--threshold must be in (0, 1), got {threshold}")
     if steps < 8:
         raise LossLabError(f"--steps must be at least 8, got {steps}")
     result = evaluate(RunStore(store), read_results(RunStore(store), name), steps, threshold)
