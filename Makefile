@@ -28,6 +28,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_trainer.py
 	$(BIN)/python benchmarks/bench_optimizers.py
 	$(BIN)/python benchmarks/bench_analysis.py
+	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_optuna_report.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
