@@ -131,6 +131,7 @@ def test_sweep_command_with_two_workers(tmp_path):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["t1"] == b["t1"]
     shown = json.loads(losslab("sweep-show", "s", "--out", tmp_path / "runs", "--json").stdout)
     assert [r["run_id"] for r in shown] == [r["run_id"] for r in result["rows"]]
+    assert [json.loads(r["config"])["optim"]["weight_decay"] for r in shown] == [0.1, 0.1, 1.0, 1.0]
     for args, message in [(["sweep", path, "--executor", "spark"], "--executor must be one of"),
                           (["sweep", path, "--workers", "0"], "--workers must be at least 1"),
                           (["sweep", tmp_path / "none.toml"], "sweep file not found"),

@@ -96,6 +96,7 @@ def result_row(point: Point, summary: dict | None, error: str | None = None) -> 
     row.update({k: (summary.get("final") or {}).get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")})
     signature = summary.get("signature") or {}
     row.update({f"signature_{k}": signature.get(k) for k in ("energy", "activity", "mobility", "complexity")})
+    row["config"] = json.dumps(point.config.model_dump(mode="json"))  # the whole resolved config
     return row
 
 
