@@ -232,6 +232,8 @@ class ProbesConfig(Strict):
     preconditioned: bool = Field(False, description="Adam/AdamW runs: lambda_max(P^-1 H) and its threshold")
     geometry: bool = Field(True, description="gradient norm, cos(theta_t, theta_0), cos(theta_t, previous probe), "
                                              "Frobenius and spectral norms of every weight matrix")
+    dimension: bool = Field(False, description="intrinsic dimension (TwoNN, Levina-Bickel MLE) of what every "
+                                               "Linear layer sees, on up to 1000 training inputs")
 
 
 class EventsConfig(Strict):

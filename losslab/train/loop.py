@@ -58,7 +58,8 @@ class Trainer:
             self.model.double()
             self.task = self.task.to(torch.float64)
         self.optimizer = build_optimizer(cfg.optim, self.model)
-        self.probes = Probes(cfg.probes, self.model, self._train_loss_of, self.optimizer, cfg.optim.name)
+        self.probes = Probes(cfg.probes, self.model, self._train_loss_of, self.optimizer, cfg.optim.name,
+                             self.task.x_train)
         self.probes.theta0 = torch.cat([p.detach().flatten().clone() for p in self.model.parameters()])
         # schedule-free optimizers evaluate at other weights than they differentiate at
         self.switches_weights = callable(getattr(self.optimizer, "eval", None))

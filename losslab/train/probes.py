@@ -5,6 +5,8 @@
   the edge-of-stability line 2 / lr of Cohen et al. is drawn against lambda_max.
 - preconditioned (Adam, AdamW: lambda_max(P^-1 H) and the adaptive edge of stability
   (2 + 2 beta1) / ((1 - beta1) lr), Cohen et al. 2022; Shampoo: with its roots, against 2 / lr).
+- dimension: the intrinsic dimension (TwoNN and the Levina-Bickel MLE) of the inputs of every
+  Linear layer (the representation before it), on up to 1000 training examples.
 - geometry: the full-batch gradient norm, cos(theta_t, theta_0), cos(theta_t, theta at the
   previous probe), and the Frobenius and spectral norms of every weight matrix.
 """
@@ -14,10 +16,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs
 from losslab.analysis.point import flatten
 from losslab.analysis.sharpness import PRECONDITIONED
 from losslab.config import ProbesConfig
+
+
+DIMENSION_EXAMPLES = 1000
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -25,8 +31,10 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class Probes:
-    def __init__(self, cfg: ProbesConfig, model: torch.nn.Module, loss_of, optimizer, optimizer_name: str):
+    def __init__(self, cfg: ProbesConfig, model: torch.nn.Module, loss_of, optimizer, optimizer_name: str,
+                 inputs: torch.Tensor | None = None):
         self.cfg, self.model, self.loss_of = cfg, model, loss_of
+        self.inputs = inputs[:DIMENSION_EXAMPLES] if inputs is not None else None
         self.optimizer, self.optimizer_name = optimizer, optimizer_name
         self.theta0: torch.Tensor | None = None  # set by the trainer (from the step-0 weights)
         self.previous: torch.Tensor | None = None
@@ -45,6 +53,13 @@ class Probes:
         h = Hessian(self.loss_of, params) if curvature else None
         if self.cfg.geometry:
             self._geometry(params, h, add)
+        if self.cfg.dimension and self.inputs is not None:
+            for layer, acts in layer_inputs(self.model, self.inputs).items():
+                try:
+                    add(f"dim_twonn/{layer}", two_nn(acts))
+                    add(f"dim_mle/{layer}", levina_bickel(acts))
+                except ValueError:  # collapsed: too few distinct representations
+                    continue
         if self.cfg.hessian:
             top, bottom = (self._extreme(h, side) for side in ("top", "bottom"))
             add("lambda_max", top)

@@ -1,0 +1,69 @@
+"""Intrinsic dimension of a point cloud (the activations of a layer) from nearest-neighbour
+distances, as in appendix H of "Predicting grokking long before it happens".
+
+TwoNN (Facco et al. 2017): with r1 < r2 the distances of a point to its two nearest neighbours,
+mu = r2 / r1 follows a Pareto law P(mu > m) = m^-d on a d-dimensional manifold; d is fitted
+by least squares through the origin of -log(1 - F(mu)) against log(mu), the largest 10% of mu
+left out (they sample the tail poorly), as in the paper and scikit-dimension.
+
+Levina & Bickel (2005) with the MacKay & Ghahramani (2005) correction: the local estimate
+m_k(x) = [ 1/(k-1) sum_{j<k} log(T_k(x) / T_j(x)) ]^-1 from the k nearest neighbours is
+averaged as an inverse (1/m = mean of 1/m_k(x)), which removes the upward bias of averaging
+m_k(x) itself.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.neighbors import NearestNeighbors
+
+
+def _neighbour_distances(x: np.ndarray, k: int) -> np.ndarray:
+    """Distances of every point to its k nearest other points, ascending; duplicates removed."""
+    x = np.unique(np.asarray(x, dtype=np.float64), axis=0)
+    if len(x) <= k:
+        raise ValueError(f"need more than {k} distinct points, got {len(x)}")
+    distances, _ = NearestNeighbors(n_neighbors=k + 1).fit(x).kneighbors(x)
+    return distances[:, 1:]  # the first is the point itself
+
+
+def two_nn(x, discard_fraction: float = 0.1) -> float:
+    """TwoNN estimate of the intrinsic dimension of the rows of x."""
+    r = _neighbour_distances(x, 2)
+    mu = np.sort(r[:, 1] / r[:, 0])
+    n = len(mu)
+    keep = int(np.floor(n * (1 - discard_fraction)))
+    f = np.arange(1, n + 1) / n  # empirical CDF at the sorted mu
+    xs, ys = np.log(mu[:keep]), -np.log(1 - f[:keep])
+    return float(xs @ ys / (xs @ xs))
+
+
+def levina_bickel(x, k: int = 20) -> float:
+    """The MLE of Levina & Bickel with k neighbours, averaged as MacKay & Ghahramani advise."""
+    if k < 2:
+        raise ValueError(f"k must be at least 2, got {k}")
+    t = _neighbour_distances(x, k)
+    inverse = np.log(t[:, -1:] / t[:, :-1]).sum(axis=1) / (k - 1)  # 1 / m_k(x) at every point
+    return float(1 / inverse.mean())
+
+
+@torch.no_grad()
+def layer_inputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """What every Linear layer of `model` sees on the inputs x (the representation the layer
+    before it made), one row per example; sequences are represented by their last position."""
+    seen: dict[str, np.ndarray] = {}
+
+    def keep(name):
+        def hook(module, args):
+            a = args[0]
+            seen[name] = (a[:, -1] if a.ndim == 3 else a.flatten(1)).double().numpy()
+        return hook
+    handles = [m.register_forward_pre_hook(keep(n)) for n, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear)]
+    try:
+        model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
