@@ -177,6 +177,8 @@ class OptimConfig(BaseModel):
     name: str = "adamw"
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
+    weight_decay_after_t2: float | None = Field(None, ge=0, description="switch the weight decay to this at "
+                                                                         "memorization (t2)")
     clip_grad_norm: float | None = Field(None, gt=0)
     schedule: ScheduleConfig = ScheduleConfig()
     reference: bool = Field(False, description="float64 reference mode: model and optimizer state in float64, "

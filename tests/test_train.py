@@ -6,6 +6,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from losslab.config import load_config
 from losslab.store import RunStore
@@ -144,3 +145,22 @@ def test_small_modular_addition_really_groks(store):
     t = s["events"]
     assert s["status"] == "completed" and s["stop_reason"] == "after_t4"
     assert s["final"]["val_acc"] >= 0.99 and t["t2"] < t["t4"] and t["t4"] > 2 * t["t2"]
+
+
+def test_weight_decay_switches_at_memorization_and_survives_a_resume(store):
+    cfg = load_config("parity", ["train.max_steps=400", "optim.weight_decay_after_t2=0.5",
+                                 "train.stop_after_t4=0", "events.generalized=1.0"])
+    whole = train(cfg, store)
+    t2 = whole["events"]["t2"]
+    assert t2 is not None
+    rows = store.find(whole["run_id"]).metric_rows()
+    assert [(s, v) for s, split, name, v in rows if split == "optim"] == [(t2, 0.5)]
+    assert torch.load(sorted(store.find(whole["run_id"]).checkpoints())[-1], weights_only=True)[
+        "optimizer"]["param_groups"][0]["weight_decay"] == 0.5
+
+    run = store.create(cfg)
+    trainer = Trainer(cfg, run, store)
+    trainer.on_eval = lambda step, m, e: setattr(trainer, "_stop_signal", signal.SIGINT) if step > t2 + 20 else None
+    assert trainer.run()["status"] == "interrupted"
+    assert resume(store.find(run.path), store)["steps"] == whole["steps"]
+    assert measured(store.find(run.path)) == measured(store.find(whole["run_id"]))

@@ -164,6 +164,13 @@ class Trainer:
             self._probe_gradient_variance(step)
         return m
 
+    def _switch_weight_decay(self, step: int, value: float) -> None:
+        """From this step on, weight decay `value` (the state dict carries it across a resume)."""
+        for group in self.optimizer.param_groups:  # wrappers and the Muon hybrid share their parts' groups
+            if "weight_decay" in group:
+                group["weight_decay"] = value
+        self.rows.append((step, "optim", "weight_decay", value))
+
     def _probe_gradient_variance(self, step: int) -> None:
         """Defazio & Bottou's measure at theta_step: var(SGD gradient), var(SVRG gradient), their ratio."""
         names = {p: n for n, p in self.model.named_parameters()}
@@ -298,6 +305,8 @@ class Trainer:
         fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
         if "t4" in fired and train.stop_after_t4 is not None:
             self.eval_at.add(step + train.stop_after_t4)
+        if "t2" in fired and self.cfg.optim.weight_decay_after_t2 is not None:
+            self._switch_weight_decay(step, self.cfg.optim.weight_decay_after_t2)
         self.final = m  # what a stop rule reads
         reason = self._stop_reason(step, m)
         if reason == "diverged":
