@@ -338,6 +338,37 @@ def signature(
 
 
 @app.command()
+def connect(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The run at t = 0 (its data and loss are used).")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The run at t = 1 (same architecture).")],
+    curve: Annotated[str, typer.Option(help="bezier or polychain.")] = "bezier",
+    bends: Annotated[int, typer.Option(help="Free control points of the curve.")] = 1,
+    steps: Annotated[int, typer.Option(help="Adam steps training the curve.")] = 500,
+    lr: Annotated[float, typer.Option(help="Adam's learning rate for the curve.")] = 1e-2,
+    align: Annotated[bool, typer.Option(help="Also the straight line to B with its hidden units permuted "
+                                             "onto A's (weight matching; MLPs).")] = False,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Mode connectivity: a trained low-loss curve between two runs' last checkpoints, against the line."""
+    from losslab.analysis.connect import connect_report
+    from losslab.analysis.point import load_point
+    from losslab.store import RunStore
+
+    if not lr > 0:
+        raise LossLabError(f"--lr must be > 0, got {lr}")
+    a, b = (load_point(RunStore(store).find(r)) for r in (run_a, run_b))
+    with err.status(f"training a {curve} curve from {a.run.path.name} to {b.run.path.name}"):
+        result = connect_report(a, b, curve, bends, steps, lr, align)
+    if as_json:
+        return _print_json(result)
+    for name, p in result["paths"].items():
+        out.print(f"{name:14s} barrier {p['barrier']:.4g}   max train loss {p['max_train_loss']:.4g}   "
+                  f"min val acc {min(p['val_acc']):.3f}", highlight=False)
+    out.print(f"saved: {result['file']}\nfigure: {result['figure']}", highlight=False)
+
+
+@app.command()
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,

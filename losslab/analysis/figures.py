@@ -117,3 +117,18 @@ def plane_3d(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, title: str
                                           "zaxis_title": "log10 loss"})
     fig.write_html(path, include_plotlyjs=True, full_html=True)
     return path
+
+
+def connectivity_figure(paths: dict[str, dict], title: str, path: Path) -> Path:
+    """Train loss and validation accuracy along each path from A (t = 0) to B (t = 1)."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for name, p in paths.items():
+        ax_loss.plot(p["t"], p["train_loss"], label=f"{name} (barrier {p['barrier']:.3g})")
+        ax_acc.plot(p["t"], p["val_acc"], label=name)
+    ax_loss.set(xlabel="t", ylabel="train loss", yscale="log", title=title)
+    ax_acc.set(xlabel="t", ylabel="validation accuracy", ylim=(0, 1.02))
+    ax_loss.legend()
+    ax_acc.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
