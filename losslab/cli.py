@@ -368,6 +368,56 @@ def connect(
     out.print(f"saved: {result['file']}\nfigure: {result['figure']}", highlight=False)
 
 
+@app.command("double-descent")
+def double_descent(
+    run_ref: Annotated[Optional[str], typer.Option("--run", metavar="RUN",
+                                                   help="Epoch-wise: this run's validation loss.")] = None,
+    n_train: Annotated[int, typer.Option(help="Model-wise: training samples n (the threshold N = n).")] = 100,
+    noise: Annotated[float, typer.Option(help="Model-wise: std of the label noise.")] = 0.5,
+    seeds: Annotated[int, typer.Option(help="Model-wise: draws averaged.")] = 10,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Double descent: model-wise (test risk against random features, min-norm least squares) or,
+    with --run, epoch-wise (a run's validation loss descending, rising, descending again)."""
+    import json as json_module
+
+    from losslab.analysis.double_descent import epochwise, random_features_risk
+    from losslab.analysis.figures import double_descent_figure, epochwise_figure
+    from losslab.store import RunStore
+
+    if run_ref is not None:
+        run_folder = RunStore(store).find(run_ref)
+        series = sorted((s, v) for s, split, n, v in run_folder.metric_rows() if (split, n) == ("val", "loss"))
+        steps, values = zip(*series) if series else ((), ())
+        found = epochwise(steps, values)
+        result = {"run_id": run_folder.path.name, "epochwise": found, "events": run_folder.summary()["events"],
+                  "figure": str(epochwise_figure(steps, values, found, run_folder.path.name,
+                                                 run_folder.figure_dir / "double_descent.png"))}
+    else:
+        if n_train < 2 or seeds < 1 or noise < 0:
+            raise LossLabError("--n-train must be at least 2, --seeds at least 1 and --noise at least 0")
+        grid = sorted({max(1, round(n_train * f)) for f in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1,
+                                                             1.2, 1.5, 2, 3, 5, 10)})
+        result = random_features_risk(grid, n_train=n_train, noise=noise, seeds=seeds)
+        folder = store / "studies"
+        folder.mkdir(parents=True, exist_ok=True)
+        result["figure"] = str(double_descent_figure(result, folder / "double_descent.png"))
+        (folder / "double_descent.json").write_text(json_module.dumps(result, indent=2))
+    if as_json:
+        return _print_json(result)
+    if run_ref is not None:
+        found = result["epochwise"]
+        out.print("no second descent in the validation loss" if found is None else
+                  f"validation loss: minimum at step {found['first_minimum']}, peak at {found['peak']} "
+                  f"(+{found['rise']:.3g}), below the minimum again at {found['second_descent']}", highlight=False)
+    else:
+        out.print(f"test risk peaks at N = {result['peak_at']} random features (threshold N = n = {n_train}): "
+                  f"{max(result['test_risk']):.4g}, against {min(result['test_risk']):.4g} at its best",
+                  highlight=False)
+    out.print(f"figure: {result['figure']}", highlight=False)
+
+
 @app.command()
 def landscape(
     run_ref: RunArg,

@@ -132,3 +132,31 @@ def connectivity_figure(paths: dict[str, dict], title: str, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def double_descent_figure(result: dict, path: Path) -> Path:
+    """Test and train risk against the number of random features, the threshold N = n marked."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    ax.plot(result["features"], result["test_risk"], "o-", label="test risk")
+    ax.plot(result["features"], result["train_risk"], "s-", ms=3, label="train risk")
+    ax.axvline(result["threshold"], color="k", ls="--", lw=1, label=f"interpolation threshold N = n = "
+                                                                      f"{result['threshold']}")
+    ax.set(xscale="log", yscale="symlog", xlabel="random features N", ylabel="mean squared error",
+           title="model-wise double descent (min-norm random-features regression)")
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def epochwise_figure(steps, values, found: dict | None, title: str, path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    ax.plot([max(s, 1) for s in steps], values, color="tab:red", label="validation loss")
+    for key, style in (("first_minimum", "tab:green"), ("peak", "tab:orange"), ("second_descent", "tab:blue")):
+        if found:
+            ax.axvline(max(found[key], 1), color=style, ls=":", label=key.replace("_", " "))
+    ax.set(xscale="log", xlabel="step", ylabel="validation loss", title=title)
+    ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
