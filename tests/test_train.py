@@ -164,3 +164,13 @@ def test_weight_decay_switches_at_memorization_and_survives_a_resume(store):
     assert trainer.run()["status"] == "interrupted"
     assert resume(store.find(run.path), store)["steps"] == whole["steps"]
     assert measured(store.find(run.path)) == measured(store.find(whole["run_id"]))
+
+
+def test_deep_relu_preset_kaiming_converges_and_the_naive_init_does_not(store):
+    """He et al. 2015: a 30-layer ReLU net learns from Kaiming's init; from N(0, 0.01^2) its signal
+    and gradients vanish and it stays at chance (10 classes)."""
+    short = ["train.max_steps=300", "train.eval_every=100"]
+    kaiming = train(load_config("deep-relu", short), store)
+    naive = train(load_config("deep-relu", [*short, "model.init=normal"]), store)
+    assert kaiming["final"]["val_acc"] > 0.6 and kaiming["final"]["train_loss"] < 1.5
+    assert naive["final"]["val_acc"] < 0.15 and naive["final"]["train_loss"] == pytest.approx(2.3026, abs=1e-3)
