@@ -419,6 +419,36 @@ def double_descent(
 
 
 @app.command()
+def representations(
+    run_ref: RunArg,
+    panels: Annotated[int, typer.Option(help="Checkpoints shown (log-spaced between t2 and t4).")] = 6,
+    examples: Annotated[int, typer.Option(help="Training examples embedded.")] = 500,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Representations over training: t-SNE of the last hidden layer, output-weight densities, norms."""
+    from losslab.analysis.figures import representation_figures
+    from losslab.analysis.point import load_point
+    from losslab.analysis.reports import _save
+    from losslab.analysis.representations import representation_report
+    from losslab.store import RunStore
+
+    if panels < 1 or examples < 10:
+        raise LossLabError("--panels must be at least 1 and --examples at least 10")
+    point = load_point(RunStore(store).find(run_ref))
+    with err.status(f"t-SNE of {point.run.path.name} at up to {panels} checkpoints"):
+        result = representation_report(point, panels, examples)
+        result["figures"] = [str(p) for p in representation_figures(result, point.run.figure_dir)]
+    result = _save(point, "representations", result)
+    if as_json:
+        return _print_json({k: v for k, v in result.items() if k not in ("panels", "colors", "output_weights")})
+    out.print(f"steps {result['steps']} ({result['layer']}'s input, colored by {result['colored_by']})",
+              highlight=False)
+    for f in result["figures"]:
+        out.print(f"figure: {f}", highlight=False)
+
+
+@app.command()
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,

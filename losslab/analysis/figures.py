@@ -160,3 +160,51 @@ def epochwise_figure(steps, values, found: dict | None, title: str, path: Path) 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def representation_figures(result: dict, folder: Path) -> list[Path]:
+    """t-SNE panels, the density of the output-layer weights per step, and the weight norms."""
+    from scipy.stats import gaussian_kde
+
+    panels = result["panels"]
+    colors = np.array(result["colors"])
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), constrained_layout=True,
+                             squeeze=False)
+    for ax, panel in zip(axes[0], panels):
+        e = np.array(panel["embedding"])
+        ax.scatter(e[:, 0], e[:, 1], c=colors, cmap="tab10", s=6)
+        ax.set(title=f"step {panel['step']}", xticks=[], yticks=[])
+    fig.suptitle(f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}")
+    tsne = folder / "representations.png"
+    fig.savefig(tsne, dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    cmap = plt.get_cmap("viridis")
+    for i, (step, values) in enumerate(result["output_weights"].items()):
+        values = np.array(values)
+        grid = np.linspace(values.min(), values.max(), 300)
+        density = gaussian_kde(values)(grid) if np.ptp(values) > 0 else np.zeros_like(grid)
+        ax.plot(grid, density, color=cmap(i / max(len(result["output_weights"]) - 1, 1)), label=f"step {step}")
+    ax.set(xlabel=f"{result['layer']}.weight values", ylabel="density", title="output-layer weights (KDE)")
+    ax.legend(fontsize=7)
+    kde = folder / "output_weights_kde.png"
+    fig.savefig(kde, dpi=110)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    for name, rows in result["norms"].items():
+        steps, fro, spec = zip(*rows)
+        steps = [max(s, 1) for s in steps]
+        axes[0].plot(steps, fro, marker=".", label=name)
+        axes[1].plot(steps, spec, marker=".", label=name)
+    for ax, title in zip(axes, ("Frobenius norm", "spectral norm")):
+        ax.set(xscale="log", xlabel="step", title=title)
+        for event, color in (("t2", "tab:blue"), ("t4", "tab:red")):
+            if result["events"].get(event) is not None:
+                ax.axvline(max(result["events"][event], 1), color=color, ls=":", label=event)
+        ax.legend(fontsize=7)
+    norms = folder / "layer_norms.png"
+    fig.savefig(norms, dpi=110)
+    plt.close(fig)
+    return [tsne, kde, norms]
