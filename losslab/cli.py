@@ -449,6 +449,44 @@ def representations(
 
 
 @app.command()
+def circuit(
+    run_ref: Annotated[Optional[str], typer.Argument(metavar="[RUN]", help="A one-hidden-layer MLP run (parity).")] = None,
+    n: Annotated[int, typer.Option(help="Without RUN: the (n, 2)-parity of the hand-built network (n <= 20).")] = 10,
+    relative: Annotated[float, typer.Option(help="A unit is active above this fraction of the strongest.")] = 1e-2,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Minimal circuits for sparse parity: the hand-built 2-neuron network checked on all inputs, or
+    the units a trained network keeps (and its accuracy pruned to them)."""
+    from losslab.analysis.circuits import check_two_neuron, circuit_report
+    from losslab.analysis.point import load_point
+    from losslab.store import RunStore
+
+    if run_ref is None:
+        if not 2 <= n <= 20:
+            raise LossLabError(f"--n must be in 2..20 (every input is checked), got {n}")
+        result = {"two_neuron": [check_two_neuron(n, bias) for bias in (True, False)]}
+    else:
+        try:
+            result = circuit_report(load_point(RunStore(store).find(run_ref)), relative)
+        except ValueError as e:
+            raise LossLabError(str(e)) from None
+    if as_json:
+        return _print_json(result)
+    if run_ref is None:
+        for r in result["two_neuron"]:
+            out.print(f"2 neurons, (n={n}, 2)-parity, output bias {'-1' if r['out_bias'] else 'none'}: accuracy "
+                      f"{r['accuracy']:.0%} on all {r['inputs']} inputs, hinge loss {r['hinge_loss']:.3g}, smallest "
+                      f"margin {r['min_margin']:.3g} ({r['zero_margin_inputs']} inputs at margin 0)", highlight=False)
+    else:
+        out.print(f"{result['active']} of {result['width']} hidden units active: {result['active_neurons']}; pruned "
+                  f"to them: val accuracy {result['val_accuracy_pruned']:.1%}"
+                  + (f", {result['accuracy_pruned']:.2%} on {result['checked_inputs']} "
+                     f"{'(all) ' if result['exhaustive'] else 'fresh '}inputs" if "accuracy_pruned" in result else ""),
+                  highlight=False)
+
+
+@app.command()
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,

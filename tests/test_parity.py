@@ -45,3 +45,25 @@ def test_hidden_representations_cluster_by_the_first_k_bits_once_generalized(par
     assert last > 0.95 and first < last - 0.2
     assert {"net.0.weight", "net.2.weight"} == set(result["norms"])
     assert all(f.endswith(".png") for f in json.loads(out.stdout)["figures"])
+
+
+@pytest.mark.parametrize("out_bias,loss,margin,ties", [(True, 0.0, 1.0, 0), (False, 0.5, 0.0, 512)])
+def test_the_hand_built_two_neuron_network_on_every_input(out_bias, loss, margin, ties):
+    from losslab.analysis.circuits import check_two_neuron
+    r = check_two_neuron(10, out_bias)
+    assert r["inputs"] == 1024 and r["accuracy"] == 1.0
+    assert r["hinge_loss"] == loss and r["min_margin"] == margin and r["zero_margin_inputs"] == ties
+
+
+def test_an_l1_penalty_prunes_parity_to_a_few_units(tmp_path):
+    """parity-l1: of 100 hidden units a handful stay active, and the network pruned to them still
+    computes the parity (on 20,000 fresh inputs of {-1, +1}^50)."""
+    store = RunStore(tmp_path / "runs")
+    s = train(load_config("parity-l1"), store)
+    out = losslab("circuit", s["run_id"], "--out", store.root, "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert 2 <= r["active"] <= 8 and r["width"] == 100
+    assert r["accuracy_pruned"] == 1.0 and r["checked_inputs"] == 20_000 and r["val_accuracy_pruned"] == 1.0
+    bad = losslab("circuit", "--n", 30)
+    assert bad.returncode == 2 and "--n must be in 2..20" in bad.stderr

@@ -27,13 +27,14 @@ from losslab.train.loop import Trainer
 
 def batch_key(cfg: RunConfig) -> str | None:
     """Runs with the same key can train together; None: this run trains alone (its optimizer
-    needs extra gradients or moves the weights to evaluate, or its probes read the optimizer)."""
+    needs extra gradients or moves the weights to evaluate, its probes read the optimizer, or
+    it has an L1 penalty, which the joint pass leaves out)."""
     from losslab.optim.registry import OPTIMIZERS, WRAPPERS
 
     entry = OPTIMIZERS[cfg.optim.name]
     if cfg.optim.name in WRAPPERS and getattr(WRAPPERS[cfg.optim.name][0], "needs_closure", True):
         return None
-    if cfg.optim.name.startswith("schedulefree") or cfg.probes.every or hasattr(entry, "for_model"):
+    if cfg.optim.name.startswith("schedulefree") or cfg.probes.every or hasattr(entry, "for_model") or cfg.optim.l1:
         return None
     return json.dumps([cfg.task.model_dump(mode="json"), cfg.model.model_dump(mode="json"), cfg.loss,
                        cfg.train.batch_size, cfg.optim.reference])

@@ -187,6 +187,9 @@ class Trainer:
         return self.loss_fn(functional_call(self.model, params, (self.task.x_train,)), self.task.y_train)
 
     def _backward(self, loss: torch.Tensor) -> None:
+        """The gradient of the training objective: the loss, plus the L1 penalty if any."""
+        if self.cfg.optim.l1:
+            loss = loss + self.cfg.optim.l1 * sum(p.abs().sum() for p in self.model.parameters() if p.ndim >= 2)
         loss.backward()
         self.clip_gradient()
 

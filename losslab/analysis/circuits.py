@@ -1,0 +1,96 @@
+"""Minimal circuits for sparse parity: a hand-built two-neuron network, checked exactly on every
+input, and the neurons a trained one-hidden-layer network keeps active.
+
+The two-neuron network for (n, 2)-parity (label x1 * x2 on {-1, +1}^n) is
+
+    f(x) = 2 relu(x1 + x2 - 1) + 2 relu(-x1 - x2 - 1) + c
+
+which is 2 + c where x1 = x2 and c where they differ. With an output bias c = -1 its margins are
+1 everywhere (hinge loss 0). The parity MLPs of losslab have no output bias (c = 0): the claim
+"two neurons suffice" then holds only by the tie rule (a score of exactly 0 predicts -1) with
+zero margin on half the inputs; `check_two_neuron` measures both.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+
+from losslab.config import MLPConfig
+from losslab.losses import build_loss
+from losslab.models.mlp import MLP
+
+
+def all_inputs(n: int) -> torch.Tensor:
+    """Every x in {-1, +1}^n (2^n rows: n at most 20)."""
+    if n > 20:
+        raise ValueError(f"all 2^n inputs only for n <= 20, got n = {n}")
+    return torch.tensor(list(itertools.product((-1.0, 1.0), repeat=n)))
+
+
+def two_neuron_network(n: int, out_bias: bool) -> MLP:
+    net = MLP(MLPConfig(depth=1, width=2, out_bias=out_bias), input_dim=n, n_outputs=1)
+    with torch.no_grad():
+        first, last = net.net[0], net.net[2]
+        first.weight.zero_()
+        first.weight[0, :2] = 1.0
+        first.weight[1, :2] = -1.0
+        first.bias.fill_(-1.0)
+        last.weight.fill_(2.0)
+        if out_bias:
+            last.bias.fill_(-1.0)
+    return net
+
+
+def check_two_neuron(n: int, out_bias: bool) -> dict:
+    """The hand-built network on all 2^n inputs: accuracy, hinge loss, smallest margin y * f(x)."""
+    x = all_inputs(n)
+    labels = (x[:, 0] * x[:, 1] > 0).long()  # class 1 is product +1
+    hinge = build_loss("hinge", 2)
+    with torch.no_grad():
+        out = two_neuron_network(n, out_bias)(x)
+    margin = (2 * labels - 1) * out[:, 0]
+    return {"n": n, "inputs": len(x), "out_bias": out_bias, "accuracy": float(hinge.accuracy(out, labels)),
+            "hinge_loss": float(hinge(out, labels)), "min_margin": float(margin.min()) + 0.0,  # no -0
+            "zero_margin_inputs": int((margin == 0).sum())}
+
+
+def active_neurons(model: torch.nn.Module, relative: float = 1e-2) -> list[int]:
+    """Hidden units of a one-hidden-layer MLP whose |incoming| * |outgoing| weight is at least
+    `relative` times the largest one's: the units that still carry signal."""
+    first, last = model.net[0], model.net[-1]
+    strength = first.weight.detach().norm(dim=1) * last.weight.detach().norm(dim=0)
+    return torch.nonzero(strength >= relative * strength.max()).flatten().tolist()
+
+
+def pruned_accuracy(model: torch.nn.Module, keep: list[int], x: torch.Tensor, y: torch.Tensor, loss_fn) -> float:
+    """Accuracy of the model with every hidden unit but `keep` removed."""
+    mask = torch.zeros(model.net[0].out_features)
+    mask[keep] = 1.0
+    with torch.no_grad():
+        hidden = model.net[1](model.net[0](x)) * mask
+        return float(loss_fn.accuracy(model.net[2](hidden), y))
+
+
+def circuit_report(point, relative: float = 1e-2, samples: int = 20_000, seed: int = 0) -> dict:
+    """The active hidden units of a one-hidden-layer parity MLP, and the accuracy of the network
+    pruned to them: on every input for n <= 20, else on `samples` fresh random inputs."""
+    if point.cfg.model.name != "mlp" or point.cfg.model.depth != 1:
+        raise ValueError("a circuit is read from a one-hidden-layer MLP")
+    keep = active_neurons(point.model, relative)
+    x_val, y_val = point.data("val")
+    result = {"run_id": point.run.path.name, "step": point.step, "width": point.cfg.model.width,
+              "active_neurons": keep, "active": len(keep), "relative_threshold": relative,
+              "val_accuracy_pruned": pruned_accuracy(point.model, keep, x_val, y_val, point.loss_fn)}
+    task = point.cfg.task
+    if task.name == "parity":
+        if task.n <= 20:
+            x = all_inputs(task.n)
+        else:
+            g = torch.Generator().manual_seed(seed)
+            x = torch.randint(0, 2, (samples, task.n), generator=g).float() * 2 - 1
+        y = (x[:, :task.k].prod(dim=1) > 0).long()
+        result.update(checked_inputs=len(x), exhaustive=task.n <= 20,
+                      accuracy_pruned=pruned_accuracy(point.model, keep, x.to(x_val.dtype), y, point.loss_fn))
+    return result
