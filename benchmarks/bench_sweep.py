@@ -1,8 +1,9 @@
 """Sweep throughput: the batched executor (runs of the same shapes in one vmapped pass) against
 the local executor (a pool of processes, the cores split between them), side by side in one run.
 
-Throughput is the training steps of all runs divided by the sweep's wall time (evaluations,
-checkpoints and figures included: what a user waits for). Two workloads:
+Throughput is the training steps of all runs divided by the sweep's wall time (evaluations and
+checkpoints included; per-run figures off, a fixed cost of about 0.7 s a run that batching does
+not touch). Two workloads:
   - 32 sparse (50, 2)-parity runs (MLP 500, batch 32): per-step overhead dominates; batching
     removes it.
   - 8 grokking transformers (a + b mod 97, full batch): compute-bound on a CPU.
@@ -33,7 +34,7 @@ def timed(base: str, axes: str, extra: list[str], steps: int, executor) -> tuple
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "s.toml"
         settings = [f"train.max_steps={steps}", *extra]
-        path.write_text(f'name = "s"\nbase = "{base}"\nset = {settings!r}\n'.replace("'", '"')
+        path.write_text(f'name = "s"\nbase = "{base}"\nrun_figures = false\nset = {settings!r}\n'.replace("'", '"')
                         + textwrap.dedent(f"[grid]\n{axes}\n"))
         start = time.perf_counter()
         result = Sweep(path, RunStore(Path(tmp) / "runs")).run(executor)

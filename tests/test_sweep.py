@@ -179,10 +179,12 @@ def test_batched_training_gives_the_local_results(tmp_path):
     """Eight minibatch SGD runs (two seeds, so two data sets and minibatch orders; two learning
     rates; with and without momentum) trained in one vmapped pass, and a SAM run that trains alone."""
     from losslab.sweep.executors import BatchedExecutor
-    body = PARITY_BODY + '"optim.weight_decay" = [0.01]\n'
+    body = "run_figures = false\n" + PARITY_BODY + '"optim.weight_decay" = [0.01]\n'
     batched = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor())
     local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
     assert all(r["status"] == "completed" for r in batched["rows"])
+    assert not any((tmp_path / store / r["run_id"] / "figures" / "grokking.png").exists()
+                   for store in ("b", "l") for r in batched["rows"])  # run_figures = false
     for a, b in zip(batched["rows"], local["rows"]):
         assert {k: a[k] for k in KEEP if "loss" not in k and "energy" not in k} == \
                {k: b[k] for k in KEEP if "loss" not in k and "energy" not in k}

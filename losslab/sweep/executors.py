@@ -83,7 +83,7 @@ class BatchedExecutor:
                 except Exception as e:  # noqa: BLE001 - the group failed together
                     yield from (failure(job, e) for job in prepared)
                     continue
-                yield from map(conclude, trainers)
+                yield from (conclude(t, job.get("figures", True)) for t, job in zip(trainers, prepared))
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:

@@ -35,8 +35,10 @@ def phase_figure(rows: list[dict], x: str, y: str, path: Path, outcomes=OUTCOMES
         ax.set(xlabel=x, ylabel=y, title=TITLES.get(outcome, outcome))
         if matrix.size <= 100:
             for (i, j), value in np.ndenumerate(matrix):
-                if not math.isnan(value):
-                    ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7, color="white")
+                if not math.isnan(value):  # dark text on the bright end of viridis
+                    bright = image.norm(shown[i, j]) > 0.6
+                    ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
+                            color="black" if bright else "white")
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -75,7 +75,7 @@ def run_point(job: dict) -> dict:
 
     torch.set_num_threads(job["threads"])
     try:
-        return finish(prepare_point(job))
+        return finish(prepare_point(job), figures=job.get("figures", True))
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
         return failure(job, e)
 
@@ -175,6 +175,7 @@ class Sweep:
     def __init__(self, spec_path: Path, store: RunStore, force: bool = False):
         spec = load_spec(spec_path)
         self.name, self.store, self.points = spec.name, store, expand(spec)
+        self.run_figures = spec.run_figures
         self.directory = sweep_dir(store, spec.name)
         old = _read_manifest(self.directory)
         same = old is not None and old["fingerprint"] == fingerprint(self.points)
@@ -200,7 +201,7 @@ class Sweep:
         summaries = {p.index: finished_summary(self.store, p.run_id) for p in self.points}
         todo = [p for p in self.points if summaries[p.index] is None]
         jobs = [{"run_id": p.run_id, "config": p.config.model_dump(mode="json"), "store": str(self.store.root),
-                 "threads": executor.threads, "stop": stop} for p in todo]
+                 "threads": executor.threads, "stop": stop, "figures": self.run_figures} for p in todo]
         by_run = {p.run_id: p for p in self.points}
         for done, result in enumerate(executor(jobs), 1):
             point = by_run[result["run_id"]]

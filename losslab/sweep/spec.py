@@ -3,6 +3,7 @@
     name = "phase"
     base = "grokking"                      # a preset, or a config file beside the sweep file
     set = ["train.max_steps=3000"]         # applied to every run
+    run_figures = true                     # each run's grokking plot (false: faster short runs)
 
     [grid]                                 # every combination
     "optim.lr" = [3e-4, 1e-3, 3e-3]
@@ -78,6 +79,7 @@ class SweepSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     base: str
     set: list[str] = []
+    run_figures: bool = True  # each run's own figures (about 0.7 s a run); the sweep's are always drawn
     grid: dict[str, list[Any]] = {}
     random: RandomSearch | None = None
 

@@ -58,11 +58,13 @@ class BatchedTrainers:
                 _share(t.model, n, self.stack[n].data[k])
             # the optimizer and schedule again over the shared parameters, with the state they had
             # (a resumed run's moments and step counts)
-            optimizer, scheduler = build_optimizer(t.cfg.optim, t.model), None
+            optimizer = build_optimizer(t.cfg.optim, t.model)
             optimizer.load_state_dict(t.optimizer.state_dict())
             scheduler = build_scheduler(t.cfg.optim, optimizer, t.cfg.train.max_steps)
             scheduler.load_state_dict(t.scheduler.state_dict())
             t.optimizer, t.scheduler = optimizer, scheduler
+        # each run's parameters in the stack's order, looked up once (get_parameter is slow per step)
+        self.params = [[t.model.get_parameter(n) for n in self.names] for t in trainers]
         buffers = dict(self.base.named_buffers())
         loss_fn = trainers[0].loss_fn
 
@@ -89,10 +91,11 @@ class BatchedTrainers:
         for s in self.stack.values():
             s.grad = None
         losses.sum().backward()  # the runs' losses are independent: each gets its own gradient
+        grads = [self.stack[n].grad for n in self.names]
         for k, (x, y), loss in zip(group, batches, losses):
             t = self.trainers[k]
-            for n in self.names:
-                t.model.get_parameter(n).grad = self.stack[n].grad[k]
+            for p, g in zip(self.params[k], grads):
+                p.grad = g[k]
             t.clip_gradient()
             t.apply_gradient(loss, x, y)
 

@@ -375,20 +375,22 @@ class Trainer:
                 signal.signal(sig, handler)
 
 
-def finish(trainer: Trainer, on_eval: EvalCallback | None = None) -> dict:
+def finish(trainer: Trainer, on_eval: EvalCallback | None = None, figures: bool = True) -> dict:
     """Train a prepared run, then draw its figures into its folder; returns its summary."""
     trainer.on_eval = on_eval or trainer.on_eval
     trainer.run()
-    return conclude(trainer)
+    return conclude(trainer, figures)
 
 
-def conclude(trainer: Trainer) -> dict:
-    """After training: slingshots, the run's figures, the final summary (returned)."""
+def conclude(trainer: Trainer, figures: bool = True) -> dict:
+    """After training: slingshots, the run's figures (unless told not to: they cost about 0.7 s a
+    run, as much as a short run's training), the final summary (returned)."""
     summary = trainer.summary
     if trainer.cfg.probes.every and trainer.cfg.probes.geometry:
         matrices = [n for n, p in trainer.model.named_parameters() if p.ndim == 2]
         summary["slingshots"] = slingshots(trainer.rows, matrices[-1]) if matrices else []
-    summary["figures"] = [str(p) for p in write_run_figures(trainer.run_dir, trainer.rows, summary)]
+    summary["figures"] = ([str(p) for p in write_run_figures(trainer.run_dir, trainer.rows, summary)]
+                          if figures else [])
     trainer.run_dir.write_summary(summary)
     trainer.store.record(summary)
     return summary
