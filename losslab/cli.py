@@ -840,6 +840,50 @@ def speedup(
     out.print(f"geometric mean over {result['pairs']} pairs: {_fmt(result['geometric_mean'], 3)}", highlight=False)
 
 
+def _numbers(text: str, kind, option: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise LossLabError(f"{option} expects comma-separated numbers, got {text!r}")
+    return values
+
+
+@app.command("noise-threshold")
+def noise_threshold(
+    n: Annotated[str, typer.Option(help="Parity sizes n, comma-separated.")] = "30,50,70",
+    weight_decay: Annotated[str, typer.Option(help="Weight decays, comma-separated.")] = "0.01,0.05,0.1",
+    iterations: Annotated[int, typer.Option(help="Halvings of [0, 0.5): the bracket is 0.5 / 2^iterations.")] = 5,
+    workers: Annotated[int, typer.Option(help="Settings bisected at once.")] = 1,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key=value for every run.")] = None,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """The label-noise threshold of grokking on sparse parity for every (n, weight decay), by bisection."""
+    import json as json_module
+
+    from losslab.sweep.bisect import noise_table
+
+    ns, decays = _numbers(n, int, "--n"), _numbers(weight_decay, float, "--weight-decay")
+    if iterations < 1 or workers < 1:
+        raise LossLabError("--iterations and --workers must be at least 1")
+    with err.status(f"bisecting the noise threshold of {len(ns) * len(decays)} settings"):
+        table = noise_table(ns, decays, str(store), iterations=iterations, workers=workers, extra=overrides or [])
+    folder = store / "studies"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "noise_threshold.json").write_text(json_module.dumps(table, indent=2))
+    if as_json:
+        return _print_json(table)
+    grid = Table("n \\ weight decay", *(_fmt(d, 3) for d in decays), box=None,
+                 title="label-noise threshold of grokking (bracket low..high)")
+    for size in ns:
+        cells = [r for r in table if r["n"] == size]
+        grid.add_row(str(size), *("no grokking even clean" if r["threshold"] is None else
+                                  f"{r['low']:.3f}..{r['high']:.3f}" for r in cells))
+    out.print(grid)
+
+
 @app.command()
 def phase(
     name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],

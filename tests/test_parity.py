@@ -67,3 +67,22 @@ def test_an_l1_penalty_prunes_parity_to_a_few_units(tmp_path):
     assert r["accuracy_pruned"] == 1.0 and r["checked_inputs"] == 20_000 and r["val_accuracy_pruned"] == 1.0
     bad = losslab("circuit", "--n", 30)
     assert bad.returncode == 2 and "--n must be in 2..20" in bad.stderr
+
+
+def test_noise_threshold_brackets_by_bisection(tmp_path):
+    """Bisection keeps a bracket [low, high) of width 0.5 / 2^iterations: the run at `low` grokked
+    (or low = 0), the run at `high` did not (or high = 0.5)."""
+    out = losslab("noise-threshold", "--n", "12", "--weight-decay", "0.05", "--iterations", "2",
+                  "--set", "train.max_steps=1500", "--set", "model.width=64", "--out", tmp_path / "runs", "--json")
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["n"] == 12 and row["high"] - row["low"] == pytest.approx(0.125)
+    by_noise = {r["noise"]: r["grokked"] for r in row["runs"]}
+    assert by_noise[0.0] is True and len(row["runs"]) == 3
+    assert row["low"] == 0.0 or by_noise[row["low"]] is True
+    assert row["high"] == 0.5 or by_noise[row["high"]] is False
+    assert (tmp_path / "runs" / "studies" / "noise_threshold.json").is_file()
+    bad = losslab("noise-threshold", "--n", "ten", "--out", tmp_path / "runs")
+    assert bad.returncode == 2 and "--n expects comma-separated numbers" in bad.stderr
+    bad = losslab("noise-threshold", "--n", "1", "--out", tmp_path / "runs")  # k = 2 > n = 1
+    assert bad.returncode == 2 and "k=2 must be at most n=1" in bad.stderr

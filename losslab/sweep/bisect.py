@@ -1,0 +1,60 @@
+"""The label-noise threshold of grokking ("Beyond Memorization", Table 3.1): the fraction of
+flipped training labels beyond which a sparse-parity run no longer generalizes within its
+steps, found by bisection for each (n, weight decay).
+
+A run "groks" when it reaches t4 (the parity preset: 100% validation accuracy, on clean labels)
+within train.max_steps. Bisection assumes grokking is monotone in the noise: it keeps the
+largest fraction seen to grok (`low`) and the smallest seen to fail (`high`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+
+from losslab.config import load_config
+from losslab.store import RunStore
+
+NOISE_MAX = 0.5  # labels flipped at random half of the time carry no information
+
+
+def groks(base: str, overrides: list[str], noise: float, store_root: str) -> dict:
+    from losslab.train.loop import finish, prepare
+
+    cfg = load_config(base, [*overrides, f"task.noise={noise}", "name=noise-threshold"])
+    summary = finish(prepare(cfg, RunStore(store_root)), figures=False)
+    return {"noise": noise, "grokked": summary["events"]["t4"] is not None, "t4": summary["events"]["t4"],
+            "run_id": summary["run_id"], "wall_s": summary["wall_s"]}
+
+
+def bisect_noise(base: str, overrides: list[str], store_root: str, iterations: int = 5, threads: int = 1) -> dict:
+    """The threshold bracket [low, high) after `iterations` halvings of [0, 0.5)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    low, high, runs = 0.0, NOISE_MAX, []
+    clean = groks(base, overrides, 0.0, store_root)
+    runs.append(clean)
+    if not clean["grokked"]:
+        return {"overrides": overrides, "low": None, "high": 0.0, "threshold": None, "runs": runs}
+    for _ in range(iterations):
+        middle = round((low + high) / 2, 6)
+        run = groks(base, overrides, middle, store_root)
+        runs.append(run)
+        low, high = (middle, high) if run["grokked"] else (low, middle)
+    return {"overrides": overrides, "low": low, "high": high, "threshold": (low + high) / 2, "runs": runs}
+
+
+def noise_table(ns: list[int], decays: list[float], store_root: str, base: str = "parity", iterations: int = 5,
+                workers: int = 1, extra: list[str] = ()) -> list[dict]:
+    """The threshold for every (n, weight decay), settings in parallel over `workers` processes."""
+    settings = [(n, wd, [*extra, f"task.n={n}", f"optim.weight_decay={wd}"]) for n in ns for wd in decays]
+    for _, _, overrides in settings:
+        load_config(base, [*overrides, "task.noise=0.25"])  # refuse a bad setting before any run
+    if workers == 1:
+        results = [bisect_noise(base, o, store_root, iterations) for _, _, o in settings]
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = [pool.submit(bisect_noise, base, o, store_root, iterations) for _, _, o in settings]
+            results = [f.result() for f in futures]
+    return [{"n": n, "weight_decay": wd, **r} for (n, wd, _), r in zip(settings, results)]
