@@ -1,0 +1,108 @@
+"""Optimizers on test functions, and the AlgoPerf-style optimizer benchmark."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, out, print_json
+from losslab.errors import LossLabError
+
+# ---------------------------------------------------------------- optimize
+
+
+@app.command()
+def optimize(
+    function: Annotated[str, typer.Argument(help="rosenbrock, log-rosenbrock, rosenbrock-nd, rastrigin, "
+                                                 "log-rastrigin, least-squares or logreg.")],
+    optimizers: Annotated[str, typer.Option(help="Comma-separated; name@lr fixes the learning rate, "
+                                                 "otherwise it is tuned on a grid 1e-4..1.")
+                          ] = "sgd,momentum,rmsprop,rprop,adam,adamax,muon,sam",
+    steps: Annotated[int, typer.Option(min=1, help="Steps of each optimizer.")] = 1000,
+    dim: Annotated[Optional[int], typer.Option(min=2, help="Dimension of the n-dimensional problems.")] = None,
+    tolerance: Annotated[float, typer.Option(help="'Reached' means ||x - x*|| <= this.")] = 1e-3,
+    store: Annotated[Path, typer.Option("--out", help="Folder under which the results go.")] = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Run optimizers from the same start on a test problem; draw trajectories and distances."""
+    from datetime import datetime
+
+    from losslab.optimize.figures import write_figures
+    from losslab.optimize.functions import problem as make_problem
+    from losslab.optimize.run import run as run_optimizers
+
+    try:
+        prob = make_problem(function, dim)
+        specs = [s.strip() for s in optimizers.split(",") if s.strip()]
+        with err.status(f"{function}: {len(specs)} optimizers x {steps} steps"):
+            runs = run_optimizers(prob, specs, steps)
+    except ValueError as e:
+        raise LossLabError(str(e)) from None
+    folder = store / "optimize" / f"{function}-{datetime.now():%Y%m%d-%H%M%S}"
+    figures = write_figures(prob, runs, folder)
+    result = {"function": function, "dim": prob.start.numel(), "steps": steps, "tolerance": tolerance,
+              "folder": str(folder), "figures": [str(f) for f in figures],
+              "optimizers": [t.summary(tolerance) for t in runs]}
+    (folder / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    if as_json:
+        return print_json(result)
+    table = Table("optimizer", "lr", "final f - f*", "||x - x*||", f"steps to {tolerance:g}", box=None)
+    for t in result["optimizers"]:
+        table.add_row(t["optimizer"], fmt(t["lr"], 3), fmt(t["final_value"] - prob.minimum, 3),
+                      "diverged" if t["diverged"] else fmt(t["final_distance"], 3), fmt(t["steps_to_tolerance"]))
+    out.print(table)
+    out.print(f"figures: {folder}", highlight=False)
+
+
+# ---------------------------------------------------------------- bench-optim
+
+
+@app.command("bench-optim")
+def bench_optim(
+    suite: Annotated[str, typer.Argument(help="quick (test problems and digits) or default (also parity "
+                                              "and grokking).")] = "quick",
+    optimizers: Annotated[str, typer.Option(help="Comma-separated optimizer names or aliases.")
+                          ] = "sgd,momentum,adam,sam,muon,shampoo",
+    trials: Annotated[int, typer.Option(min=1, help="Quasi-random hyperparameter trials per study.")] = 4,
+    studies: Annotated[int, typer.Option(min=1, help="Independent studies (seeds); >1 gives confidence "
+                                                     "intervals.")] = 1,
+    workloads: Annotated[Optional[str], typer.Option(help="Comma-separated subset of the suite's workloads.")
+                         ] = None,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Race optimizers on a suite of workloads; score them as AlgoPerf does (performance profiles)."""
+    from losslab.bench.run import jsonable, resolve, run_benchmark
+    from losslab.store import RunStore
+
+    opts = [o.strip() for o in optimizers.split(",") if o.strip()]
+    chosen = [w.strip() for w in workloads.split(",")] if workloads else None
+    try:
+        resolve(suite, chosen, opts)
+    except ValueError as e:
+        raise LossLabError(str(e)) from None
+    with Progress(TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+                  console=err) as progress:
+        task_id = progress.add_task("trials", total=None)
+
+        def on_trial(t, done, total):
+            progress.update(task_id, completed=done, total=total, description=f"{t.workload} / {t.optimizer}")
+        result = run_benchmark(suite, opts, trials, studies, RunStore(store), chosen, on_trial=on_trial)
+    if as_json:
+        return print_json(jsonable(result))
+    for clock, label in (("seconds", "training seconds"), ("grad_evals", "gradient evaluations")):
+        block = result["clocks"][clock]
+        table = Table("optimizer", "score", "95% interval", *result["workloads"], box=None,
+                      title=f"time to target in {label} (score 1 = fastest everywhere; - = missed)")
+        for opt in sorted(opts, key=block["scores"].get, reverse=True):
+            interval = block["intervals"][opt] if block["intervals"] else None
+            table.add_row(opt, f"{block['scores'][opt]:.3f}",
+                          f"{interval[0]:.3f}..{interval[1]:.3f}" if interval else "-",
+                          *(fmt(t, 3) if t != float("inf") else "-" for t in block["times"][opt].values()))
+        out.print(table)
+    out.print(f"profile: {result['figure']}", highlight=False)

@@ -1,0 +1,329 @@
+"""Sweeps, Optuna search, and the studies read from their results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, out, print_json
+from losslab.errors import LossLabError
+
+# ---------------------------------------------------------------- sweeps
+
+EXECUTORS = ("local", "batched", "ray")
+
+
+def _probability(value: float) -> float:
+    if not 0 < value < 1:
+        raise typer.BadParameter(f"must be in (0, 1), got {value}")
+    return value
+
+
+ThresholdOpt = Annotated[float, typer.Option(callback=_probability,
+                                             help="Stop (prune) a run when its p(grok) is below this.")]
+
+
+def _executor(name: str, workers: int | None, address: str | None):
+    from losslab.sweep.executors import BatchedExecutor, LocalExecutor, RayExecutor
+
+    if workers is not None and workers < 1:
+        raise LossLabError(f"--workers must be at least 1, got {workers}")
+    if address is not None and name != "ray":
+        raise LossLabError("--address is for --executor ray")
+    if name == "batched":
+        return BatchedExecutor(workers or 64)
+    return RayExecutor(workers, address) if name == "ray" else LocalExecutor(workers)
+
+
+@app.command()
+def sweep(
+    file: Annotated[Path, typer.Argument(help="The sweep file (TOML): base, set, [grid], [random].")],
+    executor: Annotated[str, typer.Option(help="local (a process pool on this machine), batched (runs of "
+                                               "the same shapes trained together through vmap) or ray.")] = "local",
+    workers: Annotated[Optional[int], typer.Option(help="Runs at once (default: one per core; batched: "
+                                                        "up to 64 models in one pass).")] = None,
+    address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster ('auto': the running one).")] = None,
+    force: Annotated[bool, typer.Option(help="Run a sweep file that changed since its first run.")] = False,
+    stop_unpromising: Annotated[Optional[str], typer.Option(
+        metavar="SWEEP", help="Stop at T the runs predicted not to grok by a predictor fitted on this "
+                              "finished sweep's runs.")] = None,
+    threshold: ThresholdOpt = 0.5,
+    steps: Annotated[int, typer.Option(help="With --stop-unpromising: T, the steps seen before deciding.")] = 400,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Run every point of a sweep (again: only those not finished) into one results table."""
+    from losslab.store import RunStore
+    from losslab.sweep.predict import evaluate, fit
+    from losslab.sweep.run import Sweep, read_results
+
+    if executor not in EXECUTORS:
+        raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    planned = Sweep(file, RunStore(store), force)  # refusals come before anything starts
+    stop = policy = None
+    if stop_unpromising:
+        source = read_results(RunStore(store), stop_unpromising)
+        policy = evaluate(RunStore(store), source, steps, threshold)  # how the policy did on its own sweep
+        policy.pop("predictions")
+        stop = {"predictor": fit(RunStore(store), source, steps), "threshold": threshold}
+    pool = _executor(executor, workers, address)
+    columns = [TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[last]}")]
+    with Progress(*columns, console=err, transient=False) as progress:
+        task_id = progress.add_task("sweep", total=None, last="")
+
+        def on_result(row: dict, done: int, total: int) -> None:
+            shown = ", ".join(f"{k.removeprefix('axis:')}={fmt(v, 3)}" for k, v in row.items() if k.startswith("axis:"))
+            progress.update(task_id, completed=done, total=total,
+                            last=f"{shown}: {row['status']}" + (f" t4={row['t4']}" if row["t4"] is not None else ""))
+        result = planned.run(pool, on_result, stop)
+    if policy:
+        result["policy_on_source"] = policy
+    if as_json:
+        return print_json(result)
+    _print_sweep(result["rows"])
+    out.print(f"{result['points']} points: {result['ran']} run now, {result['skipped']} already done, "
+              f"{result['failed']} failed, {result['grokked']} grokked; table: {result['table']}", highlight=False)
+    if policy:
+        out.print(f"stopped as unpromising at step {steps}: {result['stopped_unpromising']} runs, "
+                  f"{result['steps_saved_at_most']:.0f} steps saved at most ({result['steps_run']:.0f} run). "
+                  f"Cross-validated on {stop_unpromising}: {policy['compute_saved']:.0%} of its compute saved, "
+                  f"{policy['grokking_runs_lost']} of {policy['grokked']} grokking runs lost", highlight=False)
+
+
+def _print_sweep(rows: list[dict]) -> None:
+    axes = [k for k in rows[0] if k.startswith("axis:")] if rows else []
+    table = Table(*(a.removeprefix("axis:") for a in axes), "status", "t2", "t4", "val acc", "energy", box=None)
+    for r in rows:
+        table.add_row(*(fmt(r[a], 3) for a in axes), r["status"] + (f" ({r['error']})" if r["error"] else ""),
+                      fmt(r["t2"]), fmt(r["t4"]), fmt(r["val_acc"]), fmt(r["signature_energy"], 3))
+    out.print(table)
+
+
+@app.command()
+def tune(
+    file: Annotated[Path, typer.Argument(help="A sweep file: its axes are the search space.")],
+    trials: Annotated[int, typer.Option(help="Trials to add to the study.")] = 20,
+    objective: Annotated[str, typer.Option(help="t4 (minimize) or val_acc (maximize).")] = "t4",
+    pruner: Annotated[str, typer.Option(help="will-not-grok (needs --predictor-from), median or none.")] = "none",
+    predictor_from: Annotated[Optional[str], typer.Option(
+        metavar="SWEEP", help="Fit the will-not-grok predictor on this finished sweep.")] = None,
+    threshold: ThresholdOpt = 0.5,
+    steps: Annotated[int, typer.Option(help="will-not-grok: T, the steps seen before deciding.")] = 400,
+    storage: Annotated[Optional[str], typer.Option(help="A journal file, or an RDB URL (postgresql://...) "
+                                                        "shared across machines.")] = None,
+    report_every: Annotated[int, typer.Option(help="Report to the trial every this many steps.")] = 100,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Search a sweep file's axes with Optuna's TPE, pruning runs that will not grok."""
+    from losslab.store import RunStore
+    from losslab.sweep.predict import fit
+    from losslab.sweep.run import read_results
+    from losslab.sweep.tune import tune as search
+
+    if trials < 1 or report_every < 1:
+        raise LossLabError("--trials and --report-every must be at least 1")
+    predictor = (fit(RunStore(store), read_results(RunStore(store), predictor_from), steps)
+                 if predictor_from else None)
+    with err.status("tuning") as status:
+        def on_trial(t) -> None:
+            status.update(f"trial {t.number}: {t.state.name} {fmt(t.value)}")
+        result = search(file, RunStore(store), trials, objective, pruner, predictor, threshold, storage,
+                        report_every, on_trial)
+    if as_json:
+        return print_json(result)
+    table = Table("trial", "state", objective, "p(grok)", *(k.removeprefix("axis:") for k in result["trials"][0]
+                                                           if k.startswith("axis:")), box=None)
+    for t in result["trials"]:
+        table.add_row(str(t["number"]), t["state"], fmt(t["value"]), fmt(t["p_grok"], 3),
+                      *(fmt(v, 3) for k, v in t.items() if k.startswith("axis:")))
+    out.print(table)
+    out.print(f"best: {result['best']}; {result['pruned']} pruned, {result['failed']} failed", highlight=False)
+
+
+@app.command("sweep-show")
+def sweep_show(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name (its file's `name`).")],
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """The results table of a sweep: every point's axes, status, events, final metrics, signature."""
+    from losslab.store import RunStore
+    from losslab.sweep.run import read_results
+
+    rows = read_results(RunStore(store), name)
+    if as_json:
+        return print_json(rows)
+    _print_sweep(rows)
+
+
+@app.command()
+def predict(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="A finished sweep's name.")],
+    steps: Annotated[int, typer.Option(help="T: the predictor sees the first T steps of each run.")] = 400,
+    threshold: ThresholdOpt = 0.5,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """How well the first T steps predict grokking on a sweep (cross-validated), and the compute that
+    stopping the runs predicted not to grok would have saved."""
+    from losslab.store import RunStore
+    from losslab.sweep.predict import evaluate
+    from losslab.sweep.run import read_results
+
+    if steps < 8:
+        raise LossLabError(f"--steps must be at least 8, got {steps}")
+    result = evaluate(RunStore(store), read_results(RunStore(store), name), steps, threshold)
+    if as_json:
+        return print_json(result)
+    out.print(f"{result['runs']} runs ({result['grokked']} grokked), first {steps} steps, "
+              f"{result['folds']}-fold cross-validation:\n"
+              f"  ROC AUC {result['roc_auc']:.3f} (spectral energy alone: {result['roc_auc_energy_alone']:.3f}), "
+              f"accuracy {result['accuracy']:.1%}\n"
+              f"  stopping at step {steps} when p(grok) < {threshold}: {result['stopped']} runs stopped, "
+              f"{result['compute_saved']:.1%} of the compute saved, {result['grokking_runs_lost']} grokking runs lost",
+              highlight=False)
+
+
+@app.command()
+def speedup(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
+    treatment: Annotated[str, typer.Option(help="The value of --axis under test, e.g. grokfast_ema.")],
+    baseline: Annotated[str, typer.Option(help="The value it is compared with, e.g. adamw.")],
+    axis: Annotated[str, typer.Option(help="The axis the two differ on.")] = "optim.name",
+    lr_factor: Annotated[float, typer.Option(help="Pair with the baseline at this many times the treatment's "
+                                                  "learning rate (matched effective step size).")] = 1.0,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """t4 speed-up of a treatment over a baseline at matched settings, with its spread over seeds."""
+    from losslab.config import parse_value
+    from losslab.store import RunStore
+    from losslab.sweep.compare import speedup as measure
+    from losslab.sweep.run import read_results
+
+    if not lr_factor > 0:
+        raise LossLabError(f"--lr-factor must be > 0, got {lr_factor}")
+    result = measure(read_results(RunStore(store), name), axis, parse_value(baseline), parse_value(treatment),
+                     lr_factor)
+    if as_json:
+        return print_json(result)
+    matched = [k for k in result["cells"][0] if k not in ("pairs", "speedup_mean", "speedup_std", "speedup_min",
+                                                          "speedup_max", "only_baseline", "only_treatment", "neither")]
+    table = Table(*matched, "pairs", "speed-up", "spread (sd)", "range", "only baseline grokked",
+                  "only treatment grokked", box=None, title=f"t4({baseline}) / t4({treatment})")
+    for c in result["cells"]:
+        table.add_row(*(fmt(c[k], 3) for k in matched), str(c["pairs"]), fmt(c["speedup_mean"], 3),
+                      fmt(c["speedup_std"], 2),
+                      f"{c['speedup_min']:.3g}..{c['speedup_max']:.3g}" if c["pairs"] else "-",
+                      str(c["only_baseline"]), str(c["only_treatment"]))
+    out.print(table)
+    out.print(f"geometric mean over {result['pairs']} pairs: {fmt(result['geometric_mean'], 3)}", highlight=False)
+
+
+def _numbers(text: str, kind, option: str) -> list:
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values:
+        raise LossLabError(f"{option} expects comma-separated numbers, got {text!r}")
+    return values
+
+
+@app.command("noise-threshold")
+def noise_threshold(
+    n: Annotated[str, typer.Option(help="Parity sizes n, comma-separated.")] = "30,50,70",
+    weight_decay: Annotated[str, typer.Option(help="Weight decays, comma-separated.")] = "0.01,0.05,0.1",
+    iterations: Annotated[int, typer.Option(help="Halvings of [0, 0.5): the bracket is 0.5 / 2^iterations.")] = 5,
+    workers: Annotated[int, typer.Option(help="Settings bisected at once.")] = 1,
+    overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key=value for every run.")] = None,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """The label-noise threshold of grokking on sparse parity for every (n, weight decay), by bisection."""
+    import json as json_module
+
+    from losslab.sweep.bisect import noise_table
+
+    ns, decays = _numbers(n, int, "--n"), _numbers(weight_decay, float, "--weight-decay")
+    if iterations < 1 or workers < 1:
+        raise LossLabError("--iterations and --workers must be at least 1")
+    with err.status(f"bisecting the noise threshold of {len(ns) * len(decays)} settings"):
+        table = noise_table(ns, decays, str(store), iterations=iterations, workers=workers, extra=overrides or [])
+    folder = store / "studies"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "noise_threshold.json").write_text(json_module.dumps(table, indent=2))
+    if as_json:
+        return print_json(table)
+    grid = Table("n \\ weight decay", *(fmt(d, 3) for d in decays), box=None,
+                 title="label-noise threshold of grokking (bracket low..high)")
+    for size in ns:
+        cells = [r for r in table if r["n"] == size]
+        grid.add_row(str(size), *("no grokking even clean" if r["threshold"] is None else
+                                  f"{r['low']:.3f}..{r['high']:.3f}" for r in cells))
+    out.print(grid)
+
+
+@app.command()
+def phase(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
+    x: Annotated[Optional[str], typer.Option(help="The axis across (default: optim.weight_decay).")] = None,
+    y: Annotated[Optional[str], typer.Option(help="The axis up (default: optim.lr).")] = None,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Phase diagrams of a sweep over two axes: validation accuracy, grokked, t4, early spectral energy."""
+    import math
+
+    from losslab.store import RunStore
+    from losslab.sweep.figures import default_axes, phase_figure
+    from losslab.sweep.phase import OUTCOMES, cell_means
+    from losslab.sweep.run import read_results, sweep_dir
+
+    rows = read_results(RunStore(store), name)
+    if x is None or y is None:
+        defaults = default_axes(rows)
+        if defaults is None:
+            raise LossLabError(f"sweep {name} has fewer than two axes with more than one value")
+        x, y = x or defaults[0], y or defaults[1]
+    cells = {o: cell_means(rows, x, y, o) for o in OUTCOMES}
+    figure = phase_figure(rows, x, y, sweep_dir(RunStore(store), name) / "figures" / f"phase_{x}_{y}.png")
+    if as_json:
+        xs, ys, _ = cells[OUTCOMES[0]]
+        return print_json({"x": x, "y": y, "xs": xs, "ys": ys, "figure": str(figure),
+                            **{o: [[None if math.isnan(v) else v for v in r] for r in m.tolist()]
+                               for o, (_, _, m) in cells.items()}})
+    xs, ys, grokked = cells["grokked"]
+    table = Table(f"{y} \\ {x}", *(fmt(v, 3) for v in xs), box=None, title="fraction grokked")
+    for yv, line in zip(ys, grokked):
+        table.add_row(fmt(yv, 3), *(fmt(float(v), 2) for v in line))
+    out.print(table)
+    out.print(f"figure: {figure}", highlight=False)
+
+
+@app.command("power-law")
+def power_law(
+    name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
+    axis: Annotated[str, typer.Option(help="The train-fraction axis.")] = "task.train_fraction",
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """Fit t4(r) = a r^-gamma + b to a sweep's grokked runs over the train fraction r."""
+    from losslab.store import RunStore
+    from losslab.sweep.figures import power_law_figure
+    from losslab.sweep.phase import t4_against_fraction
+    from losslab.sweep.run import read_results, sweep_dir
+
+    law = t4_against_fraction(read_results(RunStore(store), name), axis)
+    law["figure"] = str(power_law_figure(law, axis, sweep_dir(RunStore(store), name) / "figures" / "t4_power_law.png"))
+    if as_json:
+        return print_json(law)
+    fit = law["fit"]
+    out.print(f"t4(r) = {fit['a']:.4g} r^-{fit['gamma']:.4g} + {fit['b']:.4g}   gamma +- {fit['gamma_stderr']:.2g}, "
+              f"R^2 {fit['r2']:.4f}, {fit['points']} grokked runs\nfigure: {law['figure']}", highlight=False)
