@@ -10,7 +10,7 @@ from losslab.analysis.connect import barrier, curve_weights, match_weights
 from losslab.analysis.point import load_point
 from losslab.config import load_config
 from losslab.train.loop import train
-from tests.test_cli import TINY, losslab
+from tests.test_cli import TINY, losslab, losslab_here
 
 DIGITS = ["task.name=digits", "loss=cross_entropy", "model.width=64", "train.max_steps=300", "optim.name=adam",
           "optim.lr=3e-3", "train.batch_size=128", "train.eval_every=50", "train.stop_after_t4=100000"]
@@ -74,5 +74,5 @@ def test_bad_input_to_connect(two_digit_mlps, tmp_path):
                           ([ids[0], ids[1], "--curve", "spline"], "--curve must be one of"),
                           ([ids[0], ids[1], "--bends", "0"], "at least 1"),
                           ([other, other, "--align", "--steps", "1"], "weight matching permutes")]:
-        bad = losslab("connect", *args, "--out", store.root)
+        bad = losslab_here("connect", *args, "--out", store.root)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr

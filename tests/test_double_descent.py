@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from losslab.analysis.double_descent import epochwise, random_features_risk
-from tests.test_cli import losslab
+from tests.test_cli import losslab, losslab_here
 
 
 @pytest.mark.parametrize("n_train", [40, 100])
@@ -43,5 +43,5 @@ def test_double_descent_command(tmp_path):
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["peak_at"] == 40 and (tmp_path / "studies" / "double_descent.png").is_file()
-    bad = losslab("double-descent", "--n-train", 1, "--out", tmp_path)
+    bad = losslab_here("double-descent", "--n-train", 1, "--out", tmp_path)
     assert bad.returncode == 2 and "--n-train must be at least 2" in bad.stderr

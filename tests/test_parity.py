@@ -9,7 +9,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from losslab.config import load_config
 from losslab.store import RunStore
 from losslab.train.loop import train
-from tests.test_cli import losslab
+from tests.test_cli import losslab, losslab_here
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_an_l1_penalty_prunes_parity_to_a_few_units(tmp_path):
     r = json.loads(out.stdout)
     assert 2 <= r["active"] <= 8 and r["width"] == 100
     assert r["accuracy_pruned"] == 1.0 and r["checked_inputs"] == 20_000 and r["val_accuracy_pruned"] == 1.0
-    bad = losslab("circuit", "--n", 30)
+    bad = losslab_here("circuit", "--n", 30)
     assert bad.returncode == 2 and "--n must be in 2..20" in bad.stderr
 
 
@@ -82,7 +82,7 @@ def test_noise_threshold_brackets_by_bisection(tmp_path):
     assert row["low"] == 0.0 or by_noise[row["low"]] is True
     assert row["high"] == 0.5 or by_noise[row["high"]] is False
     assert (tmp_path / "runs" / "studies" / "noise_threshold.json").is_file()
-    bad = losslab("noise-threshold", "--n", "ten", "--out", tmp_path / "runs")
+    bad = losslab_here("noise-threshold", "--n", "ten", "--out", tmp_path / "runs")
     assert bad.returncode == 2 and "--n expects comma-separated numbers" in bad.stderr
-    bad = losslab("noise-threshold", "--n", "1", "--out", tmp_path / "runs")  # k = 2 > n = 1
+    bad = losslab_here("noise-threshold", "--n", "1", "--out", tmp_path / "runs")  # k = 2 > n = 1
     assert bad.returncode == 2 and "k=2 must be at most n=1" in bad.stderr

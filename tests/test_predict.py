@@ -11,7 +11,7 @@ from losslab.store import RunStore
 from losslab.sweep.executors import LocalExecutor
 from losslab.sweep.predict import FEATURES, early_features, evaluate, fit, p_grok
 from losslab.sweep.run import Sweep
-from tests.test_cli import losslab
+from tests.test_cli import losslab, losslab_here
 from tests.test_sweep import sweep_file
 
 T = 100
@@ -92,5 +92,5 @@ def test_predict_command(known, tmp_path):
     out = losslab("predict", "fake", "--steps", T, "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["roc_auc"] == 1.0
-    bad = losslab("predict", "fake", "--threshold", "1.5", "--out", store.root)
+    bad = losslab_here("predict", "fake", "--threshold", "1.5", "--out", store.root)
     assert bad.returncode == 2 and "--threshold': must be in (0, 1)" in bad.stderr

@@ -8,7 +8,7 @@ import pytest
 
 from losslab.analysis.signature import hjorth, remove_trend, run_signature, spectral_signature
 from losslab.train.loop import train
-from tests.test_cli import TINY, losslab
+from tests.test_cli import TINY, losslab, losslab_here
 
 T = 400
 t = np.arange(T)
@@ -82,5 +82,5 @@ def test_signature_command(tmp_path):
     assert sig["points"] == 30 and sig["trend"] == "linear" and sig["mobility"] > 0
     for args, message in [(["--metric", "nonsense"], "fewer than 8 values"), (["--trend", "cubic"], "--trend"),
                           (["--steps", "3"], "at least 8")]:
-        bad = losslab("signature", run["run_id"], "--out", tmp_path, *args)
+        bad = losslab_here("signature", run["run_id"], "--out", tmp_path, *args)
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

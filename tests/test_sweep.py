@@ -10,7 +10,7 @@ from losslab.store import RunStore
 from losslab.sweep.executors import LocalExecutor
 from losslab.sweep.run import Sweep, run_point
 from losslab.sweep.spec import expand, grid_values, load_spec
-from tests.test_cli import losslab
+from tests.test_cli import losslab, losslab_here
 
 TINY_SET = '["task.p=11", "model.d_model=32", "model.d_mlp=64", "train.max_steps=30", "train.eval_every=10", ' \
            '"optim.lr=3e-3"]'
@@ -129,14 +129,14 @@ def test_sweep_command_with_two_workers(tmp_path):
     alone = Sweep(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))
     for a, b in zip(result["rows"], alone["rows"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["t1"] == b["t1"]
-    shown = json.loads(losslab("sweep-show", "s", "--out", tmp_path / "runs", "--json").stdout)
+    shown = json.loads(losslab_here("sweep-show", "s", "--out", tmp_path / "runs", "--json").stdout)
     assert [r["run_id"] for r in shown] == [r["run_id"] for r in result["rows"]]
     assert [json.loads(r["config"])["optim"]["weight_decay"] for r in shown] == [0.1, 0.1, 1.0, 1.0]
     for args, message in [(["sweep", path, "--executor", "spark"], "--executor must be one of"),
                           (["sweep", path, "--workers", "0"], "--workers must be at least 1"),
                           (["sweep", tmp_path / "none.toml"], "sweep file not found"),
                           (["sweep-show", "nope", "--out", tmp_path / "runs"], "no sweep 'nope'")]:
-        bad = losslab(*args)
+        bad = losslab_here(*args)
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
@@ -152,7 +152,7 @@ def test_the_ray_executor_on_a_local_ray_gives_the_local_results(tmp_path):
         assert a["run_id"] == b["run_id"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
     for address, message in [("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
                              ("nonsense", "cannot reach the Ray cluster at nonsense")]:
-        bad = losslab("sweep", path, "--executor", "ray", "--address", address, "--out", tmp_path / "bad")
+        bad = losslab_here("sweep", path, "--executor", "ray", "--address", address, "--out", tmp_path / "bad")
         assert bad.returncode == 2 and message in bad.stderr
         assert not (tmp_path / "bad").exists()  # nothing started
 

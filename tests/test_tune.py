@@ -6,7 +6,7 @@ import pytest
 
 from losslab.store import RunStore
 from losslab.sweep.tune import tune
-from tests.test_cli import losslab
+from tests.test_cli import losslab, losslab_here
 from tests.test_predict import constant_predictor
 from tests.test_sweep import sweep_file
 
@@ -52,7 +52,7 @@ def test_tune_command_refusals(tmp_path):
     for args, message in [(["--pruner", "will-not-grok"], "needs a predictor"),
                           (["--objective", "speed"], "--objective must be one of"),
                           (["--trials", "0"], "at least 1")]:
-        bad = losslab("tune", path, "--out", tmp_path / "runs", *args)
+        bad = losslab_here("tune", path, "--out", tmp_path / "runs", *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     out = losslab("tune", path, "--trials", "1", "--out", tmp_path / "runs", "--json")
     assert out.returncode == 0, out.stderr
