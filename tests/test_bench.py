@@ -8,7 +8,7 @@ import pytest
 
 from losslab.bench.scoring import bootstrap_intervals, performance_ratios, profile, score, scores
 from losslab.bench.suite import trial_points
-from tests.test_cli import losslab
+from tests.test_cli import losslab, losslab_here
 
 INF = math.inf
 TIMES = {"A": {"w1": 10.0, "w2": 20.0, "w3": INF},
@@ -74,6 +74,6 @@ def test_bench_optim_command(tmp_path):
 
 def test_bench_optim_bad_input(tmp_path):
     for args in (["nope"], ["quick", "--optimizers", "lion"], ["quick", "--workloads", "mnist"]):
-        out = losslab("bench-optim", *args, "--out", tmp_path)
+        out = losslab_here("bench-optim", *args, "--out", tmp_path)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert not (tmp_path / "bench").exists()

@@ -106,7 +106,7 @@ def test_corrupt_run_folder(finished_run, tmp_path):
     (broken / "run.json").write_text("{")
     (broken / "config.toml").write_text("")
     for command in ("show", "resume"):
-        out = losslab(command, broken)
+        out = losslab_here(command, broken)
         assert out.returncode == 2 and "corrupt run.json" in out.stderr and out.stderr.count("\n") == 1
-    out = losslab("resume", s["run_dir"])
+    out = losslab_here("resume", s["run_dir"])
     assert out.returncode == 2 and "nothing to resume" in out.stderr
