@@ -86,3 +86,17 @@ def test_noise_threshold_brackets_by_bisection(tmp_path):
     assert bad.returncode == 2 and "--n expects comma-separated numbers" in bad.stderr
     bad = losslab_here("noise-threshold", "--n", "1", "--out", tmp_path / "runs")  # k = 2 > n = 1
     assert bad.returncode == 2 and "k=2 must be at most n=1" in bad.stderr
+
+
+def test_switching_weight_decay_at_memorization_speeds_grokking_until_it_breaks_it(tmp_path):
+    """benchmarks/weight_decay_switch.toml in small: from 0.01 to 0.1 at t2 generalizes several
+    times sooner; to 3.0 the weights decay faster than they learn and it never generalizes."""
+    from losslab.sweep.executors import LocalExecutor
+    from losslab.sweep.run import Sweep
+    path = tmp_path / "s.toml"
+    path.write_text('name = "s"\nbase = "parity"\nrun_figures = false\n'
+                    '[grid]\n"optim.weight_decay_after_t2" = [0.01, 0.1, 3.0]\n')
+    rows = Sweep(path, RunStore(tmp_path / "runs")).run(LocalExecutor(1))["rows"]
+    t4 = {r["axis:optim.weight_decay_after_t2"]: r["t4"] for r in rows}
+    assert t4[0.1] is not None and t4[0.01] is not None and t4[0.1] < t4[0.01] / 3
+    assert t4[3.0] is None
