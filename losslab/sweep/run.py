@@ -114,11 +114,11 @@ def _arrow_safe(rows: list[dict]) -> pa.Table:
     return pa.table(columns)
 
 
-def write_results(directory: Path, rows: list[dict]) -> Path:
-    path = directory / "results.parquet"
+def write_results(directory: Path, rows: list[dict]) -> pa.Table:
+    """Write the results table; returns it (its rows as `sweep-show` reads them back)."""
     table = _arrow_safe(rows)
-    atomic_write(path, lambda p: pq.write_table(table, p))
-    return path
+    atomic_write(directory / "results.parquet", lambda p: pq.write_table(table, p))
+    return table
 
 
 def read_results(store: RunStore, name: str) -> list[dict]:
@@ -214,9 +214,8 @@ class Sweep:
             write_results(self.directory, self.rows(summaries))  # a killed sweep keeps its table so far
             if on_result:
                 on_result(result_row(point, summaries[point.index], self.failures.get(point.index)), done, len(jobs))
-        path = write_results(self.directory, self.rows(summaries))
-        rows = read_results(self.store, self.name)  # as `sweep-show` gives them (the table's types)
-        return {"name": self.name, "dir": str(self.directory), "table": str(path), "figures": draw(self.directory, rows),
+        rows = write_results(self.directory, self.rows(summaries)).to_pylist()  # the table's types
+        return {"name": self.name, "dir": str(self.directory), "table": str(self.directory / "results.parquet"), "figures": draw(self.directory, rows),
                 "points": len(rows), "ran": len(jobs), "skipped": len(rows) - len(jobs),
                 "failed": len(self.failures), "grokked": sum(bool(r["grokked"]) for r in rows),
                 **self._stopped(rows), "rows": rows}

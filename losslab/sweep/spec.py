@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,7 @@ class Point:
     values: dict[str, Any]
     config: RunConfig
 
-    @property
+    @cached_property
     def config_hash(self) -> str:
         return hashlib.sha256(json.dumps(self.config.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
@@ -144,24 +145,32 @@ def grid_values(spec: SweepSpec) -> list[dict[str, Any]]:
             for g in grid for _ in range(spec.random.samples)]
 
 
-def expand(spec: SweepSpec) -> list[Point]:
-    """The sweep's points, each validated; the first refusal names its axis values."""
+def base_config(spec: SweepSpec) -> dict:
+    """The raw config every point starts from: the base with the sweep's `set` applied."""
     base = load_raw(spec.base)
     for assignment in spec.set:
         apply_override(base, assignment)
-    points = []
-    for index, values in enumerate(grid_values(spec)):
-        raw = copy.deepcopy(base)
-        raw["name"] = spec.name
-        for key, value in values.items():
-            set_value(raw, key, value)
-        try:
-            cfg = validate(raw)
-        except LossLabError as e:
-            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
-            raise LossLabError(f"sweep {spec.name}, point {shown}: {e}") from None
-        points.append(Point(index, values, cfg))
-    return points
+    return base
+
+
+def point_config(spec: SweepSpec, base: dict, values: dict[str, Any]) -> RunConfig:
+    """The validated config of the point with these axis values; a refusal names them."""
+    raw = copy.deepcopy(base)
+    raw["name"] = spec.name
+    for key, value in values.items():
+        set_value(raw, key, value)
+    try:
+        return validate(raw)
+    except LossLabError as e:
+        shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        raise LossLabError(f"sweep {spec.name}, point {shown}: {e}") from None
+
+
+def expand(spec: SweepSpec) -> list[Point]:
+    """The sweep's points, each validated; the first refusal names its axis values."""
+    base = base_config(spec)
+    return [Point(index, values, point_config(spec, base, values))
+            for index, values in enumerate(grid_values(spec))]
 
 
 def fingerprint(points: list[Point]) -> str:

@@ -15,15 +15,13 @@ metrics until late; the will-not-grok pruner judges the first T steps' signature
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-from losslab.config import apply_override, load_raw, set_value, validate
 from losslab.errors import LossLabError
 from losslab.store import RunStore
 from losslab.sweep.predict import early_features, p_grok
 from losslab.sweep.run import sweep_dir
-from losslab.sweep.spec import SweepSpec, load_spec
+from losslab.sweep.spec import SweepSpec, base_config, load_spec, point_config
 
 OBJECTIVES = {"t4": "minimize", "val_acc": "maximize"}
 PRUNERS = ("will-not-grok", "median", "none")
@@ -85,9 +83,7 @@ def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", p
     if pruner == "will-not-grok" and predictor is None:
         raise LossLabError("the will-not-grok pruner needs a predictor: --predictor-from SWEEP")
     spec = load_spec(spec_path)
-    base = load_raw(spec.base)
-    for assignment in spec.set:
-        apply_override(base, assignment)
+    base = base_config(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=spec.name, storage=storage_for(storage, store, spec.name), direction=OBJECTIVES[objective],
@@ -96,11 +92,7 @@ def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", p
                 "none": optuna.pruners.NopPruner}[pruner](), load_if_exists=True)
 
     def run_trial(trial) -> float:
-        raw = copy.deepcopy(base)
-        raw["name"] = spec.name
-        for key in spec.axes:
-            set_value(raw, key, _suggest(trial, key, spec))
-        cfg = validate(raw)
+        cfg = point_config(spec, base, {key: _suggest(trial, key, spec) for key in spec.axes})
         trainer = prepare(cfg, store)
         trial.set_user_attr("run_id", trainer.run_dir.path.name)
         last_report = [-report_every]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn
 from losslab.analysis.hessian import Hessian, extreme_eigenpairs
 from losslab.analysis.point import flatten
 from losslab.analysis.sharpness import PRECONDITIONED
@@ -54,6 +53,8 @@ class Probes:
         if self.cfg.geometry:
             self._geometry(params, h, add)
         if self.cfg.dimension and self.inputs is not None:
+            from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn  # scikit-learn: only here
+
             for layer, acts in layer_inputs(self.model, self.inputs).items():
                 try:
                     add(f"dim_twonn/{layer}", two_nn(acts))
