@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from losslab.analysis.double_descent import epochwise, random_features_risk
+from losslab.analysis.double_descent import epochwise, mlp_width_risk, noisy_digits, random_features_risk
 from tests.test_cli import losslab, losslab_here
 
 
@@ -29,6 +29,22 @@ def test_no_noise_no_peak_to_speak_of():
     assert clean < noisy / 10
 
 
+def test_mlp_test_loss_peaks_where_the_width_first_fits_the_flipped_labels():
+    widths = [2, 4, 6, 8, 16, 64]
+    noisy = mlp_width_risk(widths, n_train=100, label_noise=0.2, seeds=3, steps=1000)
+    assert noisy["threshold"] == noisy["peak_at"]
+    peak = noisy["test_loss"][widths.index(noisy["peak_at"])]
+    assert peak > 2 * noisy["test_loss"][-1] and peak > 1.5 * noisy["test_loss"][0]  # up, then down again
+    clean = mlp_width_risk(widths, n_train=100, label_noise=0.0, seeds=3, steps=1000)
+    assert clean["test_loss"][widths.index(clean["threshold"])] < peak / 3  # the peak is the noise memorized
+
+
+def test_label_noise_flips_that_fraction_to_other_classes():
+    _, y, _, _ = noisy_digits(1000, 0.3, seed=0)
+    _, clean, _, _ = noisy_digits(1000, 0.0, seed=0)
+    assert (y != clean).mean() == pytest.approx(0.3, abs=0.04)
+
+
 def test_epochwise_finds_descent_rise_descent():
     steps = np.arange(200)
     values = np.concatenate([np.linspace(5, 4, 20), np.linspace(4, 9, 80), np.linspace(9, 0.1, 100)])
@@ -45,3 +61,5 @@ def test_double_descent_command(tmp_path):
     assert result["peak_at"] == 40 and (tmp_path / "studies" / "double_descent.png").is_file()
     bad = losslab_here("double-descent", "--n-train", 1, "--out", tmp_path)
     assert bad.returncode == 2 and "--n-train must be at least 2" in bad.stderr
+    bad = losslab_here("double-descent", "--model", "mlp", "--label-noise", 0.95, "--out", tmp_path)
+    assert bad.returncode == 2 and "--label-noise must be in [0, 0.9)" in bad.stderr

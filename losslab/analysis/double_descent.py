@@ -6,6 +6,13 @@ converges to). The test risk falls, peaks where N equals the number of training 
 interpolation threshold: the feature matrix is square and its smallest singular value near 0, so
 the fit amplifies the label noise), then falls again as N grows past n.
 
+Model-wise, trained: one-hidden-layer ReLU MLPs of growing width fitted to scikit-learn's digits
+with a fraction of the training labels flipped (Nakkiran et al.'s setting, small). Trained long
+enough, without regularization, a width past the interpolation threshold (the smallest width that
+fits the noisy training set, their "effective model complexity" = n) memorizes the flipped labels.
+The test cross-entropy peaks at the threshold and descends again as the width grows; the test
+error only plateaus there on this data.
+
 Epoch-wise: the validation loss of a run that descends, rises, then descends again (grokking
 runs do: it rises while the network memorizes, and falls when it generalizes).
 """
@@ -13,6 +20,8 @@ runs do: it rises while the network memorizes, and falls when it generalizes).
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def random_features_risk(features: list[int], n_train: int = 100, n_test: int = 2000, dim: int = 20,
@@ -62,3 +71,58 @@ def epochwise(steps, values, smooth: int = 5) -> dict | None:
     second = peak + int(below[0])
     return {"first_minimum": int(steps[first]), "peak": int(steps[peak]), "second_descent": int(steps[second]),
             "rise": float(smoothed[peak] - smoothed[first])}
+
+
+def noisy_digits(n_train: int, label_noise: float, seed: int):
+    """n_train digits with that fraction of their labels flipped to another class at random, and the
+    rest of the data set, clean, for testing."""
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(x))
+    train, test = order[:n_train], order[n_train:]
+    y_train = y[train].copy()
+    flip = rng.random(n_train) < label_noise
+    y_train[flip] = (y_train[flip] + rng.integers(1, 10, flip.sum())) % 10
+    return x[train] / 16.0, y_train, x[test] / 16.0, y[test]
+
+
+def mlp_width_risk(widths: list[int], n_train: int = 300, label_noise: float = 0.2, seeds: int = 5,
+                   steps: int = 2000, lr: float = 1e-2) -> dict:
+    """Train and test error and test cross-entropy of one-hidden-layer MLPs of each width, trained
+    full batch by Adam for `steps` from PyTorch's default initialization, averaged over seeds (each
+    seed its own split, flipped labels and initialization; the seeds of a width train as one
+    batched model, their gradients independent)."""
+    splits = [noisy_digits(n_train, label_noise, seed) for seed in range(seeds)]
+    x, y, x_test, y_test = (torch.tensor(np.stack(a)) for a in zip(*splits))
+    x, x_test = x.float(), x_test.float()
+    rows = {"train_error": [], "test_error": [], "test_loss": []}
+    for width in widths:
+        generator = torch.Generator().manual_seed(width)
+
+        def uniform(*shape, fan_in):  # nn.Linear's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+            return ((torch.rand(seeds, *shape, generator=generator) * 2 - 1) / fan_in ** 0.5).requires_grad_()
+
+        params = [uniform(64, width, fan_in=64), uniform(1, width, fan_in=64),
+                  uniform(width, 10, fan_in=width), uniform(1, 10, fan_in=width)]
+        w1, b1, w2, b2 = params
+
+        def logits(inputs):
+            return torch.relu(inputs @ w1 + b1) @ w2 + b2
+
+        optimizer = torch.optim.Adam(params, lr=lr)
+        for _ in range(steps):  # the seeds' losses summed: each seed's gradient is its own mean loss's
+            loss = F.cross_entropy(logits(x).flatten(0, 1), y.flatten(), reduction="sum") / n_train
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        with torch.no_grad():
+            out = logits(x_test)
+            rows["train_error"].append((logits(x).argmax(-1) != y).float().mean().item())
+            rows["test_error"].append((out.argmax(-1) != y_test).float().mean().item())
+            rows["test_loss"].append(F.cross_entropy(out.flatten(0, 1), y_test.flatten()).item())
+    fitted = [w for w, e in zip(widths, rows["train_error"]) if e <= 0.01]
+    return {"widths": list(widths), **rows, "threshold": fitted[0] if fitted else None,
+            "peak_at": widths[int(np.argmax(rows["test_loss"]))], "parameters": [75 * w + 10 for w in widths],
+            "n_train": n_train, "label_noise": label_noise, "seeds": seeds, "steps": steps, "lr": lr}

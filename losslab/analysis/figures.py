@@ -149,6 +149,28 @@ def double_descent_figure(result: dict, path: Path) -> Path:
     return path
 
 
+def width_double_descent_figure(result: dict, path: Path) -> Path:
+    """Test cross-entropy, and train and test error, against the width of the MLP; the smallest
+    width that fits the noisy training set marked."""
+    fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    loss_ax.plot(result["widths"], result["test_loss"], "o-", color="tab:red", label="test cross-entropy")
+    error_ax.plot(result["widths"], result["test_error"], "o-", label="test error")
+    error_ax.plot(result["widths"], result["train_error"], "s-", ms=3, label="train error (noisy labels)")
+    for ax in (loss_ax, error_ax):
+        if result["threshold"] is not None:
+            ax.axvline(result["threshold"], color="k", ls="--", lw=1,
+                       label=f"interpolation threshold: width {result['threshold']}")
+        ax.set(xscale="log", xlabel="hidden units")
+        ax.legend()
+    loss_ax.set(ylabel="test cross-entropy")
+    error_ax.set(ylabel="error")
+    fig.suptitle(f"model-wise double descent: MLPs on digits, n = {result['n_train']}, "
+                 f"{result['label_noise']:.0%} of labels flipped")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def epochwise_figure(steps, values, found: dict | None, title: str, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     ax.plot([max(s, 1) for s in steps], values, color="tab:red", label="validation loss")

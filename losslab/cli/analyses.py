@@ -215,38 +215,55 @@ def connect(
 def double_descent(
     run_ref: Annotated[Optional[str], typer.Option("--run", metavar="RUN",
                                                    help="Epoch-wise: this run's validation loss.")] = None,
-    n_train: Annotated[int, typer.Option(help="Model-wise: training samples n (the threshold N = n).")] = 100,
-    noise: Annotated[float, typer.Option(help="Model-wise: std of the label noise.")] = 0.5,
-    seeds: Annotated[int, typer.Option(help="Model-wise: draws averaged.")] = 10,
+    model: Annotated[str, typer.Option(help="Model-wise: 'features' (random-features least squares) or "
+                                            "'mlp' (MLPs of growing width on digits).")] = "features",
+    n_train: Annotated[int, typer.Option(help="Model-wise: training samples n.")] = 100,
+    noise: Annotated[float, typer.Option(help="features: std of the label noise.")] = 0.5,
+    label_noise: Annotated[float, typer.Option(help="mlp: fraction of the training labels flipped.")] = 0.2,
+    steps: Annotated[int, typer.Option(help="mlp: full-batch Adam steps per width.")] = 2000,
+    seeds: Annotated[Optional[int], typer.Option(help="Model-wise: draws averaged [10 features, 5 mlp].")] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
-    """Double descent: model-wise (test risk against random features, min-norm least squares) or,
-    with --run, epoch-wise (a run's validation loss descending, rising, descending again)."""
+    """Double descent: model-wise (test risk against random features or MLP width) or, with --run,
+    epoch-wise (a run's validation loss descending, rising, descending again)."""
     import json as json_module
 
-    from losslab.analysis.double_descent import epochwise, random_features_risk
-    from losslab.analysis.figures import double_descent_figure, epochwise_figure
+    from losslab.analysis import double_descent as dd
+    from losslab.analysis import figures
     from losslab.store import RunStore
 
     if run_ref is not None:
         run_folder = RunStore(store).find(run_ref)
         series = sorted((s, v) for s, split, n, v in run_folder.metric_rows() if (split, n) == ("val", "loss"))
-        steps, values = zip(*series) if series else ((), ())
-        found = epochwise(steps, values)
+        steps_seen, values = zip(*series) if series else ((), ())
+        found = dd.epochwise(steps_seen, values)
         result = {"run_id": run_folder.path.name, "epochwise": found, "events": run_folder.summary()["events"],
-                  "figure": str(epochwise_figure(steps, values, found, run_folder.path.name,
-                                                 run_folder.figure_dir / "double_descent.png"))}
+                  "figure": str(figures.epochwise_figure(steps_seen, values, found, run_folder.path.name,
+                                                         run_folder.figure_dir / "double_descent.png"))}
     else:
-        if n_train < 2 or seeds < 1 or noise < 0:
-            raise LossLabError("--n-train must be at least 2, --seeds at least 1 and --noise at least 0")
-        grid = sorted({max(1, round(n_train * f)) for f in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1,
-                                                             1.2, 1.5, 2, 3, 5, 10)})
-        result = random_features_risk(grid, n_train=n_train, noise=noise, seeds=seeds)
+        if model not in ("features", "mlp"):
+            raise LossLabError(f"--model must be 'features' or 'mlp', not {model!r}")
+        seeds = seeds if seeds is not None else 10 if model == "features" else 5
+        if n_train < 2 or seeds < 1 or noise < 0 or steps < 1:
+            raise LossLabError("--n-train must be at least 2, --seeds and --steps at least 1 and --noise at least 0")
+        if not 0 <= label_noise < 0.9:
+            raise LossLabError("--label-noise must be in [0, 0.9): the fraction of labels flipped")
         folder = store / "studies"
         folder.mkdir(parents=True, exist_ok=True)
-        result["figure"] = str(double_descent_figure(result, folder / "double_descent.png"))
-        (folder / "double_descent.json").write_text(json_module.dumps(result, indent=2))
+        if model == "features":
+            grid = sorted({max(1, round(n_train * f)) for f in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05,
+                                                                 1.1, 1.2, 1.5, 2, 3, 5, 10)})
+            result = dd.random_features_risk(grid, n_train=n_train, noise=noise, seeds=seeds)
+            result["figure"] = str(figures.double_descent_figure(result, folder / "double_descent.png"))
+            (folder / "double_descent.json").write_text(json_module.dumps(result, indent=2))
+        else:
+            widths = [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256]
+            with err.status(f"training {len(widths)} widths x {seeds} seeds"):
+                result = dd.mlp_width_risk(widths, n_train=n_train, label_noise=label_noise, seeds=seeds,
+                                           steps=steps)
+            result["figure"] = str(figures.width_double_descent_figure(result, folder / "double_descent_mlp.png"))
+            (folder / "double_descent_mlp.json").write_text(json_module.dumps(result, indent=2))
     if as_json:
         return print_json(result)
     if run_ref is not None:
@@ -254,10 +271,14 @@ def double_descent(
         out.print("no second descent in the validation loss" if found is None else
                   f"validation loss: minimum at step {found['first_minimum']}, peak at {found['peak']} "
                   f"(+{found['rise']:.3g}), below the minimum again at {found['second_descent']}", highlight=False)
-    else:
+    elif model == "features":
         out.print(f"test risk peaks at N = {result['peak_at']} random features (threshold N = n = {n_train}): "
                   f"{max(result['test_risk']):.4g}, against {min(result['test_risk']):.4g} at its best",
                   highlight=False)
+    else:
+        out.print(f"test cross-entropy peaks at width {result['peak_at']} ({max(result['test_loss']):.3g}, "
+                  f"{result['test_loss'][-1]:.3g} at width {result['widths'][-1]}); the interpolation threshold "
+                  f"(the first width fitting the noisy labels) is {result['threshold']}", highlight=False)
     out.print(f"figure: {result['figure']}", highlight=False)
 
 
