@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from losslab.analysis.connect import barrier, curve_weights, match_weights
-from losslab.analysis.point import load_point
 from losslab.config import load_config
 from losslab.train.loop import train
 from tests.test_cli import TINY, losslab, losslab_here
