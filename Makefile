@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench install clean
+.PHONY: demo test test-slow bench install browser clean
 
 $(BIN)/losslab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ demo: install
 	$(BIN)/losslab run grokking
 	@echo "figures: runs/*/figures/grokking.png   all runs: $(BIN)/losslab runs"
 
-test: install
+test: install browser
 	$(BIN)/pytest -q
+
+# Debian's Chromium, for the tests that load the HTML reports in a real browser (they are skipped,
+# saying why, where it cannot be installed)
+browser:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || echo "chromium not installed"
 
 test-slow: install
 	$(BIN)/pytest -q -m slow

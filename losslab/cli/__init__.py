@@ -25,7 +25,9 @@ out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-StoreOpt = Annotated[Path, typer.Option("--out", help="The run store (a folder of runs).")]
+StoreOpt = Annotated[Path, typer.Option("--out", "--store", help="The run store (a folder of runs).")]
+# for commands whose --out is the file they write
+StoreOnlyOpt = Annotated[Path, typer.Option("--store", help="The run store (a folder of runs).")]
 EXIT_INTERRUPTED = 130
 
 
@@ -61,4 +63,4 @@ def main() -> None:
 
 
 # the commands register themselves on `app` (in this order in --help)
-from losslab.cli import runs, analyses, optimizers, sweeps  # noqa: E402,F401,I001
+from losslab.cli import runs, analyses, optimizers, sweeps, reports  # noqa: E402,F401,I001

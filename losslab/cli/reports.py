@@ -1,0 +1,98 @@
+"""Commands that show the store to people and to other tools: report, serve, export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from losslab.cli import JsonFlag, StoreOnlyOpt, StoreOpt, app, out, print_json
+from losslab.errors import LossLabError
+
+
+@app.command()
+def report(
+    ref: Annotated[str, typer.Argument(metavar="RUN|SWEEP", help="A run folder or id, or a sweep's name.")],
+    to: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.html",
+                                               help="Where to write [report.html in the run's or sweep's folder].")]
+    = None,
+    open_it: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
+    store: StoreOnlyOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """One self-contained HTML page (no network needed) of a run, or of a sweep with a page per run."""
+    from losslab.report.pages import write_run_report, write_sweep_report
+    from losslab.store import RunStore
+
+    if to is not None and to.suffix != ".html":
+        raise LossLabError(f"--out {to}: the page's file must end in .html")
+    runs = RunStore(store)
+    is_sweep = (runs.root / "sweeps" / ref / "results.parquet").is_file()
+    if not is_sweep and not Path(ref).exists() and not (runs.root / ref).exists():
+        raise LossLabError(f"no run or sweep {ref!r} in {runs.root}")
+    path = write_sweep_report(runs, ref, to) if is_sweep else write_run_report(runs.find(ref), to)
+    if open_it:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+    if as_json:
+        return print_json({"kind": "sweep" if is_sweep else "run", "page": str(path)})
+    out.print(f"page: {path}", highlight=False)
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="The port (0: any free one).")] = 8000,
+    host: Annotated[str, typer.Option(help="The address to listen on; other machines reach it only if "
+                                           "this is not 127.0.0.1.")] = "127.0.0.1",
+    store: StoreOpt = Path("runs"),
+):
+    """A read-only local web view of the store: the runs and sweeps, each page its report."""
+    from losslab.report.serve import make_server
+
+    if not store.is_dir():
+        raise LossLabError(f"no run store at {store}")
+    try:
+        server = make_server(store, host, port)
+    except OSError as e:
+        raise LossLabError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    out.print(f"serving {store} at http://{host}:{server.server_address[1]}/ (Ctrl-C stops)", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+@app.command()
+def export(
+    run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run folder or run id.")],
+    tensorboard: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write TensorBoard event files "
+                                                        "into DIR/RUN_ID.")] = None,
+    table: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the metrics, a row per step, "
+                                                  "to FILE.csv or FILE.parquet.")] = None,
+    store: StoreOpt = Path("runs"),
+    as_json: JsonFlag = False,
+):
+    """A run's metrics for other tools: TensorBoard event files, CSV or Parquet."""
+    from losslab.report.export import write_table, write_tensorboard
+    from losslab.store import RunStore
+
+    if tensorboard is None and table is None:
+        raise LossLabError("say where: --tensorboard DIR and/or --table FILE.csv|FILE.parquet")
+    if table is not None and table.suffix not in (".csv", ".parquet"):
+        raise LossLabError(f"--table {table}: the file must end in .csv or .parquet")
+    run = RunStore(store).find(run_ref)
+    written = {}
+    if table is not None:
+        written["table"] = str(write_table(run, table))
+    if tensorboard is not None:
+        written["tensorboard"] = str(write_tensorboard(run, tensorboard))
+    if as_json:
+        return print_json(written)
+    for kind, path in written.items():
+        out.print(f"{kind}: {path}", highlight=False)
+    if tensorboard is not None:
+        out.print(f"view: tensorboard --logdir {tensorboard}", highlight=False)

@@ -1,0 +1,59 @@
+"""A run's metrics out of losslab: TensorBoard event files (the viewer users already know), and one
+table with a row per step and a column per series, as CSV or Parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+
+from losslab.errors import LossLabError
+from losslab.store import RunDir
+from losslab.store.run_dir import atomic_write
+
+
+def wide_table(run: RunDir) -> pa.Table:
+    """step, then one column `split/name` per series (empty where a series has no value at a step)."""
+    rows = run.metric_rows()
+    columns = sorted({f"{split}/{name}" for _, split, name, _ in rows})
+    by_step: dict[int, dict[str, float]] = {}
+    for step, split, name, value in rows:
+        by_step.setdefault(step, {})[f"{split}/{name}"] = value
+    steps = sorted(by_step)
+    return pa.table({"step": pa.array(steps, pa.int64()),
+                     **{c: pa.array([by_step[s].get(c) for s in steps], pa.float64()) for c in columns}})
+
+
+def write_table(run: RunDir, path: Path) -> Path:
+    """CSV or Parquet, by the file's suffix."""
+    import pyarrow.csv as csv
+    import pyarrow.parquet as pq
+
+    writers = {".csv": csv.write_csv, ".parquet": pq.write_table}
+    if path.suffix not in writers:
+        raise LossLabError(f"--table {path}: the file must end in .csv or .parquet")
+    table = wide_table(run)
+    atomic_write(path, lambda p: writers[path.suffix](table, str(p)))
+    return path
+
+
+def write_tensorboard(run: RunDir, directory: Path) -> Path:
+    """Event files in directory/RUN_ID: every series as scalars tagged `name/split` (so that train
+    and val of a metric share a chart), the config and the events as text. An earlier export of
+    the same run there is replaced, not added to."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise LossLabError("--tensorboard needs the tensorboard package: pip install 'losslab[tensorboard]'") \
+            from None
+    log_dir = directory / run.path.name
+    for old in log_dir.glob("events.out.tfevents.*"):
+        old.unlink()
+    summary = run.summary()
+    with SummaryWriter(str(log_dir)) as writer:
+        for step, split, name, value in run.metric_rows():
+            writer.add_scalar(f"{name}/{split}", value, step)
+        writer.add_text("config", "    " + run.config_path.read_text().replace("\n", "\n    "))  # markdown code
+        events = summary.get("events") or {}
+        writer.add_text("events", "  \n".join(f"{k} = {v}" for k, v in events.items()) or "none")
+    return log_dir

@@ -1,0 +1,192 @@
+"""Interactive (Plotly) figures for the HTML reports: a run's curves and its stored analyses.
+
+Each builder takes plain data (metric rows, an analysis's JSON) and returns a Figure, or None when
+the data holds nothing it can draw. Text that comes from a config goes through `label`: Plotly
+reads a subset of HTML in titles.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from losslab.report.figures import curves
+
+SPLIT_COLORS = {"train": "#1f77b4", "val": "#d62728"}
+EVENT_COLORS = {"t1": "#7f7f7f", "t2": "#1f77b4", "t3": "#2ca02c", "t4": "#d62728"}
+COST = {"train_s", "grad_evals"}  # cost columns: drawn nowhere, they are the x of other figures
+
+
+def label(text) -> str:
+    return html.escape(str(text))
+
+
+def _layout(fig: go.Figure, title: str, height: int = 380) -> go.Figure:
+    fig.update_layout(title=label(title), height=height, template="plotly_white",
+                      margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def _step(s: int) -> int:
+    return max(s, 1)  # step 0 cannot sit on a log axis
+
+
+def grokking_curves(rows, events: dict, title: str) -> go.Figure | None:
+    """Accuracy and loss against the step on a log x-axis, train and val, with the events t1..t4."""
+    series = curves(rows)
+    if not any((split, name) in series for split in SPLIT_COLORS for name in ("loss", "acc")):
+        return None
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy", "loss"))
+    for col, name in ((1, "acc"), (2, "loss")):
+        for split, color in SPLIT_COLORS.items():
+            if (split, name) in series:
+                steps, values = series[(split, name)]
+                fig.add_trace(go.Scatter(x=[_step(s) for s in steps], y=values, name=f"{split} {name}",
+                                         mode="lines", line=dict(color=color)), row=1, col=col)
+        for event, step in events.items():
+            if step is not None:
+                fig.add_vline(x=math.log10(_step(step)), line=dict(color=EVENT_COLORS.get(event, "#000"),
+                                                                   dash="dash", width=1),
+                              annotation_text=f"{event}={step}", annotation_position="top", row=1, col=col)
+        fig.update_xaxes(type="log", title_text="step", row=1, col=col)
+    fig.update_yaxes(range=[-0.02, 1.02], row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=2)
+    return _layout(fig, title, 420)
+
+
+def other_series(rows) -> go.Figure | None:
+    """Every other recorded series (probes, gradient norms, ...), one panel per name."""
+    series = {(split, name): v for (split, name), v in curves(rows).items()
+              if name not in ("loss", "acc") and name not in COST and split != "signature"}  # the latter: a table
+    names = sorted({name for _, name in series})
+    if not names:
+        return None
+    cols = 2 if len(names) > 1 else 1
+    fig = make_subplots(rows=math.ceil(len(names) / cols), cols=cols, subplot_titles=[label(n) for n in names])
+    for i, name in enumerate(names):
+        for (split, n), (steps, values) in sorted(series.items()):
+            if n == name:
+                fig.add_trace(go.Scatter(x=[_step(s) for s in steps], y=values, name=label(f"{split} {name}"),
+                                         mode="lines+markers", marker=dict(size=3)),
+                              row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(type="log", title_text="step")
+    return _layout(fig, "probes and other series", 300 * math.ceil(len(names) / cols) + 80)
+
+
+# ---------------------------------------------------------------- analyses, by kind
+
+
+def hessian(result: dict) -> go.Figure | None:
+    """The extreme eigenvalues found, and the spectral density (or every eigenvalue) if computed."""
+    fig = go.Figure()
+    for side in ("top", "bottom"):
+        if side in result:
+            fig.add_trace(go.Scatter(x=list(range(1, len(result[side]) + 1)), y=result[side], mode="markers",
+                                     name=f"{side} eigenvalues", xaxis="x", yaxis="y"))
+    if "density" in result:
+        fig.add_trace(go.Bar(x=result["density"]["nodes"], y=result["density"]["weights"], xaxis="x2",
+                             yaxis="y2", name="spectral density (SLQ nodes and weights)"))
+    elif "eigenvalues" in result:
+        fig.add_trace(go.Histogram(x=result["eigenvalues"], nbinsx=80, xaxis="x2", yaxis="y2",
+                                   name="every eigenvalue (dense)"))
+    if not fig.data:
+        return None
+    fig.update_layout(xaxis=dict(domain=[0, 0.42], title="index"), yaxis=dict(title="eigenvalue"),
+                      xaxis2=dict(domain=[0.55, 1], title="eigenvalue", anchor="y2"),
+                      yaxis2=dict(anchor="x2", type="log", title="weight"))
+    return _layout(fig, f"Hessian at step {result.get('step')} ({result.get('split')})")
+
+
+def landscape(result: dict) -> go.Figure | None:
+    """A 2D plane as a contour and a 3D surface, a line at every checkpoint as a heatmap, or lines."""
+    alphas = result["alphas"]
+    title = f"loss landscape at step {result.get('step')}: {result.get('direction')}"
+    if result.get("dims") == 2:
+        fig = make_subplots(rows=1, cols=2, specs=[[{"type": "xy"}, {"type": "scene"}]],
+                            subplot_titles=("contour", "surface"))
+        # loss[i][j]: alpha_i along the first direction, beta_j along the second; a heatmap's rows are y
+        z = np.log10(np.maximum(np.asarray(result["loss"]), 1e-12)).T
+        fig.add_trace(go.Contour(x=alphas, y=result["betas"], z=z, colorscale="Viridis", ncontours=30,
+                                 colorbar=dict(x=0.45, title="log10 loss")), row=1, col=1)
+        fig.add_trace(go.Surface(x=alphas, y=result["betas"], z=z, colorscale="Viridis", showscale=False),
+                      row=1, col=2)
+        return _layout(fig, f"{title} x {result.get('direction2')}", 520)
+    if "steps" in result:
+        fig = go.Figure(go.Heatmap(x=alphas, y=[str(s) for s in result["steps"]], z=result["loss"],
+                                   colorscale="Viridis", colorbar=dict(title="loss")))
+        fig.update_layout(xaxis_title="alpha", yaxis_title="checkpoint step")
+        return _layout(fig, f"{result.get('direction')} line at every checkpoint", 460)
+    fig = go.Figure([go.Scatter(x=alphas, y=loss, mode="lines", name=f"seed {seed}")
+                     for seed, loss in zip(result.get("seeds", []), result["loss"])])
+    fig.update_layout(xaxis_title="alpha", yaxis_title="loss")
+    return _layout(fig, title)
+
+
+def connect(result: dict) -> go.Figure:
+    """Train loss and val accuracy along each path from A (t = 0) to B (t = 1)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss", "val accuracy"))
+    for i, (name, path) in enumerate(result["paths"].items()):
+        color = f"hsl({(i * 97) % 360},60%,45%)"
+        fig.add_trace(go.Scatter(x=path["t"], y=path["train_loss"], name=f"{name} (barrier {path['barrier']:.3g})",
+                                 line=dict(color=color)), row=1, col=1)
+        fig.add_trace(go.Scatter(x=path["t"], y=path["val_acc"], name=name, showlegend=False,
+                                 line=dict(color=color)), row=1, col=2)
+    fig.update_xaxes(title_text="t")
+    return _layout(fig, f"mode connectivity: {result['run_a']} to {result['run_b']}")
+
+
+def trajectory(result: dict) -> go.Figure:
+    """Cosines to the start and between checkpoints, and the norm of every weight matrix."""
+    steps = [_step(s) for s in result["steps"]]
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("cosine similarity", "weight norms"))
+    fig.add_trace(go.Scatter(x=steps, y=result["cos_theta0"], name="cos(theta_t, theta_0)"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=steps[1:], y=result["cos_consecutive"], name="cos(theta_t, theta_t-1)"),
+                  row=1, col=1)
+    for name, values in result["norms"].items():
+        fig.add_trace(go.Scatter(x=steps, y=values, name=label(name), mode="lines"), row=1, col=2)
+    fig.update_xaxes(type="log", title_text="step")
+    return _layout(fig, "trajectory", 460)
+
+
+def representations(result: dict) -> go.Figure:
+    """The t-SNE panels side by side, every point colored by its class (or first k bits)."""
+    panels = result["panels"]
+    fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[f"step {p['step']}" for p in panels])
+    for i, panel in enumerate(panels, start=1):
+        x, y = zip(*panel["embedding"])
+        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", showlegend=False,
+                                   marker=dict(size=4, color=result["colors"], colorscale="Turbo")),
+                      row=1, col=i)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    return _layout(fig, f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}", 360)
+
+
+def analysis_figure(name: str, result: dict) -> go.Figure | None:
+    """The figure of a stored analysis, chosen by its file's name; None for those with only numbers."""
+    for prefix, builder in (("hessian", hessian), ("landscape", landscape), ("connect", connect),
+                            ("trajectory", trajectory), ("representations", representations)):
+        if name.startswith(prefix):
+            return builder(result)
+    return None
+
+
+# ---------------------------------------------------------------- sweeps
+
+
+def phase_heatmap(xs: list, ys: list, matrix, x: str, y: str, outcome: str) -> go.Figure:
+    """One outcome over two axes; the cells' values written in them."""
+    z = [[None if v != v else float(v) for v in row] for row in matrix]  # NaN: an empty cell
+    text = [["" if v is None else f"{v:.3g}" for v in row] for row in z]
+    bounds = {"zmin": 0, "zmax": 1} if outcome in ("val_acc", "grokked") else {}
+    fig = go.Figure(go.Heatmap(x=[str(v) for v in xs], y=[str(v) for v in ys], z=z, text=text,
+                               texttemplate="%{text}", colorscale="Viridis", colorbar=dict(title=label(outcome)),
+                               **bounds))
+    fig.update_layout(xaxis_title=label(x), yaxis_title=label(y))
+    if all(v is None for row in z for v in row):
+        fig.add_annotation(text="no value in any cell", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
+    return _layout(fig, outcome, 360)
