@@ -1,0 +1,217 @@
+"""Reports: the pages of a run and of a sweep, loaded in headless Chromium (no console error, the
+curves drawn, the events shown, text from configs escaped), the read-only server, the exports."""
+
+import io
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+from urllib.parse import quote
+
+import pyarrow.csv
+import pytest
+
+from losslab.analysis.point import load_point
+from losslab.analysis.reports import hessian_report, landscape_report, trajectory_report
+from losslab.config import load_config
+from losslab.report.pages import write_run_report, write_sweep_report
+from losslab.report.serve import make_server
+from losslab.store import RunStore
+from losslab.train.loop import train
+from tests.test_cli import losslab_here
+
+HOSTILE_NAME = "<img src=x onerror=window.pwned=1>"
+HOSTILE_TEXT = "</pre><script>window.pwned=2</script>"
+TINY = ["task.p=11", "model.d_model=32", "model.d_mlp=64", "train.max_steps=60", "train.eval_every=10",
+        "optim.lr=3e-3", "train.stop_after_t4=0"]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A store with a run named and described with markup, three analyses of it, and a sweep."""
+    root = tmp_path_factory.mktemp("store")
+    runs = RunStore(root)
+    cfg = load_config("grokking", TINY).model_copy(update={"name": HOSTILE_NAME, "description": HOSTILE_TEXT})
+    summary = train(cfg, runs)
+    point = load_point(runs.find(summary["run_id"]))
+    landscape_report(point, dims=2, points=5)
+    hessian_report(point, k=2)
+    trajectory_report(point)
+    (root / "tiny.toml").write_text('name = "tiny"\nbase = "grokking"\nset = [' + ", ".join(f'"{s}"' for s in TINY)
+                                    + ']\n[grid]\n"optim.lr" = [1e-3, 3e-3]\n"optim.weight_decay" = [0.1, 1.0]\n')
+    done = losslab_here("sweep", root / "tiny.toml", "--out", root, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    return runs, summary
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if shutil.which("chromium") is None:
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        # no network here: Chromium's background connections would only fail
+        b = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        yield b
+        b.close()
+
+
+def open_page(browser, url):
+    """The page at url, and the console errors and uncaught exceptions it gave while loading."""
+    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    problems = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.goto(url)
+    page.wait_for_load_state("load")
+    return page, problems
+
+
+def drawn(page, selector) -> bool:
+    """The element's screenshot is not one flat color: something is drawn in it."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("L")
+    low, high = image.getextrema()
+    return high - low > 100 and len(image.getcolors(maxcolors=1 << 16) or []) > 20
+
+
+def test_run_page_holds_the_run_and_escapes_its_text(store):
+    runs, summary = store
+    path = write_run_report(runs.find(summary["run_id"]))
+    text = path.read_text()
+    assert HOSTILE_NAME not in text and HOSTILE_TEXT not in text and "&lt;img src=x" in text
+    assert 'id="events"' in text and 'id="curves"' in text and text.count('class="analysis"') == 3
+    assert 'src="http' not in text and "<script src=" not in text  # self-contained: nothing to fetch
+
+
+def test_run_page_in_chromium(store, browser):
+    runs, summary = store
+    path = write_run_report(runs.find(summary["run_id"]))
+    page, problems = open_page(browser, path.as_uri())
+    assert problems == []
+    assert page.evaluate("window.pwned") is None and page.locator("img[src=x]").count() == 0
+    assert page.locator("h1").inner_text() == HOSTILE_NAME  # shown as text
+    events = page.locator("#events").inner_text()
+    for event, step in summary["events"].items():
+        assert f"{event}\t{'-' if step is None else step}" in events
+    assert page.locator("#curves .main-svg").count() > 0 and drawn(page, "#curves")
+    # the 2D landscape as a contour and a 3D surface (a WebGL scene), the Hessian, the trajectory
+    assert page.locator(".analysis .main-svg").count() >= 3 and page.locator(".analysis .gl-container").count() > 0
+
+
+def test_sweep_page_sorts_and_links_each_run(store, browser):
+    runs, _ = store
+    path = write_sweep_report(runs, "tiny")
+    page, problems = open_page(browser, path.as_uri())
+    assert problems == []
+    assert page.locator(".js-plotly-plot").count() == 4 and drawn(page, "#phase-val_acc")
+    column = ["run", "optim.lr", "optim.weight_decay", "status"].index("optim.weight_decay") + 1
+    cells = f"#results tbody td:nth-child({column})"
+    page.locator("#results th", has_text="optim.weight_decay").click()
+    assert page.locator(cells).all_inner_texts() == ["0.1", "0.1", "1", "1"]
+    page.locator("#results th", has_text="optim.weight_decay").click()
+    assert page.locator(cells).all_inner_texts() == ["1", "1", "0.1", "0.1"]
+    links = page.locator("#results a")
+    assert links.count() == 4
+    links.first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith(".html") and "/pages/tiny-" in page.url and page.locator("#curves .main-svg").count()
+
+
+@pytest.fixture
+def server(store):
+    runs, _ = store
+    httpd = make_server(runs.root, port=0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def status(url, method="GET"):
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method=method)) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, ""
+
+
+def test_server_answers_pages_and_refuses_the_rest(store, server):
+    runs, summary = store
+    code, index = status(server + "/")
+    assert code == 200 and index.count('href="/runs/') == 5 and 'href="/sweeps/tiny"' in index
+    assert status(f"{server}/runs/{quote(summary['run_id'])}")[0] == 200
+    assert status(server + "/sweeps/tiny")[0] == 200
+    for missing in ("/runs/nope", "/runs/..%2F..%2Fetc", "/sweeps/nope", "/elsewhere"):
+        assert status(server + missing)[0] == 404, missing
+    assert status(server + "/", method="POST")[0] == 501  # read-only
+    assert status(server + "/", method="DELETE")[0] == 501
+
+
+def test_served_pages_in_chromium(store, server, browser):
+    page, problems = open_page(browser, server + "/")
+    page.locator("a", has_text="tiny").first.click()  # the sweep
+    page.wait_for_load_state("load")
+    page.locator("#results a").first.click()  # one of its runs
+    page.wait_for_load_state("load")
+    assert problems == [] and "/runs/tiny-" in page.url and drawn(page, "#curves")
+
+
+def test_serve_binds_to_loopback_by_default(store):
+    httpd = make_server(store[0].root, port=0)
+    try:
+        assert httpd.server_address[0] == "127.0.0.1"
+    finally:
+        httpd.server_close()
+
+
+def test_export_tensorboard_and_tables(store, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    runs, summary = store
+    run = runs.find(summary["run_id"])
+    expected = {step: value for step, split, name, value in run.metric_rows() if (split, name) == ("val", "acc")}
+    for _ in range(2):  # a second export replaces the first
+        done = losslab_here("export", summary["run_id"], "--store", runs.root, "--tensorboard", tmp_path / "tb",
+                            "--table", tmp_path / "m.csv", "--json")
+        assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    assert len(list((tmp_path / "tb" / summary["run_id"]).glob("events.out.tfevents.*"))) == 1
+    events = EventAccumulator(written["tensorboard"])
+    events.Reload()
+    assert {e.step: e.value for e in events.Scalars("acc/val")} == pytest.approx(expected)
+    assert {"config/text_summary", "events/text_summary"} <= set(events.Tags()["tensors"])
+    table = pyarrow.csv.read_csv(tmp_path / "m.csv").to_pydict()
+    assert {s: v for s, v in zip(table["step"], table["val/acc"]) if v is not None} == pytest.approx(expected)
+    assert {"train/loss", "val/loss", "cost/train_s"} <= set(table)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["report", "nothing-here"], "no run or sweep 'nothing-here'"),
+    (["report", "tiny", "--out", "page.txt"], "--out page.txt: the page's file must end in .html"),
+    (["export", "RUN"], "say where: --tensorboard DIR and/or --table"),
+    (["export", "RUN", "--table", "m.json"], "--table m.json: the file must end in .csv or .parquet"),
+    (["serve", "--store", "/nonexistent/store"], "no run store at /nonexistent/store"),
+])
+def test_bad_input_is_one_line(store, args, message):
+    runs, summary = store
+    args = [summary["run_id"] if a == "RUN" else a for a in args]
+    if "--store" not in args:
+        args += ["--store", runs.root]
+    done = losslab_here(*args)
+    assert done.returncode == 2 and done.stderr.startswith(f"losslab: error: {message}")
+    assert done.stderr.count("\n") == 1
+
+
+def test_serve_on_a_busy_port_is_one_line(store):
+    httpd = make_server(store[0].root, port=0)
+    try:
+        done = losslab_here("serve", "--store", store[0].root, "--port", httpd.server_address[1])
+        assert done.returncode == 2 and "cannot listen on 127.0.0.1:" in done.stderr
+    finally:
+        httpd.server_close()
