@@ -52,3 +52,16 @@ def test_missing_and_corrupt_runs(store, tiny_cfg, tmp_path):
     run.summary_path.write_text("{not json")
     with pytest.raises(LossLabError, match="corrupt run.json"):
         store.find(run.path)
+
+
+def test_a_name_finds_the_newest_run_of_that_name(store, tiny_cfg):
+    made = []
+    for day in (1, 2):
+        run = store.create(tiny_cfg())
+        summary = {"run_id": run.path.name, "name": "grokking", "created": f"2026-01-0{day}T00:00:00"}
+        run.write_summary(summary)
+        store.record(summary)
+        made.append(run.path)
+    assert store.find("grokking").path == made[1]
+    with pytest.raises(LossLabError, match="no run 'other'"):
+        store.find("other")

@@ -26,12 +26,16 @@ class RunStore:
         return RunDir.create(self.root / run_id, cfg)
 
     def find(self, run: str | Path) -> RunDir:
-        """A run by its folder path or by its id in this store."""
+        """A run by its folder path, by its id in this store, or by its name (the newest run of that
+        name: `losslab run grokking` then `losslab hessian grokking`)."""
         path = Path(run)
         if not path.exists():
             path = self.root / str(run)
         if not path.exists():
-            raise LossLabError(f"no run {str(run)!r} (not a folder, nor a run id in {self.root})")
+            named = [s["run_id"] for s in self.summaries() if s.get("name") == str(run)]
+            if not named:
+                raise LossLabError(f"no run {str(run)!r} (not a folder, nor a run id or name in {self.root})")
+            path = self.root / named[-1]
         return RunDir.open(path)
 
     def record(self, summary: dict) -> None:
