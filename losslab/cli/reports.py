@@ -29,9 +29,14 @@ def report(
         raise LossLabError(f"--out {to}: the page's file must end in .html")
     runs = RunStore(store)
     is_sweep = (runs.root / "sweeps" / ref / "results.parquet").is_file()
-    if not is_sweep and not Path(ref).exists() and not (runs.root / ref).exists():
-        raise LossLabError(f"no run or sweep {ref!r} in {runs.root}")
-    path = write_sweep_report(runs, ref, to) if is_sweep else write_run_report(runs.find(ref), to)
+    if is_sweep:
+        path = write_sweep_report(runs, ref, to)
+    else:
+        try:
+            run = runs.find(ref)
+        except LossLabError:
+            raise LossLabError(f"no run or sweep {ref!r} in {runs.root}") from None
+        path = write_run_report(run, to)
     if open_it:
         import webbrowser
 

@@ -158,7 +158,7 @@ def representations(result: dict) -> go.Figure:
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[f"step {p['step']}" for p in panels])
     for i, panel in enumerate(panels, start=1):
         x, y = zip(*panel["embedding"])
-        fig.add_trace(go.Scattergl(x=x, y=y, mode="markers", showlegend=False,
+        fig.add_trace(go.Scatter(x=x, y=y, mode="markers", showlegend=False,
                                    marker=dict(size=4, color=result["colors"], colorscale="Turbo")),
                       row=1, col=i)
     fig.update_xaxes(showticklabels=False)
