@@ -153,6 +153,17 @@ def test_server_answers_pages_and_refuses_the_rest(store, server):
     assert status(server + "/", method="DELETE")[0] == 501
 
 
+def test_an_unreadable_analysis_is_an_error_page_not_a_dead_server(store, server, tmp_path):
+    runs, summary = store
+    broken = runs.root / summary["run_id"] / "analyses" / "broken.json"
+    broken.write_text("{not json")
+    try:
+        assert status(f"{server}/runs/{quote(summary['run_id'])}")[0] == 500
+        assert status(server + "/")[0] == 200
+    finally:
+        broken.unlink()
+
+
 def test_served_pages_in_chromium(store, server, browser):
     page, problems = open_page(browser, server + "/")
     page.locator("a", has_text="tiny").first.click()  # the sweep

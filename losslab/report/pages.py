@@ -57,8 +57,9 @@ def plotly_script(source: str) -> str:
 
 
 def page(title: str, body: str, plotly_js: str, nav: str = "") -> str:
-    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,"><title>{html.escape(title)}</title>'
-            f"<style>{STYLE}</style>{plotly_script(plotly_js)}</head>\n<body>{nav}{body}"
+    # the empty icon: no request for /favicon.ico (a 404 in the console)
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+            f"<title>{html.escape(title)}</title><style>{STYLE}</style>{plotly_script(plotly_js)}</head>\n<body>{nav}{body}"
             f"<script>{SORT_SCRIPT}</script></body></html>\n")
 
 
@@ -89,17 +90,17 @@ def figure_div(fig: go.Figure | None, div_id: str) -> str:
                        config={"displaylogo": False, "responsive": True})
 
 
-def scalars(result: dict, prefix: str = "") -> list[tuple[str, object]]:
+def scalars(result: dict) -> list[tuple[str, object]]:
     """The numbers and words of an analysis (one level of nesting flattened), not its series."""
     found = []
     for key, value in result.items():
         if key in HIDDEN:
             continue
         if isinstance(value, dict):
-            found += [(f"{prefix}{key}.{k}", v) for k, v in value.items()
+            found += [(f"{key}.{k}", v) for k, v in value.items()
                       if v is None or isinstance(v, (int, float, str, bool))]
         elif value is None or isinstance(value, (int, float, str, bool)):
-            found.append((f"{prefix}{key}", value))
+            found.append((key, value))
     return found
 
 

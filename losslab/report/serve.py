@@ -59,6 +59,10 @@ class StoreHandler(BaseHTTPRequestHandler):
         except LossLabError as e:
             status, kind = HTTPStatus.NOT_FOUND, "text/html; charset=utf-8"
             body = page("not found", f"{NAV}<h1>not found</h1><p>{html.escape(str(e))}</p>", "/plotly.min.js")
+        except Exception as e:  # noqa: BLE001 - one unreadable file in the store: say so, keep serving
+            status, kind = HTTPStatus.INTERNAL_SERVER_ERROR, "text/html; charset=utf-8"
+            body = page("error", f"{NAV}<h1>cannot show {html.escape(path)}</h1>"
+                                 f"<p>{html.escape(type(e).__name__)}: {html.escape(str(e))}</p>", "/plotly.min.js")
         if isinstance(body, bytes):
             kind = "text/javascript; charset=utf-8"
         data = body if isinstance(body, bytes) else body.encode()
