@@ -7,6 +7,7 @@ import shutil
 import threading
 import urllib.error
 import urllib.request
+from pathlib import Path
 from urllib.parse import quote
 
 import pyarrow.csv
@@ -29,7 +30,8 @@ TINY = ["task.p=11", "model.d_model=32", "model.d_mlp=64", "train.max_steps=60",
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A store with a run named and described with markup, three analyses of it, and a sweep."""
+    """A store with a run named and described with markup, three analyses of it, a sweep and a
+    benchmark (whose digits trials are runs)."""
     root = tmp_path_factory.mktemp("store")
     runs = RunStore(root)
     cfg = load_config("grokking", TINY).model_copy(update={"name": HOSTILE_NAME, "description": HOSTILE_TEXT})
@@ -41,6 +43,9 @@ def store(tmp_path_factory):
     (root / "tiny.toml").write_text('name = "tiny"\nbase = "grokking"\nset = [' + ", ".join(f'"{s}"' for s in TINY)
                                     + ']\n[grid]\n"optim.lr" = [1e-3, 3e-3]\n"optim.weight_decay" = [0.1, 1.0]\n')
     done = losslab_here("sweep", root / "tiny.toml", "--out", root, "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    done = losslab_here("bench-optim", "quick", "--optimizers", "adam,sgd", "--workloads", "logreg,digits-mlp",
+                        "--trials", "1", "--studies", "2", "--out", root)
     assert done.returncode == 0, done.stderr
     return runs, summary
 
@@ -123,6 +128,50 @@ def test_sweep_page_sorts_and_links_each_run(store, browser):
     assert page.url.endswith(".html") and "/pages/tiny-" in page.url and page.locator("#curves .main-svg").count()
 
 
+def test_benchmark_page_ranks_sorts_and_links_each_trial_run(store, browser):
+    runs, _ = store
+    done = losslab_here("report", "quick", "--store", runs.root, "--json")
+    assert done.returncode == 0, done.stderr
+    written = json.loads(done.stdout)
+    assert written["kind"] == "benchmark"
+    page, problems = open_page(browser, Path(written["page"]).as_uri())
+    assert problems == [] and drawn(page, "#profiles")
+    result = json.loads((Path(written["page"]).parent / "results.json").read_text())
+    scores = result["clocks"]["seconds"]["scores"]
+    ranked = sorted(scores, key=scores.get, reverse=True)
+    optimizers = "#leaderboard-seconds tbody td:nth-child(1)"
+    assert page.locator(optimizers).all_inner_texts() == ranked  # the best first
+    page.locator("#leaderboard-seconds th", has_text="score").click()
+    assert page.locator(optimizers).all_inner_texts() == sorted(scores, key=scores.get)
+    low, high = result["clocks"]["seconds"]["intervals"][ranked[0]]
+    assert page.locator("#leaderboard-seconds tbody tr").last.inner_text().split("\t")[2:4] == [f"{low:.4g}",
+                                                                                                  f"{high:.4g}"]
+    assert page.locator("#trials tbody tr").count() == 8  # 2 workloads x 2 optimizers x 2 studies
+    links = page.locator("#trials a")
+    assert links.count() == 4  # the digits trials are runs; the logistic regressions are not
+    links.first.click()
+    page.wait_for_load_state("load")
+    assert "/pages/digits-mlp-" in page.url and drawn(page, "#curves")
+
+
+def test_a_suite_name_finds_its_newest_benchmark(store, tmp_path):
+    from losslab.bench.run import find_benchmark
+    from losslab.errors import LossLabError
+
+    runs, _ = store
+    (first,) = (runs.root / "bench").iterdir()
+    assert find_benchmark(runs, "quick") == first == find_benchmark(runs, first.name)
+    later = first.with_name("quick-29991231-235959")
+    shutil.copytree(first, later)
+    try:
+        assert find_benchmark(runs, "quick") == later
+    finally:
+        shutil.rmtree(later)
+    for missing in ("default", "quic", "quick-2026", ""):
+        with pytest.raises(LossLabError, match="no finished benchmark"):
+            find_benchmark(runs, missing)
+
+
 @pytest.fixture
 def server(store):
     runs, _ = store
@@ -144,10 +193,13 @@ def status(url, method="GET"):
 def test_server_answers_pages_and_refuses_the_rest(store, server):
     runs, summary = store
     code, index = status(server + "/")
-    assert code == 200 and index.count('href="/runs/') == 5 and 'href="/sweeps/tiny"' in index
+    assert code == 200 and index.count('href="/runs/') == 1 + 4 + 4  # the run, the sweep's, the benchmark's
+    assert 'href="/sweeps/tiny"' in index and 'href="/bench/quick-' in index
     assert status(f"{server}/runs/{quote(summary['run_id'])}")[0] == 200
     assert status(server + "/sweeps/tiny")[0] == 200
-    for missing in ("/runs/nope", "/runs/..%2F..%2Fetc", "/sweeps/nope", "/elsewhere"):
+    code, bench = status(server + "/bench/quick")  # a suite's name: its newest benchmark
+    assert code == 200 and bench.count('href="/runs/digits-mlp-') == 4
+    for missing in ("/runs/nope", "/runs/..%2F..%2Fetc", "/sweeps/nope", "/bench/default", "/bench/", "/elsewhere"):
         assert status(server + missing)[0] == 404, missing
     assert status(server + "/", method="POST")[0] == 501  # read-only
     assert status(server + "/", method="DELETE")[0] == 501
@@ -203,7 +255,7 @@ def test_export_tensorboard_and_tables(store, tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["report", "nothing-here"], "no run or sweep 'nothing-here'"),
+    (["report", "nothing-here"], "no run, sweep or benchmark 'nothing-here'"),
     (["report", "tiny", "--out", "page.txt"], "--out page.txt: the page's file must end in .html"),
     (["export", "RUN"], "say where: --tensorboard DIR and/or --table"),
     (["export", "RUN", "--table", "m.json"], "--table m.json: the file must end in .csv or .parquet"),

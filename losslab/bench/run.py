@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -21,6 +22,7 @@ import numpy as np  # noqa: E402
 
 from losslab.bench.scoring import bootstrap_intervals, median_times, performance_ratios, profile, scores  # noqa: E402
 from losslab.bench.suite import SUITES, WORKLOADS, Trial, run_trial, trial_points  # noqa: E402
+from losslab.errors import LossLabError  # noqa: E402
 from losslab.optimize.run import parse_spec  # noqa: E402
 from losslab.store import RunStore  # noqa: E402
 
@@ -64,6 +66,36 @@ def run_benchmark(suite: str, optimizers: list[str], trials: int, studies: int, 
     result["figure"] = str(write_profile_figure(result, folder / "profile.png"))
     (folder / "results.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
     return result
+
+
+def find_benchmark(store: RunStore, ref: str) -> Path:
+    """A finished benchmark's folder: its name in the store's bench/, or a suite's name (its newest
+    benchmark: the names end in their start time)."""
+    bench = store.root / "bench"
+    if ref and "/" not in ref and (bench / ref / "results.json").is_file():
+        return bench / ref
+    of_suite = sorted(p.parent for p in bench.glob("*/results.json")
+                      if re.fullmatch(rf"{re.escape(ref)}-\d{{8}}-\d{{6}}", p.parent.name))
+    if not of_suite:
+        raise LossLabError(f"no finished benchmark {ref!r} in {bench}")
+    return of_suite[-1]
+
+
+def read_benchmark(folder: Path) -> tuple[dict, list[dict]]:
+    """(results.json, trials.json) of a benchmark, the missed targets (null) back to infinity."""
+    def infinite(obj):
+        if obj is None:
+            return math.inf
+        if isinstance(obj, dict):
+            return {k: infinite(v) for k, v in obj.items()}
+        return obj
+    result = json.loads((folder / "results.json").read_text())
+    for block in result["clocks"].values():
+        block["times"], block["ratios"] = infinite(block["times"]), infinite(block["ratios"])
+    trials = json.loads((folder / "trials.json").read_text())
+    for t in trials:
+        t["seconds"], t["grad_evals"] = infinite(t["seconds"]), infinite(t["grad_evals"])
+    return result, trials
 
 
 def summarize(done: list[Trial], optimizers: list[str], workloads: list[str], studies: int, r_max: float) -> dict:

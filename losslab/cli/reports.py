@@ -13,36 +13,39 @@ from losslab.errors import LossLabError
 
 @app.command()
 def report(
-    ref: Annotated[str, typer.Argument(metavar="RUN|SWEEP", help="A run folder or id, or a sweep's name.")],
+    ref: Annotated[str, typer.Argument(metavar="RUN|SWEEP|BENCH", help="A run folder, id or name, a sweep's name, "
+                                       "or a benchmark's folder name or suite (its newest).")],
     to: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.html",
-                                               help="Where to write [report.html in the run's or sweep's folder].")]
-    = None,
+                                               help="Where to write [report.html in its folder].")] = None,
     open_it: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
     store: StoreOnlyOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
-    """One self-contained HTML page (no network needed) of a run, or of a sweep with a page per run."""
-    from losslab.report.pages import write_run_report, write_sweep_report
+    """One self-contained HTML page (no network needed) of a run, or of a sweep or a bench-optim
+    result with a page per run."""
+    from losslab.bench.run import find_benchmark
+    from losslab.report.pages import write_bench_report, write_run_report, write_sweep_report
     from losslab.store import RunStore
 
     if to is not None and to.suffix != ".html":
         raise LossLabError(f"--out {to}: the page's file must end in .html")
     runs = RunStore(store)
-    is_sweep = (runs.root / "sweeps" / ref / "results.parquet").is_file()
-    if is_sweep:
-        path = write_sweep_report(runs, ref, to)
+    if (runs.root / "sweeps" / ref / "results.parquet").is_file():
+        kind, path = "sweep", write_sweep_report(runs, ref, to)
     else:
         try:
-            run = runs.find(ref)
+            kind, path = "run", write_run_report(runs.find(ref), to)
         except LossLabError:
-            raise LossLabError(f"no run or sweep {ref!r} in {runs.root}") from None
-        path = write_run_report(run, to)
+            try:
+                kind, path = "benchmark", write_bench_report(runs, find_benchmark(runs, ref), to)
+            except LossLabError:
+                raise LossLabError(f"no run, sweep or benchmark {ref!r} in {runs.root}") from None
     if open_it:
         import webbrowser
 
         webbrowser.open(path.resolve().as_uri())
     if as_json:
-        return print_json({"kind": "sweep" if is_sweep else "run", "page": str(path)})
+        return print_json({"kind": kind, "page": str(path)})
     out.print(f"page: {path}", highlight=False)
 
 
@@ -53,7 +56,7 @@ def serve(
                                            "this is not 127.0.0.1.")] = "127.0.0.1",
     store: StoreOpt = Path("runs"),
 ):
-    """A read-only local web view of the store: the runs and sweeps, each page its report."""
+    """A read-only local web view of the store: the runs, sweeps and benchmarks, each page its report."""
     from losslab.report.serve import make_server
 
     if not store.is_dir():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import math
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,14 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     return page(f"{name} ({run_id})", "\n".join(body), plotly_js, nav)
 
 
+def run_cell(run_id: str | None, run_link: Callable[[str], str | None]) -> Markup:
+    """A table cell naming a run, linked to its page where it has one."""
+    if not run_id:
+        return Markup('<td data-value="">-</td>')
+    href, run = run_link(run_id), html.escape(run_id)
+    return Markup(f'<td data-value="{run}">' + (f'<a href="{html.escape(href)}">{run}</a>' if href else run) + "</td>")
+
+
 # ---------------------------------------------------------------- a sweep
 
 RESULT_COLUMNS = ("status", "stop_reason", "t1", "t2", "t3", "t4", "grokked", "val_acc", "train_acc", "val_loss",
@@ -180,16 +189,60 @@ def sweep_page(name: str, rows: list[dict], run_link: Callable[[str], str | None
         body.append("</div>")
     axis_columns = [k for k in (rows[0] if rows else {}) if k.startswith("axis:")]
     header = ("run", *(k.removeprefix("axis:") for k in axis_columns), *RESULT_COLUMNS)
-    table_rows = []
-    for r in rows:
-        href = run_link(r["run_id"])
-        run = html.escape(r["run_id"])
-        link = Markup(f'<td data-value="{run}">' + (f'<a href="{html.escape(href)}">{run}</a>' if href else run)
-                      + "</td>")
-        table_rows.append((link, *(r.get(k) for k in axis_columns), *(r.get(k) for k in RESULT_COLUMNS)))
+    table_rows = [(run_cell(r["run_id"], run_link), *(r.get(k) for k in axis_columns),
+                   *(r.get(k) for k in RESULT_COLUMNS)) for r in rows]
     body += ["<h2>Runs</h2><p class='sub'>click a column to sort</p>",
              table(table_rows, header, table_id="results", sortable=True)]
     return page(f"sweep {name}", "\n".join(body), plotly_js, nav)
+
+
+# ---------------------------------------------------------------- a benchmark
+
+
+def _missed(value: float):
+    return None if value == math.inf else value  # shown as "-", sorted last
+
+
+def bench_page(name: str, result: dict, trials: list[dict], run_link: Callable[[str], str | None],
+               plotly_js: str = "inline", nav: str = "") -> str:
+    """A bench-optim result (read_benchmark's): a leaderboard per clock (scores with their bootstrap
+    intervals, each workload's time to target), the performance profiles, the best
+    hyperparameters and every trial, linked to its run."""
+    from losslab.bench.run import CLOCKS
+
+    optimizers, workloads = result["optimizers"], result["workloads"]
+    body = [f"<h1>benchmark {html.escape(name)}</h1>",
+            f"<p class='sub'>suite {html.escape(str(result.get('suite')))}: {len(workloads)} workloads, "
+            f"{len(optimizers)} optimizers, {result.get('trials_per_study')} trials per study x "
+            f"{result.get('studies')} studies; score = the area under the performance profile up to r_max = "
+            f"{result['r_max']:g}, divided by r_max - 1 (1 = fastest on every workload)</p>"]
+    for clock, clock_label in CLOCKS.items():
+        block = result["clocks"][clock]
+        intervals = block.get("intervals") or {}
+        rows = [(opt, block["scores"][opt], *(intervals.get(opt) or (None, None)),
+                 *(_missed(block["times"][opt][w]) for w in workloads))
+                for opt in sorted(optimizers, key=block["scores"].get, reverse=True)]
+        body += [f"<h2>Leaderboard: time to target in {html.escape(clock_label)}</h2>"
+                 "<p class='sub'>click a column to sort; - = target missed</p>",
+                 table(rows, ("optimizer", "score", "95% low", "95% high", *workloads),
+                       table_id=f"leaderboard-{clock}", sortable=True)]
+    body += ["<h2>Performance profiles</h2>", figure_div(plots.performance_profiles(result, CLOCKS), "profiles")]
+    best = result.get("best_hyperparameters") or {}
+    body += ["<h2>Best hyperparameters (study 0)</h2>",
+             table([(opt, *(_hyperparameters(best.get(opt, {}).get(w)) for w in workloads)) for opt in optimizers],
+                   ("optimizer", *workloads), table_id="best")]
+    trial_rows = [(t["workload"], t["optimizer"], t["study"], _hyperparameters(t["hyperparameters"]),
+                   _missed(t["seconds"]), _missed(t["grad_evals"]), run_cell(t["run_id"], run_link), t["error"])
+                  for t in trials]
+    body += ["<h2>Trials</h2>", table(trial_rows, ("workload", "optimizer", "study", "hyperparameters",
+                                                   "seconds to target", "gradient evaluations", "run", "error"),
+                                      table_id="trials", sortable=True)]
+    return page(f"benchmark {name}", "\n".join(body), plotly_js, nav)
+
+
+def _hyperparameters(hp: dict | None) -> str | None:
+    return None if hp is None else ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                                             for k, v in hp.items())
 
 
 # ---------------------------------------------------------------- files
@@ -204,22 +257,40 @@ def write_run_report(run: RunDir, out: Path | None = None) -> Path:
 
 def write_sweep_report(store: RunStore, name: str, out: Path | None = None) -> Path:
     """The sweep's page, self-contained, at `out` (default: report.html in the sweep's folder), and
-    beside it pages/ with one page per run, which share one copy of plotly.js."""
-    from plotly.offline import get_plotlyjs
-
+    beside it pages/ with one page per run."""
     from losslab.sweep.run import read_results, sweep_dir
 
     rows = read_results(store, name)
     out = out or sweep_dir(store, name) / "report.html"
-    pages = out.parent / "pages"
+    html_text = sweep_page(name, rows, write_run_pages(store, [r["run_id"] for r in rows], out.parent / "pages"))
+    atomic_write(out, lambda p: p.write_text(html_text))
+    return out
+
+
+def write_bench_report(store: RunStore, folder: Path, out: Path | None = None) -> Path:
+    """The benchmark's page, self-contained, at `out` (default: report.html in its folder), and
+    beside it pages/ with a page per trial run."""
+    from losslab.bench.run import read_benchmark
+
+    result, trials = read_benchmark(folder)
+    out = out or folder / "report.html"
+    run_link = write_run_pages(store, [t["run_id"] for t in trials if t["run_id"]], out.parent / "pages")
+    html_text = bench_page(folder.name, result, trials, run_link)
+    atomic_write(out, lambda p: p.write_text(html_text))
+    return out
+
+
+def write_run_pages(store: RunStore, run_ids: list[str], pages: Path) -> Callable[[str], str | None]:
+    """A page per run (those still in the store) in `pages`, sharing one copy of plotly.js there;
+    returns the link to a run's page from beside `pages`, or None where it has none."""
+    from plotly.offline import get_plotlyjs
+
     pages.mkdir(parents=True, exist_ok=True)
     atomic_write(pages / "plotly.min.js", lambda p: p.write_text(get_plotlyjs()))
     linked = set()
-    for r in rows:
-        if (store.root / r["run_id"] / "run.json").is_file():
-            run = store.find(r["run_id"])
-            atomic_write(pages / f"{r['run_id']}.html", lambda p: p.write_text(run_page(run, "plotly.min.js")))
-            linked.add(r["run_id"])
-    html_text = sweep_page(name, rows, lambda run_id: f"pages/{quote(run_id)}.html" if run_id in linked else None)
-    atomic_write(out, lambda p: p.write_text(html_text))
-    return out
+    for run_id in run_ids:
+        if (store.root / run_id / "run.json").is_file():
+            run = store.find(run_id)
+            atomic_write(pages / f"{run_id}.html", lambda p: p.write_text(run_page(run, "plotly.min.js")))
+            linked.add(run_id)
+    return lambda run_id: f"{pages.name}/{quote(run_id)}.html" if run_id in linked else None

@@ -12,12 +12,14 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from losslab.report.figures import curves
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#d62728"}
 EVENT_COLORS = {"t1": "#7f7f7f", "t2": "#1f77b4", "t3": "#2ca02c", "t4": "#d62728"}
+PALETTE = qualitative.Plotly
 COST = {"train_s", "grad_evals"}  # cost columns: drawn nowhere, they are the x of other figures
 
 
@@ -190,3 +192,25 @@ def phase_heatmap(xs: list, ys: list, matrix, x: str, y: str, outcome: str) -> g
     if all(v is None for row in z for v in row):
         fig.add_annotation(text="no value in any cell", showarrow=False, xref="paper", yref="paper", x=0.5, y=0.5)
     return _layout(fig, outcome, 360)
+
+
+# ---------------------------------------------------------------- benchmarks
+
+
+def performance_profiles(result: dict, clocks: dict[str, str]) -> go.Figure:
+    """rho(tau) of every optimizer, a panel per clock (result: read_benchmark's, missed = inf)."""
+    from losslab.bench.scoring import profile
+
+    r_max = result["r_max"]
+    taus = np.linspace(1, r_max, 400)
+    fig = make_subplots(rows=1, cols=len(clocks), subplot_titles=[label(t) for t in clocks.values()])
+    for i, opt in enumerate(result["optimizers"]):
+        for col, clock in enumerate(clocks, 1):
+            block = result["clocks"][clock]
+            fig.add_trace(go.Scatter(x=taus, y=profile(block["ratios"][opt], taus), mode="lines", line_shape="hv",
+                                     name=label(opt), legendgroup=label(opt), showlegend=col == 1,
+                                     line=dict(color=PALETTE[i % len(PALETTE)])), row=1, col=col)
+    fig.update_xaxes(title_text="tau (time / best time)", range=[1, r_max])
+    fig.update_yaxes(range=[-0.02, 1.02])
+    fig.update_yaxes(title_text="fraction of workloads within tau", row=1, col=1)
+    return _layout(fig, "performance profiles", 420)

@@ -3,6 +3,7 @@
 /                 the runs and the sweeps
 /runs/RUN_ID      a run's page
 /sweeps/NAME      a sweep's page, its runs linked
+/bench/NAME       a bench-optim result's page, its trial runs linked
 /plotly.min.js    the one copy of plotly.js the pages share
 
 Pages are built from the store at each request, so a running sweep shows its latest state.
@@ -18,10 +19,16 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from losslab.errors import LossLabError
-from losslab.report.pages import Markup, page, run_page, sweep_page, table
+from losslab.report.pages import Markup, bench_page, page, run_page, sweep_page, table
 from losslab.store import RunStore
 
 NAV = '<nav><a href="/">all runs and sweeps</a></nav>'
+
+
+def link_list(section: str, names: list[str]) -> str:
+    if not names:
+        return "<p>none</p>"
+    return "<ul>" + "".join(f'<li><a href="/{section}/{quote(n)}">{html.escape(n)}</a></li>' for n in names) + "</ul>"
 
 
 def index_page(store: RunStore) -> str:
@@ -34,9 +41,9 @@ def index_page(store: RunStore) -> str:
         rows.append((Markup(link), s.get("name"), s.get("status"), s.get("steps"), events.get("t2"),
                      events.get("t4"), (s.get("final") or {}).get("val_acc"), s.get("created")))
     sweeps = sorted(p.parent.name for p in (store.root / "sweeps").glob("*/results.parquet"))
+    benchmarks = sorted((p.parent.name for p in (store.root / "bench").glob("*/results.json")), reverse=True)
     body = (f"<h1>losslab</h1><p class='sub'>{html.escape(str(store.root.resolve()))}</p>"
-            "<h2>Sweeps</h2>" + ("<ul>" + "".join(f'<li><a href="/sweeps/{quote(n)}">{html.escape(n)}</a></li>'
-                                                   for n in sweeps) + "</ul>" if sweeps else "<p>none</p>")
+            "<h2>Sweeps</h2>" + link_list("sweeps", sweeps) + "<h2>Benchmarks</h2>" + link_list("bench", benchmarks)
             + "<h2>Runs</h2>" + table(rows, ("run", "name", "status", "steps", "t2", "t4", "val acc", "created"),
                                       table_id="runs", sortable=True))
     return page("losslab runs", body, "/plotly.min.js")
@@ -74,6 +81,7 @@ class StoreHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _page(self, path: str) -> str | bytes:
+        from losslab.bench.run import find_benchmark, read_benchmark
         from losslab.sweep.run import read_results
 
         if path == "/":
@@ -81,11 +89,17 @@ class StoreHandler(BaseHTTPRequestHandler):
         if path == "/plotly.min.js":
             return self.plotly_js
         section, _, name = path.strip("/").partition("/")
-        if section == "runs" and name and "/" not in name and name not in (".", ".."):
+        if not name or "/" in name or name in (".", ".."):  # one plain name: nothing outside the store
+            raise LossLabError(f"no page {path!r}")
+        def run_link(run_id: str) -> str:
+            return f"/runs/{quote(run_id)}"
+        if section == "runs":
             return run_page(self.store.find(self.store.root / name), "/plotly.min.js", NAV)
-        if section == "sweeps" and name and "/" not in name and name not in (".", ".."):
-            rows = read_results(self.store, name)
-            return sweep_page(name, rows, lambda run_id: f"/runs/{quote(run_id)}", "/plotly.min.js", NAV)
+        if section == "sweeps":
+            return sweep_page(name, read_results(self.store, name), run_link, "/plotly.min.js", NAV)
+        if section == "bench":
+            folder = find_benchmark(self.store, name)
+            return bench_page(folder.name, *read_benchmark(folder), run_link, "/plotly.min.js", NAV)
         raise LossLabError(f"no page {path!r}")
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
