@@ -161,7 +161,7 @@ def representations(result: dict) -> go.Figure:
     for i, panel in enumerate(panels, start=1):
         x, y = zip(*panel["embedding"])
         fig.add_trace(go.Scatter(x=x, y=y, mode="markers", showlegend=False,
-                                   marker=dict(size=4, color=result["colors"], colorscale="Turbo")),
+                                 marker=dict(size=4, color=result["colors"], colorscale="Turbo")),
                       row=1, col=i)
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
