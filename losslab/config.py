@@ -254,6 +254,9 @@ class RunConfig(Strict):
     name: str = "run"
     description: str = ""
     seed: int = Field(0, ge=0)
+    data_seed: int | None = Field(None, ge=0, exclude_if=lambda v: v is None,
+                                  description="the seed of the data (split, samples, label noise); None: the run's "
+                                              "seed. Fixed, runs differ only in their initialization and order")
     task: TaskConfig = ModularTask()
     model: ModelConfig = TransformerConfig()
     loss: Literal["cross_entropy", "hinge", "mse"] = "cross_entropy"
@@ -261,6 +264,10 @@ class RunConfig(Strict):
     train: TrainConfig = TrainConfig()
     events: EventsConfig = EventsConfig()
     probes: ProbesConfig = ProbesConfig()
+
+    @property
+    def task_seed(self) -> int:
+        return self.seed if self.data_seed is None else self.data_seed
 
     @model_validator(mode="after")
     def _model_fits_task(self):

@@ -12,7 +12,8 @@ from losslab.train.loop import train
 from tests.test_cli import TINY, losslab, losslab_here
 
 DIGITS = ["task.name=digits", "loss=cross_entropy", "model.width=64", "train.max_steps=300", "optim.name=adam",
-          "optim.lr=3e-3", "train.batch_size=128", "train.eval_every=50", "train.stop_after_t4=100000"]
+          "optim.lr=3e-3", "train.batch_size=128", "train.eval_every=50", "train.stop_after_t4=100000",
+          "data_seed=0"]
 
 
 def test_curves_pass_through_their_ends_and_bends():
@@ -53,9 +54,19 @@ def two_digit_mlps(tmp_path_factory):
     return store, ids
 
 
+def test_a_data_seed_fixes_the_data_and_not_the_initialization(two_digit_mlps):
+    from losslab.analysis.point import load_point
+
+    store, ids = two_digit_mlps
+    a, b = (load_point(store.find(i)) for i in ids)
+    assert all(torch.equal(u, v) for split in ("train", "val") for u, v in zip(a.data(split), b.data(split)))
+    assert not torch.equal(a.params["net.0.weight"], b.params["net.0.weight"])
+
+
 def test_the_curve_has_a_lower_barrier_than_the_line(two_digit_mlps):
-    """Two MLPs on digits from different seeds: the straight line between them rises well above
-    its ends; a trained Bezier curve, and the line to B aligned by weight matching, much less."""
+    """Two MLPs on digits from different seeds (the same data): the straight line between them
+    rises well above its ends; a trained Bezier curve, and the line to B aligned by weight
+    matching, much less."""
     store, ids = two_digit_mlps
     out = losslab("connect", *ids, "--align", "--steps", 300, "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
@@ -63,13 +74,15 @@ def test_the_curve_has_a_lower_barrier_than_the_line(two_digit_mlps):
     b = result["barriers"]
     assert b["line"] > 0.1 and b["bezier"] < b["line"] / 4 and b["aligned line"] < b["line"] / 2
     assert min(result["paths"]["bezier"]["val_acc"]) > 0.8
-    assert result["file"].endswith(f"connect_{ids[1]}.json")
+    assert result["file"].endswith(f"connect_{ids[1]}_bezier1.json")
 
 
 def test_bad_input_to_connect(two_digit_mlps, tmp_path):
     store, ids = two_digit_mlps
     other = json.loads(losslab("run", "grokking", *TINY, "--out", store.root, "--json").stdout)["run_id"]
+    own_data = train(load_config("parity", [*DIGITS[:-1], "train.max_steps=1"], seed=1), store)["run_id"]
     for args, message in [([ids[0], other], "different architectures"),
+                          ([ids[0], own_data], "trained on different data (task or data seed)"),
                           ([ids[0], ids[1], "--curve", "spline"], "--curve must be one of"),
                           ([ids[0], ids[1], "--bends", "0"], "at least 1"),
                           ([other, other, "--align", "--steps", "1"], "weight matching permutes")]:

@@ -53,6 +53,10 @@ class Connection:
         if shapes != {n: tuple(p.shape) for n, p in b.params.items()} or a.cfg.model != b.cfg.model:
             raise LossLabError(f"runs {a.run.path.name} and {b.run.path.name} have different architectures: "
                                "a curve joins two weights of one model")
+        if a.cfg.task != b.cfg.task or a.cfg.task_seed != b.cfg.task_seed:
+            # B would be evaluated on A's split, whose validation examples B may have trained on
+            raise LossLabError(f"runs {a.run.path.name} and {b.run.path.name} were trained on different data "
+                               "(task or data seed): train both with the same --set data_seed=N")
         self.a, self.like = a, a.params
         self.w_a, self.w_b = flatten(a.params), flatten(b.params)
 
@@ -157,7 +161,7 @@ def connect_report(a: Point, b: Point, curve: str = "bezier", bends: int = 1, st
         paths["aligned line"] = c.along(c.line(aligned), points)
     theta = c.fit_curve(curve, bends, steps, lr, seed=seed)
     paths[curve] = c.along(lambda t: curve_weights(t, (c.w_a, c.w_b), theta, curve), points)
-    name = f"connect_{b.run.path.name}"
+    name = f"connect_{b.run.path.name}_{curve}{bends}"  # one file per kind of curve: none replaces another
     figure = connectivity_figure(paths, f"{a.run.path.name} (t=0) to {b.run.path.name} (t=1)",
                                  a.run.figure_dir / f"{name}.png")
     return _save(a, name, {"run_a": a.run.path.name, "run_b": b.run.path.name, "step_a": a.step, "step_b": b.step,

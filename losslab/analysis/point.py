@@ -73,7 +73,7 @@ def unflatten(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> dict[str, to
 
 def build_point(cfg: RunConfig) -> tuple[nn.Module, Task, Loss]:
     """The run's model (as initialized, from its seed), task and loss."""
-    task = build_task(cfg.task, cfg.seed)
+    task = build_task(cfg.task, cfg.task_seed)
     loss_fn = build_loss(cfg.loss, task.n_classes)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, task, loss_fn.n_outputs)

@@ -50,7 +50,7 @@ def _now() -> str:
 class Trainer:
     def __init__(self, cfg: RunConfig, run: RunDir, store: RunStore, on_eval: EvalCallback | None = None):
         self.cfg, self.run_dir, self.store, self.on_eval = cfg, run, store, on_eval
-        self.task = build_task(cfg.task, cfg.seed)
+        self.task = build_task(cfg.task, cfg.task_seed)
         self.loss_fn = build_loss(cfg.loss, self.task.n_classes)
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.model, self.task, self.loss_fn.n_outputs)
