@@ -255,15 +255,15 @@ def double_descent(
             grid = sorted({max(1, round(n_train * f)) for f in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05,
                                                                  1.1, 1.2, 1.5, 2, 3, 5, 10)})
             result = dd.random_features_risk(grid, n_train=n_train, noise=noise, seeds=seeds)
-            result["figure"] = str(figures.double_descent_figure(result, folder / "double_descent.png"))
-            (folder / "double_descent.json").write_text(json_module.dumps(result, indent=2))
+            name, draw = "double_descent", figures.double_descent_figure
         else:
             widths = [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256]
             with err.status(f"training {len(widths)} widths x {seeds} seeds"):
                 result = dd.mlp_width_risk(widths, n_train=n_train, label_noise=label_noise, seeds=seeds,
                                            steps=steps)
-            result["figure"] = str(figures.width_double_descent_figure(result, folder / "double_descent_mlp.png"))
-            (folder / "double_descent_mlp.json").write_text(json_module.dumps(result, indent=2))
+            name, draw = "double_descent_mlp", figures.width_double_descent_figure
+        result["figure"] = str(draw(result, folder / f"{name}.png"))
+        (folder / f"{name}.json").write_text(json_module.dumps(result, indent=2))
     if as_json:
         return print_json(result)
     if run_ref is not None:

@@ -90,11 +90,9 @@ def export(
 
     if tensorboard is None and table is None:
         raise LossLabError("say where: --tensorboard DIR and/or --table FILE.csv|FILE.parquet")
-    if table is not None and table.suffix not in (".csv", ".parquet"):
-        raise LossLabError(f"--table {table}: the file must end in .csv or .parquet")
     run = RunStore(store).find(run_ref)
     written = {}
-    if table is not None:
+    if table is not None:  # first: a bad file name is refused before anything is written
         written["table"] = str(write_table(run, table))
     if tensorboard is not None:
         written["tensorboard"] = str(write_tensorboard(run, tensorboard))

@@ -20,6 +20,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from losslab.report import plots
+from losslab.report.figures import curves
 from losslab.store import RunDir, RunStore
 from losslab.store.run_dir import atomic_write
 
@@ -115,7 +116,7 @@ def _image(path: Path) -> str:
 
 
 def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
-    summary, rows = run.summary(), run.metric_rows()
+    summary, series = run.summary(), curves(run.metric_rows())
     name, run_id, description = summary.get("name", ""), run.path.name, run.config().description
     events = summary.get("events") or {}
     facts = [("status", summary.get("status")), ("stop reason", summary.get("stop_reason")),
@@ -129,12 +130,12 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
                                      table_id="events"),
             "<h2>Final metrics</h2>", table(sorted((summary.get("final") or {}).items()), ("metric", "value"),
                                             table_id="final"),
-            "<h2>Curves</h2>", figure_div(plots.grokking_curves(rows, events, f"{name}: accuracy and loss"),
+            "<h2>Curves</h2>", figure_div(plots.grokking_curves(series, events, f"{name}: accuracy and loss"),
                                           "curves") or "<p>no metrics recorded yet</p>"]
     if summary.get("signature"):
         body += ["<h2>Spectral signature of the early training loss</h2>",
                  table(list(summary["signature"].items()), ("", "value"), table_id="signature")]
-    other = plots.other_series(rows)
+    other = plots.other_series(series)
     if other is not None:
         body += ["<h2>Probes over training</h2>", figure_div(other, "probes")]
     analyses = sorted((run.path / "analyses").glob("*.json")) if (run.path / "analyses").is_dir() else []

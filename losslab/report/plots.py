@@ -1,7 +1,7 @@
 """Interactive (Plotly) figures for the HTML reports: a run's curves and its stored analyses.
 
-Each builder takes plain data (metric rows, an analysis's JSON) and returns a Figure, or None when
-the data holds nothing it can draw. Text that comes from a config goes through `label`: Plotly
+Each builder takes plain data (a run's series, an analysis's JSON) and returns a Figure, or None
+when the data holds nothing it can draw. Text that comes from a config goes through `label`: Plotly
 reads a subset of HTML in titles.
 """
 
@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from losslab.report.figures import curves
+Series = dict[tuple[str, str], tuple[list[int], list[float]]]  # (split, name) -> (steps, values)
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#d62728"}
 EVENT_COLORS = {"t1": "#7f7f7f", "t2": "#1f77b4", "t3": "#2ca02c", "t4": "#d62728"}
@@ -37,9 +37,9 @@ def _step(s: int) -> int:
     return max(s, 1)  # step 0 cannot sit on a log axis
 
 
-def grokking_curves(rows, events: dict, title: str) -> go.Figure | None:
-    """Accuracy and loss against the step on a log x-axis, train and val, with the events t1..t4."""
-    series = curves(rows)
+def grokking_curves(series: Series, events: dict, title: str) -> go.Figure | None:
+    """Accuracy and loss against the step on a log x-axis, train and val, with the events t1..t4
+    (series: report.figures.curves of the run's metric rows)."""
     if not any((split, name) in series for split in SPLIT_COLORS for name in ("loss", "acc")):
         return None
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy", "loss"))
@@ -60,9 +60,9 @@ def grokking_curves(rows, events: dict, title: str) -> go.Figure | None:
     return _layout(fig, title, 420)
 
 
-def other_series(rows) -> go.Figure | None:
+def other_series(series: Series) -> go.Figure | None:
     """Every other recorded series (probes, gradient norms, ...), one panel per name."""
-    series = {(split, name): v for (split, name), v in curves(rows).items()
+    series = {(split, name): v for (split, name), v in series.items()
               if name not in ("loss", "acc") and name not in COST and split != "signature"}  # the latter: a table
     names = sorted({name for _, name in series})
     if not names:
