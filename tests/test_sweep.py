@@ -190,6 +190,10 @@ def test_batched_training_gives_the_local_results(tmp_path):
                {k: b[k] for k in KEEP if "loss" not in k and "energy" not in k}
         for k in ("train_loss", "val_loss", "signature_energy"):
             assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-7)
+        # a checkpoint holds the run's own weights and optimizer state, not its group's stacks
+        sizes = [{p.name: p.stat().st_size for p in (tmp_path / store / a["run_id"] / "checkpoints").iterdir()}
+                 for store in ("b", "l")]
+        assert sizes[0] == sizes[1]
 
 
 def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):

@@ -47,6 +47,17 @@ def _now() -> str:
     return datetime.now().isoformat(timespec="seconds")
 
 
+def _cloned(tree):
+    """A state dict with each tensor copied out of the storage it may view."""
+    if isinstance(tree, torch.Tensor):
+        return tree.clone()
+    if isinstance(tree, dict):
+        return {k: _cloned(v) for k, v in tree.items()}
+    if isinstance(tree, list | tuple):
+        return type(tree)(_cloned(v) for v in tree)
+    return tree
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run: RunDir, store: RunStore, on_eval: EvalCallback | None = None):
         self.cfg, self.run_dir, self.store, self.on_eval = cfg, run, store, on_eval
@@ -96,11 +107,10 @@ class Trainer:
     # ------------------------------------------------------------ state
 
     def state(self) -> dict:
-        # cloned: a batched run's parameters are views into its group's stack, which torch.save
-        # would write whole
-        model = {k: v.clone() for k, v in self.model.state_dict().items()}
-        return {"step": self.step, "model": model,
-                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        # cloned: a batched run's parameters and optimizer state are views into its group's
+        # stacks, which torch.save would write whole
+        return {"step": self.step, "model": _cloned(self.model.state_dict()),
+                "optimizer": _cloned(self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
                 "wall_s": self._wall(), "overhead_s": self.overhead_s, "grad_evals": self.grad_evals}
 
     def restore(self, state: dict, rows: list, summary: dict) -> None:
@@ -333,13 +343,21 @@ class Trainer:
     def apply_gradient(self, loss: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
         """The step from the (clipped) gradient of `loss` on the batch (x, y), now in p.grad: the
         optimizer (given a closure where it needs more gradients), the schedule, the counters."""
-        if self.step < self.cfg.train.record_loss_steps:
-            self._step_losses.append((self.step, loss.detach()))
-        self.grad_evals += len(x) / len(self.task.x_train)
+        self.count(loss, x)
         if getattr(self.optimizer, "needs_closure", False):  # SAM, SVRG: more gradients per step
             self.optimizer.step(partial(self._gradient, x, y))
         else:
             self.optimizer.step()
+        self.advance()
+
+    def count(self, loss: torch.Tensor, x: torch.Tensor) -> None:
+        """Before a step on the batch x: its loss (early steps) and its gradient evaluations."""
+        if self.step < self.cfg.train.record_loss_steps:
+            self._step_losses.append((self.step, loss.detach()))
+        self.grad_evals += len(x) / len(self.task.x_train)
+
+    def advance(self) -> None:
+        """After the optimizer's step: the schedule's."""
         self.scheduler.step()
         self.step += 1
 
