@@ -1,11 +1,13 @@
 """Sweep throughput: the batched executor (runs of the same shapes in one vmapped pass) against
-the local executor (a pool of processes, the cores split between them), side by side in one run.
+the local executor (a pool of processes, a run each), the same cores, side by side in one run.
+The batched executor twice: its groups shared out between as many processes as the local one
+has (the default), and in this one process (`--workers 1`: no process start-up to pay).
 
 Throughput is the training steps of all runs divided by the sweep's wall time (evaluations and
 checkpoints included; per-run figures off, a fixed cost of about 0.7 s a run that batching does
 not touch). Two workloads:
-  - 32 sparse (50, 2)-parity runs (MLP 500, batch 32): per-step overhead dominates; batching
-    removes it.
+  - 32 sparse (50, 2)-parity runs (MLP 500, batch 32): small models, where per-step overhead is
+    what batching removes (on a 2-core CPU a width-500 MLP is already mostly compute).
   - 8 grokking transformers (a + b mod 97, full batch): compute-bound on a CPU.
 
     python benchmarks/bench_sweep.py [--parity-steps 600] [--grokking-steps 300]
@@ -49,14 +51,19 @@ def main() -> None:
     parser.add_argument("--grokking-steps", type=int, default=300)
     args = parser.parse_args()
     cores = os.cpu_count() or 1
-    print(f"{cores} cores; local: {cores} worker processes x 1 thread; batched: 1 process x {cores} threads")
+    executors = {"local": LocalExecutor(cores), f"batched x{cores}": BatchedExecutor(cores),
+                 "batched x1": BatchedExecutor(1)}
+    print(f"{cores} cores. local: {cores} processes x 1 thread, a run each; batched x{cores}: {cores} processes "
+          f"x 1 thread, a share of each group each; batched x1: this process, {cores} threads")
     for name, (base, axes, extra) in WORKLOADS.items():
         steps = args.parity_steps if base == "parity" else args.grokking_steps
-        local_wall, local_steps = timed(base, axes, extra, steps, LocalExecutor(cores))
-        batched_wall, batched_steps = timed(base, axes, extra, steps, BatchedExecutor())
-        local, batched = local_steps / local_wall, batched_steps / batched_wall
-        print(f"{name:12s} local {local:8.1f} steps/s ({local_wall:6.1f} s)   batched {batched:8.1f} steps/s "
-              f"({batched_wall:6.1f} s)   batched / local = {batched / local:.2f}x")
+        rates = {}
+        for label, executor in executors.items():
+            wall, total = timed(base, axes, extra, steps, executor)
+            rates[label] = total / wall
+            print(f"{name:12s} {label:11s} {rates[label]:8.1f} steps/s ({wall:6.1f} s)", flush=True)
+        print(f"{name:12s} batched / local: "
+              + ", ".join(f"{label} {rate / rates['local']:.2f}x" for label, rate in rates.items() if label != "local"))
 
 
 if __name__ == "__main__":

@@ -177,10 +177,10 @@ KEEP = ("index", "status", "steps", "t1", "t2", "t3", "t4", "train_loss", "val_l
 
 def test_batched_training_gives_the_local_results(tmp_path):
     """Eight minibatch SGD runs (two seeds, so two data sets and minibatch orders; two learning
-    rates; with and without momentum) trained in one vmapped pass, and a SAM run that trains alone."""
+    rates; with and without momentum) trained in two vmapped groups of four, one per process."""
     from losslab.sweep.executors import BatchedExecutor
     body = "run_figures = false\n" + PARITY_BODY + '"optim.weight_decay" = [0.01]\n'
-    batched = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor())
+    batched = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor(2))
     local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
     assert all(r["status"] == "completed" for r in batched["rows"])
     assert not any((tmp_path / store / r["run_id"] / "figures" / "grokking.png").exists()
@@ -204,7 +204,7 @@ def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):
     assert batch_key(load_config("parity")) == batch_key(load_config("parity", ["seed=3", "optim.lr=0.3"]))
     assert batch_key(load_config("parity")) != batch_key(load_config("parity", ["model.width=10"]))
     body = '[grid]\n"optim.name" = ["sgd", "sam"]\nseed = [0, 1]\n'
-    result = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor())
+    result = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor(1))
     local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
     assert [r["status"] for r in result["rows"]] == ["completed"] * 4
     assert [r["train_loss"] for r in result["rows"]] == pytest.approx([r["train_loss"] for r in local["rows"]],

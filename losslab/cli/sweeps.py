@@ -35,7 +35,7 @@ def _executor(name: str, workers: int | None, address: str | None):
     if address is not None and name != "ray":
         raise LossLabError("--address is for --executor ray")
     if name == "batched":
-        return BatchedExecutor(workers or 64)
+        return BatchedExecutor(workers)
     return RayExecutor(workers, address) if name == "ray" else LocalExecutor(workers)
 
 
@@ -44,8 +44,8 @@ def sweep(
     file: Annotated[Path, typer.Argument(help="The sweep file (TOML): base, set, [grid], [random].")],
     executor: Annotated[str, typer.Option(help="local (a process pool on this machine), batched (runs of "
                                                "the same shapes trained together through vmap) or ray.")] = "local",
-    workers: Annotated[Optional[int], typer.Option(help="Runs at once (default: one per core; batched: "
-                                                        "up to 64 models in one pass).")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Processes (default: one per core): a run each, or "
+                                                        "batched, a share of each group of same-shaped runs.")] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster ('auto': the running one).")] = None,
     force: Annotated[bool, typer.Option(help="Run a sweep file that changed since its first run.")] = False,
     stop_unpromising: Annotated[Optional[str], typer.Option(

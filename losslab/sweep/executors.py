@@ -1,12 +1,13 @@
-"""Executors run a sweep's jobs (plain dicts) through `run_point` and yield the results as they
-finish. Each splits the cores it has between its workers: `threads` torch threads per run."""
+"""Executors run a sweep's jobs (plain dicts) through `run_point` (batched: `run_together`) and
+yield the results as they finish. Each splits the cores it has between its workers: `threads`
+torch threads each."""
 
 from __future__ import annotations
 
 import multiprocessing
 import os
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Protocol
 
@@ -14,15 +15,25 @@ from losslab.errors import LossLabError
 
 
 class Executor(Protocol):
-    workers: int  # runs at once
-    threads: int  # torch threads of each run
+    workers: int  # processes (or Ray tasks) at once
+    threads: int  # torch threads of each
 
     def __call__(self, jobs: list[dict]) -> Iterable[dict]: ...
 
 
+def _in_pool(workers: int, fn: Callable, items: list) -> Iterator:
+    """fn of each item, as they finish: in a pool of `workers` processes (spawned: no forked
+    torch state), or in this process, one after the other, for one worker."""
+    if workers == 1:
+        yield from map(fn, items)
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        for future in as_completed([pool.submit(fn, item) for item in items]):
+            yield future.result()
+
+
 class LocalExecutor:
-    """A pool of `workers` processes on this machine (spawned: no forked torch state); one
-    worker runs the jobs in this process, one after the other."""
+    """A pool of `workers` processes on this machine; one worker runs the jobs in this process."""
 
     def __init__(self, workers: int | None = None):
         cores = os.cpu_count() or 1
@@ -32,58 +43,40 @@ class LocalExecutor:
     def __call__(self, jobs: list[dict]) -> Iterator[dict]:
         from losslab.sweep.run import run_point
 
-        if self.workers == 1:
-            yield from map(run_point, jobs)
-            return
-        with ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            for future in as_completed([pool.submit(run_point, job) for job in jobs]):
-                yield future.result()
+        yield from _in_pool(self.workers, run_point, jobs)
 
 
 class BatchedExecutor:
     """Runs of the same shapes (task, model, loss, batch size; seeds, learning rates, weight
-    decays and schedules may differ) train together in this process, `group` at a time, through
-    one vmapped forward and backward pass (losslab.train.batched); other runs train alone."""
+    decays and schedules may differ) train together, through one vmapped forward and backward
+    pass (losslab.train.batched); other runs train alone. Each group of such runs (up to `group`)
+    is shared out between `workers` processes, as LocalExecutor's, so that what stays per run
+    (evaluations, checkpoints) has every core too."""
 
-    workers = 1
-
-    def __init__(self, group: int = 64):
-        self.group = group
-        self.threads = os.cpu_count() or 1
+    def __init__(self, workers: int | None = None, group: int = 64):
+        cores = os.cpu_count() or 1
+        self.workers, self.group = workers or cores, group
+        self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[dict]) -> Iterator[dict]:
-        import torch
-
         from losslab.config import validate
-        from losslab.sweep.run import failure, prepare_point, run_point
-        from losslab.train.batched import BatchedTrainers, batch_key
-        from losslab.train.loop import conclude
+        from losslab.sweep.run import run_together
+        from losslab.train.batched import batch_key
 
-        torch.set_num_threads(self.threads)
-        groups: dict[str, list[dict]] = {}
+        parts, groups = [], {}
         for job in jobs:
             key = batch_key(validate(job["config"]))
             if key is None:
-                yield run_point(job)
+                parts.append([job])
             else:
                 groups.setdefault(key, []).append(job)
         for members in groups.values():
             for start in range(0, len(members), self.group):
-                trainers, prepared = [], []
-                for job in members[start:start + self.group]:
-                    try:
-                        trainers.append(prepare_point(job))
-                        prepared.append(job)
-                    except Exception as e:  # noqa: BLE001 - recorded; the others go on
-                        yield failure(job, e)
-                if not trainers:
-                    continue
-                try:
-                    BatchedTrainers(trainers).run()
-                except Exception as e:  # noqa: BLE001 - the group failed together
-                    yield from (failure(job, e) for job in prepared)
-                    continue
-                yield from (conclude(t, job.get("figures", True)) for t, job in zip(trainers, prepared))
+                chunk = members[start:start + self.group]
+                shares = min(self.workers, len(chunk))
+                parts += [chunk[i::shares] for i in range(shares)]  # interleaved: each share spans the axes
+        for results in _in_pool(self.workers, run_together, parts):
+            yield from results
 
 
 def _reachable(address: str, timeout: float = 5.0) -> None:

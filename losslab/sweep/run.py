@@ -80,6 +80,33 @@ def run_point(job: dict) -> dict:
         return failure(job, e)
 
 
+def run_together(jobs: list[dict]) -> list[dict]:
+    """Train the runs of points of the same shapes together (losslab.train.batched), or a lone
+    one as run_point does; their summaries or failures, as run_point's."""
+    import torch
+
+    from losslab.train.batched import BatchedTrainers
+    from losslab.train.loop import conclude
+
+    if len(jobs) == 1:
+        return [run_point(jobs[0])]
+    torch.set_num_threads(jobs[0]["threads"])
+    trainers, prepared, results = [], [], []
+    for job in jobs:
+        try:
+            trainers.append(prepare_point(job))
+            prepared.append(job)
+        except Exception as e:  # noqa: BLE001 - recorded; the others go on
+            results.append(failure(job, e))
+    if trainers:
+        try:
+            BatchedTrainers(trainers).run()
+        except Exception as e:  # noqa: BLE001 - the group failed together
+            return results + [failure(job, e) for job in prepared]
+        results += [conclude(t, job.get("figures", True)) for t, job in zip(trainers, prepared)]
+    return results
+
+
 # ---------------------------------------------------------------- results
 
 
