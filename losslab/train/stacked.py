@@ -79,17 +79,16 @@ class StackedOptimizer:
         """One step of the runs `rows` (indices into the stack) from the gradients in stack[...].grad."""
         for k in set(rows) - self._adopted:
             self._adopt(k)
-        every = len(rows) == len(self.groups)
-        index = torch.tensor(rows)
+        index = None if len(rows) == len(self.groups) else torch.tensor(rows)  # None: every run, in place
         hyper = {key: torch.tensor([self.groups[k][key] for k in rows], dtype=torch.float64)
                  for key in _HYPER[self.kind]}
         shared = self.groups[rows[0]]
         for name, s in self.stack.items():
             p, g, state = s.data, s.grad, self.state[name]
-            if not every:
+            if index is not None:
                 p, g, state = p[index], g[index], {key: v[index] for key, v in state.items()}
             (self._sgd if self.kind == "sgd" else self._adam)(p, g, state, hyper, shared)
-            if not every:
+            if index is not None:
                 s.data[index] = p
                 for key, v in state.items():
                     self.state[name][key][index] = v
