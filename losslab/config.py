@@ -13,14 +13,47 @@ from typing import Annotated, Any, Literal, Union
 
 import tomllib
 import torch
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from losslab.errors import LossLabError
 from losslab.optim.registry import OPTIMIZERS, accepted_arguments, base_of, construct
+from losslab.store.files import read_text
+from losslab.store.names import name_problem
+
+# Every number of a config is finite (no inf or nan) and has a stated range; counts of steps
+# and examples are bounded so that a typo (1e30 steps) is refused instead of hanging.
+MAX_STEPS = 10**9
+MAX_SEED = 2**32 - 1
+MAX_EXAMPLES = 10**8
+MAX_EVALUATIONS = 10**6
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+def _folder_name(name: str) -> str:
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(problem)
+    return name
+
+
+FolderName = Annotated[str, AfterValidator(_folder_name)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+Examples = Annotated[int, Field(ge=1, le=MAX_EXAMPLES)]
+
+
+def _finite_numbers(value: Any) -> bool:
+    """Whether every number in a (nested) value is finite."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list | tuple):
+        return all(_finite_numbers(v) for v in value)
+    if isinstance(value, dict):
+        return all(_finite_numbers(v) for v in value.values())
+    return True
 
 
 # ---------------------------------------------------------------- tasks
@@ -51,8 +84,8 @@ class ParityTask(Strict):
     name: Literal["parity"] = "parity"
     n: int = Field(50, ge=1, le=10_000)
     k: int = Field(2, ge=1)
-    n_train: int = Field(300, ge=1)
-    n_test: int = Field(100, ge=1)
+    n_train: Examples = 300
+    n_test: Examples = 100
     noise: float = Field(0.0, ge=0, lt=0.5, description="fraction of training labels flipped")
 
     @model_validator(mode="after")
@@ -84,8 +117,8 @@ class ZipfTask(Strict):
     noise: float = Field(1.0, ge=0, description="std of the noise around the class means (which are N(0, I))")
     offset: float = Field(0.0, description="a common shift of every input along (1, ..., 1): uncentered "
                                            "inputs, which make the frequent classes set the stable step size")
-    n_train: int = Field(4000, ge=1)
-    n_test: int = Field(1000, ge=1)
+    n_train: Examples = 4000
+    n_test: Examples = 1000
     groups: int = Field(8, ge=1, description="frequency groups (equal shares of samples) for per-group losses")
 
     @model_validator(mode="after")
@@ -155,10 +188,10 @@ class ScheduleConfig(Strict):
     """Learning-rate multiplier: linear warmup, then a decay."""
 
     name: Literal["constant", "cosine", "exponential", "step"] = "constant"
-    warmup_steps: int = Field(0, ge=0)
+    warmup_steps: int = Field(0, ge=0, le=MAX_STEPS)
     min_ratio: float = Field(0.0, ge=0, le=1, description="cosine: final lr / peak lr")
     gamma: float = Field(0.999, gt=0, le=1, description="exponential and step: decay factor")
-    step_size: int = Field(1000, ge=1, description="step: steps between decays")
+    step_size: int = Field(1000, ge=1, le=MAX_STEPS, description="step: steps between decays")
 
 
 # three stacked layers, so that every optimizer (the Muon hybrid too) finds parameters to take
@@ -172,7 +205,7 @@ class OptimConfig(BaseModel):
     misspelled `weight_decy` is refused by name.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
 
     name: str = "adamw"
     lr: float = Field(1e-3, gt=0)
@@ -194,15 +227,17 @@ class OptimConfig(BaseModel):
         if base not in OPTIMIZERS:
             raise ValueError(f"unknown base optimizer {base!r} (known: {', '.join(sorted(OPTIMIZERS))})")
         accepted = accepted_arguments(self.name, base)
-        for key in self.model_extra or {}:
+        for key, value in (self.model_extra or {}).items():
             if key not in accepted:
                 raise ValueError(
                     f"{key!r} is not an argument of {self.name} (it takes: {', '.join(sorted(accepted))})"
                 )
+            if not _finite_numbers(value):
+                raise ValueError(f"{key} must be finite, got {value!r}")
         try:  # the values too (rho > 0, betas, ...): build it once on a small stand-in model
             construct(self.name, _STAND_IN, self.kwargs)
-        except (ValueError, TypeError, RuntimeError) as e:
-            raise ValueError(f"{self.name} refused its arguments: {e}") from None
+        except Exception as e:  # noqa: BLE001 - whatever the constructor raises is a refusal of its arguments
+            raise ValueError(f"{self.name} refused its arguments: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         return self
 
     @property
@@ -215,23 +250,31 @@ class OptimConfig(BaseModel):
 
 
 class TrainConfig(Strict):
-    max_steps: int = Field(10_000, ge=1)
-    batch_size: int | None = Field(None, ge=1, description="None: full batch")
-    eval_every: int = Field(100, ge=1)
-    eval_per_decade: int = Field(20, ge=0, description="extra log-spaced evaluations per decade")
-    checkpoint_per_decade: int = Field(4, ge=0, description="log-spaced checkpoints per decade")
+    max_steps: Steps = 10_000
+    batch_size: Examples | None = Field(None, description="None: full batch")
+    eval_every: Steps = 100
+    eval_per_decade: int = Field(20, ge=0, le=1000, description="extra log-spaced evaluations per decade")
+    checkpoint_per_decade: int = Field(4, ge=0, le=1000, description="log-spaced checkpoints per decade")
     checkpoint_every_s: float = Field(60.0, gt=0, description="also checkpoint this often (kill -9)")
-    stop_after_t4: int | None = Field(None, ge=0, description="stop this many steps after t4")
+    stop_after_t4: int | None = Field(None, ge=0, le=MAX_STEPS, description="stop this many steps after t4")
     budget_s: float | None = Field(None, gt=0, description="wall-clock budget in seconds")
     diverge_loss: float = Field(1e4, gt=0, description="a loss above this (or NaN) is divergence")
-    record_loss_steps: int = Field(400, ge=0, description="record the training loss of every step of the first "
-                                                          "this many (the spectral signature's series)")
+    record_loss_steps: int = Field(400, ge=0, le=10**6, description="record the training loss of every step of "
+                                                                   "the first this many (the spectral signature's "
+                                                                   "series)")
+
+    @model_validator(mode="after")
+    def _evaluations_bounded(self):
+        if self.max_steps // self.eval_every > MAX_EVALUATIONS:
+            raise ValueError(f"max_steps={self.max_steps} with eval_every={self.eval_every} makes more than "
+                             f"{MAX_EVALUATIONS:,} evaluations: raise eval_every")
+        return self
 
 
 class ProbesConfig(Strict):
     """Measurements at theta_t every `every` steps, on the training set, into the run's metrics."""
 
-    every: int = Field(0, ge=0, description="probe every this many steps (0: never)")
+    every: int = Field(0, ge=0, le=MAX_STEPS, description="probe every this many steps (0: never)")
     hessian: bool = Field(False, description="lambda_max, lambda_min and their ratio (Lanczos, warm-started)")
     preconditioned: bool = Field(False, description="Adam/AdamW runs: lambda_max(P^-1 H) and its threshold")
     geometry: bool = Field(True, description="gradient norm, cos(theta_t, theta_0), cos(theta_t, previous probe), "
@@ -251,10 +294,10 @@ class EventsConfig(Strict):
 
 
 class RunConfig(Strict):
-    name: str = "run"
+    name: FolderName = Field("run", description="names the run's folder: letters, digits, _ . - + = @ ,")
     description: str = ""
-    seed: int = Field(0, ge=0)
-    data_seed: int | None = Field(None, ge=0, exclude_if=lambda v: v is None,
+    seed: Seed = 0
+    data_seed: Seed | None = Field(None, exclude_if=lambda v: v is None,
                                   description="the seed of the data (split, samples, label noise); None: the run's "
                                               "seed. Fixed, runs differ only in their initialization and order")
     task: TaskConfig = ModularTask()
@@ -297,7 +340,7 @@ def load_raw(source: str | Path) -> dict:
     if path.suffix == ".toml" or path.exists():
         if not path.is_file():
             raise LossLabError(f"config file not found: {path}")
-        return _read_toml(path.read_text(), str(path))
+        return _read_toml(read_text(path, f"config file {path}"), str(path))
     if str(source) not in preset_names():
         raise LossLabError(f"unknown preset {str(source)!r} (known: {', '.join(preset_names())})")
     return _read_toml(resources.files("losslab.presets").joinpath(f"{source}.toml").read_text(),

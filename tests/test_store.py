@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from losslab.errors import LossLabError
+from losslab.store import RunStore
 from losslab.store.index import RunIndex
 
 
@@ -22,8 +23,14 @@ def test_index_under_concurrent_writers_loses_no_rows(tmp_path):
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    ids = {s["run_id"] for s in RunIndex(tmp_path).summaries()}
+    ids = {s["run_id"] for s in RunStore(tmp_path).summaries()}
     assert ids == {f"w{w}-{i}" for w in range(4) for i in range(40)}
+
+
+def checkpoint(step: int, **more) -> dict:
+    """The smallest state that has a losslab checkpoint's shape."""
+    return {"step": step, "model": {}, "optimizer": {}, "scheduler": {}, "wall_s": 0.0, "overhead_s": 0.0,
+            "grad_evals": 0.0, **more}
 
 
 def test_metrics_roundtrip_and_safe_checkpoints(store, tiny_cfg):
@@ -31,8 +38,8 @@ def test_metrics_roundtrip_and_safe_checkpoints(store, tiny_cfg):
     rows = [(0, "train", "loss", 1.5), (0, "val", "acc", 0.25), (10, "train", "loss", 0.5)]
     run.write_metrics(rows)
     assert run.metric_rows() == rows
-    run.save_checkpoint({"step": 3, "w": torch.arange(4.0)}, "step_00000003")
-    run.save_checkpoint({"step": 7, "w": torch.ones(2)}, "last")
+    run.save_checkpoint(checkpoint(3, w=torch.arange(4.0)), "step_00000003")
+    run.save_checkpoint(checkpoint(7, w=torch.ones(2)), "last")
     assert run.latest_checkpoint()["step"] == 7
 
 
@@ -58,7 +65,8 @@ def test_a_name_finds_the_newest_run_of_that_name(store, tiny_cfg):
     made = []
     for day in (1, 2):
         run = store.create(tiny_cfg())
-        summary = {"run_id": run.path.name, "name": "grokking", "created": f"2026-01-0{day}T00:00:00"}
+        summary = {"run_id": run.path.name, "name": "grokking", "created": f"2026-01-0{day}T00:00:00",
+                   "status": "completed", "steps": 0, "events": {}, "final": {}, "wall_s": 0.0}
         run.write_summary(summary)
         store.record(summary)
         made.append(run.path)

@@ -117,8 +117,8 @@ def list_runs(store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     table = Table("status", "steps", "t2", "t4", "train acc", "val acc", "wall s", box=None)
     table.columns.insert(0, Column("run", no_wrap=True))
     for s in summaries:
-        final = s.get("final") or {}
-        table.add_row(s["run_id"], s["status"], str(s["steps"]), fmt(s["events"]["t2"]), fmt(s["events"]["t4"]),
+        final, events = s.get("final") or {}, s.get("events") or {}
+        table.add_row(s["run_id"], s["status"], str(s["steps"]), fmt(events.get("t2")), fmt(events.get("t4")),
                       fmt(final.get("train_acc")), fmt(final.get("val_acc")), f"{s['wall_s']:.1f}")
     out.print(table if summaries else f"no runs in {store}")
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import sqlite3
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from losslab.config import RunConfig
 from losslab.errors import LossLabError
 from losslab.store.index import RunIndex
+from losslab.store.names import check_name
 from losslab.store.run_dir import RunDir
+
+if TYPE_CHECKING:
+    from losslab.config import RunConfig
 
 DEFAULT_ROOT = Path("runs")
 
@@ -17,12 +23,15 @@ DEFAULT_ROOT = Path("runs")
 class RunStore:
     def __init__(self, root: Path | str = DEFAULT_ROOT):
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise LossLabError(f"the run store {self.root} is a file, not a folder")
         self.index = RunIndex(self.root)
+        self.problems: list[str] = []  # what the last summaries() could not read
 
     def create(self, cfg: RunConfig, run_id: str | None = None) -> RunDir:
         """A new run folder (named from the config's name and the time, unless `run_id` is given)."""
+        run_id = check_name(run_id or f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", "run id")
         self.root.mkdir(parents=True, exist_ok=True)
-        run_id = run_id or f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
         return RunDir.create(self.root / run_id, cfg)
 
     def find(self, run: str | Path) -> RunDir:
@@ -42,7 +51,42 @@ class RunStore:
         self.index.upsert(summary)
 
     def summaries(self) -> list[dict]:
-        return self.index.summaries()
+        """Every run's summary, oldest first. Rows the index cannot give are read from the run
+        folders; what neither can give is listed in `self.problems`."""
+        self.problems = []
+        if not self.index.path.is_file():
+            return []
+        try:
+            rows = self.index.rows()
+        except sqlite3.DatabaseError as e:
+            self.problems.append(f"{self.index.path}: unreadable index ({e}); runs read from their folders")
+            return self._from_folders(p.name for p in sorted(self.root.iterdir())
+                                      if p.is_dir() and not p.name.startswith("."))
+        summaries = []
+        for run_id, text in rows:
+            try:
+                summaries.append(json.loads(text))
+                continue
+            except (TypeError, ValueError):
+                pass
+            known = len(self.problems)
+            from_folder = self._from_folders([run_id])
+            if not from_folder and len(self.problems) == known:  # nothing said of it yet
+                self.problems.append(f"{self.index.path}: the row of {run_id!r} is not JSON, and its folder has "
+                                     "no readable run.json")
+            summaries += from_folder
+        return summaries
+
+    def _from_folders(self, run_ids) -> list[dict]:
+        found = []
+        for run_id in run_ids:
+            if not (self.root / run_id / "run.json").is_file():
+                continue
+            try:
+                found.append(RunDir.open(self.root / run_id).summary())
+            except LossLabError as e:
+                self.problems.append(str(e))
+        return sorted(found, key=lambda s: (str(s.get("created")), str(s.get("run_id"))))
 
 
 __all__ = ["DEFAULT_ROOT", "RunDir", "RunStore"]

@@ -1,10 +1,18 @@
-"""The index of runs: one SQLite file in WAL mode, safe for several writing processes."""
+"""The index of runs: one SQLite file in WAL mode, safe for several writing processes.
+
+The index is a cache of the runs' own run.json files: reading it needs no write access (a
+read-only store lists), and an index that cannot be read (garbage, another schema, a row that
+is not JSON) never hides a run: its runs are read from their folders instead, and what could
+not be read is said.
+"""
 
 import json
 import random
 import sqlite3
 import time
 from pathlib import Path
+
+from losslab.store.files import boundary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -46,13 +54,22 @@ class RunIndex:
                     {**row, "summary": json.dumps(summary)})
         finally:
             con.close()
+        boundary("index row")
 
-    def summaries(self) -> list[dict]:
-        """Every run's summary, oldest first."""
-        if not self.path.exists():
-            return []
-        con = self._connect()
-        try:
-            return [json.loads(s) for (s,) in con.execute("SELECT summary FROM runs ORDER BY created, run_id")]
-        finally:
-            con.close()
+    def rows(self) -> list[tuple[str, str]]:
+        """(run_id, summary JSON) of every row, oldest first, read without writing anything: a
+        read-only store (where WAL's shared-memory file cannot be made) is opened immutable."""
+        for mode in ("ro", "immutable=1"):
+            uri = f"{self.path.resolve().as_uri()}?{'mode=ro' if mode == 'ro' else mode}"
+            try:
+                con = sqlite3.connect(uri, uri=True, timeout=60)
+            except sqlite3.OperationalError:
+                continue
+            try:
+                return con.execute("SELECT run_id, summary FROM runs ORDER BY created, run_id").fetchall()
+            except sqlite3.OperationalError as e:
+                if "unable to open" not in str(e) and "readonly" not in str(e):
+                    raise
+            finally:
+                con.close()
+        raise sqlite3.OperationalError("unable to open database file")

@@ -1,7 +1,8 @@
 """One run's folder: resolved config, summary, metrics (Parquet), figures and checkpoints.
 
-Every file is written to a temporary name and renamed into place, so an interrupted write
-never leaves a half file behind; checkpoints load with weights_only=True (no code runs).
+Every file is written durably and atomically (losslab.store.files); what is read back is
+checked for the shape it must have, so a corrupt or foreign file is one line naming it.
+Checkpoints load with weights_only=True (no code runs).
 """
 
 from __future__ import annotations
@@ -9,23 +10,31 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from losslab.config import RunConfig, load_config, to_toml
 from losslab.errors import LossLabError
+from losslab.store.files import atomic_write, boundary, read_text
+
+if TYPE_CHECKING:
+    from losslab.config import RunConfig
 
 METRICS_SCHEMA = pa.schema([("step", pa.int64()), ("split", pa.string()), ("name", pa.string()),
                             ("value", pa.float64())])
+# what a summary (run.json) and a checkpoint must hold to be read at all
+SUMMARY_KEYS = {"run_id": str, "status": str, "steps": int, "events": dict}
+CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "wall_s", "overhead_s", "grad_evals")
 
 
-def atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 class RunDir:
@@ -40,11 +49,30 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path, cfg: RunConfig) -> RunDir:
-        run = cls(path)
-        run.checkpoint_dir.mkdir(parents=True)
-        run.figure_dir.mkdir()
-        atomic_write(run.config_path, lambda p: p.write_text(to_toml(cfg)))
-        return run
+        """A new run folder, made whole under a hidden name and renamed into place: a kill leaves
+        either no folder or one with its config and a first summary (status `created`)."""
+        from losslab.config import to_toml
+
+        path = Path(path)
+        draft = cls(path.with_name(f".{path.name}.creating"))
+        shutil.rmtree(draft.path, ignore_errors=True)
+        try:
+            draft.checkpoint_dir.mkdir(parents=True)
+            draft.figure_dir.mkdir()
+            atomic_write(draft.config_path, lambda p: p.write_text(to_toml(cfg)))
+            draft.write_summary({"run_id": path.name, "name": cfg.name, "status": "created", "steps": 0,
+                                 "events": {}, "final": {}, "wall_s": 0.0,
+                                 "created": datetime.now().isoformat(timespec="seconds")})
+            os.rename(draft.path, path)
+        except OSError as e:
+            shutil.rmtree(draft.path, ignore_errors=True)
+            why = "it exists already" if path.exists() else (e.strerror or str(e))
+            raise LossLabError(f"cannot create run folder {path}: {why}") from None
+        except LossLabError:
+            shutil.rmtree(draft.path, ignore_errors=True)
+            raise
+        boundary(f"{path.name} created")
+        return cls(path)
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
@@ -56,6 +84,8 @@ class RunDir:
         return run
 
     def config(self) -> RunConfig:
+        from losslab.config import load_config
+
         try:
             return load_config(self.config_path)
         except LossLabError as e:
@@ -63,9 +93,15 @@ class RunDir:
 
     def summary(self) -> dict:
         try:
-            return json.loads(self.summary_path.read_text())
-        except (OSError, ValueError) as e:
-            raise LossLabError(f"run {self.path.name}: corrupt run.json ({e})") from None
+            summary = json.loads(read_text(self.summary_path, "run.json"))
+        except (LossLabError, ValueError) as e:
+            raise LossLabError(f"run {self.path.name}: corrupt run.json ({_first_line(e)})") from None
+        wrong = ([k for k, kind in SUMMARY_KEYS.items() if not isinstance(summary.get(k), kind)]
+                 if isinstance(summary, dict) else None)
+        if wrong is None or wrong:
+            what = f"no valid {', '.join(wrong)}" if wrong else f"a JSON {type(summary).__name__}"
+            raise LossLabError(f"run {self.path.name}: corrupt run.json ({what}: not a run's summary)")
+        return summary
 
     def write_summary(self, summary: dict) -> None:
         atomic_write(self.summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
@@ -82,9 +118,13 @@ class RunDir:
         if not self.metrics_path.exists():
             return METRICS_SCHEMA.empty_table()
         try:
-            return pq.read_table(self.metrics_path)
+            table = pq.read_table(self.metrics_path)
         except (OSError, pa.ArrowException) as e:
-            raise LossLabError(f"run {self.path.name}: corrupt metrics.parquet ({e})") from None
+            raise LossLabError(f"run {self.path.name}: corrupt metrics.parquet ({_first_line(e)})") from None
+        if not table.schema.equals(METRICS_SCHEMA):
+            raise LossLabError(f"run {self.path.name}: metrics.parquet has columns {table.schema.names} of "
+                               f"other types than losslab's {METRICS_SCHEMA.names}")
+        return table
 
     def metric_rows(self) -> list[tuple[int, str, str, float]]:
         table = self.metrics()
@@ -101,10 +141,18 @@ class RunDir:
         return sorted(self.checkpoint_dir.glob("*.pt"))
 
     def load_checkpoint(self, path: Path) -> dict:
+        """A checkpoint's state; one line if it is unreadable, would run code, or is not a losslab
+        checkpoint (a bare tensor, a dict without its step)."""
         try:
-            return torch.load(path, weights_only=True)
-        except (OSError, RuntimeError, pickle.UnpicklingError, EOFError) as e:
-            raise LossLabError(f"run {self.path.name}: unreadable checkpoint {path.name} ({e})") from None
+            state = torch.load(path, weights_only=True, map_location="cpu")
+        except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as e:
+            raise LossLabError(f"run {self.path.name}: unreadable checkpoint {path.name} ({_first_line(e)})") from None
+        missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else None
+        if missing is None or missing or not isinstance(state["step"], int) or state["step"] < 0:
+            what = (f"a {type(state).__name__}" if missing is None else f"no {', '.join(missing)}" if missing
+                    else f"step {state['step']!r}")
+            raise LossLabError(f"run {self.path.name}: checkpoint {path.name} is not a losslab checkpoint ({what})")
+        return state
 
     def latest_checkpoint(self) -> dict | None:
         """The checkpoint of the highest step (a readable one), or None."""

@@ -13,4 +13,17 @@ def build_task(cfg: ModularTask | ParityTask | ZipfTask | DigitsTask, seed: int)
     return builders[cfg.name](cfg, seed)
 
 
-__all__ = ["Task", "build_task", "digits_task", "modular_task", "parity_task", "zipf_task"]
+def task_shape(cfg: ModularTask | ParityTask | ZipfTask | DigitsTask) -> tuple[int, int, int | None, int]:
+    """(examples in both splits, values per example, vocabulary size of token tasks or None,
+    classes), known from the config alone: what a task will allocate, before it does."""
+    if cfg.name == "modular":
+        elements = 120 if cfg.op == "s5" else cfg.p
+        return elements**2, 4, elements + 2, elements
+    if cfg.name == "parity":
+        return cfg.n_train + cfg.n_test, cfg.n, None, 2
+    if cfg.name == "zipf":
+        return cfg.n_train + cfg.n_test, cfg.dim, None, cfg.n_classes
+    return 1797, 64, None, 10  # scikit-learn's digits: 1,797 images of 8 x 8
+
+
+__all__ = ["Task", "build_task", "task_shape", "digits_task", "modular_task", "parity_task", "zipf_task"]

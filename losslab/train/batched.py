@@ -137,20 +137,26 @@ class BatchedTrainers:
             warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before")
             for t in self.trainers:
                 stack.enter_context(t._lock())
-                t.begin()
             active = list(range(len(self.trainers)))
-            while active:
-                for k in list(active):
-                    t = self.trainers[k]
-                    if t._stop_signal is not None:
-                        ended = "interrupted", signal.Signals(t._stop_signal).name
-                    else:
-                        ended = t.evaluate_step() if t.step in t.eval_at else None
-                    if ended:
-                        t.end(*ended)
-                        active.remove(k)
-                if active:
-                    self._step(active)
+            try:
+                for t in self.trainers:
+                    t.begin()
+                while active:
+                    for k in list(active):
+                        t = self.trainers[k]
+                        if t._stop_signal is not None:
+                            ended = "interrupted", signal.Signals(t._stop_signal).name
+                        else:
+                            ended = t.evaluate_step() if t.step in t.eval_at else None
+                        if ended:
+                            t.end(*ended)
+                            active.remove(k)
+                    if active:
+                        self._step(active)
+            except Exception as e:
+                for k in active:  # the runs still training: not left `running`
+                    self.trainers[k].fail(e)
+                raise
         return [t.summary for t in self.trainers]
 
     @contextmanager

@@ -34,9 +34,11 @@ from losslab.optim.factory import build_optimizer, build_scheduler
 from losslab.optim.svrg import SVRG, gradient_variance
 from losslab.report.figures import write_run_figures
 from losslab.store import RunDir, RunStore
+from losslab.store.files import StoreWriteError
 from losslab.tasks import build_task
 from losslab.train.cadence import eval_steps, log_spaced
 from losslab.train.events import EventDetector, slingshots
+from losslab.train.footprint import check_run_fits
 from losslab.train.probes import Probes
 
 # on_eval(step, metrics {train_loss, train_acc, val_loss, val_acc}, events {t1..t4})
@@ -61,6 +63,7 @@ def _cloned(tree):
 class Trainer:
     def __init__(self, cfg: RunConfig, run: RunDir, store: RunStore, on_eval: EvalCallback | None = None):
         self.cfg, self.run_dir, self.store, self.on_eval = cfg, run, store, on_eval
+        check_run_fits(cfg)
         self.task = build_task(cfg.task, cfg.task_seed)
         self.loss_fn = build_loss(cfg.loss, self.task.n_classes)
         torch.manual_seed(cfg.seed)
@@ -111,20 +114,26 @@ class Trainer:
         # stacks, which torch.save would write whole
         return {"step": self.step, "model": _cloned(self.model.state_dict()),
                 "optimizer": _cloned(self.optimizer.state_dict()), "scheduler": self.scheduler.state_dict(),
-                "wall_s": self._wall(), "overhead_s": self.overhead_s, "grad_evals": self.grad_evals}
+                "wall_s": self._wall(), "overhead_s": self.overhead_s, "grad_evals": self.grad_evals,
+                "probes": self.probes.state(self.step)}
 
     def restore(self, state: dict, rows: list, summary: dict) -> None:
-        """Continue from a checkpoint; metric rows from its step on are measured again."""
+        """Continue from a checkpoint; metric rows from its step on are measured again (and the
+        signature, which a run that ended but was killed before saying so may have written)."""
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-        except (RuntimeError, ValueError, KeyError) as e:
-            raise LossLabError(f"run {self.run_dir.path.name}: checkpoint does not fit its config ({e})") from None
-        self.scheduler.load_state_dict(state["scheduler"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.probes.restore(state.get("probes", {}))
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise LossLabError(f"run {self.run_dir.path.name}: checkpoint does not fit its config "
+                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         self.step, self.wall_before = state["step"], state["wall_s"]
         self.overhead_s, self.grad_evals = state["overhead_s"], state["grad_evals"]
-        self.rows = [r for r in rows if r[0] < self.step]
+        self.rows = [r for r in rows if r[0] < self.step and r[1] != "signature"]
         self.events.replay(self.rows)
+        if self.events.events["t4"] is not None and self.cfg.train.stop_after_t4 is not None:
+            self.eval_at.add(self.events.events["t4"] + self.cfg.train.stop_after_t4)
         self.summary.update(created=summary.get("created", _now()), events=dict(self.events.events))
 
     # ------------------------------------------------------------ pieces of a step
@@ -228,9 +237,11 @@ class Trainer:
             self._step_losses = []
 
     def _checkpoint(self, name: str) -> None:
+        """The metric rows first, then the checkpoint that needs them, then the summary: a kill
+        between any two writes resumes to the same run (tests/test_faults.py kills at each)."""
         self._flush_step_losses()
-        self.run_dir.save_checkpoint(self.state(), name)
         self.run_dir.write_metrics(self.rows)
+        self.run_dir.save_checkpoint(self.state(), name)
         self._write_summary()
         self._last_checkpoint = time.perf_counter()
 
@@ -258,11 +269,25 @@ class Trainer:
     # ------------------------------------------------------------ the loop
 
     def run(self) -> dict:
-        """Train to the end (or to a stop signal); returns the run's summary."""
+        """Train to the end (or to a stop signal); returns the run's summary. A run that cannot go
+        on (a full disk, an error) is not left `running`: see `fail`."""
         with self._lock(), self._signals():
-            self.begin()
-            self.end(*self._loop())
+            try:
+                self.begin()
+                self.end(*self._loop())
+            except Exception as e:
+                self.fail(e)
+                raise
         return self.summary
+
+    def fail(self, error: Exception) -> None:
+        """Mark a run that stopped on `error`: `interrupted` when the disk refused a write (resume
+        it once there is room), `failed` otherwise; its checkpoints stay as they were."""
+        status = "interrupted" if isinstance(error, StoreWriteError) else "failed"
+        try:
+            self._write_summary(status, str(error).splitlines()[0] if str(error) else type(error).__name__)
+        except Exception:  # noqa: BLE001 - the disk may refuse this too; the error itself is what to report
+            pass
 
     def begin(self) -> None:
         self._t0 = self._last_checkpoint = time.perf_counter()
@@ -276,6 +301,9 @@ class Trainer:
         self._flush_step_losses()
         if status != "interrupted":
             self._record_signature()
+            if self.cfg.probes.every and self.cfg.probes.geometry:
+                matrices = [n for n, p in self.model.named_parameters() if p.ndim == 2]
+                self.summary["slingshots"] = slingshots(self.rows, matrices[-1]) if matrices else []
         self.run_dir.write_metrics(self.rows)
         self._write_summary(status, reason)
 
@@ -401,12 +429,9 @@ def finish(trainer: Trainer, on_eval: EvalCallback | None = None, figures: bool 
 
 
 def conclude(trainer: Trainer, figures: bool = True) -> dict:
-    """After training: slingshots, the run's figures (unless told not to: they cost about 0.7 s a
-    run, as much as a short run's training), the final summary (returned)."""
+    """After training: the run's figures (unless told not to: they cost about 0.7 s a run, as
+    much as a short run's training), the final summary (returned)."""
     summary = trainer.summary
-    if trainer.cfg.probes.every and trainer.cfg.probes.geometry:
-        matrices = [n for n, p in trainer.model.named_parameters() if p.ndim == 2]
-        summary["slingshots"] = slingshots(trainer.rows, matrices[-1]) if matrices else []
     summary["figures"] = ([str(p) for p in write_run_figures(trainer.run_dir, trainer.rows, summary)]
                           if figures else [])
     trainer.run_dir.write_summary(summary)

@@ -38,11 +38,24 @@ class Probes:
         self.theta0: torch.Tensor | None = None  # set by the trainer (from the step-0 weights)
         self.previous: torch.Tensor | None = None
         self.warm: dict[str, np.ndarray] = {}
+        self._before_step, self._before = None, (None, {})  # the state before the last probe, and its step
+
+    def state(self, step: int) -> dict:
+        """What the probe at `step` starts from (the previous weights, the warm starts): in the
+        checkpoint of `step`, so that a resumed run, which measures `step` again, measures what
+        the uninterrupted one did."""
+        previous, warm = self._before if self._before_step == step else (self.previous, self.warm)
+        return {"previous": previous, "warm": {k: torch.from_numpy(v) for k, v in warm.items()}}
+
+    def restore(self, state: dict) -> None:
+        self.previous = state.get("previous")
+        self.warm = {k: v.numpy() for k, v in state.get("warm", {}).items()}
 
     def due(self, step: int) -> bool:
         return self.cfg.every > 0 and step % self.cfg.every == 0
 
     def measure(self, step: int) -> list[tuple[int, str, str, float]]:
+        self._before_step, self._before = step, (self.previous, dict(self.warm))
         params = {n: p.detach() for n, p in self.model.named_parameters()}
         rows: list[tuple[int, str, str, float]] = []
 

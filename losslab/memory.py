@@ -1,0 +1,35 @@
+"""Sizes asked against the memory there is: what cannot fit is refused before it is allocated."""
+
+from __future__ import annotations
+
+import os
+
+from losslab.errors import LossLabError
+
+
+def available_bytes() -> int:
+    """Memory available to a new allocation (Linux: MemAvailable; elsewhere: physical memory)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.3g} {unit}"
+        n /= 1000
+    raise AssertionError  # the loop returns
+
+
+def check_fits(nbytes: float, what: str) -> None:
+    """Refuse `what`, which needs at least `nbytes` of memory, if this machine has less available."""
+    available = available_bytes()
+    if nbytes > available:
+        raise LossLabError(f"{what} needs {human_bytes(nbytes)} of memory; this machine has {human_bytes(available)} "
+                           "available")

@@ -1,0 +1,81 @@
+"""How the store touches the disk: durable atomic writes, text reads that refuse in one line,
+and the write boundaries a fault test can stop at.
+
+Every file is written to a temporary name, flushed to the disk (fsync), renamed into place and
+its folder flushed, so after a kill or a power cut a file is either the old one or the new
+one, and a file written before another is on the disk before it (the trainer relies on this:
+the metric rows a checkpoint needs are durable before the checkpoint that names them).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from losslab.errors import LossLabError
+
+# A process started with LOSSLAB_KILL_AT_WRITE=N kills itself (SIGKILL) at its N-th write
+# boundary: the fault tests stop a run at every boundary with it, not at random moments.
+KILL_AT_WRITE = "LOSSLAB_KILL_AT_WRITE"
+# Called with a label at every write boundary; the in-process fault tests set it.
+boundary_hook: Callable[[str], None] | None = None
+_boundaries = 0
+
+
+def boundary(label: str) -> None:
+    """A point between two writes at which a kill leaves the store consistent (tested)."""
+    global _boundaries
+    _boundaries += 1
+    if boundary_hook is not None:
+        boundary_hook(label)
+    if os.environ.get(KILL_AT_WRITE) == str(_boundaries):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class StoreWriteError(LossLabError):
+    """The disk refused a write (full, read-only, no permission): nothing half-written is left."""
+
+    def __init__(self, path: Path, error: OSError):
+        self.full = error.errno in DISK_FULL
+        why = "the disk is full" if self.full else (error.strerror or str(error))
+        super().__init__(f"cannot write {path}: {why}")
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """`write(tmp)`, then `tmp` durably renamed to `path`: never a half file at `path`."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        write(tmp)
+        _fsync(tmp)
+        boundary(f"{path.name} written")
+        os.replace(tmp, path)
+        _fsync(path.parent, directory=True)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise StoreWriteError(path, e) from None
+    boundary(f"{path.name} in place")
+
+
+def read_text(path: Path, what: str) -> str:
+    """A text file that must be UTF-8; anything else is one line naming it."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise LossLabError(f"{what}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
+    except OSError as e:
+        raise LossLabError(f"{what}: cannot read ({e.strerror or e})") from None

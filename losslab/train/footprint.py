@@ -1,0 +1,33 @@
+"""The memory a run needs at least, known from its config before anything is allocated: its
+data, and its parameters with their gradients and two optimizer moments (the model is built
+on the meta device, which allocates nothing)."""
+
+from __future__ import annotations
+
+import torch
+
+from losslab.config import RunConfig
+from losslab.losses import build_loss
+from losslab.memory import check_fits
+from losslab.models import build_model
+from losslab.tasks import Task, task_shape
+
+COPIES = 4  # weights, gradients, two optimizer moments
+
+
+def parameter_count(cfg: RunConfig) -> int:
+    examples, width, vocab, classes = task_shape(cfg.task)
+    x = torch.empty(1, width, device="meta", dtype=torch.long if vocab else torch.float32)
+    y = torch.empty(1, device="meta", dtype=torch.long)
+    with torch.device("meta"):
+        model = build_model(cfg.model, Task(x, y, x, y, classes, vocab), build_loss(cfg.loss, classes).n_outputs)
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_run_fits(cfg: RunConfig) -> None:
+    """Refuse a run whose data and parameters alone exceed the memory available."""
+    examples, width, _, _ = task_shape(cfg.task)
+    params = parameter_count(cfg)
+    itemsize = 8 if cfg.optim.reference else 4
+    check_fits(examples * width * 8 + params * itemsize * COPIES,
+               f"run {cfg.name} ({params:,} parameters, {examples:,} examples of {width:,} values)")

@@ -1,0 +1,124 @@
+"""A run folder is crash-consistent: a kill at any write boundary resumes to the same run.
+
+Each write of the store passes write boundaries (a file written, a file in place, an index
+row). These tests stop a run at every one of them, in process (an exception nothing catches,
+which leaves the disk exactly as a kill would) and, for a few and then all in the slow suite,
+with a real SIGKILL through LOSSLAB_KILL_AT_WRITE; then they resume it and compare every
+metric row, the events, the signature and the final metrics with an uninterrupted run.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import losslab.store.files as files
+from losslab.config import load_config
+from losslab.errors import LossLabError
+from losslab.store import RunStore
+from losslab.train.loop import finish, prepare, prepare_resume
+
+# minibatch SGD with every probe that keeps state across steps, a weight-decay switch at t2 and
+# a stop 7 steps after t4 (off the evaluation grid): what a resume must restore
+FAULT_RUN = ["task.n=10", "model.width=50", "task.n_train=100", "train.max_steps=400", "train.eval_every=10",
+             "train.stop_after_t4=7", "probes.every=30", "probes.hessian=true", "train.checkpoint_every_s=1e9",
+             "optim.weight_decay_after_t2=0.02", "train.record_loss_steps=50"]
+
+
+class Killed(BaseException):
+    """Raised at a write boundary: nothing in losslab catches it, so the disk stays as a kill leaves it."""
+
+
+def outcome(store: RunStore, run_id: str) -> dict:
+    """What a resumed run must reproduce: every metric row but the clock's, events, final, signature."""
+    run = store.find(run_id)
+    summary = run.summary()
+    return {"rows": [r for r in run.metric_rows() if r[2] != "train_s"], "status": summary["status"],
+            "steps": summary["steps"], "events": summary["events"], "final": summary["final"],
+            "signature": summary.get("signature")}
+
+
+def boundaries(hook, monkeypatch, work):
+    monkeypatch.setattr(files, "boundary_hook", hook)
+    try:
+        work()
+    finally:
+        monkeypatch.setattr(files, "boundary_hook", None)
+
+
+def restart(store: RunStore, run_id: str, cfg) -> None:
+    """What a user does after a kill: resume the run if it had not ended, run it again if it has
+    no folder yet."""
+    if (store.root / run_id).exists():
+        if store.find(run_id).summary()["status"] not in ("completed", "diverged"):
+            finish(prepare_resume(store.find(run_id), store), figures=False)
+    else:
+        finish(prepare(cfg, store, run_id), figures=False)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The uninterrupted run and the labels of its write boundaries."""
+    cfg = load_config("parity", FAULT_RUN)
+    store = RunStore(tmp_path_factory.mktemp("whole"))
+    labels = []
+    mp = pytest.MonkeyPatch()
+    boundaries(labels.append, mp, lambda: finish(prepare(cfg, store, "r"), figures=False))
+    whole = outcome(store, "r")
+    assert whole["events"]["t2"] and whole["events"]["t4"] and whole["signature"]  # the run exercises them
+    assert whole["steps"] == whole["events"]["t4"] + 7
+    return cfg, labels, whole
+
+
+def test_a_kill_at_every_write_boundary_resumes_to_the_same_run(reference, tmp_path, monkeypatch):
+    cfg, labels, whole = reference
+    assert len(labels) > 40 and {"metrics.parquet in place", "index row"} <= set(labels)
+    for k, label in enumerate(labels, 1):
+        store = RunStore(tmp_path / str(k))
+        seen = 0
+
+        def kill_here(at):
+            nonlocal seen
+            seen += 1
+            if seen == k:
+                raise Killed(at)
+        with pytest.raises(Killed):
+            boundaries(kill_here, monkeypatch, lambda: finish(prepare(cfg, store, "r"), figures=False))
+        restart(store, "r", cfg)
+        assert outcome(store, "r") == whole, f"killed at boundary {k} ({label})"
+
+
+def test_a_real_sigkill_right_after_a_checkpoint_resumes_bit_for_bit(reference, tmp_path):
+    """The issue's case, through the command: SIGKILL just after a checkpoint is in place."""
+    cfg, labels, whole = reference
+    after_checkpoint = [k for k, label in enumerate(labels, 1) if label.startswith("step_") and "in place" in label]
+    for k in (after_checkpoint[3], after_checkpoint[-2]):
+        store = tmp_path / str(k)
+        killed = subprocess.run(
+            [sys.executable, "-m", "losslab.cli", "run", "parity", *(a for s in FAULT_RUN for a in ("--set", s)),
+             "--set", 'name="r"', "--out", store], env={**os.environ, files.KILL_AT_WRITE: str(k)},
+            capture_output=True, text=True)
+        assert killed.returncode == -9, killed.stderr
+        [run_id] = [p.name for p in store.iterdir() if p.is_dir()]
+        resumed = subprocess.run([sys.executable, "-m", "losslab.cli", "resume", run_id, "--out", store, "--json"],
+                                 capture_output=True, text=True)
+        assert resumed.returncode == 0, resumed.stderr
+        assert json.loads(resumed.stdout)["events"] == whole["events"]
+        assert outcome(RunStore(store), run_id) == whole
+
+
+def test_a_run_folder_appears_whole_or_not_at_all(tmp_path, monkeypatch):
+    cfg = load_config("parity", FAULT_RUN)
+    store = RunStore(tmp_path)
+
+    def kill_before_rename(label):
+        if label == "run.json in place":
+            raise Killed(label)
+    with pytest.raises(Killed):
+        boundaries(kill_before_rename, monkeypatch, lambda: store.create(cfg, "r"))
+    assert not (tmp_path / "r").exists() and store.summaries() == []
+    store.create(cfg, "r")  # the draft left behind does not stand in the way
+    with pytest.raises(LossLabError, match="exists already"):
+        store.create(cfg, "r")
