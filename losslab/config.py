@@ -16,19 +16,15 @@ import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from losslab.errors import LossLabError
+from losslab.limits import MAX_EVALUATIONS, MAX_EXAMPLES, MAX_SEED, MAX_STEPS
 from losslab.optim.registry import OPTIMIZERS, accepted_arguments, base_of, construct
 from losslab.store.files import read_text
 from losslab.store.names import name_problem
 
-# Every number of a config is finite (no inf or nan) and has a stated range; counts of steps
-# and examples are bounded so that a typo (1e30 steps) is refused instead of hanging.
-MAX_STEPS = 10**9
-MAX_SEED = 2**32 - 1
-MAX_EXAMPLES = 10**8
-MAX_EVALUATIONS = 10**6
-
 
 class Strict(BaseModel):
+    """Every number of a config is finite (no inf or nan) and has a stated range."""
+
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
@@ -406,7 +402,8 @@ def validate(raw: dict) -> RunConfig:
         elif err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
-            msg += f" (got {err['input']!r})"
+            shown = repr(err["input"])
+            msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
         more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
         raise LossLabError(f"config {where or '(top level)'}: {msg}{more}") from None
 

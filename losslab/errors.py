@@ -3,3 +3,7 @@
 
 class LossLabError(Exception):
     """Bad input (config, preset, run folder, ...): a message meant for the user, not a bug."""
+
+
+class NotFound(LossLabError):
+    """Nothing of that name: a caller may look elsewhere (a run, then a sweep, then a benchmark)."""

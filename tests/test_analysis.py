@@ -138,7 +138,7 @@ def test_landscape_command(tiny_run):
 
 @pytest.mark.parametrize("args,message", [
     (["--range", "1:-1"], "holds no grid"),
-    (["--points", "1"], "holds no grid"),
+    (["--points", "1"], "1 is not in [2, 1001]"),
     (["--range", "wide"], "--range expects START:STOP"),
     (["--direction", "sideways"], "unknown direction 'sideways'"),
     (["--direction", "checkpoint:7"], "has no checkpoint at step 7"),
@@ -187,7 +187,7 @@ def test_sharpness_command(tiny_run):
     pre = r["preconditioned"]  # the tiny run trains with AdamW
     assert pre["preconditioned_lambda_max"] > 0 and pre["threshold"] == pytest.approx(3.8 / (0.1 * 3e-3))
     bad = losslab("sharpness", run_id, "--out", root, "--rho", "-1")
-    assert bad.returncode == 2 and "--rho and --keskar-eps must be > 0" in bad.stderr
+    assert bad.returncode == 2 and "--rho': -1 is not in (0, inf]" in bad.stderr
 
 
 def test_probes_during_training_match_the_checkpoints(tmp_path):

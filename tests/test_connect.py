@@ -84,7 +84,7 @@ def test_bad_input_to_connect(two_digit_mlps, tmp_path):
     for args, message in [([ids[0], other], "different architectures"),
                           ([ids[0], own_data], "trained on different data (task or data seed)"),
                           ([ids[0], ids[1], "--curve", "spline"], "--curve must be one of"),
-                          ([ids[0], ids[1], "--bends", "0"], "at least 1"),
+                          ([ids[0], ids[1], "--bends", "0"], "0 is not in [1, 20]"),
                           ([other, other, "--align", "--steps", "1"], "weight matching permutes")]:
         bad = losslab_here("connect", *args, "--out", store.root)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr

@@ -60,6 +60,6 @@ def test_double_descent_command(tmp_path):
     result = json.loads(out.stdout)
     assert result["peak_at"] == 40 and (tmp_path / "studies" / "double_descent.png").is_file()
     bad = losslab_here("double-descent", "--n-train", 1, "--out", tmp_path)
-    assert bad.returncode == 2 and "--n-train must be at least 2" in bad.stderr
+    assert bad.returncode == 2 and "--n-train': 1 is not in [2, 2000]" in bad.stderr
     bad = losslab_here("double-descent", "--model", "mlp", "--label-noise", 0.95, "--out", tmp_path)
-    assert bad.returncode == 2 and "--label-noise must be in [0, 0.9)" in bad.stderr
+    assert bad.returncode == 2 and "--label-noise': 0.95 is not in [0, 0.9]" in bad.stderr

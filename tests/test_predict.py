@@ -93,4 +93,4 @@ def test_predict_command(known, tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["roc_auc"] == 1.0
     bad = losslab_here("predict", "fake", "--threshold", "1.5", "--out", store.root)
-    assert bad.returncode == 2 and "--threshold': must be in (0, 1)" in bad.stderr
+    assert bad.returncode == 2 and "--threshold': 1.5 is not in (0, 1]" in bad.stderr

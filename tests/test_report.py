@@ -259,9 +259,12 @@ def test_export_tensorboard_and_tables(store, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["report", "nothing-here"], "no run, sweep or benchmark 'nothing-here'"),
-    (["report", "tiny", "--out", "page.txt"], "--out page.txt: the page's file must end in .html"),
+    (["report", "tiny", "--out", "page.txt"], "Invalid value for '--out': page.txt: the file must end in .html"),
+    (["report", "tiny", "--out", "/no/dir/x.html"], "Invalid value for '--out': /no/dir/x.html: no folder /no/dir"),
     (["export", "RUN"], "say where: --tensorboard DIR and/or --table"),
-    (["export", "RUN", "--table", "m.json"], "--table m.json: the file must end in .csv or .parquet"),
+    (["export", "RUN", "--table", "m.json"], "Invalid value for '--table': m.json: the file must end in .csv or "
+                                             ".parquet"),
+    (["export", "RUN", "--table", "/no/dir/x.csv"], "Invalid value for '--table': /no/dir/x.csv: no folder /no/dir"),
     (["serve", "--store", "/nonexistent/store"], "no run store at /nonexistent/store"),
 ])
 def test_bad_input_is_one_line(store, args, message):

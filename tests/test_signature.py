@@ -81,6 +81,6 @@ def test_signature_command(tmp_path):
     sig = json.loads(out.stdout)
     assert sig["points"] == 30 and sig["trend"] == "linear" and sig["mobility"] > 0
     for args, message in [(["--metric", "nonsense"], "fewer than 8 values"), (["--trend", "cubic"], "--trend"),
-                          (["--steps", "3"], "at least 8")]:
+                          (["--steps", "3"], "3 is not in [8, 1000000]")]:
         bad = losslab_here("signature", run["run_id"], "--out", tmp_path, *args)
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -94,7 +94,7 @@ def test_an_interrupted_run_resumes_and_the_table_equals_an_uninterrupted_sweep(
     # a run stopped half way, as a killed sweep leaves it (interrupted at a checkpoint)
     from losslab.train.loop import prepare
     trainer = prepare(first.config, store, first.run_id)
-    trainer.on_eval = lambda step, m, e: setattr(trainer, "_stop_signal", 2) if step >= 10 else None
+    trainer.on_eval = lambda step, m, e: trainer.request_stop() if step >= 10 else None
     assert trainer.run()["status"] == "interrupted"
     resumed = sweep.run(LocalExecutor(1))
     assert resumed["ran"] == 2
@@ -133,7 +133,7 @@ def test_sweep_command_with_two_workers(tmp_path):
     assert [r["run_id"] for r in shown] == [r["run_id"] for r in result["rows"]]
     assert [json.loads(r["config"])["optim"]["weight_decay"] for r in shown] == [0.1, 0.1, 1.0, 1.0]
     for args, message in [(["sweep", path, "--executor", "spark"], "--executor must be one of"),
-                          (["sweep", path, "--workers", "0"], "--workers must be at least 1"),
+                          (["sweep", path, "--workers", "0"], "0 is not in [1, 1024]"),
                           (["sweep", tmp_path / "none.toml"], "sweep file not found"),
                           (["sweep-show", "nope", "--out", tmp_path / "runs"], "no sweep 'nope'")]:
         bad = losslab_here(*args)
@@ -224,7 +224,7 @@ def test_an_interrupted_batched_group_resumes_to_the_same_results(tmp_path):
     def interrupt(step, m, e):
         if step >= 20:
             for t in trainers:
-                t._stop_signal = 2
+                t.request_stop()
     trainers[0].on_eval = interrupt
     BatchedTrainers(trainers).run()
     assert all(t.summary["status"] == "interrupted" for t in trainers)

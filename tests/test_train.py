@@ -62,7 +62,7 @@ def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, preset, op
 
     def interrupt(step, metrics, events):
         if step >= stop_at:
-            trainer._stop_signal = signal.SIGINT
+            trainer.request_stop(signal.SIGINT)
     trainer.on_eval = interrupt
     first = trainer.run()
     assert first["status"] == "interrupted" and first["steps"] < cfg.train.max_steps
@@ -122,7 +122,7 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "losslab resume" in stderr
+    assert proc.returncode == 143 and "losslab resume" in stderr
     s = json.loads(stdout)
     assert s["status"] == "interrupted" and s["stop_reason"] == "SIGTERM"
     run = RunStore(tmp_path).find(s["run_id"])
@@ -153,7 +153,7 @@ def test_weight_decay_switches_at_memorization_and_survives_a_resume(store):
 
     run = store.create(cfg)
     trainer = Trainer(cfg, run, store)
-    trainer.on_eval = lambda step, m, e: setattr(trainer, "_stop_signal", signal.SIGINT) if step > t2 + 20 else None
+    trainer.on_eval = lambda step, m, e: trainer.request_stop(signal.SIGINT) if step > t2 + 20 else None
     assert trainer.run()["status"] == "interrupted"
     assert resume(store.find(run.path), store)["steps"] == whole["steps"]
     assert measured(store.find(run.path)) == measured(store.find(whole["run_id"]))

@@ -51,7 +51,7 @@ def test_tune_command_refusals(tmp_path):
     path = sweep_file(tmp_path, AXES)
     for args, message in [(["--pruner", "will-not-grok"], "needs a predictor"),
                           (["--objective", "speed"], "--objective must be one of"),
-                          (["--trials", "0"], "at least 1")]:
+                          (["--trials", "0"], "0 is not in [1, 100000]")]:
         bad = losslab_here("tune", path, "--out", tmp_path / "runs", *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
     out = losslab("tune", path, "--trials", "1", "--out", tmp_path / "runs", "--json")

@@ -27,6 +27,9 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
+from losslab.errors import LossLabError
+from losslab.memory import check_fits
+
 
 class Hessian:
     """H = d^2 loss / d params^2 at `params`, as products with flat vectors.
@@ -67,6 +70,7 @@ class Hessian:
 
     def dense(self) -> torch.Tensor:
         """The full matrix (size x size), symmetrized; for small models only."""
+        check_fits(3 * self.size**2 * 8, f"the dense Hessian of {self.size:,} parameters")
         eye = torch.eye(self.size, dtype=torch.float64)
         h = torch.stack([self @ eye[i] for i in range(self.size)])
         return (h + h.T) / 2
@@ -89,12 +93,15 @@ def extreme_eigenpairs(h: Hessian, k: int = 5, which: str = "top", tol: float = 
     """
     if which not in ("top", "bottom"):
         raise ValueError(f"which must be top or bottom, got {which!r}")
-    k = min(k, h.size - 1)
+    if not 1 <= k < h.size:
+        raise LossLabError(f"k={k} eigenpairs of a Hessian of {h.size:,} parameters: Lanczos finds 1 to "
+                           f"{h.size - 1:,} (all of them: the dense Hessian)")
     if v0 is None:
         v0 = np.random.default_rng(seed).standard_normal(h.size)
     before = h.products
     # the bottom of a Hessian is a dense cluster near 0: a wider Krylov space saves ~6x the products there
     ncv = min(h.size, max(2 * k + 1, 20) if which == "top" else max(4 * k, 60))
+    check_fits(ncv * h.size * 8, f"Lanczos for k={k} on {h.size:,} parameters ({ncv} basis vectors)")
     # ARPACK's own BLAS work is small; OpenBLAS threads left spinning would slow torch's products 2.5x
     with threadpool_limits(1, user_api="blas"):
         values, vectors = eigsh(h.operator(), k=k, which="LA" if which == "top" else "SA", tol=tol, v0=v0, ncv=ncv)
@@ -153,6 +160,7 @@ class Density:
 def spectral_density(h: Hessian, steps: int = 80, runs: int = 5, seed: int = 0) -> Density:
     g = torch.Generator().manual_seed(seed)
     steps = min(steps, h.size)
+    check_fits(steps * h.size * 8, f"SLQ with {steps} Lanczos steps on {h.size:,} parameters")
     nodes, weights = np.zeros((runs, steps)), np.zeros((runs, steps))
     for r in range(runs):
         alpha, beta = lanczos(h, steps, torch.randn(h.size, generator=g, dtype=torch.float64))

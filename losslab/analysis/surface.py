@@ -6,6 +6,7 @@ model itself is never moved. The grid always holds the point itself (a = b = 0).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,8 @@ def parse_range(text: str) -> tuple[float, float]:
         start, stop = (float(v) for v in text.split(":"))
     except ValueError:
         raise LossLabError(f"--range expects START:STOP, e.g. -1:1, got {text!r}") from None
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise LossLabError(f"--range must be finite, got {text!r}")
     return start, stop
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -22,9 +23,11 @@ import numpy as np  # noqa: E402
 
 from losslab.bench.scoring import bootstrap_intervals, median_times, performance_ratios, profile, scores  # noqa: E402
 from losslab.bench.suite import SUITES, WORKLOADS, Trial, run_trial, trial_points  # noqa: E402
-from losslab.errors import LossLabError  # noqa: E402
+from losslab.errors import LossLabError, NotFound  # noqa: E402
 from losslab.optimize.run import parse_spec  # noqa: E402
 from losslab.store import RunStore  # noqa: E402
+from losslab.store.files import atomic_write, read_json  # noqa: E402
+from losslab.train import stop  # noqa: E402
 
 CLOCKS = {"seconds": "training seconds", "grad_evals": "gradient evaluations"}
 
@@ -47,24 +50,30 @@ def resolve(suite: str, workloads: list[str] | None, optimizers: list[str]) -> l
 def run_benchmark(suite: str, optimizers: list[str], trials: int, studies: int, store: RunStore,
                   workloads: list[str] | None = None, r_max: float = 4.0,
                   on_trial: Callable[[Trial, int, int], None] | None = None) -> dict:
+    """Every trial, then the scores. SIGINT or SIGTERM stop it after the trial running (its run
+    `interrupted`): the trials so far stay in trials.json, and the result says `interrupted`."""
     names = resolve(suite, workloads, optimizers)
     folder = store.root / "bench" / f"{suite}-{datetime.now():%Y%m%d-%H%M%S}"
     folder.mkdir(parents=True)
     done: list[Trial] = []
-    total = len(names) * len(optimizers) * studies * trials
-    for w_name in names:
-        workload = WORKLOADS[w_name]()
-        for opt in optimizers:
-            for study in range(studies):
-                for hp in trial_points(opt, trials, seed=study):
-                    done.append(run_trial(workload, opt, study, hp, store))
-                    (folder / "trials.json").write_text(json.dumps(jsonable([asdict(t) for t in done]), indent=1))
-                    if on_trial:
-                        on_trial(done[-1], len(done), total)
+    built = {name: WORKLOADS[name]() for name in names}
+    plan = [(w_name, opt, study, hp) for w_name in names for opt in optimizers for study in range(studies)
+            for hp in trial_points(opt, trials, seed=study)]
+    with stop.stop_on_signals():
+        for w_name, opt, study, hp in plan:
+            trial = run_trial(built[w_name], opt, study, hp, store)
+            if stop.requested is not None:  # the trial was cut short: not a result
+                return {"interrupted": signal.Signals(stop.requested).name, "folder": str(folder),
+                        "trials_done": len(done), "trials": len(plan)}
+            done.append(trial)
+            text = json.dumps(jsonable([asdict(t) for t in done]), indent=1)
+            atomic_write(folder / "trials.json", lambda p: p.write_text(text))
+            if on_trial:
+                on_trial(done[-1], len(done), len(plan))
     result = summarize(done, optimizers, names, studies, r_max)
-    result.update(suite=suite, folder=str(folder), trials_per_study=trials, studies=studies)
+    result.update(suite=suite, folder=str(folder), trials_per_study=trials, studies=studies, interrupted=None)
     result["figure"] = str(write_profile_figure(result, folder / "profile.png"))
-    (folder / "results.json").write_text(json.dumps(jsonable(result), indent=2) + "\n")
+    atomic_write(folder / "results.json", lambda p: p.write_text(json.dumps(jsonable(result), indent=2) + "\n"))
     return result
 
 
@@ -77,7 +86,7 @@ def find_benchmark(store: RunStore, ref: str) -> Path:
     of_suite = sorted(p.parent for p in bench.glob("*/results.json")
                       if re.fullmatch(rf"{re.escape(ref)}-\d{{8}}-\d{{6}}", p.parent.name))
     if not of_suite:
-        raise LossLabError(f"no finished benchmark {ref!r} in {bench}")
+        raise NotFound(f"no finished benchmark {ref!r} in {bench}")
     return of_suite[-1]
 
 
@@ -89,12 +98,16 @@ def read_benchmark(folder: Path) -> tuple[dict, list[dict]]:
         if isinstance(obj, dict):
             return {k: infinite(v) for k, v in obj.items()}
         return obj
-    result = json.loads((folder / "results.json").read_text())
-    for block in result["clocks"].values():
-        block["times"], block["ratios"] = infinite(block["times"]), infinite(block["ratios"])
-    trials = json.loads((folder / "trials.json").read_text())
-    for t in trials:
-        t["seconds"], t["grad_evals"] = infinite(t["seconds"]), infinite(t["grad_evals"])
+    result = read_json(folder / "results.json", f"benchmark {folder.name}: results.json")
+    trials = read_json(folder / "trials.json", f"benchmark {folder.name}: trials.json")
+    try:
+        for block in result["clocks"].values():
+            block["times"], block["ratios"] = infinite(block["times"]), infinite(block["ratios"])
+        for t in trials:
+            t["seconds"], t["grad_evals"] = infinite(t["seconds"]), infinite(t["grad_evals"])
+    except (KeyError, TypeError, AttributeError) as e:
+        raise LossLabError(f"benchmark {folder.name}: results.json or trials.json is not a benchmark's "
+                           f"({type(e).__name__}: {e})") from None
     return result, trials
 
 

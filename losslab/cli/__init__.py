@@ -8,6 +8,7 @@ functions, the optimizer benchmark), sweeps (sweeps, search and what is read fro
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -24,10 +25,60 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
+# ---------------------------------------------------------------- options: every value checked as it is parsed
+
+
+def number(help: str, low: float | None = None, high: float | None = None, *, kind: type = float,
+           above: bool = False, flags: tuple[str, ...] = ()):
+    """An int or float option that must be finite and in [low, high] ((low, high] with `above`),
+    its range stated in its help: every numeric option of the command is one of these."""
+    shown = (lambda v: str(int(v))) if kind is int else (lambda v: f"{v:g}")
+    bounds = f"{'(' if above else '['}{'-inf' if low is None else shown(low)}, {'inf' if high is None else shown(high)}]"
+
+    def parse(text: str):
+        try:
+            value = float(text)
+            if kind is int:
+                if not value.is_integer():
+                    raise ValueError
+                value = int(value) if abs(value) < 2**53 else int(text)
+        except (ValueError, OverflowError):
+            raise typer.BadParameter(f"{text!r} is not {'an integer' if kind is int else 'a number'}") from None
+        if kind is float and not math.isfinite(value):
+            raise typer.BadParameter(f"{text} is not finite")
+        if (low is not None and (value <= low if above else value < low)) or (high is not None and value > high):
+            raise typer.BadParameter(f"{text} is not in {bounds}")
+        return value
+    return typer.Option(*flags, parser=parse, metavar="INTEGER" if kind is int else "NUMBER",
+                        help=f"{help} {bounds}")
+
+
+def _store_folder(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} is a file, not a folder")
+    return path
+
+
+def output_file(*suffixes: str):
+    """A parser for a file to write: in a folder that exists, not a folder itself, with one of
+    `suffixes` (if given)."""
+    def parse(text: str) -> Path:
+        path = Path(text)
+        if suffixes and path.suffix not in suffixes:
+            raise typer.BadParameter(f"{text}: the file must end in {' or '.join(suffixes)}")
+        if path.is_dir():
+            raise typer.BadParameter(f"{text} is a folder, not a file")
+        if not path.parent.is_dir():
+            raise typer.BadParameter(f"{text}: no folder {path.parent}")
+        return path
+    return parse
+
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
-StoreOpt = Annotated[Path, typer.Option("--out", "--store", help="The run store (a folder of runs).")]
+StoreOpt = Annotated[Path, typer.Option("--out", "--store", callback=_store_folder,
+                                        help="The run store (a folder of runs).")]
 # for commands whose --out is the file they write
-StoreOnlyOpt = Annotated[Path, typer.Option("--store", help="The run store (a folder of runs).")]
+StoreOnlyOpt = Annotated[Path, typer.Option("--store", callback=_store_folder, help="The run store (a folder of runs).")]
 EXIT_INTERRUPTED = 130
 
 
@@ -43,7 +94,9 @@ def fmt(value, digits=4) -> str:
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"losslab: error: {message}\n")
+    """One line, whatever the message holds (a library's multi-line text folded)."""
+    line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    sys.stderr.write(f"losslab: error: {line}\n")
     sys.exit(2)
 
 
@@ -52,6 +105,8 @@ def main() -> None:
         code = app(standalone_mode=False)  # returns the code of a typer.Exit raised by a command
     except LossLabError as e:
         _fail(str(e))
+    except OSError as e:  # the file system refused (permissions, a full or read-only disk): not a bug
+        _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
     except TyperException as e:  # usage errors: unknown option, missing argument, ...
         if type(e).__name__ == "NoArgsIsHelpError":  # bare `losslab`: the message is the help
             sys.stderr.write(e.format_message() + "\n")

@@ -8,14 +8,15 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
 from losslab.errors import LossLabError
+from losslab.limits import MAX_SEED
 
 # ---------------------------------------------------------------- analyses of checkpoints
 
 RunArg = Annotated[str, typer.Argument(metavar="RUN", help="A run folder or run id.")]
-CheckpointOpt = Annotated[Optional[int], typer.Option("--checkpoint", help="The step of a stored checkpoint "
-                                                                           "(default: the last).")]
+CheckpointOpt = Annotated[Optional[int], number("The step of a stored checkpoint (default: the last).", 0,
+                                                 kind=int, flags=("--checkpoint",))]
 SplitOpt = Annotated[str, typer.Option(help="train or val.")]
 
 
@@ -35,7 +36,7 @@ def _analyze(store: Path, run_ref: str, checkpoint: int | None, split: str, labe
 def hessian(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,
-    k: Annotated[int, typer.Option("--k", min=1, help="How many eigenvalues.")] = 5,
+    k: Annotated[int, number("How many eigenvalues.", 1, 10_000, kind=int, flags=("--k",))] = 5,
     which: Annotated[str, typer.Option(help="top, bottom or both.")] = "top",
     trace: Annotated[bool, typer.Option("--trace", help="Hutchinson's trace estimate.")] = False,
     density: Annotated[bool, typer.Option("--density", help="The spectral density (SLQ) and its figure.")] = False,
@@ -72,10 +73,10 @@ def hessian(
 def sharpness(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,
-    rho: Annotated[float, typer.Option(help="Radius of SAM's l2 ball (> 0).")] = 0.05,
-    steps: Annotated[int, typer.Option(min=1, help="Ascent steps from each start.")] = 20,
-    restarts: Annotated[int, typer.Option(min=0, help="Random starts besides the gradient's.")] = 3,
-    keskar_eps: Annotated[float, typer.Option(help="Keskar's box: |e_i| <= eps (|w_i| + 1), eps > 0.")] = 1e-3,
+    rho: Annotated[float, number("Radius of SAM's l2 ball.", 0, above=True)] = 0.05,
+    steps: Annotated[int, number("Ascent steps from each start.", 1, 100_000, kind=int)] = 20,
+    restarts: Annotated[int, number("Random starts besides the gradient's.", 0, 1000, kind=int)] = 3,
+    keskar_eps: Annotated[float, number("Keskar's box: |e_i| <= eps (|w_i| + 1).", 0, above=True)] = 1e-3,
     split: SplitOpt = "train",
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
@@ -84,8 +85,6 @@ def sharpness(
     Shampoo runs the preconditioned lambda_max(P^-1 H) with its stability threshold."""
     from losslab.analysis.reports import sharpness_report
 
-    if not (rho > 0 and keskar_eps > 0):
-        raise LossLabError(f"--rho and --keskar-eps must be > 0, got {rho:g} and {keskar_eps:g}")
     result = _analyze(store, run_ref, checkpoint, split, "sharpness",
                       lambda point: sharpness_report(point, rho, steps, restarts, keskar_eps, split))
     if as_json:
@@ -105,9 +104,9 @@ def basin(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,
     split: SplitOpt = "train",
-    max_examples: Annotated[Optional[int], typer.Option(min=1, help="Use the first N examples only.")] = None,
-    relative_tol: Annotated[float, typer.Option(help="Singular values below this x the largest count as 0.")
-                            ] = 1e-6,
+    max_examples: Annotated[Optional[int], number("Use the first N examples only.", 1, 10**6, kind=int)] = None,
+    relative_tol: Annotated[float, number("Singular values below this x the largest count as 0.", 0, 1,
+                                          above=True)] = 1e-6,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -154,7 +153,7 @@ def signature(
     run_ref: RunArg,
     metric: Annotated[str, typer.Option(help="train_loss (every recorded step), train_acc, val_loss, val_acc "
                                              "or a probe such as grad_norm.")] = "train_loss",
-    steps: Annotated[int, typer.Option(help="The window: the first this many steps.")] = 400,
+    steps: Annotated[int, number("The window: the first this many steps.", 8, 10**6, kind=int)] = 400,
     trend: Annotated[str, typer.Option(help="Trend removed first: exponential, linear or none.")] = "exponential",
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
@@ -165,8 +164,6 @@ def signature(
 
     if trend not in TRENDS:
         raise LossLabError(f"--trend must be one of {', '.join(TRENDS)}, got {trend!r}")
-    if steps < 8:
-        raise LossLabError(f"--steps must be at least 8, got {steps}")
     run_folder = RunStore(store).find(run_ref)
     try:
         result = {"run_id": run_folder.path.name, **run_signature(run_folder.metric_rows(), metric, steps, trend)}
@@ -185,9 +182,9 @@ def connect(
     run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The run at t = 0 (its data and loss are used).")],
     run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The run at t = 1 (same architecture).")],
     curve: Annotated[str, typer.Option(help="bezier or polychain.")] = "bezier",
-    bends: Annotated[int, typer.Option(help="Free control points of the curve.")] = 1,
-    steps: Annotated[int, typer.Option(help="Adam steps training the curve.")] = 500,
-    lr: Annotated[float, typer.Option(help="Adam's learning rate for the curve.")] = 1e-2,
+    bends: Annotated[int, number("Free control points of the curve.", 1, 20, kind=int)] = 1,
+    steps: Annotated[int, number("Adam steps training the curve.", 1, 10**6, kind=int)] = 500,
+    lr: Annotated[float, number("Adam's learning rate for the curve.", 0, 10, above=True)] = 1e-2,
     align: Annotated[bool, typer.Option(help="Also the straight line to B with its hidden units permuted "
                                              "onto A's (weight matching; MLPs).")] = False,
     store: StoreOpt = Path("runs"),
@@ -198,8 +195,6 @@ def connect(
     from losslab.analysis.point import load_point
     from losslab.store import RunStore
 
-    if not lr > 0:
-        raise LossLabError(f"--lr must be > 0, got {lr}")
     a, b = (load_point(RunStore(store).find(r)) for r in (run_a, run_b))
     with err.status(f"training a {curve} curve from {a.run.path.name} to {b.run.path.name}"):
         result = connect_report(a, b, curve, bends, steps, lr, align)
@@ -217,11 +212,14 @@ def double_descent(
                                                    help="Epoch-wise: this run's validation loss.")] = None,
     model: Annotated[str, typer.Option(help="Model-wise: 'features' (random-features least squares) or "
                                             "'mlp' (MLPs of growing width on digits).")] = "features",
-    n_train: Annotated[int, typer.Option(help="Model-wise: training samples n.")] = 100,
-    noise: Annotated[float, typer.Option(help="features: std of the label noise.")] = 0.5,
-    label_noise: Annotated[float, typer.Option(help="mlp: fraction of the training labels flipped.")] = 0.2,
-    steps: Annotated[int, typer.Option(help="mlp: full-batch Adam steps per width.")] = 2000,
-    seeds: Annotated[Optional[int], typer.Option(help="Model-wise: draws averaged [10 features, 5 mlp].")] = None,
+    n_train: Annotated[int, number("Model-wise: training samples n (mlp: at most 1,500 of digits' 1,797).", 2,
+                                   2000, kind=int)] = 100,
+    noise: Annotated[float, number("features: std of the label noise.", 0, 100)] = 0.5,
+    label_noise: Annotated[float, number("mlp: fraction of the training labels flipped (below 0.9).", 0, 0.9)
+                           ] = 0.2,
+    steps: Annotated[int, number("mlp: full-batch Adam steps per width.", 1, 10**6, kind=int)] = 2000,
+    seeds: Annotated[Optional[int], number("Model-wise: draws averaged (default 10 features, 5 mlp).", 1, 1000,
+                                           kind=int)] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -245,10 +243,10 @@ def double_descent(
         if model not in ("features", "mlp"):
             raise LossLabError(f"--model must be 'features' or 'mlp', not {model!r}")
         seeds = seeds if seeds is not None else 10 if model == "features" else 5
-        if n_train < 2 or seeds < 1 or noise < 0 or steps < 1:
-            raise LossLabError("--n-train must be at least 2, --seeds and --steps at least 1 and --noise at least 0")
-        if not 0 <= label_noise < 0.9:
-            raise LossLabError("--label-noise must be in [0, 0.9): the fraction of labels flipped")
+        if label_noise == 0.9:
+            raise LossLabError("--label-noise must be below 0.9: the fraction of labels flipped")
+        if model == "mlp" and n_train > 1500:
+            raise LossLabError(f"--n-train {n_train}: digits has 1,797 images, and at least 297 stay for the test")
         folder = store / "studies"
         folder.mkdir(parents=True, exist_ok=True)
         if model == "features":
@@ -285,8 +283,8 @@ def double_descent(
 @app.command()
 def representations(
     run_ref: RunArg,
-    panels: Annotated[int, typer.Option(help="Checkpoints shown (log-spaced between t2 and t4).")] = 6,
-    examples: Annotated[int, typer.Option(help="Training examples embedded.")] = 500,
+    panels: Annotated[int, number("Checkpoints shown (log-spaced between t2 and t4).", 1, 50, kind=int)] = 6,
+    examples: Annotated[int, number("Training examples embedded.", 10, 100_000, kind=int)] = 500,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -297,8 +295,6 @@ def representations(
     from losslab.analysis.representations import representation_report
     from losslab.store import RunStore
 
-    if panels < 1 or examples < 10:
-        raise LossLabError("--panels must be at least 1 and --examples at least 10")
     point = load_point(RunStore(store).find(run_ref))
     with err.status(f"t-SNE of {point.run.path.name} at up to {panels} checkpoints"):
         result = representation_report(point, panels, examples)
@@ -316,8 +312,10 @@ def representations(
 def circuit(
     run_ref: Annotated[Optional[str], typer.Argument(metavar="[RUN]",
                                                      help="A one-hidden-layer MLP run (parity).")] = None,
-    n: Annotated[int, typer.Option(help="Without RUN: the (n, 2)-parity of the hand-built network (n <= 20).")] = 10,
-    relative: Annotated[float, typer.Option(help="A unit is active above this fraction of the strongest.")] = 1e-2,
+    n: Annotated[int, number("Without RUN: the (n, 2)-parity of the hand-built network, checked on all 2^n "
+                             "inputs.", 2, 20, kind=int)] = 10,
+    relative: Annotated[float, number("A unit is active above this fraction of the strongest.", 0, 1,
+                                      above=True)] = 1e-2,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -328,8 +326,6 @@ def circuit(
     from losslab.store import RunStore
 
     if run_ref is None:
-        if not 2 <= n <= 20:
-            raise LossLabError(f"--n must be in 2..20 (every input is checked), got {n}")
         result = {"two_neuron": [check_two_neuron(n, bias) for bias in (True, False)]}
     else:
         try:
@@ -355,22 +351,22 @@ def circuit(
 def landscape(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,
-    dims: Annotated[int, typer.Option(min=1, max=2, help="1: a line, 2: a plane.")] = 1,
+    dims: Annotated[int, number("1: a line, 2: a plane.", 1, 2, kind=int)] = 1,
     direction: Annotated[str, typer.Option(help="random, init, final, checkpoint:STEP, run:RUN[@STEP], step, "
                                                 "pcaN, hessianN.")] = "random",
     direction2: Annotated[str, typer.Option(help="The second direction of a plane.")] = "random",
     span: Annotated[str, typer.Option("--range", help="START:STOP of the coefficients.")] = "-1:1",
-    points: Annotated[int, typer.Option(help="Grid points per axis (0 is always added).")] = 51,
+    points: Annotated[int, number("Grid points per axis (0 is always added).", 2, 1001, kind=int)] = 51,
     split: SplitOpt = "train",
-    seed: Annotated[int, typer.Option(help="Seed of the (first) random direction.")] = 0,
-    seeds: Annotated[int, typer.Option(min=1, help="1D random lines: repeat over this many seeds.")] = 1,
+    seed: Annotated[int, number("Seed of the (first) random direction.", 0, MAX_SEED, kind=int)] = 0,
+    seeds: Annotated[int, number("1D random lines: repeat over this many seeds.", 1, 1000, kind=int)] = 1,
     normalization: Annotated[str, typer.Option(help="Of random directions: filter, layer or none.")] = "filter",
     include_biases: Annotated[bool, typer.Option("--include-biases", help="Random directions also move 1D "
                                                                           "parameters.")] = False,
     all_checkpoints: Annotated[bool, typer.Option("--all-checkpoints", help="1D: the line at every stored "
                                                                             "checkpoint, as a heatmap.")] = False,
-    chunk: Annotated[Optional[int], typer.Option(min=1, help="Grid points per vmapped call (default: measured "
-                                                             "best, 8; 1 for MLPs).")] = None,
+    chunk: Annotated[Optional[int], number("Grid points per vmapped call (default: measured best, 8; 1 for "
+                                           "MLPs).", 1, 10_000, kind=int)] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):

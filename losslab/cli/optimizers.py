@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
 from losslab.errors import LossLabError
 
 # ---------------------------------------------------------------- optimize
@@ -23,10 +23,10 @@ def optimize(
     optimizers: Annotated[str, typer.Option(help="Comma-separated; name@lr fixes the learning rate, "
                                                  "otherwise it is tuned on a grid 1e-4..1.")
                           ] = "sgd,momentum,rmsprop,rprop,adam,adamax,muon,sam",
-    steps: Annotated[int, typer.Option(min=1, help="Steps of each optimizer.")] = 1000,
-    dim: Annotated[Optional[int], typer.Option(min=2, help="Dimension of the n-dimensional problems.")] = None,
-    tolerance: Annotated[float, typer.Option(help="'Reached' means ||x - x*|| <= this.")] = 1e-3,
-    store: Annotated[Path, typer.Option("--out", help="Folder under which the results go.")] = Path("runs"),
+    steps: Annotated[int, number("Steps of each optimizer.", 1, 10**6, kind=int)] = 1000,
+    dim: Annotated[Optional[int], number("Dimension of the n-dimensional problems.", 2, 4096, kind=int)] = None,
+    tolerance: Annotated[float, number("'Reached' means ||x - x*|| <= this.", 0, above=True)] = 1e-3,
+    store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
     """Run optimizers from the same start on a test problem; draw trajectories and distances."""
@@ -39,6 +39,8 @@ def optimize(
     try:
         prob = make_problem(function, dim)
         specs = [s.strip() for s in optimizers.split(",") if s.strip()]
+        if not specs:
+            raise ValueError(f"--optimizers names no optimizer: {optimizers!r}")
         with err.status(f"{function}: {len(specs)} optimizers x {steps} steps"):
             runs = run_optimizers(prob, specs, steps)
     except ValueError as e:
@@ -68,9 +70,9 @@ def bench_optim(
                                               "and grokking).")] = "quick",
     optimizers: Annotated[str, typer.Option(help="Comma-separated optimizer names or aliases.")
                           ] = "sgd,momentum,adam,sam,muon,shampoo",
-    trials: Annotated[int, typer.Option(min=1, help="Quasi-random hyperparameter trials per study.")] = 4,
-    studies: Annotated[int, typer.Option(min=1, help="Independent studies (seeds); >1 gives confidence "
-                                                     "intervals.")] = 1,
+    trials: Annotated[int, number("Quasi-random hyperparameter trials per study.", 1, 1000, kind=int)] = 4,
+    studies: Annotated[int, number("Independent studies (seeds); >1 gives confidence intervals.", 1, 100,
+                                   kind=int)] = 1,
     workloads: Annotated[Optional[str], typer.Option(help="Comma-separated subset of the suite's workloads.")
                          ] = None,
     store: StoreOpt = Path("runs"),
@@ -93,6 +95,13 @@ def bench_optim(
         def on_trial(t, done, total):
             progress.update(task_id, completed=done, total=total, description=f"{t.workload} / {t.optimizer}")
         result = run_benchmark(suite, opts, trials, studies, RunStore(store), chosen, on_trial=on_trial)
+    if result["interrupted"]:
+        from losslab.cli.sweeps import interrupted
+
+        if as_json:
+            print_json(result)
+        interrupted(result["interrupted"], f"the {result['trials_done']} of {result['trials']} trials so far are in "
+                                           f"{result['folder']}/trials.json; a benchmark is scored whole: run it again")
     if as_json:
         return print_json(jsonable(result))
     for clock, label in (("seconds", "training seconds"), ("grad_evals", "gradient evaluations")):

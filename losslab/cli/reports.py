@@ -7,15 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from losslab.cli import JsonFlag, StoreOnlyOpt, StoreOpt, app, out, print_json
-from losslab.errors import LossLabError
+from losslab.cli import JsonFlag, StoreOnlyOpt, StoreOpt, app, err, number, out, output_file, print_json
+from losslab.errors import LossLabError, NotFound
 
 
 @app.command()
 def report(
     ref: Annotated[str, typer.Argument(metavar="RUN|SWEEP|BENCH", help="A run folder, id or name, a sweep's name, "
                                        "or a benchmark's folder name or suite (its newest).")],
-    to: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.html",
+    to: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.html", parser=output_file(".html"),
                                                help="Where to write [report.html in its folder].")] = None,
     open_it: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
     store: StoreOnlyOpt = Path("runs"),
@@ -27,19 +27,18 @@ def report(
     from losslab.report.pages import write_bench_report, write_run_report, write_sweep_report
     from losslab.store import RunStore
 
-    if to is not None and to.suffix != ".html":
-        raise LossLabError(f"--out {to}: the page's file must end in .html")
     runs = RunStore(store)
     if (runs.root / "sweeps" / ref / "results.parquet").is_file():
         kind, path = "sweep", write_sweep_report(runs, ref, to)
-    else:
+    else:  # a run that exists but cannot be read says what is wrong with it
         try:
-            kind, path = "run", write_run_report(runs.find(ref), to)
-        except LossLabError:
+            run, folder = runs.find(ref), None
+        except NotFound:
             try:
-                kind, path = "benchmark", write_bench_report(runs, find_benchmark(runs, ref), to)
-            except LossLabError:
+                run, folder = None, find_benchmark(runs, ref)
+            except NotFound:
                 raise LossLabError(f"no run, sweep or benchmark {ref!r} in {runs.root}") from None
+        kind, path = ("run", write_run_report(run, to)) if run else ("benchmark", write_bench_report(runs, folder, to))
     if open_it:
         import webbrowser
 
@@ -51,7 +50,7 @@ def report(
 
 @app.command()
 def serve(
-    port: Annotated[int, typer.Option(help="The port (0: any free one).")] = 8000,
+    port: Annotated[int, number("The port (0: any free one).", 0, 65535, kind=int)] = 8000,
     host: Annotated[str, typer.Option(help="The address to listen on; other machines reach it only if "
                                            "this is not 127.0.0.1.")] = "127.0.0.1",
     store: StoreOpt = Path("runs"),
@@ -65,6 +64,9 @@ def serve(
         server = make_server(store, host, port)
     except OSError as e:
         raise LossLabError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"losslab: warning: listening on {host}: other machines can read this store (no password, no "
+                  "encryption); use --host 127.0.0.1 to keep it to this machine", highlight=False)
     out.print(f"serving {store} at http://{host}:{server.server_address[1]}/ (Ctrl-C stops)", highlight=False)
     try:
         server.serve_forever()
@@ -79,8 +81,9 @@ def export(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run folder or run id.")],
     tensorboard: Annotated[Optional[Path], typer.Option(metavar="DIR", help="Write TensorBoard event files "
                                                         "into DIR/RUN_ID.")] = None,
-    table: Annotated[Optional[Path], typer.Option(metavar="FILE", help="Write the metrics, a row per step, "
-                                                  "to FILE.csv or FILE.parquet.")] = None,
+    table: Annotated[Optional[Path], typer.Option(metavar="FILE", parser=output_file(".csv", ".parquet"),
+                                                  help="Write the metrics, a row per step, to FILE.csv or "
+                                                       "FILE.parquet.")] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):

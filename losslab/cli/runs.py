@@ -9,7 +9,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from losslab.cli import EXIT_INTERRUPTED, JsonFlag, StoreOpt, app, err, fmt, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
+from losslab.limits import MAX_SEED
 
 # ---------------------------------------------------------------- presets
 
@@ -50,9 +51,11 @@ def _train_with_progress(max_steps: int, work, as_json: bool) -> dict:
     else:
         _print_summary(summary)
     if summary["status"] == "interrupted":
+        from losslab.train.stop import exit_code
+
         err.print(f"interrupted at step {summary['steps']}; continue with: losslab resume {summary['run_dir']}",
                   highlight=False)
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(exit_code(summary["stop_reason"]))
     return summary
 
 
@@ -75,7 +78,7 @@ def run(
     source: Annotated[str, typer.Argument(help="A preset name or a TOML config file.")],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, e.g. optim.lr=3e-4")] = None,
     store: StoreOpt = Path("runs"),
-    seed: Annotated[Optional[int], typer.Option(help="Override the config's seed.")] = None,
+    seed: Annotated[Optional[int], number("Override the config's seed.", 0, MAX_SEED, kind=int)] = None,
     as_json: JsonFlag = False,
 ):
     """Train one run and write it to the store."""
@@ -111,7 +114,10 @@ def list_runs(store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     """List the runs in the store."""
     from losslab.store import RunStore
 
-    summaries = RunStore(store).summaries()
+    runs = RunStore(store)
+    summaries = runs.summaries()
+    for problem in runs.problems:  # listed anyway: what could be read
+        err.print(f"losslab: warning: {problem}", highlight=False, markup=False)
     if as_json:
         return print_json(summaries)
     table = Table("status", "steps", "t2", "t4", "train acc", "val acc", "wall s", box=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import signal
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,29 +11,24 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
 from losslab.errors import LossLabError
+from losslab.limits import MAX_STEPS
 
 # ---------------------------------------------------------------- sweeps
 
 EXECUTORS = ("local", "batched", "ray")
 
 
-def _probability(value: float) -> float:
-    if not 0 < value < 1:
-        raise typer.BadParameter(f"must be in (0, 1), got {value}")
-    return value
-
-
-ThresholdOpt = Annotated[float, typer.Option(callback=_probability,
-                                             help="Stop (prune) a run when its p(grok) is below this.")]
+ThresholdOpt = Annotated[float, number("Stop (prune) a run when its p(grok) is below this.", 0, 1, above=True)]
+WorkersOpt = number("Processes (default: one per core): a run each, or batched, a share of each group of "
+                    "same-shaped runs.", 1, 1024, kind=int)
+StepsT = number("T: the steps of each run seen before deciding.", 8, 10**6, kind=int)
 
 
 def _executor(name: str, workers: int | None, address: str | None):
     from losslab.sweep.executors import BatchedExecutor, LocalExecutor, RayExecutor
 
-    if workers is not None and workers < 1:
-        raise LossLabError(f"--workers must be at least 1, got {workers}")
     if address is not None and name != "ray":
         raise LossLabError("--address is for --executor ray")
     if name == "batched":
@@ -44,15 +41,14 @@ def sweep(
     file: Annotated[Path, typer.Argument(help="The sweep file (TOML): base, set, [grid], [random].")],
     executor: Annotated[str, typer.Option(help="local (a process pool on this machine), batched (runs of "
                                                "the same shapes trained together through vmap) or ray.")] = "local",
-    workers: Annotated[Optional[int], typer.Option(help="Processes (default: one per core): a run each, or "
-                                                        "batched, a share of each group of same-shaped runs.")] = None,
+    workers: Annotated[Optional[int], WorkersOpt] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster ('auto': the running one).")] = None,
     force: Annotated[bool, typer.Option(help="Run a sweep file that changed since its first run.")] = False,
     stop_unpromising: Annotated[Optional[str], typer.Option(
         metavar="SWEEP", help="Stop at T the runs predicted not to grok by a predictor fitted on this "
                               "finished sweep's runs.")] = None,
     threshold: ThresholdOpt = 0.5,
-    steps: Annotated[int, typer.Option(help="With --stop-unpromising: T, the steps seen before deciding.")] = 400,
+    steps: Annotated[int, StepsT] = 400,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -84,15 +80,28 @@ def sweep(
     if policy:
         result["policy_on_source"] = policy
     if as_json:
-        return print_json(result)
-    _print_sweep(result["rows"])
-    out.print(f"{result['points']} points: {result['ran']} run now, {result['skipped']} already done, "
-              f"{result['failed']} failed, {result['grokked']} grokked; table: {result['table']}", highlight=False)
-    if policy:
+        print_json(result)
+    else:
+        _print_sweep(result["rows"])
+        out.print(f"{result['points']} points: {result['ran']} run now, {result['skipped']} already done, "
+                  f"{result['failed']} failed, {result['grokked']} grokked; table: {result['table']}",
+                  highlight=False)
+    if policy and not as_json:
         out.print(f"stopped as unpromising at step {steps}: {result['stopped_unpromising']} runs, "
                   f"{result['steps_saved_at_most']:.0f} steps saved at most ({result['steps_run']:.0f} run). "
                   f"Cross-validated on {stop_unpromising}: {policy['compute_saved']:.0%} of its compute saved, "
                   f"{policy['grokking_runs_lost']} of {policy['grokked']} grokking runs lost", highlight=False)
+    if result["interrupted"]:
+        interrupted(result["interrupted"], f"what finished is kept. Continue with: losslab sweep {file} --out {store}")
+
+
+def interrupted(signal_name: str, then: str) -> None:
+    """Say what a command stopped by a signal kept and how to go on, and exit as the shell
+    expects (130 for SIGINT, 143 for SIGTERM)."""
+    from losslab.train import stop
+
+    err.print(f"stopped by {signal_name}; {then}", highlight=False)
+    raise typer.Exit(stop.exit_code(signal_name))
 
 
 def _print_sweep(rows: list[dict]) -> None:
@@ -107,16 +116,16 @@ def _print_sweep(rows: list[dict]) -> None:
 @app.command()
 def tune(
     file: Annotated[Path, typer.Argument(help="A sweep file: its axes are the search space.")],
-    trials: Annotated[int, typer.Option(help="Trials to add to the study.")] = 20,
+    trials: Annotated[int, number("Trials to add to the study.", 1, 100_000, kind=int)] = 20,
     objective: Annotated[str, typer.Option(help="t4 (minimize) or val_acc (maximize).")] = "t4",
     pruner: Annotated[str, typer.Option(help="will-not-grok (needs --predictor-from), median or none.")] = "none",
     predictor_from: Annotated[Optional[str], typer.Option(
         metavar="SWEEP", help="Fit the will-not-grok predictor on this finished sweep.")] = None,
     threshold: ThresholdOpt = 0.5,
-    steps: Annotated[int, typer.Option(help="will-not-grok: T, the steps seen before deciding.")] = 400,
+    steps: Annotated[int, StepsT] = 400,
     storage: Annotated[Optional[str], typer.Option(help="A journal file, or an RDB URL (postgresql://...) "
                                                         "shared across machines.")] = None,
-    report_every: Annotated[int, typer.Option(help="Report to the trial every this many steps.")] = 100,
+    report_every: Annotated[int, number("Report to the trial every this many steps.", 1, MAX_STEPS, kind=int)] = 100,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -126,8 +135,6 @@ def tune(
     from losslab.sweep.run import read_results
     from losslab.sweep.tune import tune as search
 
-    if trials < 1 or report_every < 1:
-        raise LossLabError("--trials and --report-every must be at least 1")
     predictor = (fit(RunStore(store), read_results(RunStore(store), predictor_from), steps)
                  if predictor_from else None)
     with err.status("tuning") as status:
@@ -135,6 +142,11 @@ def tune(
             status.update(f"trial {t.number}: {t.state.name} {fmt(t.value)}")
         result = search(file, RunStore(store), trials, objective, pruner, predictor, threshold, storage,
                         report_every, on_trial)
+    if result["interrupted"]:
+        if as_json:
+            print_json(result)
+        interrupted(result["interrupted"], f"the trials so far are in the study; add more with: losslab tune {file} "
+                                           f"--out {store}")
     if as_json:
         return print_json(result)
     table = Table("trial", "state", objective, "p(grok)", *(k.removeprefix("axis:") for k in result["trials"][0]
@@ -165,7 +177,7 @@ def sweep_show(
 @app.command()
 def predict(
     name: Annotated[str, typer.Argument(metavar="SWEEP", help="A finished sweep's name.")],
-    steps: Annotated[int, typer.Option(help="T: the predictor sees the first T steps of each run.")] = 400,
+    steps: Annotated[int, StepsT] = 400,
     threshold: ThresholdOpt = 0.5,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
@@ -176,8 +188,6 @@ def predict(
     from losslab.sweep.predict import evaluate
     from losslab.sweep.run import read_results
 
-    if steps < 8:
-        raise LossLabError(f"--steps must be at least 8, got {steps}")
     result = evaluate(RunStore(store), read_results(RunStore(store), name), steps, threshold)
     if as_json:
         return print_json(result)
@@ -196,8 +206,8 @@ def speedup(
     treatment: Annotated[str, typer.Option(help="The value of --axis under test, e.g. grokfast_ema.")],
     baseline: Annotated[str, typer.Option(help="The value it is compared with, e.g. adamw.")],
     axis: Annotated[str, typer.Option(help="The axis the two differ on.")] = "optim.name",
-    lr_factor: Annotated[float, typer.Option(help="Pair with the baseline at this many times the treatment's "
-                                                  "learning rate (matched effective step size).")] = 1.0,
+    lr_factor: Annotated[float, number("Pair with the baseline at this many times the treatment's learning rate "
+                                       "(matched effective step size).", 0, above=True)] = 1.0,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
@@ -207,8 +217,6 @@ def speedup(
     from losslab.sweep.compare import speedup as measure
     from losslab.sweep.run import read_results
 
-    if not lr_factor > 0:
-        raise LossLabError(f"--lr-factor must be > 0, got {lr_factor}")
     result = measure(read_results(RunStore(store), name), axis, parse_value(baseline), parse_value(treatment),
                      lr_factor)
     if as_json:
@@ -227,12 +235,13 @@ def speedup(
 
 
 def _numbers(text: str, kind, option: str) -> list:
+    """Comma-separated finite numbers, at least 0."""
     try:
         values = [kind(v) for v in text.split(",") if v.strip()]
     except ValueError:
         values = []
-    if not values:
-        raise LossLabError(f"{option} expects comma-separated numbers, got {text!r}")
+    if not values or not all(math.isfinite(v) and v >= 0 for v in values):
+        raise LossLabError(f"{option} expects comma-separated finite numbers >= 0, got {text!r}")
     return values
 
 
@@ -240,8 +249,9 @@ def _numbers(text: str, kind, option: str) -> list:
 def noise_threshold(
     n: Annotated[str, typer.Option(help="Parity sizes n, comma-separated.")] = "30,50,70",
     weight_decay: Annotated[str, typer.Option(help="Weight decays, comma-separated.")] = "0.01,0.05,0.1",
-    iterations: Annotated[int, typer.Option(help="Halvings of [0, 0.5): the bracket is 0.5 / 2^iterations.")] = 5,
-    workers: Annotated[int, typer.Option(help="Settings bisected at once.")] = 1,
+    iterations: Annotated[int, number("Halvings of [0, 0.5): the bracket is 0.5 / 2^iterations.", 1, 30,
+                                      kind=int)] = 5,
+    workers: Annotated[int, number("Settings bisected at once.", 1, 1024, kind=int)] = 1,
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key=value for every run.")] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
@@ -250,12 +260,14 @@ def noise_threshold(
     import json as json_module
 
     from losslab.sweep.bisect import noise_table
+    from losslab.train import stop
 
     ns, decays = _numbers(n, int, "--n"), _numbers(weight_decay, float, "--weight-decay")
-    if iterations < 1 or workers < 1:
-        raise LossLabError("--iterations and --workers must be at least 1")
     with err.status(f"bisecting the noise threshold of {len(ns) * len(decays)} settings"):
         table = noise_table(ns, decays, str(store), iterations=iterations, workers=workers, extra=overrides or [])
+    if stop.requested is not None:
+        interrupted(signal.Signals(stop.requested).name, f"{len(table)} of {len(ns) * len(decays)} settings were "
+                    "bisected (their runs are in the store); the table is written whole: run it again")
     folder = store / "studies"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "noise_threshold.json").write_text(json_module.dumps(table, indent=2))
@@ -279,7 +291,6 @@ def phase(
     as_json: JsonFlag = False,
 ):
     """Phase diagrams of a sweep over two axes: validation accuracy, grokked, t4, early spectral energy."""
-    import math
 
     from losslab.store import RunStore
     from losslab.sweep.figures import default_axes, phase_figure

@@ -9,7 +9,7 @@ import pyarrow as pa
 
 from losslab.errors import LossLabError
 from losslab.store import RunDir
-from losslab.store.run_dir import atomic_write
+from losslab.store.files import atomic_write, read_text
 
 
 def wide_table(run: RunDir) -> pa.Table:
@@ -31,7 +31,7 @@ def write_table(run: RunDir, path: Path) -> Path:
 
     writers = {".csv": csv.write_csv, ".parquet": pq.write_table}
     if path.suffix not in writers:
-        raise LossLabError(f"--table {path}: the file must end in .csv or .parquet")
+        raise LossLabError(f"{path}: a table file must end in .csv or .parquet")
     table = wide_table(run)
     atomic_write(path, lambda p: writers[path.suffix](table, str(p)))
     return path
@@ -53,7 +53,7 @@ def write_tensorboard(run: RunDir, directory: Path) -> Path:
     with SummaryWriter(str(log_dir)) as writer:
         for step, split, name, value in run.metric_rows():
             writer.add_scalar(f"{name}/{split}", value, step)
-        writer.add_text("config", "    " + run.config_path.read_text().replace("\n", "\n    "))  # markdown code
+        writer.add_text("config", "    " + read_text(run.config_path, f"run {run.path.name}: config.toml").replace("\n", "\n    "))  # markdown code
         events = summary.get("events") or {}
         writer.add_text("events", "  \n".join(f"{k} = {v}" for k, v in events.items()) or "none")
     return log_dir

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -22,7 +21,7 @@ import plotly.io as pio
 from losslab.report import plots
 from losslab.report.figures import curves
 from losslab.store import RunDir, RunStore
-from losslab.store.run_dir import atomic_write
+from losslab.store.files import atomic_write, read_json, read_text
 
 EVENTS = {"t1": "train accuracy first reaches 10%", "t2": "memorization: train accuracy 99%",
           "t3": "val accuracy first reaches 10%", "t4": "generalization: val accuracy 99%"}
@@ -142,7 +141,7 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     if analyses:
         body.append("<h2>Analyses</h2>")
     for i, path in enumerate(analyses):
-        result = json.loads(path.read_text())
+        result = read_json(path, f"run {run_id}: analysis {path.name}")
         body += [f'<section class="analysis"><h3>{html.escape(path.stem)}</h3>',
                  table(scalars(result), ("", "value")),
                  figure_div(plots.analysis_figure(path.stem, result), f"analysis-{i}"), "</section>"]
@@ -150,7 +149,7 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     if images:
         body += ["<h2>Figures</h2><details><summary>the run's PNG figures "
                  f"({len(images)})</summary>", *map(_image, images), "</details>"]
-    body += ["<h2>Config</h2>", f"<pre>{html.escape((run.path / 'config.toml').read_text())}</pre>"]
+    body += ["<h2>Config</h2>", f"<pre>{html.escape(read_text(run.config_path, f'run {run_id}: config.toml'))}</pre>"]
     return page(f"{name} ({run_id})", "\n".join(body), plotly_js, nav)
 
 

@@ -7,20 +7,23 @@
 /plotly.min.js    the one copy of plotly.js the pages share
 
 Pages are built from the store at each request, so a running sweep shows its latest state.
-Only GET and HEAD are answered; nothing in the store is written.
+Only GET and HEAD are answered; nothing in the store is written. A path that is no page is 404,
+one over 2,048 characters 414; failed requests are logged one line each.
 """
 
 from __future__ import annotations
 
 import html
+import sys
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from losslab.errors import LossLabError
+from losslab.errors import NotFound
 from losslab.report.pages import Markup, bench_page, page, run_page, sweep_page, table
 from losslab.store import RunStore
+from losslab.store.names import name_problem
 
 NAV = '<nav><a href="/">all runs and sweeps</a></nav>'
 
@@ -49,6 +52,9 @@ def index_page(store: RunStore) -> str:
     return page("losslab runs", body, "/plotly.min.js")
 
 
+MAX_PATH = 2048  # longer request paths are answered 414
+
+
 class StoreHandler(BaseHTTPRequestHandler):
     store: RunStore
     plotly_js: bytes
@@ -60,18 +66,20 @@ class StoreHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, send_body: bool) -> None:
-        path = unquote(self.path.split("?", 1)[0])
+        path = unquote(self.path.split("?", 1)[0], errors="strict") if len(self.path) <= MAX_PATH else None
         try:
-            status, kind, body = HTTPStatus.OK, "text/html; charset=utf-8", self._page(path)
-        except LossLabError as e:
-            status, kind = HTTPStatus.NOT_FOUND, "text/html; charset=utf-8"
-            body = page("not found", f"{NAV}<h1>not found</h1><p>{html.escape(str(e))}</p>", "/plotly.min.js")
+            if path is None:
+                status, body = HTTPStatus.REQUEST_URI_TOO_LONG, _message("too long", "a path of at most "
+                                                                         f"{MAX_PATH} characters")
+            else:
+                status, body = HTTPStatus.OK, self._page(path)
+        except (NotFound, UnicodeDecodeError) as e:
+            status, body = HTTPStatus.NOT_FOUND, _message("not found", str(e))
         except Exception as e:  # noqa: BLE001 - one unreadable file in the store: say so, keep serving
-            status, kind = HTTPStatus.INTERNAL_SERVER_ERROR, "text/html; charset=utf-8"
-            body = page("error", f"{NAV}<h1>cannot show {html.escape(path)}</h1>"
-                                 f"<p>{html.escape(type(e).__name__)}: {html.escape(str(e))}</p>", "/plotly.min.js")
-        if isinstance(body, bytes):
-            kind = "text/javascript; charset=utf-8"
+            status, body = HTTPStatus.INTERNAL_SERVER_ERROR, _message(f"cannot show {path}",
+                                                                      f"{type(e).__name__}: {e}")
+            self.log_error("%s: %s: %s", path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        kind = "text/javascript; charset=utf-8" if isinstance(body, bytes) else "text/html; charset=utf-8"
         data = body if isinstance(body, bytes) else body.encode()
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -89,8 +97,9 @@ class StoreHandler(BaseHTTPRequestHandler):
         if path == "/plotly.min.js":
             return self.plotly_js
         section, _, name = path.strip("/").partition("/")
-        if not name or "/" in name or name in (".", ".."):  # one plain name: nothing outside the store
-            raise LossLabError(f"no page {path!r}")
+        if name_problem(name):  # one plain name: nothing outside the store, nothing too long
+            raise NotFound(f"no page {path[:100]!r}")
+
         def run_link(run_id: str) -> str:
             return f"/runs/{quote(run_id)}"
         if section == "runs":
@@ -100,14 +109,32 @@ class StoreHandler(BaseHTTPRequestHandler):
         if section == "bench":
             folder = find_benchmark(self.store, name)
             return bench_page(folder.name, *read_benchmark(folder), run_link, "/plotly.min.js", NAV)
-        raise LossLabError(f"no page {path!r}")
+        raise NotFound(f"no page {path[:100]!r}")
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server's signature
-        pass  # quiet: the command prints its address once
+    def log_request(self, code="-", size="-") -> None:
+        """One line per failed request on stderr; successful ones are not logged."""
+        if isinstance(code, int) and code >= 400:
+            super().log_request(code, size)
 
 
-def make_server(store_root: Path, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+def _message(title: str, text: str) -> str:
+    return page(title, f"{NAV}<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p>", "/plotly.min.js")
+
+
+class StoreServer(ThreadingHTTPServer):
+    """A thread per request, a listen queue deep enough for hundreds of clients at once (the
+    standard library's 5 drops connections), and one line, not a traceback, when a client
+    goes away mid-answer."""
+
+    request_queue_size = 1024
+
+    def handle_error(self, request, client_address) -> None:
+        error = sys.exc_info()[1]
+        sys.stderr.write(f"losslab serve: {client_address[0]}: {type(error).__name__}: {error}\n")
+
+
+def make_server(store_root: Path, host: str = "127.0.0.1", port: int = 8000) -> StoreServer:
     from plotly.offline import get_plotlyjs
 
     handler = type("Handler", (StoreHandler,), {"store": RunStore(store_root), "plotly_js": get_plotlyjs().encode()})
-    return ThreadingHTTPServer((host, port), handler)
+    return StoreServer((host, port), handler)

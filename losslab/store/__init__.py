@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from losslab.errors import LossLabError
+from losslab.errors import LossLabError, NotFound
 from losslab.store.index import RunIndex
 from losslab.store.names import check_name
 from losslab.store.run_dir import RunDir
@@ -43,7 +43,7 @@ class RunStore:
         if not path.exists():
             named = [s["run_id"] for s in self.summaries() if s.get("name") == str(run)]
             if not named:
-                raise LossLabError(f"no run {str(run)!r} (not a folder, nor a run id or name in {self.root})")
+                raise NotFound(f"no run {str(run)!r} (not a folder, nor a run id or name in {self.root})")
             path = self.root / named[-1]
         return RunDir.open(path)
 

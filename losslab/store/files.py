@@ -10,6 +10,7 @@ the metric rows a checkpoint needs are durable before the checkpoint that names 
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 from collections.abc import Callable
@@ -79,3 +80,11 @@ def read_text(path: Path, what: str) -> str:
         raise LossLabError(f"{what}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
     except OSError as e:
         raise LossLabError(f"{what}: cannot read ({e.strerror or e})") from None
+
+
+def read_json(path: Path, what: str):
+    """A JSON file; unreadable, not UTF-8 or not JSON is one line naming it."""
+    try:
+        return json.loads(read_text(path, what))
+    except ValueError as e:
+        raise LossLabError(f"{what}: not valid JSON ({e})") from None

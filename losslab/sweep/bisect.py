@@ -9,11 +9,12 @@ largest fraction seen to grok (`low`) and the smallest seen to fail (`high`).
 
 from __future__ import annotations
 
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 
 from losslab.config import load_config
 from losslab.store import RunStore
+from losslab.sweep.executors import in_pool
+from losslab.train import stop
 
 NOISE_MAX = 0.5  # labels flipped at random half of the time carry no information
 
@@ -28,33 +29,43 @@ def groks(base: str, overrides: list[str], noise: float, store_root: str) -> dic
 
 
 def bisect_noise(base: str, overrides: list[str], store_root: str, iterations: int = 5, threads: int = 1) -> dict:
-    """The threshold bracket [low, high) after `iterations` halvings of [0, 0.5)."""
+    """The threshold bracket [low, high) after `iterations` halvings of [0, 0.5); None if a
+    stop request (SIGINT, SIGTERM) cut it short."""
     import torch
 
     torch.set_num_threads(threads)
     low, high, runs = 0.0, NOISE_MAX, []
     clean = groks(base, overrides, 0.0, store_root)
     runs.append(clean)
+    if stop.requested is not None:
+        return None
     if not clean["grokked"]:
         return {"overrides": overrides, "low": None, "high": 0.0, "threshold": None, "runs": runs}
     for _ in range(iterations):
         middle = round((low + high) / 2, 6)
         run = groks(base, overrides, middle, store_root)
+        if stop.requested is not None:
+            return None
         runs.append(run)
         low, high = (middle, high) if run["grokked"] else (low, middle)
     return {"overrides": overrides, "low": low, "high": high, "threshold": (low + high) / 2, "runs": runs}
 
 
+def _bisect_setting(base: str, store_root: str, iterations: int, setting: tuple[int, float, list[str]]):
+    n, wd, overrides = setting
+    found = bisect_noise(base, overrides, store_root, iterations)
+    return None if found is None else {"n": n, "weight_decay": wd, **found}
+
+
 def noise_table(ns: list[int], decays: list[float], store_root: str, base: str = "parity", iterations: int = 5,
                 workers: int = 1, extra: list[str] = ()) -> list[dict]:
-    """The threshold for every (n, weight decay), settings in parallel over `workers` processes."""
+    """The threshold for every (n, weight decay), settings in parallel over `workers` processes,
+    in the order of the settings; after a stop request (SIGINT, SIGTERM), the settings done."""
     settings = [(n, wd, [*extra, f"task.n={n}", f"optim.weight_decay={wd}"]) for n in ns for wd in decays]
     for _, _, overrides in settings:
         load_config(base, [*overrides, "task.noise=0.25"])  # refuse a bad setting before any run
-    if workers == 1:
-        results = [bisect_noise(base, o, store_root, iterations) for _, _, o in settings]
-    else:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            futures = [pool.submit(bisect_noise, base, o, store_root, iterations) for _, _, o in settings]
-            results = [f.result() for f in futures]
-    return [{"n": n, "weight_decay": wd, **r} for (n, wd, _), r in zip(settings, results)]
+    with stop.stop_on_signals():
+        found = [r for r in in_pool(workers, partial(_bisect_setting, base, store_root, iterations), settings)
+                 if r is not None]
+    order = {(n, wd): i for i, (n, wd, _) in enumerate(settings)}
+    return sorted(found, key=lambda r: order[r["n"], r["weight_decay"]])

@@ -1,6 +1,11 @@
 """Executors run a sweep's jobs (plain dicts) through `run_point` (batched: `run_together`) and
 yield the results as they finish. Each splits the cores it has between its workers: `threads`
-torch threads each."""
+torch threads each.
+
+On SIGINT or SIGTERM (losslab.train.stop) no new job starts: the running ones are told to stop
+(they checkpoint and come back `interrupted`) and are still yielded. Worker processes die with
+the sweep's process, even a killed one.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +13,11 @@ import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Protocol
 
 from losslab.errors import LossLabError
+from losslab.train import stop
 
 
 class Executor(Protocol):
@@ -21,15 +27,27 @@ class Executor(Protocol):
     def __call__(self, jobs: list[dict]) -> Iterable[dict]: ...
 
 
-def _in_pool(workers: int, fn: Callable, items: list) -> Iterator:
+def in_pool(workers: int, fn: Callable, items: list) -> Iterator:
     """fn of each item, as they finish: in a pool of `workers` processes (spawned: no forked
-    torch state), or in this process, one after the other, for one worker."""
+    torch state), or in this process, one after the other, for one worker. After a stop
+    request (passed on to the workers by its handler) only what was running finishes."""
     if workers == 1:
-        yield from map(fn, items)
+        for item in items:
+            if stop.requested is not None:
+                return
+            yield fn(item)
         return
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        for future in as_completed([pool.submit(fn, item) for item in items]):
-            yield future.result()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=stop.worker_started, initargs=(os.getpid(),)) as pool:
+        pending = {pool.submit(stop.call_in_worker, fn, item) for item in items}
+        while pending:
+            done, pending = wait(pending, timeout=1.0, return_when=FIRST_COMPLETED)
+            if stop.requested is not None:  # what is queued does not start (a worker skips what it took)
+                for future in pending:
+                    future.cancel()
+            for future in done:
+                if not future.cancelled() and (result := future.result()) is not None:  # None: not started
+                    yield result
 
 
 class LocalExecutor:
@@ -43,7 +61,7 @@ class LocalExecutor:
     def __call__(self, jobs: list[dict]) -> Iterator[dict]:
         from losslab.sweep.run import run_point
 
-        yield from _in_pool(self.workers, run_point, jobs)
+        yield from in_pool(self.workers, run_point, jobs)
 
 
 class BatchedExecutor:
@@ -75,7 +93,7 @@ class BatchedExecutor:
                 chunk = members[start:start + self.group]
                 shares = min(self.workers, len(chunk))
                 parts += [chunk[i::shares] for i in range(shares)]  # interleaved: each share spans the axes
-        for results in _in_pool(self.workers, run_together, parts):
+        for results in in_pool(self.workers, run_together, parts):
             yield from results
 
 
@@ -125,7 +143,12 @@ class RayExecutor:
         try:
             pending = [task.remote(job) for job in jobs]
             while pending:
-                done, pending = ray.wait(pending, num_returns=1)
-                yield ray.get(done[0])
+                done, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                if stop.requested is not None:  # the cluster's tasks are cancelled: they resume on a rerun
+                    for ref in pending:
+                        ray.cancel(ref)
+                    return
+                if done:
+                    yield ray.get(done[0])
         finally:
             ray.shutdown()

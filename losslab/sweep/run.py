@@ -9,19 +9,23 @@ checkpoint, failed ones are tried again.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
+import signal
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from losslab.errors import LossLabError
+from losslab.errors import LossLabError, NotFound
 from losslab.store import RunDir, RunStore
-from losslab.store.run_dir import atomic_write
+from losslab.store.files import atomic_write, read_json, read_text
 from losslab.sweep.executors import Executor
 from losslab.sweep.spec import Point, expand, fingerprint, load_spec
+from losslab.train import stop as signals
 
 FINAL = ("completed", "diverged")
 
@@ -93,6 +97,8 @@ def run_together(jobs: list[dict]) -> list[dict]:
     torch.set_num_threads(jobs[0]["threads"])
     trainers, prepared, results = [], [], []
     for job in jobs:
+        if signals.requested is not None:  # the sweep is stopping: the rest of the group does not start
+            break
         try:
             trainers.append(prepare_point(job))
             prepared.append(job)
@@ -152,7 +158,7 @@ def read_results(store: RunStore, name: str) -> list[dict]:
     path = sweep_dir(store, name) / "results.parquet"
     if not path.is_file():
         known = sorted(p.name for p in (store.root / "sweeps").glob("*")) if (store.root / "sweeps").exists() else []
-        raise LossLabError(f"no sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})")
+        raise NotFound(f"no sweep {name!r} in {store.root} (known: {', '.join(known) or 'none'})")
     try:
         return pq.read_table(path).to_pylist()
     except (OSError, pa.ArrowException) as e:
@@ -190,10 +196,10 @@ def _read_manifest(directory: Path) -> dict | None:
     path = directory / "sweep.json"
     if not path.is_file():
         return None
-    try:
-        return json.loads(path.read_text())
-    except ValueError as e:
-        raise LossLabError(f"sweep {directory.name}: corrupt sweep.json ({e})") from None
+    manifest = read_json(path, f"sweep {directory.name}: sweep.json")
+    if not isinstance(manifest, dict) or not {"fingerprint", "points"} <= set(manifest):
+        raise LossLabError(f"sweep {directory.name}: corrupt sweep.json (not a sweep's manifest)")
+    return manifest
 
 
 class Sweep:
@@ -213,7 +219,7 @@ class Sweep:
                                "rerun with --force to keep the runs of unchanged points and run the new ones")
         self.failures = {int(k): v for k, v in old.get("failures", {}).items()} if same else {}
         self.manifest = {"name": spec.name, "fingerprint": fingerprint(self.points),
-                         "spec": Path(spec_path).read_text(), "axes": spec.axes,
+                         "spec": read_text(spec_path, f"sweep file {spec_path}"), "axes": spec.axes,
                          "points": [{"index": p.index, "values": p.values, "run_id": p.run_id} for p in self.points]}
 
     def rows(self, summaries: dict[int, dict | None]) -> list[dict]:
@@ -222,10 +228,29 @@ class Sweep:
     def run(self, executor: Executor, on_result: Callable[[dict, int, int], None] | None = None,
             stop: dict | None = None) -> dict:
         """Run the points not finished yet; returns {name, dir, table, rows, counts}. `stop`
-        ({predictor, threshold}) stops the runs predicted not to grok (losslab.sweep.predict)."""
+        ({predictor, threshold}) stops the runs predicted not to grok (losslab.sweep.predict).
+        SIGINT or SIGTERM stop the sweep: no new point starts, the running ones end `interrupted`
+        and the table holds what finished (`interrupted` in the result: the signal's name)."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        _write_manifest(self.directory, {**self.manifest, "failures": self.failures})
+        with self._lock(), signals.stop_on_signals():
+            return self._run(executor, on_result, stop)
+
+    @contextmanager
+    def _lock(self):
+        """One process runs a sweep at a time (freed by the OS on kill -9): a second is refused."""
+        with open(self.directory / ".lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise LossLabError(f"sweep {self.name} is being run by another process; wait for it, "
+                                   "or stop it, then run it again") from None
+            yield
+
+    def _run(self, executor: Executor, on_result, stop: dict | None) -> dict:
         summaries = {p.index: finished_summary(self.store, p.run_id) for p in self.points}
+        # a point's row follows its run: an old failure of a run that has since finished is gone
+        self.failures = {i: e for i, e in self.failures.items() if summaries[i] is None}
+        _write_manifest(self.directory, {**self.manifest, "failures": self.failures})
         todo = [p for p in self.points if summaries[p.index] is None]
         jobs = [{"run_id": p.run_id, "config": p.config.model_dump(mode="json"), "store": str(self.store.root),
                  "threads": executor.threads, "stop": stop, "figures": self.run_figures} for p in todo]
@@ -242,7 +267,9 @@ class Sweep:
             if on_result:
                 on_result(result_row(point, summaries[point.index], self.failures.get(point.index)), done, len(jobs))
         rows = write_results(self.directory, self.rows(summaries)).to_pylist()  # the table's types
-        return {"name": self.name, "dir": str(self.directory), "table": str(self.directory / "results.parquet"), "figures": draw(self.directory, rows),
+        interrupted = None if signals.requested is None else signal.Signals(signals.requested).name
+        return {"name": self.name, "dir": str(self.directory), "table": str(self.directory / "results.parquet"),
+                "figures": {} if interrupted else draw(self.directory, rows), "interrupted": interrupted,
                 "points": len(rows), "ran": len(jobs), "skipped": len(rows) - len(jobs),
                 "failed": len(self.failures), "grokked": sum(bool(r["grokked"]) for r in rows),
                 **self._stopped(rows), "rows": rows}

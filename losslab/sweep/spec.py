@@ -37,8 +37,9 @@ import numpy as np
 import tomllib
 from pydantic import Field, ValidationError, model_validator
 
-from losslab.config import RunConfig, Strict, apply_override, load_raw, set_value, validate
+from losslab.config import FolderName, RunConfig, Seed, Strict, apply_override, load_raw, set_value, validate
 from losslab.errors import LossLabError
+from losslab.store.files import read_text
 
 
 class Range(Strict):
@@ -70,14 +71,17 @@ class Range(Strict):
         return int(round(value)) if self.integer else value
 
 
+MAX_POINTS = 100_000
+
+
 class RandomSearch(Strict):
-    samples: int = Field(ge=1)
-    seed: int = 0
+    samples: int = Field(ge=1, le=MAX_POINTS)
+    seed: Seed = 0
     axes: dict[str, Range] = Field(min_length=1)
 
 
 class SweepSpec(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: FolderName
     base: str
     set: list[str] = []
     run_figures: bool = True  # each run's own figures (about 0.7 s a run); the sweep's are always drawn
@@ -91,6 +95,9 @@ class SweepSpec(Strict):
                 raise ValueError(f"grid axis {key!r} is empty")
         if not self.grid and self.random is None:
             raise ValueError("no axes: give a [grid] or a [random] section")
+        points = math.prod(len(v) for v in self.grid.values()) * (self.random.samples if self.random else 1)
+        if points > MAX_POINTS:
+            raise ValueError(f"{points:,} points; a sweep has at most {MAX_POINTS:,}")
         return self
 
     @property
@@ -121,7 +128,7 @@ def load_spec(path: Path) -> SweepSpec:
     if not path.is_file():
         raise LossLabError(f"sweep file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(read_text(path, f"sweep file {path}"))
     except tomllib.TOMLDecodeError as e:
         raise LossLabError(f"{path}: not valid TOML ({e})") from None
     try:

@@ -15,6 +15,7 @@ metrics until late; the will-not-grok pruner judges the first T steps' signature
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 from losslab.errors import LossLabError
@@ -22,9 +23,14 @@ from losslab.store import RunStore
 from losslab.sweep.predict import early_features, p_grok
 from losslab.sweep.run import sweep_dir
 from losslab.sweep.spec import SweepSpec, base_config, load_spec, point_config
+from losslab.train import stop
 
 OBJECTIVES = {"t4": "minimize", "val_acc": "maximize"}
 PRUNERS = ("will-not-grok", "median", "none")
+
+
+class _Stopped(Exception):
+    """A trial cut short by SIGINT or SIGTERM: Optuna marks it failed and the search ends."""
 
 
 def _optuna():
@@ -110,6 +116,8 @@ def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", p
             return "pruned" if trial.should_prune() else None
         trainer.should_stop = should_stop
         summary = finish(trainer)
+        if summary["status"] == "interrupted":  # cut short by a signal: not a result (Optuna marks it failed)
+            raise _Stopped
         if summary["stop_reason"] == "pruned":
             raise optuna.TrialPruned()
         if objective == "val_acc":
@@ -118,12 +126,17 @@ def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", p
         return float(t4) if t4 is not None else 2.0 * cfg.train.max_steps
 
     callbacks = [lambda study, frozen: on_trial(frozen)] if on_trial else []
-    study.optimize(run_trial, n_trials=trials, catch=(LossLabError,), callbacks=callbacks)
+    with stop.stop_on_signals():
+        try:
+            study.optimize(run_trial, n_trials=trials, catch=(LossLabError,), callbacks=callbacks)
+        except _Stopped:
+            pass
+    interrupted = None if stop.requested is None else signal.Signals(stop.requested).name
     done = [t for t in study.trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")]
     rows = [{"number": t.number, "state": t.state.name, "value": t.value, "run_id": t.user_attrs.get("run_id"),
              "p_grok": t.user_attrs.get("p_grok"), **{f"axis:{k}": v for k, v in t.params.items()}} for t in done]
     best = study.best_trial if any(t.state.name == "COMPLETE" for t in done) else None
-    return {"name": spec.name, "objective": objective, "direction": OBJECTIVES[objective], "trials": rows,
+    return {"name": spec.name, "interrupted": interrupted, "objective": objective, "direction": OBJECTIVES[objective], "trials": rows,
             "pruned": sum(r["state"] == "PRUNED" for r in rows), "failed": sum(r["state"] == "FAIL" for r in rows),
             "best": None if best is None else {"value": best.value, "params": best.params,
                                                "run_id": best.user_attrs.get("run_id")}}

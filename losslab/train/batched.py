@@ -16,9 +16,8 @@ from __future__ import annotations
 import ctypes
 import json
 import signal
-import threading
 import warnings
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import torch
 from torch import nn
@@ -26,6 +25,7 @@ from torch.func import functional_call, vmap
 
 from losslab.config import RunConfig
 from losslab.optim.factory import build_optimizer, build_scheduler
+from losslab.train import stop
 from losslab.train.loop import Trainer
 from losslab.train.stacked import StackedOptimizer, stackable
 
@@ -132,7 +132,7 @@ class BatchedTrainers:
 
     def run(self) -> list[dict]:
         """Train every run to its end; returns their summaries."""
-        with ExitStack() as stack, self._signals(), warnings.catch_warnings():
+        with ExitStack() as stack, stop.stop_on_signals(), warnings.catch_warnings():
             # the stacked step takes the optimizers' steps: torch would warn at the first schedule step
             warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before")
             for t in self.trainers:
@@ -144,8 +144,8 @@ class BatchedTrainers:
                 while active:
                     for k in list(active):
                         t = self.trainers[k]
-                        if t._stop_signal is not None:
-                            ended = "interrupted", signal.Signals(t._stop_signal).name
+                        if t.stop_signal is not None:
+                            ended = "interrupted", signal.Signals(t.stop_signal).name
                         else:
                             ended = t.evaluate_step() if t.step in t.eval_at else None
                         if ended:
@@ -158,18 +158,3 @@ class BatchedTrainers:
                     self.trainers[k].fail(e)
                 raise
         return [t.summary for t in self.trainers]
-
-    @contextmanager
-    def _signals(self):
-        """SIGINT/SIGTERM stop every run at its next step, with a checkpoint."""
-        def stop(sig, frame):
-            for t in self.trainers:
-                t._stop_signal = sig
-        saved = {}
-        if threading.current_thread() is threading.main_thread():
-            saved = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)

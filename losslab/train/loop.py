@@ -15,7 +15,6 @@ import math
 import resource
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from losslab.store.files import StoreWriteError
 from losslab.tasks import build_task
 from losslab.train.cadence import eval_steps, log_spaced
 from losslab.train.events import EventDetector, slingshots
+from losslab.train import stop
 from losslab.train.footprint import check_run_fits
 from losslab.train.probes import Probes
 
@@ -96,7 +96,7 @@ class Trainer:
         self.grad_evals = 0.0  # gradient computations, in full passes over the training set
         self._epoch_order: tuple[int, torch.Tensor] | None = None
         self._step_losses: list[tuple[int, torch.Tensor]] = []  # read at the next evaluation, not each step
-        self._stop_signal: int | None = None
+        self._stop_signal: int | None = None  # request_stop: this run alone (stop.requested: the process)
         # an extra stop rule, asked at each evaluation (after self.final is set to its metrics):
         # a reason to end the run here, or None
         self.should_stop: Callable[[Trainer], str | None] | None = None
@@ -271,7 +271,7 @@ class Trainer:
     def run(self) -> dict:
         """Train to the end (or to a stop signal); returns the run's summary. A run that cannot go
         on (a full disk, an error) is not left `running`: see `fail`."""
-        with self._lock(), self._signals():
+        with self._lock(), stop.stop_on_signals():
             try:
                 self.begin()
                 self.end(*self._loop())
@@ -317,10 +317,19 @@ class Trainer:
         self.summary["signature"] = sig
         self.rows += [(steps, "signature", k, sig[k]) for k in SIGNATURE_KEYS]
 
+    def request_stop(self, sig: int = signal.SIGINT) -> None:
+        """End this run at its next step as if `sig` had been received (checkpoint, `interrupted`)."""
+        self._stop_signal = sig
+
+    @property
+    def stop_signal(self) -> int | None:
+        """The signal this run stops on at its next step, if any."""
+        return self._stop_signal if self._stop_signal is not None else stop.requested
+
     def _loop(self) -> tuple[str, str | None]:
         while True:
-            if self._stop_signal is not None:
-                return "interrupted", signal.Signals(self._stop_signal).name
+            if self.stop_signal is not None:
+                return "interrupted", signal.Signals(self.stop_signal).name
             step = self.step
             if self.probes.due(step):
                 started = time.perf_counter()
@@ -407,19 +416,6 @@ class Trainer:
                 raise LossLabError(f"run {self.run_dir.path.name} is being trained by another process") from None
             yield
 
-    @contextmanager
-    def _signals(self):
-        """Turn SIGINT/SIGTERM into a clean stop at the next step (checkpoint, then exit)."""
-        saved = {}
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                saved[sig] = signal.signal(sig, lambda s, f: setattr(self, "_stop_signal", s))
-        try:
-            yield
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
-
 
 def finish(trainer: Trainer, on_eval: EvalCallback | None = None, figures: bool = True) -> dict:
     """Train a prepared run, then draw its figures into its folder; returns its summary."""
@@ -444,7 +440,7 @@ def prepare(cfg: RunConfig, store: RunStore, run_id: str | None = None) -> Train
     run = store.create(cfg, run_id)
     try:
         return Trainer(cfg, run, store)
-    except LossLabError:  # e.g. a Muon config on a model without hidden matrices: leave no empty run
+    except Exception:  # e.g. a Muon config on a model without hidden matrices: leave no empty run
         shutil.rmtree(run.path)
         raise
 
