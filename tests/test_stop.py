@@ -14,10 +14,10 @@ from losslab.store import RunStore
 from losslab.sweep.executors import BatchedExecutor, LocalExecutor
 from losslab.sweep.run import Sweep, read_results
 
-# four parity runs of about two seconds each
+# four parity runs of about a second and a half each
 BODY = """name = "stop"
 base = "parity"
-set = ["task.n=20", "model.width=100", "train.max_steps=1000", "train.stop_after_t4=1000000"]
+set = ["task.n=20", "model.width=100", "train.max_steps=600", "train.stop_after_t4=1000000"]
 run_figures = false
 [grid]
 seed = [0, 1, 2, 3]
@@ -87,3 +87,28 @@ def test_a_signal_stops_the_whole_sweep_and_a_rerun_finishes_it(tmp_path, uninte
                [{k: v for k, v in r.items() if not isinstance(v, float)} for r in whole]
         assert [v for r in again for v in r.values() if isinstance(v, float)] == \
                pytest.approx([v for r in whole for v in r.values() if isinstance(v, float)], rel=1e-6)
+
+
+@pytest.mark.parametrize("command,at_once", [
+    (["bench-optim", "quick", "--optimizers", "adam,sgd", "--workloads", "digits-mlp", "--trials", "3"], 1),
+    (["noise-threshold", "--n", "20,30", "--weight-decay", "0.01", "--iterations", "3", "--set", "model.width=100"],
+     1),
+    (["noise-threshold", "--n", "20,30", "--weight-decay", "0.01", "--iterations", "3", "--set", "model.width=100",
+      "--workers", "2"], 2),
+], ids=["bench-optim", "noise-threshold", "noise-threshold-2-workers"])
+def test_commands_that_train_many_runs_stop_on_a_signal(tmp_path, command, at_once):
+    store = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", *command, "--out", store],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    runs = lambda: {p.name for p in store.glob("*") if (p / "run.json").is_file()}  # noqa: E731
+    while time.time() < deadline and len(runs()) < at_once and proc.poll() is None:
+        time.sleep(0.05)
+    started = runs()
+    assert started and proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr
+    assert runs() == started  # no run started after the signal
+    statuses = {RunStore(store).find(r).summary()["status"] for r in started}
+    assert "running" not in statuses and "interrupted" in statuses

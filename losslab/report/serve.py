@@ -66,8 +66,10 @@ class StoreHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, send_body: bool) -> None:
-        path = unquote(self.path.split("?", 1)[0], errors="strict") if len(self.path) <= MAX_PATH else None
+        path = None
         try:
+            if len(self.path) <= MAX_PATH:
+                path = unquote(self.path.split("?", 1)[0], errors="strict")
             if path is None:
                 status, body = HTTPStatus.REQUEST_URI_TOO_LONG, _message("too long", "a path of at most "
                                                                          f"{MAX_PATH} characters")
@@ -112,9 +114,10 @@ class StoreHandler(BaseHTTPRequestHandler):
         raise NotFound(f"no page {path[:100]!r}")
 
     def log_request(self, code="-", size="-") -> None:
-        """One line per failed request on stderr; successful ones are not logged."""
+        """One short line per failed request on stderr; successful ones are not logged."""
         if isinstance(code, int) and code >= 400:
-            super().log_request(code, size)
+            line = self.requestline if len(self.requestline) <= 200 else self.requestline[:200] + "..."
+            self.log_message('"%s" %s', line, code)
 
 
 def _message(title: str, text: str) -> str:

@@ -37,6 +37,8 @@ class RunStore:
     def find(self, run: str | Path) -> RunDir:
         """A run by its folder path, by its id in this store, or by its name (the newest run of that
         name: `losslab run grokking` then `losslab hessian grokking`)."""
+        if "\0" in str(run):
+            raise NotFound(f"no run {str(run)!r} (a name holds no NUL)")
         path = Path(run)
         if not path.exists():
             path = self.root / str(run)

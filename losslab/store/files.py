@@ -50,10 +50,14 @@ DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 class StoreWriteError(LossLabError):
     """The disk refused a write (full, read-only, no permission): nothing half-written is left."""
 
-    def __init__(self, path: Path, error: OSError):
-        self.full = error.errno in DISK_FULL
-        why = "the disk is full" if self.full else (error.strerror or str(error))
-        super().__init__(f"cannot write {path}: {why}")
+    def __init__(self, path: Path, why: str, full: bool = False):
+        self.path, self.full = Path(path), full
+        self.why = "the disk is full" if full else why
+        super().__init__(f"cannot write {path}: {self.why}")
+
+    @classmethod
+    def of(cls, path: Path, error: OSError) -> "StoreWriteError":
+        return cls(path, error.strerror or str(error), error.errno in DISK_FULL)
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -68,7 +72,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         _fsync(path.parent, directory=True)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise StoreWriteError(path, e) from None
+        raise StoreWriteError.of(path, e) from None
     boundary(f"{path.name} in place")
 
 

@@ -8,12 +8,14 @@ not be read is said.
 
 import json
 import random
+import shutil
 import sqlite3
 import time
 from pathlib import Path
 
-from losslab.store.files import boundary
+from losslab.store.files import StoreWriteError, boundary
 
+ALMOST_FULL = 1 << 20  # bytes free below which a failed write is put down to a full disk
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -45,15 +47,20 @@ class RunIndex:
     def upsert(self, summary: dict) -> None:
         """Insert or replace a run's row from its summary (the content of its run.json)."""
         row = {k: summary.get(k) for k in ("run_id", "name", "status", "steps", "run_dir", "created", "updated")}
-        con = self._connect()
         try:
-            with con:
-                con.execute(
-                    "INSERT OR REPLACE INTO runs VALUES "
-                    "(:run_id, :name, :status, :steps, :run_dir, :created, :updated, :summary)",
-                    {**row, "summary": json.dumps(summary)})
-        finally:
-            con.close()
+            con = self._connect()
+            try:
+                with con:
+                    con.execute(
+                        "INSERT OR REPLACE INTO runs VALUES "
+                        "(:run_id, :name, :status, :steps, :run_dir, :created, :updated, :summary)",
+                        {**row, "summary": json.dumps(summary)})
+            finally:
+                con.close()
+        except sqlite3.OperationalError as e:  # a full or read-only disk, as the other writes say it
+            # SQLite reports a full disk as "disk I/O error" when its journal cannot grow
+            full = "full" in str(e) or shutil.disk_usage(self.path.parent).free < ALMOST_FULL
+            raise StoreWriteError(self.path, str(e), full) from None
         boundary("index row")
 
     def rows(self) -> list[tuple[str, str]]:

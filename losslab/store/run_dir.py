@@ -106,6 +106,18 @@ class RunDir:
     def write_summary(self, summary: dict) -> None:
         atomic_write(self.summary_path, lambda p: p.write_text(json.dumps(summary, indent=2)))
 
+    def overwrite_summary(self, summary: dict) -> None:
+        """run.json rewritten in its own blocks, for a full disk, where a new file cannot be made:
+        compact JSON, no longer than the indented file it replaces, needs no free space."""
+        text = json.dumps(summary, separators=(",", ":")).encode()
+        with open(self.summary_path, "r+b") as f:
+            if len(text) > f.seek(0, os.SEEK_END):
+                raise LossLabError(f"run {self.path.name}: no room to mark it in run.json")
+            f.seek(0)
+            f.write(text)
+            f.truncate()
+            os.fsync(f.fileno())
+
     # -- metrics: rows of (step, split, name, value)
 
     def write_metrics(self, rows: list[tuple[int, str, str, float]]) -> None:

@@ -283,10 +283,19 @@ class Trainer:
     def fail(self, error: Exception) -> None:
         """Mark a run that stopped on `error`: `interrupted` when the disk refused a write (resume
         it once there is room), `failed` otherwise; its checkpoints stay as they were."""
-        status = "interrupted" if isinstance(error, StoreWriteError) else "failed"
+        if isinstance(error, StoreWriteError):
+            status, reason = "interrupted", f"{error.why} (writing {error.path.name})"
+        else:
+            status, reason = "failed", str(error).splitlines()[0] if str(error) else type(error).__name__
         try:
-            self._write_summary(status, str(error).splitlines()[0] if str(error) else type(error).__name__)
-        except Exception:  # noqa: BLE001 - the disk may refuse this too; the error itself is what to report
+            try:
+                self._write_summary(status, reason)
+            except StoreWriteError as e:
+                if not e.full:
+                    raise
+                # not even a small new file fits: the summary in its own blocks (the index catches up on resume)
+                self.run_dir.overwrite_summary(self.summary)
+        except Exception:  # noqa: BLE001 - the disk refuses this too: the error itself is what to report
             pass
 
     def begin(self) -> None:
