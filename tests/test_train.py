@@ -90,7 +90,7 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     """A run killed with SIGKILL resumes from its last checkpoint and ends as the whole run does."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["grokking", "--set", "task.p=11", "--set", "model.d_model=32", "--set", "model.d_mlp=64",
-            "--set", "train.max_steps=3000", "--set", "train.eval_every=50", "--set", "train.stop_after_t4=0",
+            "--set", "train.max_steps=1500", "--set", "train.eval_every=50", "--set", "train.stop_after_t4=0",
             "--set", "train.checkpoint_every_s=0.2", "--set", "optim.lr=3e-3"]
     cli = [sys.executable, "-m", "losslab.cli"]
     whole = subprocess.run([*cli, "run", *args, "--out", str(tmp_path / "a"), "--json"], env=env,
