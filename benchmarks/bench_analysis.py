@@ -25,12 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from losslab.analysis.directions import random_direction
-from losslab.analysis.hessian import Hessian, extreme_eigenpairs, spectral_density
-from losslab.analysis.point import load_point
-from losslab.analysis.surface import evaluate
+import losslab as ll
 from losslab.config import load_config
 from losslab.store import RunStore
+from losslab.train.checkpoints import load_checkpoint
 from losslab.train.loop import train
 
 STEPS = 51
@@ -59,22 +57,22 @@ def workload():
                        "model": {"name": "mlp", "depth": 2, "width": 128, "out_bias": True},
                        "optim": {"name": "adam", "lr": 1e-3}, "train": {"max_steps": 200, "eval_every": 50}})
     store = RunStore(tempfile.mkdtemp())
-    return load_point(store.find(train(cfg, store)["run_id"]))
+    return load_checkpoint(store.find(train(cfg, store)["run_id"]))
 
 
-def as_sequential(point) -> nn.Sequential:
-    return copy.deepcopy(point.model.net)
+def as_sequential(ck) -> nn.Sequential:
+    return copy.deepcopy(ck.model.net)
 
 
-def hessian_bench(point):
-    x, y = point.data()
-    reference = extreme_eigenpairs(Hessian(lambda p: point.loss(p), point.params), 5, tol=1e-10).values[::-1]
+def hessian_bench(ck):
+    x, y = ck.data()
+    obj = ck.objective()
+    reference = ll.hessian_eigenvalues(obj, 5, tol=1e-10).top
     print(f"reference top-5 (eigsh, tol 1e-10): {np.array2string(reference, precision=6)}")
 
     def ours():
-        h = Hessian(lambda p: point.loss(p), point.params)
-        e = extreme_eigenpairs(h, 5)
-        return e.values[::-1], h.products
+        spectrum = ll.hessian_eigenvalues(obj, 5)
+        return spectrum.top, spectrum.products
     (values, products), seconds, mem = timed(ours)
     rows = [("losslab eigsh (default tol 1e-6)", values, products, seconds, mem)]
     import importlib
@@ -92,7 +90,7 @@ def hessian_bench(point):
         def peer(tol=tol, iters=iters):
             torch.manual_seed(0)
             counted["products"] = 0
-            h = peer_module.hessian(as_sequential(point), nn.functional.cross_entropy, data=(x, y), cuda=False)
+            h = peer_module.hessian(as_sequential(ck), nn.functional.cross_entropy, data=(x, y), cuda=False)
             values, _ = h.eigenvalues(maxIter=iters, tol=tol, top_n=5)
             return np.array(values), counted["products"]
         (values, products), seconds, mem = timed(peer)
@@ -110,35 +108,39 @@ def hessian_bench(point):
         print(f"PyHessian reaches no setting within 1e-4; against its most accurate ({min(errors):.1e}): "
               f"{best[3] / rows[0][3]:.1f}x faster (goal >= 4)")
     try:
-        peer_module.hessian(as_sequential(point), nn.functional.cross_entropy, data=(x, y), cuda=False).density()
+        peer_module.hessian(as_sequential(ck), nn.functional.cross_entropy, data=(x, y), cuda=False).density()
         print("PyHessian density(): ran")
     except Exception as e:  # noqa: BLE001 - reporting the peer's failure is the point
         print(f"PyHessian density() on torch {torch.__version__}: {type(e).__name__}: {str(e).splitlines()[0][:100]}")
     started = time.perf_counter()
-    spectral_density(Hessian(lambda p: point.loss(p), point.params))
+    ll.hessian_density(obj)
     print(f"losslab spectral_density (80 Lanczos steps x 5 runs): {time.perf_counter() - started:.1f} s")
 
 
-def surface_bench(point):
+def surface_bench(ck):
     from loss_landscapes import planar_interpolation
     from loss_landscapes.metrics import Loss
 
-    x, y = point.data()
-    d1 = random_direction(point.params, 0)
-    d2 = random_direction(point.params, 1)
+    from losslab.analysis.surface import _evaluate
+
+    x, y = ck.data()
+    obj = ck.objective()
+    d1, d2 = ll.random_direction(obj, 0), ll.random_direction(obj, 1)
     alphas = np.arange(STEPS) / STEPS
     betas = (np.arange(STEPS) + 1) / STEPS
-    ours, seconds, mem = timed(lambda: evaluate(point, d1, alphas, d2, betas))
+    # loss_plane's grid is symmetric; loss-landscapes' is a / 51, (b + 1) / 51: the same evaluation on its grid
+    u1, u2 = obj.unflatten(d1), obj.unflatten(d2)
+    ours, seconds, mem = timed(lambda: _evaluate(obj, u1, alphas, u2, betas, None))
     # loss-landscapes walks the rows of its grid alternately up and down and lands on other
     # points going down: its odd rows sit at b = j / 51, its even rows at b = (j + 1) / 51
-    odd_rows = evaluate(point, d1, alphas, d2, betas - 1 / STEPS).loss
+    odd_rows = _evaluate(obj, u1, alphas, u2, betas - 1 / STEPS, None).loss
     expected = np.where((np.arange(STEPS) % 2 == 1)[:, None], odd_rows, ours.loss)
 
     def peer():
-        start = as_sequential(point)
+        start = as_sequential(ck)
         ends = []
-        for d in (d1, d2):
-            end = as_sequential(point)
+        for d in (u1, u2):
+            end = as_sequential(ck)
             with torch.no_grad():
                 for name, p in end.named_parameters():
                     p.add_(d[f"net.{name}"])
@@ -152,11 +154,10 @@ def surface_bench(point):
 
 
 def main():
-    point = workload()
-    print(f"MLP 784-128-128-10, {sum(p.numel() for p in point.params.values())} parameters, 2048 samples, "
-          f"{torch.get_num_threads()} threads")
-    surface_bench(point)
-    hessian_bench(point)
+    ck = workload()
+    print(f"MLP 784-128-128-10, {ck.objective().size} parameters, 2048 samples, {torch.get_num_threads()} threads")
+    surface_bench(ck)
+    hessian_bench(ck)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from losslab.analysis.point import checkpoint_paths, load_point
 from losslab.store import RunStore
+from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 from tests.test_cli import TINY, losslab
 
 
@@ -24,9 +24,7 @@ def test_checkpoints_load_into_the_runs_model(tiny_run):
     run = RunStore(root).find(run_id)
     steps = list(checkpoint_paths(run))
     assert steps[0] == 0 and steps[-1] == 120
-    point = load_point(run, 0)
-    with torch.no_grad():
-        loss = point.loss(point.params).item()
+    loss = load_checkpoint(run, 0).objective().value
     first = [v for s, split, name, v in run.metric_rows() if s == 0 and split == "train" and name == "loss"][0]
     assert loss == pytest.approx(first, rel=1e-5)
 
@@ -51,12 +49,17 @@ def test_hessian_command(tiny_run):
     r = json.loads(out.stdout)
     assert r["step"] == 120 and len(r["top"]) == 3 and len(r["bottom"]) == 3
     assert r["top"][0] >= r["top"][1] >= r["top"][2] and r["bottom"][0] <= r["bottom"][1]
-    assert r["lambda_max"] == r["top"][0] and r["condition_number"] > 1
+    assert r["lambda_max"] == r["top"][0] and r["lambda_min"] == r["bottom"][0]
+    # an indefinite Hessian has no condition number: none is printed
+    assert r["lambda_min"] < 0 and r["condition_number"] is None
     assert r["trace"]["standard_error"] > 0
     nodes, weights = np.array(r["density"]["nodes"]), np.array(r["density"]["weights"])
     assert np.allclose(weights.sum(1), 1) and nodes.max() == pytest.approx(r["lambda_max"], rel=1e-3)
     saved = json.loads(open(r["file"]).read())
     assert saved["top"] == r["top"] and open(r["figure"], "rb").read(4) == b"\x89PNG"
+    # another analysis of the same checkpoint keeps this one (each is keyed by its settings)
+    again = json.loads(losslab("hessian", run_id, "--out", root, "--k", "2", "--json").stdout)
+    assert again["file"] != r["file"] and json.loads(open(r["file"]).read())["top"] == r["top"]
 
 
 @pytest.mark.parametrize("args,message", [
@@ -74,50 +77,51 @@ def test_bad_analysis_input_is_one_line(tiny_run, args, message):
 
 def test_filter_normalized_directions_match_each_filters_norm(tiny_run):
     from losslab.analysis.directions import random_direction
-    point = load_point(RunStore(tiny_run[0]).find(tiny_run[1]))
-    d = random_direction(point.params, seed=3)
-    for name, w in point.params.items():
+    obj = load_checkpoint(RunStore(tiny_run[0]).find(tiny_run[1])).objective()
+    d = obj.unflatten(random_direction(obj, seed=3))
+    for name, w in obj.params.items():
         if w.ndim >= 2:
             assert torch.allclose(d[name].flatten(1).norm(dim=1), w.flatten(1).norm(dim=1), rtol=1e-5)
         else:
             assert not d[name].any()  # biases ignored by default
-    layer = random_direction(point.params, seed=3, normalization="layer", include_biases=True)
-    assert all(torch.isclose(layer[n].norm(), w.norm(), rtol=1e-5) for n, w in point.params.items())
-    assert torch.equal(random_direction(point.params, seed=3)["embed.weight"], d["embed.weight"])
+    layer = obj.unflatten(random_direction(obj, seed=3, normalization="layer", include_biases=True))
+    assert all(torch.isclose(layer[n].norm(), w.norm(), rtol=1e-5) for n, w in obj.params.items())
+    assert torch.equal(random_direction(obj, seed=3), obj.flatten(d))
+    flat = random_direction(obj, seed=3, normalization="none", include_biases=True)
+    assert abs(float(flat.mean())) < 4 / flat.numel() ** 0.5  # zero-mean (loss-landscapes' were not)
 
 
 def test_surface_centre_is_the_checkpoint_and_the_model_never_moves(tiny_run):
-    from losslab.analysis.directions import resolve_direction
-    from losslab.analysis.surface import axis, evaluate
-    point = load_point(RunStore(tiny_run[0]).find(tiny_run[1]))
-    before = {n: p.clone() for n, p in point.params.items()}
+    from losslab.analysis.surface import axis, loss_line, loss_plane
+    from losslab.train.checkpoints import named_direction
+    ck = load_checkpoint(RunStore(tiny_run[0]).find(tiny_run[1]))
+    obj = ck.objective()
+    before = {n: p.clone() for n, p in ck.model.named_parameters()}
     alphas = axis(-1, 1, 4)  # 4 points do not hold 0: it is added
     assert 0.0 in alphas and len(alphas) == 5
-    d1, d2 = resolve_direction(point, "random", 0), resolve_direction(point, "random", 1)
-    plane = evaluate(point, d1, alphas, d2, alphas)
-    with torch.no_grad():
-        centre = point.loss(point.params).item()
+    d1, d2 = named_direction(ck, obj, "random", 0), named_direction(ck, obj, "random", 1)
+    plane = loss_plane(obj, d1, d2, points=4)
     i = list(alphas).index(0.0)
-    assert plane.loss[i, i] == pytest.approx(centre, rel=1e-6)
-    assert all(torch.equal(before[n], p) for n, p in point.params.items())
+    assert plane.loss[i, i] == pytest.approx(obj.value, rel=1e-6)
+    assert all(torch.equal(before[n], p) for n, p in ck.model.named_parameters())
     for chunk in (1, 3):  # one point at a time, and vmap over chunks (the last one short)
-        assert np.allclose(evaluate(point, d1, alphas, d2, alphas, chunk=chunk).loss, plane.loss, rtol=1e-5)
+        assert np.allclose(loss_plane(obj, d1, d2, points=4, chunk=chunk).loss, plane.loss, rtol=1e-5)
     # toward the initialization: alpha = 1 is the step-0 checkpoint
-    line = evaluate(point, resolve_direction(point, "init"), np.array([0.0, 1.0]))
-    start = load_point(point.run, 0)
-    with torch.no_grad():
-        assert line.loss[1] == pytest.approx(start.loss(start.params).item(), rel=1e-5)
+    line = loss_line(obj, named_direction(ck, obj, "init"), (0.0, 1.0), points=2)
+    assert line.loss[-1] == pytest.approx(load_checkpoint(ck.run, 0).objective().value, rel=1e-5)
 
 
 def test_principal_directions_explain_the_trajectory(tiny_run):
-    from losslab.analysis.directions import principal_directions, trajectory_matrix
-    point = load_point(RunStore(tiny_run[0]).find(tiny_run[1]))
-    (d1, d2), explained = principal_directions(point, 2)
-    flat = torch.cat([d1[n].flatten() for n in d1]), torch.cat([d2[n].flatten() for n in d2])
-    assert flat[0].norm() == pytest.approx(1, rel=1e-5) and abs(float(flat[0] @ flat[1])) < 1e-5
-    steps, rows = trajectory_matrix(point)
-    centered = rows.double() - rows.double().mean(0)
-    assert explained[0] == pytest.approx(float((centered @ flat[0].double()).square().sum() / centered.square().sum()),
+    from losslab.analysis.directions import trajectory_directions
+    from losslab.train.checkpoints import trajectory
+    ck = load_checkpoint(RunStore(tiny_run[0]).find(tiny_run[1]))
+    obj = ck.objective()
+    _, states = trajectory(ck.run)
+    (d1, d2), explained = trajectory_directions(obj, states, 2)
+    assert d1.norm() == pytest.approx(1, rel=1e-5) and abs(float(d1 @ d2)) < 1e-5
+    rows = torch.stack([torch.cat([s[n].flatten() for n in obj.params]) for s in states]).double()
+    centered = rows - rows.mean(0)
+    assert explained[0] == pytest.approx(float((centered @ d1.double()).square().sum() / centered.square().sum()),
                                          rel=1e-4)
 
 
@@ -156,26 +160,26 @@ def test_first_layer_shortcut_gives_the_plain_values(tmp_path):
     """On an MLP the surface reuses W x, D1 x, D2 x: the values are those of full forward passes."""
     from torch.func import functional_call
 
-    from losslab.analysis.directions import resolve_direction
-    from losslab.analysis.surface import _first_linear, evaluate
+    from losslab.analysis.directions import random_direction
+    from losslab.analysis.surface import _first_linear, loss_plane
     from losslab.config import load_config
     from losslab.train.loop import train
     store = RunStore(tmp_path)
     s = train(load_config("parity", ["train.max_steps=30", "model.depth=2", "model.bias=true"]), store)
-    point = load_point(store.find(s["run_id"]))
-    assert _first_linear(point.model) is not None
-    d1, d2 = resolve_direction(point, "random", 0, include_biases=True), resolve_direction(point, "random", 1)
-    grid = np.array([-0.5, 0.0, 0.7])
-    plane = evaluate(point, d1, grid, d2, grid)
-    assert np.allclose(evaluate(point, d1, grid, d2, grid, chunk=2).loss, plane.loss, rtol=1e-5)
-    x, y = point.data()
-    for i, a in enumerate(grid):
-        for j, b in enumerate(grid):
-            params = {n: t + a * d1[n] + b * d2[n] for n, t in point.params.items()}
+    ck = load_checkpoint(store.find(s["run_id"]))
+    obj = ck.objective()
+    assert _first_linear(ck.model) is not None
+    d1, d2 = random_direction(obj, 0, include_biases=True), random_direction(obj, 1)
+    plane = loss_plane(obj, d1, d2, (-0.5, 0.5), points=3)
+    assert np.allclose(loss_plane(obj, d1, d2, (-0.5, 0.5), points=3, chunk=2).loss, plane.loss, rtol=1e-5)
+    x, y = ck.data()
+    for i, a in enumerate(plane.alphas):
+        for j, b in enumerate(plane.betas):
+            params = obj.unflatten(obj.flatten(obj.params) + a * d1 + b * d2)
             with torch.no_grad():
-                out = functional_call(point.model, params, (x,))
-            assert plane.loss[i, j] == pytest.approx(point.loss_fn(out, y).item(), rel=1e-5)
-            assert plane.acc[i, j] == point.loss_fn.accuracy(out, y).item()
+                out = functional_call(ck.model, params, (x,))
+            assert plane.loss[i, j] == pytest.approx(ck.loss_fn(out, y).item(), rel=1e-5)
+            assert plane.acc[i, j] == pytest.approx(ck.loss_fn.accuracy(out, y).item(), abs=1e-12)
 
 
 def test_sharpness_command(tiny_run):
@@ -191,7 +195,7 @@ def test_sharpness_command(tiny_run):
 
 
 def test_probes_during_training_match_the_checkpoints(tmp_path):
-    from losslab.analysis.hessian import Hessian, extreme_eigenpairs
+    from losslab.analysis.curvature import hessian_eigenvalues
     from losslab.config import load_config
     from losslab.train.loop import train
     store = RunStore(tmp_path)
@@ -202,10 +206,10 @@ def test_probes_during_training_match_the_checkpoints(tmp_path):
     assert any(f.endswith("curvature.png") for f in s["figures"]) and s["slingshots"] == []
     probes = {(step, name): v for step, split, name, v in store.find(s["run_id"]).metric_rows() if split == "probe"}
     for step in (0, 40):
-        point = load_point(store.find(s["run_id"]), step)
-        exact = extreme_eigenpairs(Hessian(lambda p: point.loss(p), point.params), 1).values[0]
+        ck = load_checkpoint(store.find(s["run_id"]), step)
+        exact = hessian_eigenvalues(ck.objective(), k=1).lambda_max
         assert probes[(step, "lambda_max")] == pytest.approx(exact, rel=1e-4)
-        w = point.params["unembed.weight"]
+        w = ck.weights()["unembed.weight"]
         assert probes[(step, "norm_fro/unembed.weight")] == pytest.approx(float(w.norm()), rel=1e-6)
         assert probes[(step, "norm_spec/unembed.weight")] == pytest.approx(float(torch.linalg.svdvals(w)[0]), rel=1e-5)
     assert probes[(0, "cos_theta0")] == pytest.approx(1.0) and (0, "cos_previous") not in probes
@@ -235,7 +239,7 @@ def test_trajectory_command(tiny_run):
     n = len(r["steps"])
     assert r["cos_theta0"][0] == pytest.approx(1.0) and len(r["cos_consecutive"]) == n - 1
     assert sum(r["explained_variance"]) <= 1 + 1e-9 and r["explained_by_two"] > 0.5
-    assert len(r["norms"]["fro/unembed.weight"]) == n and r["figure"].endswith("trajectory_pca.png")
+    assert len(r["norms"]["fro/unembed.weight"]) == n and r["figure"].endswith(".png")
 
 
 def test_a_checkpoint_that_does_not_fit_the_config_is_one_line(tmp_path, tiny_run):

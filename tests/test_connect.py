@@ -55,12 +55,12 @@ def two_digit_mlps(tmp_path_factory):
 
 
 def test_a_data_seed_fixes_the_data_and_not_the_initialization(two_digit_mlps):
-    from losslab.analysis.point import load_point
+    from losslab.train.checkpoints import load_checkpoint
 
     store, ids = two_digit_mlps
-    a, b = (load_point(store.find(i)) for i in ids)
+    a, b = (load_checkpoint(store.find(i)) for i in ids)
     assert all(torch.equal(u, v) for split in ("train", "val") for u, v in zip(a.data(split), b.data(split)))
-    assert not torch.equal(a.params["net.0.weight"], b.params["net.0.weight"])
+    assert not torch.equal(a.weights()["net.0.weight"], b.weights()["net.0.weight"])
 
 
 def test_the_curve_has_a_lower_barrier_than_the_line(two_digit_mlps):
@@ -74,7 +74,11 @@ def test_the_curve_has_a_lower_barrier_than_the_line(two_digit_mlps):
     b = result["barriers"]
     assert b["line"] > 0.1 and b["bezier"] < b["line"] / 4 and b["aligned line"] < b["line"] / 2
     assert min(result["paths"]["bezier"]["val_acc"]) > 0.8
-    assert result["file"].endswith(f"connect_{ids[1]}_bezier1.json")
+    assert f"connect_{ids[1]}_bezier1_" in result["file"] and result["figure"].endswith(".png")
+    # a polychain beside it: both results kept
+    other = json.loads(losslab("connect", *ids, "--curve", "polychain", "--steps", 20, "--out", store.root,
+                               "--json").stdout)
+    assert other["file"] != result["file"] and json.loads(open(result["file"]).read())["curve"] == "bezier"
 
 
 def test_bad_input_to_connect(two_digit_mlps, tmp_path):

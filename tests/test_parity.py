@@ -31,7 +31,7 @@ def test_hidden_representations_cluster_by_the_first_k_bits_once_generalized(par
     store, s = parity_run
     out = losslab("representations", s["run_id"], "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
-    result = json.loads((store.root / s["run_id"] / "analyses" / "representations.json").read_text())
+    result = json.loads(open(json.loads(out.stdout)["file"]).read())
     steps = result["steps"]
     assert steps[0] >= s["events"]["t2"] and steps[-1] <= s["events"]["t4"] and len(steps) >= 4
     codes = np.array(result["colors"])

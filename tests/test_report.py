@@ -13,8 +13,6 @@ from urllib.parse import quote
 import pyarrow.csv
 import pytest
 
-from losslab.analysis.point import load_point
-from losslab.analysis.reports import hessian_report, landscape_report, trajectory_report
 from losslab.config import load_config
 from losslab.report.pages import write_run_report, write_sweep_report
 from losslab.report.serve import make_server
@@ -39,10 +37,9 @@ def store(tmp_path_factory):
     # a config refuses a name with markup; a store written by someone else may still hold one
     summary["name"] = HOSTILE_NAME
     runs.find(summary["run_id"]).write_summary(summary)
-    point = load_point(runs.find(summary["run_id"]))
-    landscape_report(point, dims=2, points=5)
-    hessian_report(point, k=2)
-    trajectory_report(point)
+    for args in (["landscape", "--dims", "2", "--points", "5"], ["hessian", "--k", "2"], ["trajectory"]):
+        done = losslab_here(args[0], summary["run_id"], *args[1:], "--out", root)
+        assert done.returncode == 0, done.stderr
     (root / "tiny.toml").write_text('name = "tiny"\nbase = "grokking"\nset = [' + ", ".join(f'"{s}"' for s in TINY)
                                     + ']\n[grid]\n"optim.lr" = [1e-3, 3e-3]\n"optim.weight_decay" = [0.1, 1.0]\n')
     done = losslab_here("sweep", root / "tiny.toml", "--out", root, "--workers", "1")

@@ -15,31 +15,45 @@ no longer tell them apart by which units fire.
 from __future__ import annotations
 
 import copy
+import time
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call, jacrev, vmap
 
+from losslab.analysis.curvature import hessian_matrix
+from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
 from losslab.models.transformer import ACTIVATIONS
 
 MAX_ENTRIES = 200_000_000  # 1.6 GB of float64: beyond it G is not built densely
+DENSE_LIMIT = 3000  # parameters: rank(H) from the dense Hessian up to here
 
 
-def behavioral_gradients(model: nn.Module, params: dict[str, torch.Tensor], x: torch.Tensor,
-                         chunk: int = 64) -> torch.Tensor:
-    """G: (examples * outputs) x parameters, rows ordered example by example, in float64."""
-    params = {n: p.double() for n, p in params.items()}
-    model = _double_copy(model)
+def _inputs(obj: Objective, max_examples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    if obj.forward_fn is not None:
+        raise LossLabError("behavioral gradients differentiate the outputs: give the objective a loss, not a forward")
+    xs, ys = zip(*((b[0], b[1]) for b in obj.batches()))
+    x, y = torch.cat(xs), torch.cat(ys)
+    return (x, y) if max_examples is None else (x[:max_examples], y[:max_examples])
+
+
+def behavioral_gradients(obj: Objective, max_examples: int | None = None, chunk: int = 64) -> torch.Tensor:
+    """G: (examples * outputs) x parameters, rows ordered example by example, in float64, on the
+    objective's inputs (the first `max_examples`)."""
+    x, _ = _inputs(obj, max_examples)
+    params = {n: p.double() for n, p in obj.params.items()}
+    model = copy.deepcopy(obj.model).double()
+    buffers = {n: b.double() if b.is_floating_point() else b for n, b in obj.buffers.items()}
     x = x.double() if x.is_floating_point() else x
-    n_out = functional_call(model, params, (x[:1],)).shape[-1]
-    n_params = sum(p.numel() for p in params.values())
-    if len(x) * n_out * n_params > MAX_ENTRIES:
-        raise LossLabError(f"G would hold {len(x)} x {n_out} x {n_params} entries: too many to build densely "
-                           f"(limit {MAX_ENTRIES:.0e}); use --max-examples")
+    n_out = functional_call(model, {**buffers, **params}, (x[:1],)).shape[-1]
+    if len(x) * n_out * obj.size > MAX_ENTRIES:
+        raise LossLabError(f"G would hold {len(x)} x {n_out} x {obj.size} entries: too many to build densely "
+                           f"(limit {MAX_ENTRIES:.0e}); use fewer examples")
 
     def outputs(p, example):
-        return functional_call(model, p, (example[None],))[0]
+        return functional_call(model, {**buffers, **p}, (example[None],))[0]
     per_example = vmap(jacrev(outputs), in_dims=(None, 0))
     blocks = []
     for start in range(0, len(x), chunk):
@@ -48,8 +62,45 @@ def behavioral_gradients(model: nn.Module, params: dict[str, torch.Tensor], x: t
     return torch.cat(blocks)
 
 
-def _double_copy(model: nn.Module) -> nn.Module:
-    return copy.deepcopy(model).double()
+@dataclass
+class Basin:
+    examples: int
+    outputs: int
+    n_params: int
+    rank_G: int
+    behavior_manifold_dim: int
+    relative_tol: float
+    singular_values: list[float]
+    shared_activation_patterns: dict[str, int]
+    loss: float | None = None  # with rank_H: the MSE loss where it was measured
+    rank_H: int | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def basin(obj: Objective, max_examples: int | None = None, relative_tol: float = 1e-6,
+          hessian_rank: bool = False) -> Basin:
+    """Rank of the behavioral gradients G, the behavior-manifold dimension, the information-loss
+    counts per layer, and (`hessian_rank`, small models) rank(H) from the dense float64 Hessian:
+    for MSE at a global minimum it equals rank(G)."""
+    started = time.perf_counter()
+    x, y = _inputs(obj, max_examples)
+    g = behavioral_gradients(obj, max_examples)
+    sv = torch.linalg.svdvals(g)
+    rank = numerical_rank(sv, relative_tol)
+    result = Basin(len(x), g.shape[0] // len(x), obj.size, rank, obj.size - rank, relative_tol, sv.tolist(),
+                   shared_activation_patterns(obj.model, x))
+    if hessian_rank:
+        if obj.size > DENSE_LIMIT:
+            raise LossLabError(f"rank(H) needs the dense Hessian: models of at most {DENSE_LIMIT} parameters, "
+                               f"this one has {obj.size:,}")
+        exact = Objective(copy.deepcopy(obj.model).double(), obj.loss_fn, (x.double() if x.is_floating_point() else x, y))
+        result.loss = exact.value
+        result.rank_H = numerical_rank(torch.linalg.eigvalsh(hessian_matrix(exact)).abs(), relative_tol**2)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
 
 
 def numerical_rank(singular_values: torch.Tensor, relative_tol: float) -> int:

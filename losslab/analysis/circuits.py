@@ -64,33 +64,33 @@ def active_neurons(model: torch.nn.Module, relative: float = 1e-2) -> list[int]:
     return torch.nonzero(strength >= relative * strength.max()).flatten().tolist()
 
 
-def pruned_accuracy(model: torch.nn.Module, keep: list[int], x: torch.Tensor, y: torch.Tensor, loss_fn) -> float:
-    """Accuracy of the model with every hidden unit but `keep` removed."""
+def pruned_accuracy(model: torch.nn.Module, keep: list[int], x: torch.Tensor, y: torch.Tensor, accuracy) -> float:
+    """accuracy(outputs, targets) of the model with every hidden unit but `keep` removed."""
     mask = torch.zeros(model.net[0].out_features)
     mask[keep] = 1.0
     with torch.no_grad():
         hidden = model.net[1](model.net[0](x)) * mask
-        return float(loss_fn.accuracy(model.net[2](hidden), y))
+        return float(accuracy(model.net[2](hidden), y))
 
 
-def circuit_report(point, relative: float = 1e-2, samples: int = 20_000, seed: int = 0) -> dict:
-    """The active hidden units of a one-hidden-layer parity MLP, and the accuracy of the network
-    pruned to them: on every input for n <= 20, else on `samples` fresh random inputs."""
-    if point.cfg.model.name != "mlp" or point.cfg.model.depth != 1:
-        raise ValueError("a circuit is read from a one-hidden-layer MLP")
-    keep = active_neurons(point.model, relative)
-    x_val, y_val = point.data("val")
-    result = {"run_id": point.run.path.name, "step": point.step, "width": point.cfg.model.width,
-              "active_neurons": keep, "active": len(keep), "relative_threshold": relative,
-              "val_accuracy_pruned": pruned_accuracy(point.model, keep, x_val, y_val, point.loss_fn)}
-    task = point.cfg.task
-    if task.name == "parity":
-        if task.n <= 20:
-            x = all_inputs(task.n)
+def circuit(model: torch.nn.Module, accuracy, val: tuple[torch.Tensor, torch.Tensor], relative: float = 1e-2,
+            parity: tuple[int, int] | None = None, samples: int = 20_000, seed: int = 0) -> dict:
+    """The active hidden units of a one-hidden-layer MLP (losslab's, `model.net`) and the accuracy
+    of the network pruned to them on `val`; for an (n, k)-parity, also on every input for
+    n <= 20, else on `samples` fresh random inputs."""
+    keep = active_neurons(model, relative)
+    x_val, y_val = val
+    result = {"width": model.net[0].out_features, "active_neurons": keep, "active": len(keep),
+              "relative_threshold": relative, "val_accuracy_pruned": pruned_accuracy(model, keep, x_val, y_val,
+                                                                                      accuracy)}
+    if parity is not None:
+        n, k = parity
+        if n <= 20:
+            x = all_inputs(n)
         else:
             g = torch.Generator().manual_seed(seed)
-            x = torch.randint(0, 2, (samples, task.n), generator=g).float() * 2 - 1
-        y = (x[:, :task.k].prod(dim=1) > 0).long()
-        result.update(checked_inputs=len(x), exhaustive=task.n <= 20,
-                      accuracy_pruned=pruned_accuracy(point.model, keep, x.to(x_val.dtype), y, point.loss_fn))
+            x = torch.randint(0, 2, (samples, n), generator=g).float() * 2 - 1
+        y = (x[:, :k].prod(dim=1) > 0).long()
+        result.update(checked_inputs=len(x), exhaustive=n <= 20,
+                      accuracy_pruned=pruned_accuracy(model, keep, x.to(x_val.dtype), y, accuracy))
     return result

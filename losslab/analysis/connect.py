@@ -16,16 +16,20 @@ leaves B's function unchanged and often removes most of the straight line's barr
 from __future__ import annotations
 
 import math
+import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 from torch import nn
 
-from losslab.analysis.point import Point, flatten, unflatten
+from losslab.analysis.directions import flat_state
+from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
 
 CURVES = ("bezier", "polychain")
+CURVE_BATCH = 1024  # examples a curve step sees at most (a random subset of a larger batch)
 
 
 def curve_weights(t: torch.Tensor, ends: tuple[torch.Tensor, torch.Tensor], bends: torch.Tensor,
@@ -45,63 +49,91 @@ def barrier(losses: np.ndarray, ts: np.ndarray) -> float:
     return float(np.max(losses - ((1 - ts) * losses[0] + ts * losses[-1])))
 
 
+def along(obj: Objective, path, points: int = 41, val: Objective | None = None) -> dict:
+    """Loss and accuracy at `points` values of t along path(t) (flat weights), on the objective
+    and (`val`) on a second one, and the path's barrier."""
+    ts = np.linspace(0, 1, points)
+    at = [obj.unflatten(path(torch.tensor(t, dtype=obj.dtype, device=obj.device))) for t in ts]
+    train = [obj.metrics(p) for p in at]
+    loss = np.array([m[0] for m in train])
+    result = {"t": ts.tolist(), "train_loss": loss.tolist(), "train_acc": [m[1] for m in train],
+              "barrier": barrier(loss, ts), "max_train_loss": float(loss.max())}
+    if val is not None:
+        measured = [val.metrics(p) for p in at]
+        result.update(val_loss=[m[0] for m in measured], val_acc=[m[1] for m in measured])
+    return result
+
+
+def _forever(obj: Objective):
+    """The objective's batches, round and round."""
+    while True:
+        yield from obj.batches()
+
+
+def fit_curve(obj: Objective, w_a: torch.Tensor, w_b: torch.Tensor, curve: str = "bezier", bends: int = 1,
+              steps: int = 500, lr: float = 1e-2, seed: int = 0) -> torch.Tensor:
+    """The bends minimizing E_t L(phi(t)), from points on the straight line (Adam; each step one t
+    and the next batch, at most CURVE_BATCH of its examples)."""
+    if obj.forward_fn is not None:
+        raise LossLabError("a curve is trained on loss(output, target): give the objective a loss, not a forward")
+    g = torch.Generator().manual_seed(seed)
+    start = torch.linspace(0, 1, bends + 2, dtype=obj.dtype, device=obj.device)[1:-1, None]
+    theta = ((1 - start) * w_a + start * w_b).clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([theta], lr=lr)
+    stream = _forever(obj)
+    for _ in range(steps):
+        x, y, *_ = next(stream)
+        t = torch.rand((), generator=g, dtype=obj.dtype).to(obj.device)
+        if len(x) > CURVE_BATCH:
+            idx = torch.randperm(len(x), generator=g)[:CURVE_BATCH].to(x.device)
+            x, y = x[idx], y[idx]
+        params = obj.unflatten(curve_weights(t, (w_a, w_b), theta, curve))
+        loss = obj.loss_fn(obj.outputs(params, x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return theta.detach()
+
+
+@dataclass
 class Connection:
-    """Two points of the same architecture (B evaluated on A's model, data and loss)."""
+    """The paths from A (t = 0) to B (t = 1): the straight line, the trained curve and, with
+    alignment, the straight line to B with its hidden units permuted onto A's."""
 
-    def __init__(self, a: Point, b: Point):
-        shapes = {n: tuple(p.shape) for n, p in a.params.items()}
-        if shapes != {n: tuple(p.shape) for n, p in b.params.items()} or a.cfg.model != b.cfg.model:
-            raise LossLabError(f"runs {a.run.path.name} and {b.run.path.name} have different architectures: "
-                               "a curve joins two weights of one model")
-        if a.cfg.task != b.cfg.task or a.cfg.task_seed != b.cfg.task_seed:
-            # B would be evaluated on A's split, whose validation examples B may have trained on
-            raise LossLabError(f"runs {a.run.path.name} and {b.run.path.name} were trained on different data "
-                               "(task or data seed): train both with the same --set data_seed=N")
-        self.a, self.like = a, a.params
-        self.w_a, self.w_b = flatten(a.params), flatten(b.params)
+    curve: str
+    bends: int
+    steps: int
+    lr: float
+    paths: dict[str, dict]
+    seconds: float = 0.0
 
-    def metrics(self, flat: torch.Tensor, split: str) -> tuple[float, float]:
-        params = unflatten(flat, self.like)
-        x, y = self.a.data(split)
-        with torch.no_grad():
-            out = torch.func.functional_call(self.a.model, params, (x,))
-            return float(self.a.loss_fn(out, y)), float(self.a.loss_fn.accuracy(out, y))
+    @property
+    def barriers(self) -> dict[str, float]:
+        return {k: p["barrier"] for k, p in self.paths.items()}
 
-    def along(self, path, points: int = 41) -> dict:
-        """Train loss, val loss and val accuracy at `points` values of t along path(t)."""
-        ts = np.linspace(0, 1, points)
-        train = [self.metrics(path(torch.tensor(t, dtype=self.w_a.dtype)), "train") for t in ts]
-        val = [self.metrics(path(torch.tensor(t, dtype=self.w_a.dtype)), "val") for t in ts]
-        train_loss = np.array([m[0] for m in train])
-        return {"t": ts.tolist(), "train_loss": train_loss.tolist(), "train_acc": [m[1] for m in train],
-                "val_loss": [m[0] for m in val], "val_acc": [m[1] for m in val],
-                "barrier": barrier(train_loss, ts), "max_train_loss": float(train_loss.max())}
+    def to_dict(self) -> dict:
+        return {"curve": self.curve, "bends": self.bends, "steps": self.steps, "lr": self.lr,
+                "barriers": self.barriers, "paths": self.paths, "seconds": self.seconds}
 
-    def line(self, w_b: torch.Tensor | None = None):
-        w_b = self.w_b if w_b is None else w_b
-        return lambda t: (1 - t) * self.w_a + t * w_b
 
-    def fit_curve(self, curve: str = "bezier", bends: int = 1, steps: int = 500, lr: float = 1e-2,
-                  batch_size: int | None = 1024, seed: int = 0) -> torch.Tensor:
-        """The bends minimizing E_t L(phi(t)), from points on the straight line (Adam, one t a step)."""
-        g = torch.Generator().manual_seed(seed)
-        start = torch.linspace(0, 1, bends + 2, dtype=self.w_a.dtype)[1:-1, None]
-        theta = ((1 - start) * self.w_a + start * self.w_b).clone().requires_grad_(True)
-        optimizer = torch.optim.Adam([theta], lr=lr)
-        x, y = self.a.data("train")
-        for _ in range(steps):
-            t = torch.rand((), generator=g, dtype=self.w_a.dtype)
-            if batch_size and batch_size < len(x):
-                idx = torch.randperm(len(x), generator=g)[:batch_size]
-                xb, yb = x[idx], y[idx]
-            else:
-                xb, yb = x, y
-            params = unflatten(curve_weights(t, (self.w_a, self.w_b), theta, curve), self.like)
-            loss = self.a.loss_fn(torch.func.functional_call(self.a.model, params, (xb,)), yb)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        return theta.detach()
+def connect(obj: Objective, state_a, state_b, curve: str = "bezier", bends: int = 1, steps: int = 500,
+            lr: float = 1e-2, points: int = 41, align: bool = False, val: Objective | None = None,
+            seed: int = 0) -> Connection:
+    """Mode connectivity between two state_dicts of the objective's model (see the module): loss
+    and accuracy along each path (on `obj`, and on `val` if given) and their barriers."""
+    if curve not in CURVES:
+        raise LossLabError(f"curve must be one of {', '.join(CURVES)}, got {curve!r}")
+    if bends < 1 or steps < 1:
+        raise LossLabError("bends and steps must be at least 1")
+    started = time.perf_counter()
+    w_a, w_b = flat_state(obj, state_a, "state A"), flat_state(obj, state_b, "state B")
+    paths = {"line": along(obj, lambda t: (1 - t) * w_a + t * w_b, points, val)}
+    if align:
+        aligned = flat_state(obj, match_weights(obj.model, obj.unflatten(w_a), obj.unflatten(w_b)), "state B")
+        paths["aligned line"] = along(obj, lambda t: (1 - t) * w_a + t * aligned, points, val)
+    theta = fit_curve(obj, w_a, w_b, curve, bends, steps, lr, seed)
+    paths[curve] = along(obj, lambda t: curve_weights(t, (w_a, w_b), theta, curve), points, val)
+    return Connection(curve, bends, steps, lr, paths, round(time.perf_counter() - started, 3))
 
 
 # ---------------------------------------------------------------- weight matching
@@ -130,10 +162,10 @@ def match_weights(model: nn.Module, a: dict[str, torch.Tensor], b: dict[str, tor
             sim = a[f"{inner}.weight"] @ b[f"{inner}.weight"].T + a[f"{outer}.weight"].T @ b[f"{outer}.weight"]
             if f"{inner}.bias" in a:
                 sim = sim + torch.outer(a[f"{inner}.bias"], b[f"{inner}.bias"])
-            _, perm = linear_sum_assignment(sim.double().numpy(), maximize=True)
+            _, perm = linear_sum_assignment(sim.double().cpu().numpy(), maximize=True)
             if np.any(perm != np.arange(len(perm))):
                 changed = True
-                perm = torch.from_numpy(perm)
+                perm = torch.from_numpy(perm).to(sim.device)
                 b[f"{inner}.weight"] = b[f"{inner}.weight"][perm]
                 if f"{inner}.bias" in b:
                     b[f"{inner}.bias"] = b[f"{inner}.bias"][perm]
@@ -141,30 +173,3 @@ def match_weights(model: nn.Module, a: dict[str, torch.Tensor], b: dict[str, tor
         if not changed:
             break
     return b
-
-
-def connect_report(a: Point, b: Point, curve: str = "bezier", bends: int = 1, steps: int = 500, lr: float = 1e-2,
-                   align: bool = False, points: int = 41, seed: int = 0) -> dict:
-    """Loss and accuracy along the straight line, the trained curve and (with `align`) the line to
-    B permuted onto A, their barriers, and the figure; saved with run A."""
-    from losslab.analysis.figures import connectivity_figure
-    from losslab.analysis.reports import _save
-
-    if curve not in CURVES:
-        raise LossLabError(f"--curve must be one of {', '.join(CURVES)}, got {curve!r}")
-    if bends < 1 or steps < 1:
-        raise LossLabError("--bends and --steps must be at least 1")
-    c = Connection(a, b)
-    paths = {"line": c.along(c.line(), points)}
-    if align:
-        aligned = flatten(match_weights(a.model, a.params, unflatten(c.w_b, c.like)))
-        paths["aligned line"] = c.along(c.line(aligned), points)
-    theta = c.fit_curve(curve, bends, steps, lr, seed=seed)
-    paths[curve] = c.along(lambda t: curve_weights(t, (c.w_a, c.w_b), theta, curve), points)
-    name = f"connect_{b.run.path.name}_{curve}{bends}"  # one file per kind of curve: none replaces another
-    figure = connectivity_figure(paths, f"{a.run.path.name} (t=0) to {b.run.path.name} (t=1)",
-                                 a.run.figure_dir / f"{name}.png")
-    return _save(a, name, {"run_a": a.run.path.name, "run_b": b.run.path.name, "step_a": a.step, "step_b": b.step,
-                           "curve": curve, "bends": bends, "steps": steps, "lr": lr,
-                           "barriers": {k: p["barrier"] for k, p in paths.items()}, "paths": paths,
-                           "figure": str(figure)})

@@ -1,41 +1,40 @@
-"""Directions in weight space from a checkpoint theta, for loss surfaces theta + a d1 + b d2.
+"""Directions in weight space from the objective's point theta, for loss surfaces theta + a d1 + b d2.
+Each is a flat vector over the objective's parameters, on its device (obj.unflatten gives the
+tensors back).
 
-Names, as the `landscape` command takes them:
-
-- random: zero-mean Gaussian, normalized filter by filter (Li et al. 2018: each filter --
-  a row of a weight matrix -- rescaled to the norm of the same filter of theta), or per
-  layer, or not at all; 1D parameters (biases, norm gains) are zero unless included.
-  Drawn from a seed, so a surface can be repeated over seeds.
-- init: theta_0 - theta;  final: theta_last - theta;  checkpoint:STEP: theta_STEP - theta;
-  run:RUN[@STEP]: the other run's weights - theta (the straight path between two minima).
-- step: theta_{t+1} - theta_t, the training step the run takes from this checkpoint.
-- pca1, pca2, ...: principal directions of the stored trajectory (its checkpoints).
-- hessian1, hessian2, ...: eigenvectors of the top Hessian eigenvalues.
+- random_direction: zero-mean Gaussian, normalized filter by filter (Li et al. 2018: each filter
+  -- a row of a weight matrix, a kernel of a convolution -- rescaled to the norm of the same
+  filter of theta), per layer, or not at all; 1D parameters (biases, norm gains) are zero unless
+  included. Drawn from a seed, so a surface can be repeated over seeds.
+- direction_to: another state_dict of the same architecture minus theta (toward another minimum,
+  the initialization, a later checkpoint).
+- trajectory_directions: the principal directions of a trajectory (a list of state_dicts), with
+  the fraction of its variance each explains.
+- hessian_directions: the eigenvectors of the top Hessian eigenvalues.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import torch
 
-from losslab.analysis.hessian import Hessian, extreme_eigenpairs
-from losslab.analysis.point import Point, checkpoint_paths, flatten, load_point, unflatten
+from losslab.analysis.curvature import hessian_eigenvalues
+from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
-from losslab.store import RunStore
 
-Direction = dict[str, torch.Tensor]
 NORMALIZATIONS = ("filter", "layer", "none")
 
 
-def random_direction(params: Direction, seed: int, normalization: str = "filter",
-                     include_biases: bool = False) -> Direction:
+def random_direction(obj: Objective, seed: int = 0, normalization: str = "filter",
+                     include_biases: bool = False) -> torch.Tensor:
     if normalization not in NORMALIZATIONS:
         raise LossLabError(f"unknown normalization {normalization!r} (known: {', '.join(NORMALIZATIONS)})")
-    g = torch.Generator().manual_seed(seed)
-    out = {}
-    for name, w in params.items():
-        d = torch.randn(w.shape, generator=g, dtype=w.dtype)
+    g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same direction on every device
+    pieces = []
+    for w in obj.params.values():
+        d = torch.randn(w.shape, generator=g, dtype=torch.float64).to(w.device, w.dtype)
         if w.ndim < 2 and not include_biases:
             d.zero_()
         elif normalization == "filter" and w.ndim >= 2:  # each filter (row) to the norm of theta's
@@ -44,76 +43,54 @@ def random_direction(params: Direction, seed: int, normalization: str = "filter"
                  ).view(w.shape)
         elif normalization != "none":  # a layer (or a 1D parameter) as a whole
             d = d * (w.norm() / d.norm().clamp_min(1e-30))
-        out[name] = d
-    return out
+        pieces.append(d.flatten())
+    return torch.cat(pieces)
 
 
-def difference(target: Direction, params: Direction) -> Direction:
-    return {n: target[n] - params[n] for n in params}
+def flat_state(obj: Objective, state: Mapping[str, torch.Tensor], what: str) -> torch.Tensor:
+    """A state_dict's weights of the objective's parameters, flat, on its device; refused unless
+    it holds each of them with its shape."""
+    missing = [n for n in obj.params if n not in state]
+    wrong = [n for n, p in obj.params.items() if n in state and tuple(state[n].shape) != tuple(p.shape)]
+    if missing or wrong:
+        shown = ", ".join([*(f"{n} missing" for n in missing[:3]),
+                           *(f"{n} {tuple(state[n].shape)} not {tuple(obj.params[n].shape)}" for n in wrong[:3])])
+        raise LossLabError(f"{what} is not a state of this model ({shown})")
+    return torch.cat([state[n].detach().reshape(-1).to(obj.device, obj.dtype) for n in obj.params])
 
 
-def _weights(point: Point, step: int) -> Direction:
-    return load_point(point.run, step).params
+def direction_to(obj: Objective, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """state - theta: toward another state_dict of the same model."""
+    return flat_state(obj, state, "the target") - obj.flatten(obj.params)
 
 
-def trajectory_matrix(point: Point) -> tuple[list[int], torch.Tensor]:
-    """The stored checkpoints as rows (steps, flattened weights)."""
-    steps = list(checkpoint_paths(point.run))
-    rows = [flatten(_weights(point, s)) for s in steps]
-    return steps, torch.stack(rows)
+def _load_state(state: Mapping[str, torch.Tensor] | str | Path) -> Mapping[str, torch.Tensor]:
+    """A state_dict, or one read from a checkpoint file (weights only: loading runs no code; a
+    losslab checkpoint's model, or a bare state_dict)."""
+    if not isinstance(state, str | Path):
+        return state
+    try:
+        loaded = torch.load(state, weights_only=True, map_location="cpu")
+    except Exception as e:  # noqa: BLE001 - any unreadable file: one line naming it
+        raise LossLabError(f"cannot read a state_dict from {state} ({str(e).splitlines()[0]})") from None
+    return loaded["model"] if isinstance(loaded, dict) and isinstance(loaded.get("model"), dict) else loaded
 
 
-def principal_directions(point: Point, k: int) -> tuple[list[Direction], list[float]]:
-    """The top-k principal directions of the trajectory and the fraction of its variance each explains."""
-    steps, rows = trajectory_matrix(point)
-    if len(steps) < k + 1:
-        raise LossLabError(f"run {point.run.path.name} stored {len(steps)} checkpoints: too few for {k} "
-                           f"principal directions")
-    centered = rows.double() - rows.double().mean(0)
+def trajectory_directions(obj: Objective, states: Sequence[Mapping[str, torch.Tensor] | str | Path],
+                          k: int = 2) -> tuple[list[torch.Tensor], list[float]]:
+    """The top-k principal directions of a trajectory (state_dicts, or checkpoint files) and the
+    fraction of its variance each explains (SVD of the centered states, float64)."""
+    if len(states) < k + 1:
+        raise LossLabError(f"a trajectory of {len(states)} states: too few for {k} principal directions")
+    rows = torch.stack([flat_state(obj, _load_state(s), f"state {i} of the trajectory")
+                        for i, s in enumerate(states)]).double()
+    centered = rows - rows.mean(0)
     _, s, vh = torch.linalg.svd(centered, full_matrices=False)
     explained = (s**2 / (s**2).sum()).tolist()
-    return [unflatten(vh[i].to(rows.dtype), point.params) for i in range(k)], explained[:k]
+    return [vh[i].to(obj.dtype) for i in range(k)], explained[:k]
 
 
-def training_step(point: Point) -> Direction:
-    """theta_{t+1} - theta_t: the run's next step from this checkpoint, its optimizer state restored."""
-    from losslab.train.loop import Trainer
-
-    trainer = Trainer(point.cfg, point.run, RunStore(point.run.path.parent))
-    state = point.run.load_checkpoint(checkpoint_paths(point.run)[point.step])
-    trainer.restore(state, [], {})
-    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
-    trainer.take_step()
-    return {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
-
-
-def resolve_direction(point: Point, spec: str, seed: int = 0, normalization: str = "filter",
-                      include_biases: bool = False, split: str = "train") -> Direction:
-    """The direction named `spec` (see the module's docstring) at `point`."""
-    params = point.params
-    steps = checkpoint_paths(point.run)
-    if spec == "random":
-        return random_direction(params, seed, normalization, include_biases)
-    if spec in ("init", "final"):
-        step = 0 if spec == "init" else max(steps)
-        if step not in steps:
-            raise LossLabError(f"direction {spec}: run {point.run.path.name} stored no checkpoint at step {step}")
-        return difference(_weights(point, step), params)
-    if m := re.fullmatch(r"checkpoint:(\d+)", spec):
-        return difference(_weights(point, int(m.group(1))), params)
-    if m := re.fullmatch(r"run:([^@]+)(?:@(\d+))?", spec):
-        other = load_point(RunStore(point.run.path.parent).find(m.group(1)), int(m.group(2)) if m.group(2) else None)
-        if {n: p.shape for n, p in other.params.items()} != {n: p.shape for n, p in params.items()}:
-            raise LossLabError(f"direction {spec}: run {other.run.path.name} has another architecture")
-        return difference(other.params, params)
-    if spec == "step":
-        return training_step(point)
-    if m := re.fullmatch(r"pca(\d+)", spec):
-        i = int(m.group(1))
-        return principal_directions(point, max(i, 1))[0][i - 1]
-    if m := re.fullmatch(r"hessian(\d+)", spec):
-        i = int(m.group(1))
-        eig = extreme_eigenpairs(Hessian(lambda p: point.loss(p, split), params), k=max(i, 1), which="top")
-        return unflatten(torch.from_numpy(eig.vectors[:, -i]), params)
-    raise LossLabError(f"unknown direction {spec!r} (random, init, final, checkpoint:STEP, run:RUN[@STEP], "
-                       f"step, pcaN, hessianN)")
+def hessian_directions(obj: Objective, k: int = 1) -> list[torch.Tensor]:
+    """The eigenvectors of the k largest Hessian eigenvalues, largest first."""
+    spectrum = hessian_eigenvalues(obj, k=k, which="top")
+    return [torch.from_numpy(spectrum.top_vectors[:, i].copy()).to(obj.device, obj.dtype) for i in range(k)]

@@ -1,76 +1,80 @@
-"""Figures of analyses: Hessian spectral density, loss surfaces."""
+"""Figures of analyses: each takes a result and returns a matplotlib Figure (or a plotly one for
+3D), without writing anything: saving is the store's (losslab.store.files.save_figure)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
-from losslab.analysis.hessian import Density  # noqa: E402
+from losslab.analysis.curvature import Density  # noqa: E402
 
 
-def density_figure(density: Density, extremes: list[float], title: str, path: Path) -> Path:
+def density_figure(density: Density, extremes: list[float], title: str) -> Figure:
     """The SLQ density on a log scale, the computed extreme eigenvalues marked."""
     lo, hi = float(density.nodes.min()), float(density.nodes.max())
     pad = 0.05 * (hi - lo or 1.0)
     grid = np.linspace(lo - pad, hi + pad, 2000)
     sigma = max((hi - lo) / 200, 1e-8)
     fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
-    ax.semilogy(grid, np.maximum(density.smoothed(grid, sigma), 1e-12))
-    for value in extremes:
-        ax.axvline(value, color="tab:red", lw=0.8, ls="--")
-    ax.set(xlabel="eigenvalue", ylabel="density", title=title, ylim=(1e-8, None))
+    ax.semilogy(grid, np.maximum(density.smoothed(grid, sigma), 1e-12), label="SLQ density")
+    for i, value in enumerate(extremes):
+        ax.axvline(value, color="tab:red", lw=0.8, ls="--", label="extreme eigenvalues (Lanczos)" if i == 0 else None)
+    ax.set(xlabel="eigenvalue", ylabel="density", ylim=(1e-8, None))
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def line_figure(alphas: np.ndarray, lines: list[tuple[str, np.ndarray, np.ndarray]], title: str, xlabel: str,
-                path: Path) -> Path:
-    """Loss and accuracy along a line, one curve per (label, loss, acc)."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+def line_figure(alphas: np.ndarray, lines: list[tuple[str, np.ndarray, np.ndarray | None]], title: str,
+                xlabel: str) -> Figure:
+    """Loss (and accuracy, where measured) along a line, one curve per (label, loss, acc)."""
+    with_acc = all(acc is not None for _, _, acc in lines)
+    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6, 4), constrained_layout=True,
+                             squeeze=False)
+    axes = axes[0]
     for label, loss, acc in lines:
         axes[0].plot(alphas, loss, label=label)
-        axes[1].plot(alphas, acc, label=label)
+        if with_acc:
+            axes[1].plot(alphas, acc, label=label)
     axes[0].set(xlabel=xlabel, ylabel="loss", yscale="log", title="loss")
-    axes[1].set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title="accuracy")
+    if with_acc:
+        axes[1].set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title="accuracy")
     for ax in axes:
         ax.axvline(0, color="k", lw=0.8, ls=":")
         ax.grid(alpha=0.3)
     if len(lines) > 1:
         axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: np.ndarray, title: str,
-                 labels: tuple[str, str], path: Path) -> Path:
-    """Contours of log10 loss and a heatmap of accuracy over the plane; the point itself marked."""
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), constrained_layout=True)
+def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: np.ndarray | None, title: str,
+                 labels: tuple[str, str]) -> Figure:
+    """Contours of log10 loss and (where measured) a heatmap of accuracy over the plane; the
+    point itself marked."""
+    fig, axes = plt.subplots(1, 1 if acc is None else 2, figsize=(6 if acc is None else 11, 4.5),
+                             constrained_layout=True, squeeze=False)
+    axes = axes[0]
     b, a = np.meshgrid(betas, alphas)
     filled = axes[0].contourf(a, b, np.log10(np.maximum(loss, 1e-12)), levels=30, cmap="viridis")
     axes[0].contour(a, b, np.log10(np.maximum(loss, 1e-12)), levels=15, colors="k", linewidths=0.3)
     fig.colorbar(filled, ax=axes[0], label="log10 loss")
-    mesh = axes[1].pcolormesh(a, b, acc, cmap="magma", vmin=0, vmax=1, shading="nearest")
-    fig.colorbar(mesh, ax=axes[1], label="accuracy")
+    if acc is not None:
+        mesh = axes[1].pcolormesh(a, b, acc, cmap="magma", vmin=0, vmax=1, shading="nearest")
+        fig.colorbar(mesh, ax=axes[1], label="accuracy")
     for ax in axes:
         ax.plot(0, 0, "r*", ms=10)
         ax.set(xlabel=labels[0], ylabel=labels[1])
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray, title: str,
-                       path: Path) -> Path:
+def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray, title: str) -> Figure:
     """The same line at every checkpoint: alpha against step, colored by loss and accuracy."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     x = np.arange(len(steps))
@@ -82,13 +86,10 @@ def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, a
         ax.set_xticks(ticks, [str(steps[t]) for t in ticks], rotation=45)
         ax.set(xlabel="checkpoint step", ylabel="alpha")
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[float], title: str,
-                      path: Path) -> Path:
+def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[float], title: str) -> Figure:
     """The checkpoints projected on the trajectory's first two principal directions."""
     fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
     ax.plot(projected[:, 0], projected[:, 1], "-", color="0.6", lw=1)
@@ -97,13 +98,10 @@ def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[f
     ax.set(xlabel=f"PC1 ({explained[0]:.1%} of the variance)", ylabel=f"PC2 ({explained[1]:.1%})",
            title=f"{title}: trajectory")
     ax.grid(alpha=0.3)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def plane_3d(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, title: str, labels: tuple[str, str],
-             path: Path) -> Path:
+def plane_3d(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, title: str, labels: tuple[str, str]) -> Figure:
     """The plane's log10 loss as an interactive 3D surface: one self-contained HTML file
     (plotly.js inlined, so it opens without a network), the checkpoint marked."""
     import plotly.graph_objects as go
@@ -115,11 +113,10 @@ def plane_3d(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, title: str
                                   marker={"color": "red", "size": 5}, name="checkpoint")])
     fig.update_layout(title=title, scene={"xaxis_title": labels[1], "yaxis_title": labels[0],
                                           "zaxis_title": "log10 loss"})
-    fig.write_html(path, include_plotlyjs=True, full_html=True)
-    return path
+    return fig
 
 
-def connectivity_figure(paths: dict[str, dict], title: str, path: Path) -> Path:
+def connectivity_figure(paths: dict[str, dict], title: str) -> Figure:
     """Train loss and validation accuracy along each path from A (t = 0) to B (t = 1)."""
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for name, p in paths.items():
@@ -129,12 +126,10 @@ def connectivity_figure(paths: dict[str, dict], title: str, path: Path) -> Path:
     ax_acc.set(xlabel="t", ylabel="validation accuracy", ylim=(0, 1.02))
     ax_loss.legend()
     ax_acc.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def double_descent_figure(result: dict, path: Path) -> Path:
+def double_descent_figure(result: dict) -> Figure:
     """Test and train risk against the number of random features, the threshold N = n marked."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     ax.plot(result["features"], result["test_risk"], "o-", label="test risk")
@@ -144,12 +139,10 @@ def double_descent_figure(result: dict, path: Path) -> Path:
     ax.set(xscale="log", yscale="symlog", xlabel="random features N", ylabel="mean squared error",
            title="model-wise double descent (min-norm random-features regression)")
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def width_double_descent_figure(result: dict, path: Path) -> Path:
+def width_double_descent_figure(result: dict) -> Figure:
     """Test cross-entropy, and train and test error, against the width of the MLP; the smallest
     width that fits the noisy training set marked."""
     fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
@@ -166,12 +159,10 @@ def width_double_descent_figure(result: dict, path: Path) -> Path:
     error_ax.set(ylabel="error")
     fig.suptitle(f"model-wise double descent: MLPs on digits, n = {result['n_train']}, "
                  f"{result['label_noise']:.0%} of labels flipped")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def epochwise_figure(steps, values, found: dict | None, title: str, path: Path) -> Path:
+def epochwise_figure(steps, values, found: dict | None, title: str) -> Figure:
     fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     ax.plot([max(s, 1) for s in steps], values, color="tab:red", label="validation loss")
     for key, style in (("first_minimum", "tab:green"), ("peak", "tab:orange"), ("second_descent", "tab:blue")):
@@ -179,29 +170,25 @@ def epochwise_figure(steps, values, found: dict | None, title: str, path: Path) 
             ax.axvline(max(found[key], 1), color=style, ls=":", label=key.replace("_", " "))
     ax.set(xscale="log", xlabel="step", ylabel="validation loss", title=title)
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
-def representation_figures(result: dict, folder: Path) -> list[Path]:
-    """t-SNE panels, the density of the output-layer weights per step, and the weight norms."""
+def representation_figures(result: dict) -> dict[str, Figure]:
+    """t-SNE panels, the density of the output-layer weights per step, and the weight norms, by
+    the name of their file."""
     from scipy.stats import gaussian_kde
 
     panels = result["panels"]
     colors = np.array(result["colors"])
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), constrained_layout=True,
-                             squeeze=False)
+    tsne, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), constrained_layout=True,
+                              squeeze=False)
     for ax, panel in zip(axes[0], panels):
         e = np.array(panel["embedding"])
         ax.scatter(e[:, 0], e[:, 1], c=colors, cmap="tab10", s=6)
         ax.set(title=f"step {panel['step']}", xticks=[], yticks=[])
-    fig.suptitle(f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}")
-    tsne = folder / "representations.png"
-    fig.savefig(tsne, dpi=110)
-    plt.close(fig)
+    tsne.suptitle(f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}")
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    kde, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
     cmap = plt.get_cmap("viridis")
     for i, (step, values) in enumerate(result["output_weights"].items()):
         values = np.array(values)
@@ -210,11 +197,8 @@ def representation_figures(result: dict, folder: Path) -> list[Path]:
         ax.plot(grid, density, color=cmap(i / max(len(result["output_weights"]) - 1, 1)), label=f"step {step}")
     ax.set(xlabel=f"{result['layer']}.weight values", ylabel="density", title="output-layer weights (KDE)")
     ax.legend(fontsize=7)
-    kde = folder / "output_weights_kde.png"
-    fig.savefig(kde, dpi=110)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    norms, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for name, rows in result["norms"].items():
         steps, fro, spec = zip(*rows)
         steps = [max(s, 1) for s in steps]
@@ -226,7 +210,4 @@ def representation_figures(result: dict, folder: Path) -> list[Path]:
             if result["events"].get(event) is not None:
                 ax.axvline(max(result["events"][event], 1), color=color, ls=":", label=event)
         ax.legend(fontsize=7)
-    norms = folder / "layer_norms.png"
-    fig.savefig(norms, dpi=110)
-    plt.close(fig)
-    return [tsne, kde, norms]
+    return {"representations.png": tsne, "output_weights_kde.png": kde, "layer_norms.png": norms}

@@ -6,93 +6,145 @@
   minimum it is rho^2 lambda_max / 2.
 - Keskar et al. (2017): 100 * (max over the box |eps_i| <= eps (|w_i| + 1) of L(w + eps) - L(w))
   / (1 + L(w)), by projected ascent with sign steps (the box's geometry).
-- Preconditioned sharpness (Cohen et al. 2022): lambda_max(P^-1 H) for Adam's
-  preconditioner P = diag(sqrt(v_hat) + eps), with the stability threshold
-  (2 + 2 beta1) / ((1 - beta1) lr) it is compared to; and for Shampoo's
-  P^-1 = L^-1/4 (x) R^-1/4 (its stored roots; AdaGrad's diagonal on vectors), without the
-  per-layer rescaling of grafting, against 2 / lr.
+- Preconditioned sharpness (Cohen et al. 2022): lambda_max(P^-1 H) for the preconditioner of a
+  torch optimizer, read from its own state: Adam and AdamW, P = diag(sqrt(v_hat) + eps), against
+  the stability threshold (2 + 2 beta1) / ((1 - beta1) lr); losslab's Shampoo,
+  P^-1 = L^-1/4 (x) R^-1/4 (its stored roots; AdaGrad's diagonal on vectors), without grafting's
+  per-layer rescaling, against 2 / lr.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
-from losslab.analysis.hessian import Hessian
-from losslab.analysis.point import flatten, unflatten
-
-Params = dict[str, torch.Tensor]
-
-
-def _value_and_grad(loss_of: Callable[[Params], torch.Tensor], params: Params, eps: torch.Tensor):
-    e = eps.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        value = loss_of({n: p + d for (n, p), d in zip(params.items(), unflatten(e, params).values())})
-        (g,) = torch.autograd.grad(value, e)
-    return float(value.detach()), g
+from losslab.analysis.curvature import HessianOperator
+from losslab.analysis.objective import Objective
+from losslab.errors import LossLabError
 
 
-def sam_sharpness(loss_of: Callable[[Params], torch.Tensor], params: Params, rho: float = 0.05, steps: int = 20,
-                  restarts: int = 3, seed: int = 0) -> dict:
-    w = flatten(params)
-    base, g0 = _value_and_grad(loss_of, params, torch.zeros_like(w))
-    gen = torch.Generator().manual_seed(seed)
-    starts = [rho * g0 / g0.norm()] if g0.norm() > 0 else []  # at an exact minimum g = 0: random starts only
-    starts += [rho * (r := torch.randn(w.shape, generator=gen, dtype=w.dtype)) / r.norm() for _ in range(restarts)]
+@dataclass
+class Sharpness:
+    measure: str  # "sam" or "keskar"
+    radius: float  # rho, or Keskar's eps
+    sharpness: float
+    loss: float
+    steps: int
+    starts: int
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _shifted_value_and_grad(obj: Objective, eps: torch.Tensor) -> tuple[float, torch.Tensor]:
+    return obj.value_and_grad(obj.shifted(eps))
+
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    """v / ||v||, or 0 for a zero (or underflowing) v: no 1e-12 added to the norm, which would
+    shrink the step of a float32 gradient of norm ~1e-15 to a fraction of its length."""
+    norm = v.norm()
+    return v / norm if float(norm) > 0 else torch.zeros_like(v)
+
+
+def sam_sharpness(obj: Objective, rho: float = 0.05, steps: int = 20, restarts: int = 3, seed: int = 0) -> Sharpness:
+    """SAM's sharpness at the objective's point (see the module)."""
+    if not rho > 0:
+        raise LossLabError(f"rho must be > 0, got {rho}")
+    started = time.perf_counter()
+    w = obj.flatten(obj.params)
+    base, g0 = _shifted_value_and_grad(obj, torch.zeros_like(w))
+    gen = torch.Generator(device=w.device).manual_seed(seed)
+    starts = [rho * _unit(g0)] if float(g0.norm()) > 0 else []  # at an exact minimum g = 0: random starts only
+    starts += [rho * _unit(torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype))
+               for _ in range(restarts)]
     best = 0.0
     for eps in starts:
         for _ in range(steps):
-            value, g = _value_and_grad(loss_of, params, eps)
+            value, g = _shifted_value_and_grad(obj, eps)
             best = max(best, value - base)
-            eps = eps + (rho / 4) * g / g.norm().clamp_min(1e-30)
-            eps = eps * min(1.0, rho / max(float(eps.norm()), 1e-30))
-        best = max(best, _value_and_grad(loss_of, params, eps)[0] - base)
-    return {"rho": rho, "sharpness": best, "loss": base, "steps": steps, "starts": len(starts)}
+            eps = eps + (rho / 4) * _unit(g)
+            eps = eps * min(1.0, rho / max(float(eps.norm()), 1e-300))
+        best = max(best, obj.loss(obj.shifted(eps)) - base)
+    return Sharpness("sam", rho, best, base, steps, len(starts), round(time.perf_counter() - started, 3))
 
 
-def keskar_sharpness(loss_of: Callable[[Params], torch.Tensor], params: Params, eps: float = 1e-3,
-                     steps: int = 20, seed: int = 0) -> dict:
-    w = flatten(params)
+def keskar_sharpness(obj: Objective, eps: float = 1e-3, steps: int = 20, seed: int = 0) -> Sharpness:
+    """Keskar et al.'s sharpness at the objective's point (see the module)."""
+    if not eps > 0:
+        raise LossLabError(f"eps must be > 0, got {eps}")
+    started = time.perf_counter()
+    w = obj.flatten(obj.params)
     box = eps * (w.abs() + 1)
-    base, _ = _value_and_grad(loss_of, params, torch.zeros_like(w))
-    gen = torch.Generator().manual_seed(seed)
-    delta = box * (2 * torch.rand(w.shape, generator=gen, dtype=w.dtype) - 1)  # at a minimum the gradient is 0
-    best, g = _value_and_grad(loss_of, params, delta)
+    base = obj.value
+    gen = torch.Generator(device=w.device).manual_seed(seed)
+    delta = box * (2 * torch.rand(w.shape, generator=gen, device=w.device, dtype=w.dtype) - 1)  # at a minimum g = 0
+    best, g = _shifted_value_and_grad(obj, delta)
     for _ in range(steps):
         delta = torch.clamp(delta + (box / 4) * g.sign(), -box, box)
-        value, g = _value_and_grad(loss_of, params, delta)
+        value, g = _shifted_value_and_grad(obj, delta)
         best = max(best, value)
-    return {"eps": eps, "sharpness": 100 * (best - base) / (1 + base), "loss": base, "steps": steps}
+    return Sharpness("keskar", eps, 100 * (best - base) / (1 + base), base, steps, 1,
+                     round(time.perf_counter() - started, 3))
 
 
-def adam_preconditioned_sharpness(h: Hessian, optimizer_state: dict) -> dict:
-    """lambda_max(P^-1 H) = lambda_max(P^-1/2 H P^-1/2), P from Adam's bias-corrected second
-    moments in a torch.optim Adam/AdamW state dict (one group, parameters in model order)."""
-    state, group = optimizer_state["state"], optimizer_state["param_groups"][0]
-    if len(group["params"]) != len(h.sizes) or not state or "exp_avg_sq" not in state[group["params"][0]]:
-        raise ValueError("the optimizer state holds no Adam second moments for these parameters")
-    beta1, beta2 = group["betas"]
-    lr, eps = float(group["lr"]), group["eps"]
-    step = float(state[group["params"][0]]["step"])
-    p = torch.cat([(state[i]["exp_avg_sq"].flatten() / (1 - beta2**step)).sqrt() + eps for i in group["params"]])
-    scale = p.double().rsqrt()
-    value = _symmetrized_max(h, lambda v: scale * v)
-    return {"preconditioned_lambda_max": value, "threshold": (2 + 2 * beta1) / ((1 - beta1) * lr),
-            "adam_step": int(step)}
+# ---------------------------------------------------------------- preconditioned
 
 
-def _symmetrized_max(h: Hessian, apply_inverse_sqrt) -> float:
-    """lambda_max(P^-1/2 H P^-1/2) given v -> P^-1/2 v on flat float64 vectors."""
+@dataclass
+class Preconditioned:
+    optimizer: str
+    lambda_max: float  # of P^-1 H
+    threshold: float  # where it is compared: the adaptive edge of stability
+    products: int
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _symmetrized_max(h: HessianOperator, apply_inverse_sqrt: Callable[[torch.Tensor], torch.Tensor]) -> float:
+    """lambda_max(P^-1/2 H P^-1/2) given v -> P^-1/2 v on flat vectors (on the device)."""
     def matvec(x):
-        v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel())
-        return apply_inverse_sqrt(h @ apply_inverse_sqrt(v)).numpy()
+        v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel()).to(h.device)
+        return apply_inverse_sqrt(h @ apply_inverse_sqrt(v)).cpu().numpy()
     op = LinearOperator((h.size, h.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
     with threadpool_limits(1, user_api="blas"):
         return float(eigsh(op, k=1, which="LA", tol=1e-6, v0=np.random.default_rng(0).standard_normal(h.size))[0][0])
+
+
+def _states(obj: Objective, optimizer: torch.optim.Optimizer) -> tuple[list[dict], dict]:
+    """The optimizer's state of each of the objective's parameters (in its order), and the
+    hyperparameters of the group that holds them (one group for all)."""
+    names = {id(p): n for n, p in obj.model.named_parameters()}
+    groups = {names.get(id(p)): g for g in optimizer.param_groups for p in g["params"]}
+    if not set(obj.params) <= set(groups):
+        raise LossLabError("the optimizer does not hold every parameter of the objective")
+    if len({id(groups[n]) for n in obj.params}) > 1:
+        raise LossLabError("the objective's parameters are in several param groups: one preconditioner is read "
+                           "from one group")
+    by_name = {names[id(p)]: optimizer.state.get(p, {}) for g in optimizer.param_groups for p in g["params"]}
+    states = [by_name[n] for n in obj.params]
+    if not all(states):
+        raise LossLabError("the optimizer has no state yet (its preconditioner exists after its first step)")
+    return states, groups[next(iter(obj.params))]
+
+
+def _adam(h: HessianOperator, states: list[dict], group: dict) -> tuple[Callable, float]:
+    beta1, beta2 = group["betas"]
+    if "exp_avg_sq" not in states[0]:
+        raise LossLabError("the optimizer's state holds no Adam second moments")
+    step = float(states[0]["step"])
+    p = torch.cat([(s["exp_avg_sq"].flatten() / (1 - beta2**step)).sqrt() + group["eps"] for s in states])
+    scale = p.to(h.device, torch.float64).rsqrt()
+    return (lambda v: scale * v), (2 + 2 * beta1) / ((1 - beta1) * float(group["lr"]))
 
 
 def _sqrt_spd(m: torch.Tensor) -> torch.Tensor:
@@ -100,24 +152,21 @@ def _sqrt_spd(m: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
-def shampoo_preconditioned_sharpness(h: Hessian, optimizer_state: dict) -> dict:
-    """lambda_max(P^-1 H) for Shampoo's preconditioner as stored in its state dict."""
-    state, group = optimizer_state["state"], optimizer_state["param_groups"][0]
-    if len(group["params"]) != len(h.sizes) or not state:
-        raise ValueError("the optimizer state holds no Shampoo statistics for these parameters")
+def _shampoo(h: HessianOperator, states: list[dict], group: dict) -> tuple[Callable, float]:
     factors = []  # per parameter: (left, right) square roots of the roots, or the diagonal scale
-    for i, shape in zip(group["params"], h.shapes):
-        s = state[i]
+    for s, p in zip(states, h.obj.params.values()):
         if "L_root" in s or "R_root" in s:
-            left = _sqrt_spd(s["L_root"]) if "L_root" in s else None
-            right = _sqrt_spd(s["R_root"]) if "R_root" in s else None
-            factors.append((left, right, shape))
+            left = _sqrt_spd(s["L_root"]).to(h.device) if "L_root" in s else None
+            right = _sqrt_spd(s["R_root"]).to(h.device) if "R_root" in s else None
+            factors.append((left, right, p.shape))
         else:
-            factors.append(((s["diagonal"].double().sqrt() + group["graft_eps"]).rsqrt().flatten(), None, None))
+            factors.append(((s["diagonal"].double().sqrt() + group["graft_eps"]).rsqrt().flatten().to(h.device),
+                            None, None))
+    sizes = [p.numel() for p in h.obj.params.values()]
 
     def apply(v: torch.Tensor) -> torch.Tensor:
         out = []
-        for (a, b, shape), piece in zip(factors, v.split(h.sizes)):
+        for (a, b, shape), piece in zip(factors, v.split(sizes)):
             if shape is None:
                 out.append(a * piece)
                 continue
@@ -126,10 +175,27 @@ def shampoo_preconditioned_sharpness(h: Hessian, optimizer_state: dict) -> dict:
             m = m @ b if b is not None else m
             out.append(m.flatten())
         return torch.cat(out)
-    lr = float(group["lr"])
-    return {"preconditioned_lambda_max": _symmetrized_max(h, apply), "threshold": 2 / lr}
+    return apply, 2 / float(group["lr"])
 
 
-# optimizer name (as in configs) -> lambda_max(P^-1 H) from its state dict
-PRECONDITIONED = {"adam": adam_preconditioned_sharpness, "adamw": adam_preconditioned_sharpness,
-                  "shampoo": shampoo_preconditioned_sharpness}
+def _preconditioners() -> dict[type, tuple[str, Callable]]:
+    from losslab.optim.shampoo import Shampoo
+
+    return {torch.optim.Adam: ("adam", _adam), torch.optim.AdamW: ("adamw", _adam), Shampoo: ("shampoo", _shampoo)}
+
+
+def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
+                             operator: HessianOperator | None = None) -> Preconditioned:
+    """lambda_max(P^-1 H) for the preconditioner P in `optimizer`'s state (Adam, AdamW or losslab's
+    Shampoo, built over the objective's model), and the threshold it is compared to. `operator`:
+    a Hessian operator of this objective already built, to reuse."""
+    known = _preconditioners()
+    kind = next((entry for cls, entry in known.items() if type(optimizer) is cls), None)
+    if kind is None:
+        raise LossLabError(f"preconditioned sharpness reads Adam, AdamW or Shampoo, not {type(optimizer).__name__}")
+    started = time.perf_counter()
+    states, group = _states(obj, optimizer)
+    h = operator or HessianOperator(obj)
+    apply, threshold = kind[1](h, states, group)
+    value = _symmetrized_max(h, apply)
+    return Preconditioned(kind[0], value, threshold, h.products, round(time.perf_counter() - started, 3))

@@ -1,12 +1,14 @@
-"""Loss and accuracy over a line theta + a d1 or a plane theta + a d1 + b d2.
+"""Loss (and accuracy) over a line theta + a d1 or a plane theta + a d1 + b d2 (Li et al. 2018).
 
-Every grid point is a functional call on the checkpoint's weights plus the offset: the
-model itself is never moved. The grid always holds the point itself (a = b = 0).
+Every grid point is a functional call at the point's weights plus the offset, batch by batch
+over the objective's data (each batch weighted by its size): the model itself is never moved.
+The grid always holds the point itself (a = b = 0).
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,14 +17,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from losslab.analysis.directions import Direction
-from losslab.analysis.point import Point
+from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
-from losslab.models.mlp import MLP
 
 
 def axis(start: float, stop: float, points: int) -> np.ndarray:
     """`points` evenly spaced values from start to stop, with 0 added when inside and missing."""
+    if not (math.isfinite(start) and math.isfinite(stop)):
+        raise LossLabError(f"a range must be finite, got {start}:{stop}")
     if points < 2 or not start < stop:
         raise LossLabError(f"range {start}:{stop} with {points} points holds no grid (need start < stop, points >= 2)")
     values = np.linspace(start, stop, points)
@@ -46,12 +48,20 @@ class Surface:
     alphas: np.ndarray
     betas: np.ndarray | None  # None for a line
     loss: np.ndarray  # (len(alphas),) or (len(alphas), len(betas))
-    acc: np.ndarray
+    acc: np.ndarray | None  # the same shape, where the objective has an accuracy
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {"alphas": self.alphas.tolist(), "betas": None if self.betas is None else self.betas.tolist(),
+                "loss": self.loss.tolist(), "acc": None if self.acc is None else self.acc.tolist(),
+                "seconds": self.seconds}
 
 
 def _first_linear(model: nn.Module) -> tuple[str, nn.Sequential] | None:
     """(name prefix of the layers, the layers after the first) when the model's first operation on
     its input is a Linear layer: a plain Sequential, or losslab's MLP on vector inputs."""
+    from losslab.models.mlp import MLP
+
     seq, prefix = model, ""
     if isinstance(model, MLP):
         if model.vocab_size:
@@ -62,61 +72,87 @@ def _first_linear(model: nn.Module) -> tuple[str, nn.Sequential] | None:
     return prefix, seq[1:]  # the slice keeps the original layer names
 
 
-@torch.no_grad()
-def evaluate(point: Point, d1: Direction, alphas: np.ndarray, d2: Direction | None = None,
-             betas: np.ndarray | None = None, split: str = "train", chunk: int | None = None) -> Surface:
-    """Loss and accuracy at theta + a d1 (+ b d2) for every grid point.
+def _check(obj: Objective, direction: torch.Tensor, name: str) -> dict[str, torch.Tensor]:
+    if not isinstance(direction, torch.Tensor) or direction.shape != (obj.size,):
+        shape = tuple(direction.shape) if isinstance(direction, torch.Tensor) else type(direction).__name__
+        raise LossLabError(f"{name} has shape {shape}: a direction is a flat vector of the model's {obj.size:,} "
+                           "parameters")
+    return obj.unflatten(direction.to(obj.device, obj.dtype))
 
-    Grid points are evaluated `chunk` at a time, through torch.func.vmap over the functional
-    call with the chunk's weights stacked (memory grows with the chunk, not the grid). When
-    the model starts with a Linear layer, that layer is affine in (a, b):
-    (W + a D1 + b D2) x = W x + a D1 x + b D2 x, so its three products are computed once and
-    each grid point pays only for the layers after it. Default chunk, by measurement here:
-    8 in general (3x faster than one at a time on a small transformer), 1 with the shortcut
-    (the rest of an MLP is compute-bound, and vmap's own cost made it 1.7x slower).
-    """
-    split_model = _first_linear(point.model)
+
+@torch.no_grad()
+def _evaluate(obj: Objective, d1: dict, alphas: np.ndarray, d2: dict | None, betas: np.ndarray | None,
+              chunk: int | None) -> Surface:
+    """Grid points are evaluated `chunk` at a time through torch.func.vmap over the functional call
+    with the chunk's weights stacked (memory grows with the chunk, not the grid). When the model
+    starts with a Linear layer, that layer is affine in (a, b): (W + a D1 + b D2) x =
+    W x + a D1 x + b D2 x, so its three products are computed once a batch and each grid point
+    pays only for the layers after it. Default chunk, by measurement here: 8 in general (3x
+    faster than one at a time on a small transformer), 1 with the shortcut (the rest of an MLP is
+    compute-bound, and vmap's own cost made it 1.7x slower)."""
+    if obj.forward_fn is not None:
+        raise LossLabError("loss surfaces evaluate loss(output, target) grid point by grid point: give the "
+                           "objective a loss, not a forward")
+    started = time.perf_counter()
+    split_model = _first_linear(obj.model)
     chunk = chunk or (1 if split_model else 8)
-    if chunk < 1:
-        raise LossLabError(f"chunk must be >= 1, got {chunk}")
-    x, y = point.data(split)
-    theta = point.params
+    theta = obj.params
     grid_b = betas if d2 is not None else np.array([0.0])
     d2 = d2 if d2 is not None else {n: torch.zeros_like(t) for n, t in theta.items()}
-    if split_model is None:
-        names, prefix = list(theta), ""
+    has_acc = obj.accuracy_fn is not None
+    total = torch.zeros(len(alphas), len(grid_b), 2, dtype=torch.float64, device=obj.device)
+    for x, y, *_ in obj.batches():
+        if split_model is None:
+            names, prefix = list(theta), ""
 
-        def one(p, _):
-            return functional_call(point.model, p, (x,))
-    else:
-        prefix, rest = split_model
-        first = f"{prefix}0."
-        products = [F.linear(x, v[first + "weight"], v.get(first + "bias")) for v in (theta, d1, d2)]
-        names = [n for n in theta if not n.startswith(first)]
+            def one(p, _, x=x):
+                return functional_call(obj.model, {**obj.buffers, **p}, (x,))
+        else:
+            prefix, rest = split_model
+            first = f"{prefix}0."
+            products = [F.linear(x, v[first + "weight"], v.get(first + "bias")) for v in (theta, d1, d2)]
+            names = [n for n in theta if not n.startswith(first)]
+            inside = dict(rest.named_buffers())
+            buffers = {n.removeprefix(prefix): b for n, b in obj.buffers.items() if n.removeprefix(prefix) in inside}
 
-        def one(p, hidden):
-            return functional_call(rest, p, (hidden,))
+            def one(p, hidden, rest=rest, buffers=buffers):
+                return functional_call(rest, {**buffers, **p}, (hidden,))
 
-    def measure_one(p, hidden):
-        out = one(p, hidden)
-        return torch.stack([point.loss_fn(out, y), point.loss_fn.accuracy(out, y).to(out.dtype)])
-    measure = vmap(measure_one) if chunk > 1 else (
-        lambda p, h: measure_one({n: t[0] for n, t in p.items()}, h[0])[None])
-    dtype = next(iter(theta.values())).dtype
-    loss = np.zeros((len(alphas), len(grid_b)))
-    acc = np.zeros_like(loss)
-    for i, a in enumerate(alphas):
-        row = {n: torch.add(theta[n], d1[n], alpha=float(a)) for n in names}  # theta + a d1, once a row
-        row_hidden = torch.add(products[0], products[1], alpha=float(a)) if split_model else torch.zeros(0)
-        for start in range(0, len(grid_b), chunk):
-            bs = torch.tensor(grid_b[start: start + chunk], dtype=dtype)
+        def measure_one(p, hidden, y=y):
+            out = one(p, hidden)
+            acc = obj.accuracy_fn(out, y).to(out.dtype) if has_acc else torch.zeros((), dtype=out.dtype)
+            return torch.stack([obj.loss_fn(out, y), acc])
+        measure = vmap(measure_one) if chunk > 1 else (
+            lambda p, h: measure_one({n: t[0] for n, t in p.items()}, h[0])[None])
+        weight = len(x) / obj.n_examples
+        for i, a in enumerate(alphas):
+            row = {n: torch.add(theta[n], d1[n], alpha=float(a)) for n in names}  # theta + a d1, once a row
+            row_hidden = torch.add(products[0], products[1], alpha=float(a)) if split_model else torch.zeros(0)
+            for start in range(0, len(grid_b), chunk):
+                bs = torch.tensor(grid_b[start: start + chunk], dtype=obj.dtype, device=obj.device)
 
-            def offset(base, direction, bs=bs):  # (chunk, *shape): base + b direction for each b
-                return base + bs.view(-1, *[1] * base.ndim) * direction
-            params = {n.removeprefix(prefix): offset(row[n], d2[n]) for n in names}
-            hidden = offset(row_hidden, products[2]) if split_model else torch.zeros(len(bs))
-            values = measure(params, hidden).numpy()
-            loss[i, start: start + len(bs)], acc[i, start: start + len(bs)] = values[:, 0], values[:, 1]
+                def offset(base, direction, bs=bs):  # (chunk, *shape): base + b direction for each b
+                    return base + bs.view(-1, *[1] * base.ndim) * direction
+                params = {n.removeprefix(prefix): offset(row[n], d2[n]) for n in names}
+                hidden = offset(row_hidden, products[2]) if split_model else torch.zeros(len(bs), device=obj.device)
+                total[i, start: start + len(bs)] += weight * measure(params, hidden).double()
+    values = total.cpu().numpy()
+    loss, acc = values[..., 0], (values[..., 1] if has_acc else None)
+    seconds = round(time.perf_counter() - started, 3)
     if betas is None:
-        return Surface(alphas, None, loss[:, 0], acc[:, 0])
-    return Surface(alphas, betas, loss, acc)
+        return Surface(alphas, None, loss[:, 0], None if acc is None else acc[:, 0], seconds)
+    return Surface(alphas, betas, loss, acc, seconds)
+
+
+def loss_line(obj: Objective, direction: torch.Tensor, span: tuple[float, float] = (-1.0, 1.0), points: int = 51,
+              chunk: int | None = None) -> Surface:
+    """The loss (and accuracy) at theta + a d for `points` values of a over `span` (and a = 0)."""
+    return _evaluate(obj, _check(obj, direction, "the direction"), axis(*span, points), None, None, chunk)
+
+
+def loss_plane(obj: Objective, d1: torch.Tensor, d2: torch.Tensor, span: tuple[float, float] = (-1.0, 1.0),
+               points: int = 51, chunk: int | None = None) -> Surface:
+    """The loss (and accuracy) at theta + a d1 + b d2 over a points x points grid of `span`."""
+    grid = axis(*span, points)
+    return _evaluate(obj, _check(obj, d1, "the first direction"), grid, _check(obj, d2, "the second direction"),
+                     grid, chunk)

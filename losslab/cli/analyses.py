@@ -20,16 +20,26 @@ CheckpointOpt = Annotated[Optional[int], number("The step of a stored checkpoint
 SplitOpt = Annotated[str, typer.Option(help="train or val.")]
 
 
-def _analyze(store: Path, run_ref: str, checkpoint: int | None, split: str, label: str, work):
-    """`work(point)` on the run's checkpoint under a status line; a missing run, step or split is
-    refused in one line before anything runs."""
-    from losslab.analysis.point import load_point
+def _checkpoint(store: Path, run_ref: str, checkpoint: int | None = None, split: str = "train"):
+    """The run's checkpoint and its objective on `split`; a missing run, step or split is refused
+    in one line before anything runs."""
     from losslab.store import RunStore
+    from losslab.train.checkpoints import load_checkpoint
 
-    point = load_point(RunStore(store).find(run_ref), checkpoint)
-    point.data(split)
-    with err.status(f"{label} of {point.run.path.name} at step {point.step}"):
-        return work(point)
+    ck = load_checkpoint(RunStore(store).find(run_ref), checkpoint)
+    return ck, ck.objective(split)
+
+
+def _save(ck, name: str, settings: dict, result: dict, figures: dict | None = None) -> dict:
+    """The result (and its figures, named after it) saved with the run: keyed by its settings, so
+    that no analysis replaces another's of other settings."""
+    from losslab.store.files import save_figure
+
+    stem = ck.run.analysis_stem(name, settings)
+    for key, (fig, suffix) in (figures or {}).items():
+        result[key] = str(save_figure(fig, ck.run.figure_dir / f"{stem}{suffix}"))
+    result["file"] = str(ck.run.save_analysis(stem, settings, result))
+    return result
 
 
 @app.command()
@@ -38,31 +48,74 @@ def hessian(
     checkpoint: CheckpointOpt = None,
     k: Annotated[int, number("How many eigenvalues.", 1, 10_000, kind=int, flags=("--k",))] = 5,
     which: Annotated[str, typer.Option(help="top, bottom or both.")] = "top",
-    trace: Annotated[bool, typer.Option("--trace", help="Hutchinson's trace estimate.")] = False,
+    trace: Annotated[bool, typer.Option("--trace", help="The trace (Hutch++ or Hutchinson) and its standard "
+                                                        "error.")] = False,
     density: Annotated[bool, typer.Option("--density", help="The spectral density (SLQ) and its figure.")] = False,
     dense: Annotated[bool, typer.Option("--dense", help="Small models: the full Hessian, all its eigenvalues "
                                                         "and its numerical rank.")] = False,
+    curvature: Annotated[str, typer.Option(help="hessian, or ggn (the Gauss-Newton matrix, positive "
+                                                "semi-definite).")] = "hessian",
+    trace_method: Annotated[str, typer.Option(help="With --trace: hutch++ or hutchinson.")] = "hutch++",
     split: SplitOpt = "train",
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
     """Hessian of the loss at a checkpoint: extreme eigenvalues, trace, spectral density, dense form."""
-    from losslab.analysis.reports import hessian_report
+    import time
+
+    import torch
+
+    from losslab.analysis import curvature as cv
+    from losslab.analysis.basin import DENSE_LIMIT, numerical_rank
+    from losslab.analysis.figures import density_figure
 
     if which not in ("top", "bottom", "both"):
         raise LossLabError(f"--which must be top, bottom or both, got {which!r}")
-    result = _analyze(store, run_ref, checkpoint, split, "Hessian",
-                      lambda point: hessian_report(point, k, which, trace, density, split, dense=dense))
+    ck, obj = _checkpoint(store, run_ref, checkpoint, split)
+    if dense and obj.size > DENSE_LIMIT:
+        raise LossLabError(f"--dense builds the {obj.size} x {obj.size} Hessian: only for models of at most "
+                           f"{DENSE_LIMIT} parameters")
+    settings = {"step": ck.step, "split": split, "curvature": curvature, "k": k, "which": which, "trace": trace,
+                "density": density, "dense": dense}
+    started = time.perf_counter()
+    with err.status(f"{curvature} of {ck.run.path.name} at step {ck.step}"):
+        op = cv.curvature_operator(obj, curvature)
+        spectrum = cv.hessian_eigenvalues(op, k, which)
+        result: dict = {"run_id": ck.run.path.name, "step": ck.step, "split": split, "curvature": curvature,
+                        "n_params": obj.size, "loss": obj.value,
+                        **{key: v for key, v in spectrum.to_dict().items() if key not in ("products", "seconds",
+                                                                                           "curvature")}}
+        result = {key: v for key, v in result.items() if v is not None or key == "condition_number"}
+        if dense:  # every eigenvalue, and the rank at the tolerance of float64 products
+            eigenvalues = torch.linalg.eigvalsh(op.matrix())
+            result["eigenvalues"] = eigenvalues.tolist()
+            result["rank"] = numerical_rank(eigenvalues.abs(), 1e-12)
+        figures = {}
+        if trace:
+            result["trace"] = cv.hessian_trace(op, trace_method).to_dict()
+        if density:
+            d = cv.hessian_density(op)
+            result["density"] = {"nodes": d.nodes.tolist(), "weights": d.weights.tolist()}
+            extremes = [*(spectrum.top if spectrum.top is not None else []),
+                        *(spectrum.bottom if spectrum.bottom is not None else [])]
+            figures["figure"] = (density_figure(d, extremes, f"{ck.run.path.name}, step {ck.step}: {curvature} "
+                                                             f"spectral density ({split})"), ".png")
+    result["hessian_vector_products"] = op.products
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    result = _save(ck, f"{curvature}_step{ck.step}_{split}", settings, result, figures)
     if as_json:
         return print_json(result)
     table = Table("quantity", "value", box=None)
     for key in ("step", "split", "n_params", "loss", "grad_norm", "top", "bottom", "condition_number", "rank"):
         if key in result:
             value = result[key]
+            if key == "condition_number" and value is None:
+                value = "none (not positive definite)"
             table.add_row(key, ", ".join(fmt(v, 5) for v in value) if isinstance(value, list) else fmt(value, 5))
     if "trace" in result:
-        table.add_row("trace", f"{result['trace']['estimate']:.5g} +- {result['trace']['standard_error']:.2g}")
-    table.add_row("Hessian-vector products", str(result["hessian_vector_products"]))
+        t = result["trace"]
+        table.add_row(f"trace ({t['method']})", f"{t['estimate']:.5g} +- {t['standard_error']:.2g}")
+    table.add_row(f"{curvature}-vector products", str(result["hessian_vector_products"]))
     table.add_row("seconds", fmt(result["seconds"]))
     out.print(table)
     out.print(f"saved: {result['file']}" + (f"\nfigure: {result['figure']}" if "figure" in result else ""),
@@ -83,10 +136,20 @@ def sharpness(
 ):
     """Sharpness of a checkpoint: SAM's (worst loss rise in an l2 ball), Keskar's, and for Adam and
     Shampoo runs the preconditioned lambda_max(P^-1 H) with its stability threshold."""
-    from losslab.analysis.reports import sharpness_report
+    from losslab.analysis.sharpness import keskar_sharpness, preconditioned_sharpness, sam_sharpness
 
-    result = _analyze(store, run_ref, checkpoint, split, "sharpness",
-                      lambda point: sharpness_report(point, rho, steps, restarts, keskar_eps, split))
+    ck, obj = _checkpoint(store, run_ref, checkpoint, split)
+    settings = {"step": ck.step, "split": split, "rho": rho, "steps": steps, "restarts": restarts,
+                "keskar_eps": keskar_eps}
+    with err.status(f"sharpness of {ck.run.path.name} at step {ck.step}"):
+        result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
+                  "sam": sam_sharpness(obj, rho, steps, restarts).to_dict(),
+                  "keskar": keskar_sharpness(obj, keskar_eps, steps).to_dict()}
+        if ck.cfg.optim.name in ("adam", "adamw", "shampoo") and ck.state["optimizer"]["state"]:
+            pre = preconditioned_sharpness(obj, ck.optimizer())
+            result["preconditioned"] = {"optimizer": pre.optimizer, "preconditioned_lambda_max": pre.lambda_max,
+                                        "threshold": pre.threshold, "products": pre.products}
+    result = _save(ck, f"sharpness_step{ck.step}_{split}", settings, result)
     if as_json:
         return print_json(result)
     out.print(f"step {result['step']} ({split}): loss {result['sam']['loss']:.5g}", highlight=False)
@@ -112,10 +175,17 @@ def basin(
 ):
     """Behavioral gradients: rank of the output Jacobian, the behavior-manifold dimension, and
     how many inputs each activation layer can no longer tell apart."""
-    from losslab.analysis.reports import basin_report
+    from losslab.analysis.basin import DENSE_LIMIT as RANK_LIMIT
+    from losslab.analysis.basin import basin as measure
 
-    result = _analyze(store, run_ref, checkpoint, split, "behavioral gradients",
-                      lambda point: basin_report(point, split, max_examples, relative_tol))
+    ck, obj = _checkpoint(store, run_ref, checkpoint, split)
+    settings = {"step": ck.step, "split": split, "max_examples": max_examples, "relative_tol": relative_tol}
+    with err.status(f"behavioral gradients of {ck.run.path.name} at step {ck.step}"):
+        found = measure(obj, max_examples, relative_tol,
+                        hessian_rank=ck.cfg.loss == "mse" and obj.size <= RANK_LIMIT)
+    result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
+              **{k: v for k, v in found.to_dict().items() if v is not None}}
+    result = _save(ck, f"basin_step{ck.step}_{split}", settings, result)
     if as_json:
         return print_json(result)
     out.print(f"step {result['step']} ({split}, {result['examples']} examples x {result['outputs']} outputs): "
@@ -133,11 +203,19 @@ def basin(
 @app.command()
 def trajectory(run_ref: RunArg, store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     """Geometry of a run's stored trajectory: principal directions, cosines, weight norms."""
-    from losslab.analysis.point import load_point
-    from losslab.analysis.reports import trajectory_report
-    from losslab.store import RunStore
+    import numpy as np
 
-    result = trajectory_report(load_point(RunStore(store).find(run_ref)))
+    from losslab.analysis.figures import trajectory_figure
+    from losslab.analysis.trajectory import trajectory_geometry
+    from losslab.train.checkpoints import trajectory as stored
+
+    ck, _ = _checkpoint(store, run_ref)
+    steps, states = stored(ck.run)
+    geometry = trajectory_geometry(states)
+    projected = np.array(geometry.pop("projected"))
+    result = {"run_id": ck.run.path.name, "steps": steps, **geometry, "slingshots": ck.run.summary().get("slingshots")}
+    figure = trajectory_figure(steps, projected, geometry["explained_variance"], ck.run.path.name)
+    result = _save(ck, "trajectory", {"steps": steps}, result, {"figure": (figure, ".png")})
     if as_json:
         return print_json(result)
     out.print(f"{len(result['steps'])} checkpoints; variance in the first principal directions: "
@@ -191,13 +269,28 @@ def connect(
     as_json: JsonFlag = False,
 ):
     """Mode connectivity: a trained low-loss curve between two runs' last checkpoints, against the line."""
-    from losslab.analysis.connect import connect_report
-    from losslab.analysis.point import load_point
-    from losslab.store import RunStore
+    from losslab.analysis.connect import CURVES
+    from losslab.analysis.connect import connect as join
+    from losslab.analysis.figures import connectivity_figure
 
-    a, b = (load_point(RunStore(store).find(r)) for r in (run_a, run_b))
+    if curve not in CURVES:
+        raise LossLabError(f"--curve must be one of {', '.join(CURVES)}, got {curve!r}")
+    (a, train), (b, _) = _checkpoint(store, run_a), _checkpoint(store, run_b)
+    if a.cfg.model != b.cfg.model:
+        raise LossLabError(f"runs {a.run.path.name} and {b.run.path.name} have different architectures: "
+                           "a curve joins two weights of one model")
+    if a.cfg.task != b.cfg.task or a.cfg.task_seed != b.cfg.task_seed:
+        # B would be evaluated on A's split, whose validation examples B may have trained on
+        raise LossLabError(f"runs {a.run.path.name} and {b.run.path.name} were trained on different data "
+                           "(task or data seed): train both with the same --set data_seed=N")
+    settings = {"run_b": b.run.path.name, "step_a": a.step, "step_b": b.step, "curve": curve, "bends": bends,
+                "steps": steps, "lr": lr, "align": align}
     with err.status(f"training a {curve} curve from {a.run.path.name} to {b.run.path.name}"):
-        result = connect_report(a, b, curve, bends, steps, lr, align)
+        joined = join(train, a.weights(), b.weights(), curve, bends, steps, lr, align=align, val=a.objective("val"))
+    result = {"run_a": a.run.path.name, "run_b": b.run.path.name, "step_a": a.step, "step_b": b.step,
+              **joined.to_dict()}
+    figure = connectivity_figure(joined.paths, f"{a.run.path.name} (t=0) to {b.run.path.name} (t=1)")
+    result = _save(a, f"connect_{b.run.path.name}_{curve}{bends}", settings, result, {"figure": (figure, ".png")})
     if as_json:
         return print_json(result)
     for name, p in result["paths"].items():
@@ -229,6 +322,7 @@ def double_descent(
 
     from losslab.analysis import double_descent as dd
     from losslab.analysis import figures
+    from losslab.store.files import atomic_write, save_figure
     from losslab.store import RunStore
 
     if run_ref is not None:
@@ -237,8 +331,8 @@ def double_descent(
         steps_seen, values = zip(*series) if series else ((), ())
         found = dd.epochwise(steps_seen, values)
         result = {"run_id": run_folder.path.name, "epochwise": found, "events": run_folder.summary()["events"],
-                  "figure": str(figures.epochwise_figure(steps_seen, values, found, run_folder.path.name,
-                                                         run_folder.figure_dir / "double_descent.png"))}
+                  "figure": str(save_figure(figures.epochwise_figure(steps_seen, values, found, run_folder.path.name),
+                                            run_folder.figure_dir / "double_descent.png"))}
     else:
         if model not in ("features", "mlp"):
             raise LossLabError(f"--model must be 'features' or 'mlp', not {model!r}")
@@ -260,8 +354,9 @@ def double_descent(
                 result = dd.mlp_width_risk(widths, n_train=n_train, label_noise=label_noise, seeds=seeds,
                                            steps=steps)
             name, draw = "double_descent_mlp", figures.width_double_descent_figure
-        result["figure"] = str(draw(result, folder / f"{name}.png"))
-        (folder / f"{name}.json").write_text(json_module.dumps(result, indent=2))
+        result["figure"] = str(save_figure(draw(result), folder / f"{name}.png", dpi=110))
+        text = json_module.dumps(result, indent=2)
+        atomic_write(folder / f"{name}.json", lambda p: p.write_text(text))
     if as_json:
         return print_json(result)
     if run_ref is not None:
@@ -290,16 +385,24 @@ def representations(
 ):
     """Representations over training: t-SNE of the last hidden layer, output-weight densities, norms."""
     from losslab.analysis.figures import representation_figures
-    from losslab.analysis.point import load_point
-    from losslab.analysis.reports import _save
-    from losslab.analysis.representations import representation_report
-    from losslab.store import RunStore
+    from losslab.analysis.representations import chosen_steps, parity_colors, representations as embed
+    from losslab.store.files import save_figure
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 
-    point = load_point(RunStore(store).find(run_ref))
-    with err.status(f"t-SNE of {point.run.path.name} at up to {panels} checkpoints"):
-        result = representation_report(point, panels, examples)
-        result["figures"] = [str(p) for p in representation_figures(result, point.run.figure_dir)]
-    result = _save(point, "representations", result)
+    last, _ = _checkpoint(store, run_ref)
+    run, events = last.run, last.run.summary().get("events", {})
+    x, y = last.data("train")
+    x, y = x[:examples], y[:examples]
+    colors, colored_by = ((parity_colors(x, last.cfg.task.k), f"first {last.cfg.task.k} bits")
+                          if last.cfg.task.name == "parity" else (y.numpy(), "label"))
+    steps = list(checkpoint_paths(run))
+    shown = chosen_steps(steps, events, panels)
+    with err.status(f"t-SNE of {run.path.name} at up to {panels} checkpoints"):
+        found = embed({s: load_checkpoint(run, s).model for s in steps}, x, shown)
+    result = {"run_id": run.path.name, **found, "colored_by": colored_by, "colors": colors.tolist(), "events": events}
+    figures = representation_figures(result)
+    result["figures"] = [str(save_figure(fig, run.figure_dir / name, dpi=110)) for name, fig in figures.items()]
+    result["file"] = str(run.save_analysis("representations", {"panels": panels, "examples": examples}, result))
     if as_json:
         return print_json({k: v for k, v in result.items() if k not in ("panels", "colors", "output_weights")})
     out.print(f"steps {result['steps']} ({result['layer']}'s input, colored by {result['colored_by']})",
@@ -321,17 +424,18 @@ def circuit(
 ):
     """Minimal circuits for sparse parity: the hand-built 2-neuron network checked on all inputs, or
     the units a trained network keeps (and its accuracy pruned to them)."""
-    from losslab.analysis.circuits import check_two_neuron, circuit_report
-    from losslab.analysis.point import load_point
-    from losslab.store import RunStore
+    from losslab.analysis.circuits import check_two_neuron, circuit as find_circuit
 
     if run_ref is None:
         result = {"two_neuron": [check_two_neuron(n, bias) for bias in (True, False)]}
     else:
-        try:
-            result = circuit_report(load_point(RunStore(store).find(run_ref)), relative)
-        except ValueError as e:
-            raise LossLabError(str(e)) from None
+        ck, _ = _checkpoint(store, run_ref)
+        if ck.cfg.model.name != "mlp" or ck.cfg.model.depth != 1:
+            raise LossLabError(f"run {ck.run.path.name}: a circuit is read from a one-hidden-layer MLP")
+        task = ck.cfg.task
+        result = {"run_id": ck.run.path.name, "step": ck.step,
+                  **find_circuit(ck.model, ck.loss_fn.accuracy, ck.data("val"), relative,
+                                 (task.n, task.k) if task.name == "parity" else None)}
     if as_json:
         return print_json(result)
     if run_ref is None:
@@ -373,16 +477,60 @@ def landscape(
     """Loss and accuracy along a line or over a plane through a checkpoint (Li et al. 2018)."""
     import numpy as np
 
-    from losslab.analysis.reports import landscape_report
-    from losslab.analysis.surface import axis, parse_range
+    import re
+    import time
+
+    from losslab.analysis.figures import checkpoint_heatmap, line_figure, plane_3d, plane_figure
+    from losslab.analysis.surface import axis, loss_line, loss_plane, parse_range
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint, named_direction
 
     start, stop = parse_range(span)
-    axis(start, stop, points)
+    alphas = axis(start, stop, points)
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")
-    result = _analyze(store, run_ref, checkpoint, split, "landscape", lambda point: landscape_report(
-        point, dims, direction, direction2, (start, stop), points, split, seed, seeds, normalization, include_biases,
-        all_checkpoints, chunk))
+    ck, obj = _checkpoint(store, run_ref, checkpoint, split)
+    options = {"normalization": normalization, "include_biases": include_biases}
+    name = ck.run.path.name
+    settings = {"step": ck.step, "split": split, "dims": dims, "direction": direction, "direction2": direction2,
+                "range": [start, stop], "points": points, "seed": seed, "seeds": seeds, **options,
+                "all_checkpoints": all_checkpoints}
+    result: dict = {"run_id": name, "step": ck.step, "split": split, "dims": dims, "direction": direction,
+                    **options, "alphas": alphas.tolist()}
+    slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", d) for d in ([direction, direction2] if dims == 2 else [direction]))
+    started = time.perf_counter()
+    with err.status(f"landscape of {name} at step {ck.step}"):
+        if dims == 2:
+            d1 = named_direction(ck, obj, direction, seed, **options)
+            d2 = named_direction(ck, obj, direction2, seed + 1, **options)
+            plane = loss_plane(obj, d1, d2, (start, stop), points, chunk)
+            result.update(direction2=direction2, seeds=[seed, seed + 1], betas=plane.betas.tolist(),
+                          loss=plane.loss.tolist(), acc=plane.acc.tolist())
+            title = f"{name} step {ck.step}: {direction} x {direction2} ({split})"
+            figures = {"figure": (plane_figure(alphas, alphas, plane.loss, plane.acc, title, (direction, direction2)),
+                                  ".png"),
+                       "figure_3d": (plane_3d(alphas, alphas, plane.loss, title, (direction, direction2)), ".html")}
+        elif all_checkpoints:
+            steps = list(checkpoint_paths(ck.run))
+            lines = []
+            for step in steps:
+                at = load_checkpoint(ck.run, step)
+                at_obj = at.objective(split)
+                lines.append(loss_line(at_obj, named_direction(at, at_obj, direction, seed, **options), (start, stop),
+                                       points, chunk))
+            loss, acc = np.array([ln.loss for ln in lines]), np.array([ln.acc for ln in lines])
+            result.update(steps=steps, seeds=[seed], loss=loss.tolist(), acc=acc.tolist())
+            figures = {"figure": (checkpoint_heatmap(steps, alphas, loss, acc, f"{name}: {direction} line at every "
+                                                                               f"checkpoint ({split})"), ".png")}
+        else:
+            chosen = [seed + i for i in range(seeds)] if direction == "random" else [seed]
+            lines = [loss_line(obj, named_direction(ck, obj, direction, s, **options), (start, stop), points, chunk)
+                     for s in chosen]
+            result.update(seeds=chosen, loss=[ln.loss.tolist() for ln in lines], acc=[ln.acc.tolist() for ln in lines])
+            figures = {"figure": (line_figure(alphas, [(f"seed {s}", ln.loss, ln.acc) for s, ln in zip(chosen, lines)],
+                                              f"{name} step {ck.step}: {direction} ({split})", "alpha"), ".png")}
+    result["seconds"] = round(time.perf_counter() - started, 3)
+    where = "checkpoints" if all_checkpoints and dims == 1 else f"step{ck.step}"
+    result = _save(ck, f"landscape_{dims}d_{slug}_{where}_{split}", settings, result, figures)
     if as_json:
         return print_json(result)
     loss = np.asarray(result["loss"])

@@ -170,7 +170,7 @@ def representations(result: dict) -> go.Figure:
 
 def analysis_figure(name: str, result: dict) -> go.Figure | None:
     """The figure of a stored analysis, chosen by its file's name; None for those with only numbers."""
-    for prefix, builder in (("hessian", hessian), ("landscape", landscape), ("connect", connect),
+    for prefix, builder in (("hessian", hessian), ("ggn", hessian), ("landscape", landscape), ("connect", connect),
                             ("trajectory", trajectory), ("representations", representations)):
         if name.startswith(prefix):
             return builder(result)

@@ -92,3 +92,19 @@ def read_json(path: Path, what: str):
         return json.loads(read_text(path, what))
     except ValueError as e:
         raise LossLabError(f"{what}: not valid JSON ({e})") from None
+
+
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """A matplotlib Figure as PNG (or a plotly one as self-contained HTML), written atomically;
+    the matplotlib figure is closed."""
+    path = Path(path)
+    if hasattr(fig, "write_html"):  # plotly: plotly.js inlined, so the page opens without a network
+        atomic_write(path, lambda p: fig.write_html(p, include_plotlyjs=True, full_html=True))
+        return path
+    import matplotlib.pyplot as plt
+
+    try:
+        atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
+    return path

@@ -7,6 +7,7 @@ Checkpoints load with weights_only=True (no code runs).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -30,6 +31,13 @@ METRICS_SCHEMA = pa.schema([("step", pa.int64()), ("split", pa.string()), ("name
 # what a summary (run.json) and a checkpoint must hold to be read at all
 SUMMARY_KEYS = {"run_id": str, "status": str, "steps": int, "events": dict}
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "wall_s", "overhead_s", "grad_evals")
+
+
+def _plain(value):
+    """JSON for numpy numbers and arrays in a result."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 def _first_line(e: BaseException) -> str:
@@ -117,6 +125,27 @@ class RunDir:
             f.write(text)
             f.truncate()
             os.fsync(f.fileno())
+
+    # -- analyses: results keyed by their settings, and their figures
+
+    @staticmethod
+    def analysis_stem(name: str, settings: dict) -> str:
+        """The file name (without suffix) of an analysis with these settings: NAME_<8 hex digits of
+        the settings>, so that a result is never replaced by one of other settings."""
+        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        return f"{name}_{digest}"
+
+    def save_analysis(self, stem: str, settings: dict, result: dict) -> Path:
+        folder = self.path / "analyses"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{stem}.json"
+        payload = {**result, "settings": settings, "file": str(path)}
+        atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, default=_plain) + "\n"))
+        return path
+
+    def analyses(self) -> list[Path]:
+        folder = self.path / "analyses"
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
     # -- metrics: rows of (step, split, name, value)
 

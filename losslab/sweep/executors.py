@@ -30,12 +30,14 @@ class Executor(Protocol):
 def in_pool(workers: int, fn: Callable, items: list) -> Iterator:
     """fn of each item, as they finish: in a pool of `workers` processes (spawned: no forked
     torch state), or in this process, one after the other, for one worker. After a stop
-    request (passed on to the workers by its handler) only what was running finishes."""
+    request (passed on to the workers by its handler) only what was running finishes; fn
+    returns None for an item it did not start."""
     if workers == 1:
         for item in items:
             if stop.requested is not None:
                 return
-            yield fn(item)
+            if (result := fn(item)) is not None:  # None: it did not start
+                yield result
         return
     with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=stop.worker_started, initargs=(os.getpid(),)) as pool:

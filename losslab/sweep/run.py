@@ -70,14 +70,17 @@ def failure(job: dict, e: Exception) -> dict:
     return {"run_id": job["run_id"], "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
 
 
-def run_point(job: dict) -> dict:
+def run_point(job: dict) -> dict | None:
     """Train one point's run (or resume it); a failure is returned as a result, never raised, so
-    that one bad run does not stop the sweep. Runs in a worker process: plain data in and out."""
+    that one bad run does not stop the sweep. Runs in a worker process: plain data in and out.
+    None: the sweep was asked to stop before this point's run began (nothing was made)."""
     import torch
 
     from losslab.train.loop import finish
 
     torch.set_num_threads(job["threads"])
+    if signals.requested is not None:  # checked again here: the imports above take a while in a new worker
+        return None
     try:
         return finish(prepare_point(job), figures=job.get("figures", True))
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
@@ -93,7 +96,7 @@ def run_together(jobs: list[dict]) -> list[dict]:
     from losslab.train.loop import conclude
 
     if len(jobs) == 1:
-        return [run_point(jobs[0])]
+        return [r for r in [run_point(jobs[0])] if r is not None]
     torch.set_num_threads(jobs[0]["threads"])
     trainers, prepared, results = [], [], []
     for job in jobs:

@@ -22,7 +22,6 @@ from datetime import datetime
 from functools import partial
 
 import torch
-from torch.func import functional_call
 
 from losslab.analysis.signature import SIGNATURE_KEYS, run_signature
 from losslab.config import RunConfig
@@ -72,8 +71,8 @@ class Trainer:
             self.model.double()
             self.task = self.task.to(torch.float64)
         self.optimizer = build_optimizer(cfg.optim, self.model)
-        self.probes = Probes(cfg.probes, self.model, self._train_loss_of, self.optimizer, cfg.optim.name,
-                             self.task.x_train)
+        self.probes = Probes(cfg.probes, self.model, self.loss_fn, (self.task.x_train, self.task.y_train),
+                             self.optimizer, cfg.optim.name)
         self.probes.theta0 = torch.cat([p.detach().flatten().clone() for p in self.model.parameters()])
         # schedule-free optimizers evaluate at other weights than they differentiate at
         self.switches_weights = callable(getattr(self.optimizer, "eval", None))
@@ -201,9 +200,6 @@ class Trainer:
                                                    self.batch_size, snapshot, seed=step).items():
             self.rows += [(step, "probe", f"grad_var_sgd/{name}", sgd), (step, "probe", f"grad_var_svrg/{name}", svrg),
                           (step, "probe", f"grad_var_ratio/{name}", sgd / svrg if svrg > 0 else math.inf)]
-
-    def _train_loss_of(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.loss_fn(functional_call(self.model, params, (self.task.x_train,)), self.task.y_train)
 
     def _backward(self, loss: torch.Tensor) -> None:
         """The gradient of the training objective: the loss, plus the L1 penalty if any."""

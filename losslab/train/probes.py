@@ -1,8 +1,9 @@
 """Probes: measurements of theta_t taken during training, written as metric rows (split "probe").
 
 - hessian: lambda_max and lambda_min of the training loss's Hessian (eigsh, warm-started from
-  the previous probe's eigenvectors) and |lambda_max / lambda_min|; with the learning rate,
-  the edge-of-stability line 2 / lr of Cohen et al. is drawn against lambda_max.
+  the previous probe's eigenvectors), and the condition number lambda_max / lambda_min where
+  the Hessian is positive definite; with the learning rate, the edge-of-stability line 2 / lr
+  of Cohen et al. is drawn against lambda_max.
 - preconditioned (Adam, AdamW: lambda_max(P^-1 H) and the adaptive edge of stability
   (2 + 2 beta1) / ((1 - beta1) lr), Cohen et al. 2022; Shampoo: with its roots, against 2 / lr).
 - dimension: the intrinsic dimension (TwoNN and the Levina-Bickel MLE) of the inputs of every
@@ -16,13 +17,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from losslab.analysis.hessian import Hessian, extreme_eigenpairs
-from losslab.analysis.point import flatten
-from losslab.analysis.sharpness import PRECONDITIONED
+from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs
+from losslab.analysis.objective import Objective
+from losslab.analysis.sharpness import preconditioned_sharpness
 from losslab.config import ProbesConfig
 
 
 DIMENSION_EXAMPLES = 1000
+PRECONDITIONED = ("adam", "adamw", "shampoo")  # optimizers whose preconditioner the probe reads
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -30,10 +32,10 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 class Probes:
-    def __init__(self, cfg: ProbesConfig, model: torch.nn.Module, loss_of, optimizer, optimizer_name: str,
-                 inputs: torch.Tensor | None = None):
-        self.cfg, self.model, self.loss_of = cfg, model, loss_of
-        self.inputs = inputs[:DIMENSION_EXAMPLES] if inputs is not None else None
+    def __init__(self, cfg: ProbesConfig, model: torch.nn.Module, loss_fn, data: tuple[torch.Tensor, torch.Tensor],
+                 optimizer, optimizer_name: str):
+        self.cfg, self.model, self.loss_fn, self.data = cfg, model, loss_fn, data
+        self.inputs = data[0][:DIMENSION_EXAMPLES]
         self.optimizer, self.optimizer_name = optimizer, optimizer_name
         self.theta0: torch.Tensor | None = None  # set by the trainer (from the step-0 weights)
         self.previous: torch.Tensor | None = None
@@ -56,15 +58,15 @@ class Probes:
 
     def measure(self, step: int) -> list[tuple[int, str, str, float]]:
         self._before_step, self._before = step, (self.previous, dict(self.warm))
-        params = {n: p.detach() for n, p in self.model.named_parameters()}
+        obj = Objective(self.model, self.loss_fn, self.data)
         rows: list[tuple[int, str, str, float]] = []
 
         def add(name: str, value) -> None:
             rows.append((step, "probe", name, float(value)))
         curvature = self.cfg.hessian or self.cfg.preconditioned
-        h = Hessian(self.loss_of, params) if curvature else None
+        h = HessianOperator(obj) if curvature else None
         if self.cfg.geometry:
-            self._geometry(params, h, add)
+            self._geometry(obj, h, add)
         if self.cfg.dimension and self.inputs is not None:
             from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn  # scikit-learn: only here
 
@@ -78,31 +80,25 @@ class Probes:
             top, bottom = (self._extreme(h, side) for side in ("top", "bottom"))
             add("lambda_max", top)
             add("lambda_min", bottom)
-            add("condition_number", abs(top) / max(abs(bottom), 1e-300))
+            if bottom > 0:  # positive definite: otherwise there is no condition number
+                add("condition_number", top / bottom)
             add("edge_of_stability", 2 / self.optimizer.param_groups[0]["lr"])
-        if self.cfg.preconditioned and self.optimizer_name in PRECONDITIONED:
-            state = self.optimizer.state_dict()
-            if state["state"]:  # the preconditioner exists from the first step on
-                pre = PRECONDITIONED[self.optimizer_name](h, state)
-                add("preconditioned_lambda_max", pre["preconditioned_lambda_max"])
-                add("adaptive_edge_of_stability", pre["threshold"])
+        if self.cfg.preconditioned and self.optimizer_name in PRECONDITIONED and self.optimizer.state:
+            pre = preconditioned_sharpness(obj, self.optimizer, operator=h)  # from the first step on
+            add("preconditioned_lambda_max", pre.lambda_max)
+            add("adaptive_edge_of_stability", pre.threshold)
         return rows
 
-    def _extreme(self, h: Hessian, side: str) -> float:
-        eig = extreme_eigenpairs(h, 1, side, v0=self.warm.get(side))
-        self.warm[side] = eig.vectors[:, 0]  # the next probe starts from here: few products when it moved little
-        return float(eig.values[0])
+    def _extreme(self, h: HessianOperator, side: str) -> float:
+        values, vectors = extreme_eigenpairs(h, 1, side, v0=self.warm.get(side))
+        self.warm[side] = vectors[:, 0]  # the next probe starts from here: few products when it moved little
+        return float(values[0])
 
-    def _geometry(self, params: dict[str, torch.Tensor], h: Hessian | None, add) -> None:
-        if h is not None:
-            grad = h.flat_grad()
-        else:
-            leaves = {n: p.clone().requires_grad_(True) for n, p in params.items()}
-            with torch.enable_grad():
-                grads = torch.autograd.grad(self.loss_of(leaves), list(leaves.values()))
-            grad = torch.cat([g.flatten() for g in grads])
+    def _geometry(self, obj: Objective, h: HessianOperator | None, add) -> None:
+        grad = h.grad if h is not None else obj.value_and_grad()[1]
         add("grad_norm", grad.norm())
-        flat = flatten(params)
+        params = obj.params
+        flat = obj.flatten(params)
         if self.theta0 is not None:
             add("cos_theta0", _cos(flat, self.theta0))
         if self.previous is not None:

@@ -1,0 +1,392 @@
+"""Curvature of an Objective: the Hessian and the Gauss-Newton matrix as operators, their extreme
+eigenvalues, trace and spectral density, and the dense matrix of a small model.
+
+- Hessian-vector products: per batch, autograd's double backward through the batch's gradient
+  graph, weighted by its share of the examples. The graphs of as many batches as fit
+  `keep_bytes` (measured on the first batch by saved-tensor hooks; default a quarter of the
+  memory available) are built once and kept: a product then costs one backward a batch instead
+  of a forward and two backwards (2-3x cheaper, measured on this CPU). Other batches are
+  rebuilt at every product, as curvlinops does.
+- Gauss-Newton products G v = J^T H_out J v (torch.func: a jvp through the model, the Hessian of
+  the loss in the outputs, a vjp): positive semi-definite for a convex loss; equal to the
+  Hessian for MSE at an interpolating minimum.
+- Extreme eigenvalues: scipy.sparse.linalg.eigsh (implicitly restarted Lanczos, ARPACK) on a
+  LinearOperator: the vectors cross to the CPU for ARPACK, the products stay on the device.
+- Trace: Hutchinson's estimator with Rademacher vectors, and Hutch++ (Meyer et al. 2021: a third
+  of the products find the top subspace, whose trace is then exact), each with its standard error.
+- Density: stochastic Lanczos quadrature (Ghorbani et al. 2019), full reorthogonalization, on
+  the device: the Ritz values of m Lanczos steps from a random start are the nodes, the squared
+  first components of their eigenvectors the weights.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from scipy.linalg import eigh_tridiagonal
+from scipy.sparse.linalg import LinearOperator, eigsh
+from threadpoolctl import threadpool_limits
+
+from losslab.analysis.objective import Objective
+from losslab.errors import LossLabError
+from losslab.memory import available_bytes, check_fits
+
+CURVATURES = ("hessian", "ggn")
+
+
+class CurvatureOperator:
+    """A symmetric matrix over the objective's flat parameters, as products `op @ v`."""
+
+    def __init__(self, obj: Objective):
+        self.obj, self.size, self.device, self.dtype = obj, obj.size, obj.device, obj.dtype
+        self.products = 0
+
+    def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
+        """op v for a flat vector (any dtype and device; the result has v's)."""
+        out = self._product(v.to(self.device, self.dtype))
+        self.products += 1
+        return out.to(v.device, v.dtype)
+
+    def _product(self, v: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def scipy(self) -> LinearOperator:
+        """A float64 scipy LinearOperator (symmetric: rmatvec = matvec), for ARPACK."""
+        def matvec(x):
+            return (self @ torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel())).numpy()
+        return LinearOperator((self.size, self.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
+
+    def matrix(self) -> torch.Tensor:
+        """The dense matrix (size x size, float64, symmetrized): one product per parameter."""
+        check_fits(3 * self.size**2 * 8, f"the dense {self.size:,} x {self.size:,} matrix")
+        eye = torch.eye(self.size, dtype=torch.float64, device=self.device)
+        m = torch.stack([self @ eye[i] for i in range(self.size)])
+        return ((m + m.T) / 2).cpu()
+
+
+def _graph_bytes(work):
+    """work() and the bytes of the distinct tensors autograd saved for it (its graph's memory)."""
+    seen: dict[tuple, int] = {}
+
+    def pack(t: torch.Tensor):
+        storage = t.untyped_storage()
+        seen[(t.device, storage.data_ptr())] = storage.nbytes()
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        result = work()
+    return result, sum(seen.values())
+
+
+def _memory_budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] // 4
+    return available_bytes() // 4
+
+
+class HessianOperator(CurvatureOperator):
+    """H v of the objective's mean loss; also its loss and gradient at the point."""
+
+    def __init__(self, obj: Objective, keep_bytes: int | None = None):
+        super().__init__(obj)
+        self.names = list(obj.params)
+        self.leaves = [p.detach().clone().requires_grad_(True) for p in obj.params.values()]
+        budget = _memory_budget(self.device) if keep_bytes is None else keep_bytes
+        self.kept: list[tuple[torch.Tensor, ...]] = []  # the gradient graphs kept, one per batch
+        self.kept_bytes, keeping = 0, True
+        grad = [torch.zeros_like(p) for p in self.leaves]
+        total = 0.0
+        with torch.enable_grad():
+            for batch in obj.batches():
+                def build(batch=batch):
+                    loss, n = obj.batch_loss(dict(zip(self.names, self.leaves)), batch)
+                    return loss.detach() * n, torch.autograd.grad(loss * n, self.leaves, create_graph=True,
+                                                                  allow_unused=True)
+                (weighted, g), graph = _graph_bytes(build) if keeping else (build(), 0)
+                keeping = keeping and self.kept_bytes + graph <= budget
+                if keeping:
+                    self.kept.append(g)
+                    self.kept_bytes += graph
+                total = total + weighted
+                for acc, piece in zip(grad, g):
+                    if piece is not None:
+                        acc.add_(piece.detach())
+        self.loss = float(total / obj.n_examples)
+        self.grad = torch.cat([g.flatten() for g in grad]) / obj.n_examples
+
+    def _product(self, v: torch.Tensor) -> torch.Tensor:
+        pieces = list(self.obj.unflatten(v).values())
+        out = [torch.zeros_like(p) for p in self.leaves]
+
+        def add(g):
+            used = [(i, gi) for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
+            hv = torch.autograd.grad([gi for _, gi in used], self.leaves, [pieces[i] for i, _ in used],
+                                     retain_graph=True, allow_unused=True)
+            for acc, piece in zip(out, hv):
+                if piece is not None:
+                    acc.add_(piece)
+        for g in self.kept:
+            add(g)
+        with torch.enable_grad():
+            for i, batch in enumerate(self.obj.batches()):
+                if i >= len(self.kept):  # its graph did not fit: rebuilt for this product
+                    loss, n = self.obj.batch_loss(dict(zip(self.names, self.leaves)), batch)
+                    add(torch.autograd.grad(loss * n, self.leaves, create_graph=True, allow_unused=True))
+        return torch.cat([o.flatten() for o in out]) / self.obj.n_examples
+
+
+class GGNOperator(CurvatureOperator):
+    """G v = J^T H_out J v, summed over the data (needs a loss(output, target), not a forward)."""
+
+    def __init__(self, obj: Objective):
+        if obj.forward_fn is not None:
+            raise LossLabError("the Gauss-Newton matrix needs loss(output, target): with forward= the outputs "
+                               "and the loss are not separate")
+        super().__init__(obj)
+
+    def _product(self, v: torch.Tensor) -> torch.Tensor:
+        obj, tangent = self.obj, self.obj.unflatten(v)
+        out = torch.zeros_like(v)
+        for x, y, *_ in obj.batches():
+            def outputs(p, x=x):
+                return obj.outputs(p, x)
+            f, jv = torch.func.jvp(outputs, (obj.params,), (tangent,))
+            with torch.enable_grad():  # H_out J v: double backward of the loss in the (few) outputs
+                f = f.detach().requires_grad_(True)
+                (g,) = torch.autograd.grad(obj.loss_fn(f, y), f, create_graph=True)
+                (hjv,) = torch.autograd.grad(g, f, jv)
+            _, pullback = torch.func.vjp(outputs, obj.params)
+            out += obj.flatten(pullback(hjv * len(x))[0])
+        return out / obj.n_examples
+
+
+def curvature_operator(of: Objective | CurvatureOperator, curvature: str = "hessian") -> CurvatureOperator:
+    """The Hessian or Gauss-Newton operator of an objective; an operator is returned as it is
+    (pass one to several analyses to build its graphs once)."""
+    if isinstance(of, CurvatureOperator):
+        return of
+    if curvature not in CURVATURES:
+        raise LossLabError(f"unknown curvature {curvature!r} (known: {', '.join(CURVATURES)})")
+    return HessianOperator(of) if curvature == "hessian" else GGNOperator(of)
+
+
+class MatrixOperator(CurvatureOperator):
+    """A dense symmetric matrix as an operator: for the estimators' tests."""
+
+    def __init__(self, matrix: torch.Tensor):
+        self.matrix_, self.size, self.device, self.dtype = matrix, matrix.shape[0], matrix.device, matrix.dtype
+        self.products = 0
+
+    def _product(self, v: torch.Tensor) -> torch.Tensor:
+        return self.matrix_ @ v
+
+
+# ---------------------------------------------------------------- extreme eigenvalues
+
+
+def extreme_eigenpairs(op: CurvatureOperator, k: int = 5, which: str = "top", tol: float = 1e-6,
+                       v0: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The k largest ('top', algebraic) or smallest ('bottom') eigenpairs by Lanczos (eigsh),
+    ascending. tol is ARPACK's relative residual tolerance; 1e-6 leaves the eigenvalues right to
+    1e-4 relative or better (tested against the dense matrix). `v0` warm-starts (the previous top
+    eigenvector when tracking curvature over training)."""
+    if which not in ("top", "bottom"):
+        raise LossLabError(f"which must be top or bottom, got {which!r}")
+    if not 1 <= k < op.size:
+        raise LossLabError(f"k={k} eigenpairs of a {op.size:,} x {op.size:,} matrix: Lanczos finds 1 to "
+                           f"{op.size - 1:,} (all of them: the dense matrix)")
+    if v0 is None:
+        v0 = np.random.default_rng(seed).standard_normal(op.size)
+    # the bottom of a Hessian is a dense cluster near 0: a wider Krylov space saves ~6x the products there
+    ncv = min(op.size, max(2 * k + 1, 20) if which == "top" else max(4 * k, 60))
+    check_fits(ncv * op.size * 8, f"Lanczos for k={k} on {op.size:,} parameters ({ncv} basis vectors)")
+    # ARPACK's own BLAS work is small; OpenBLAS threads left spinning would slow torch's products 2.5x
+    with threadpool_limits(1, user_api="blas"):
+        values, vectors = eigsh(op.scipy(), k=k, which="LA" if which == "top" else "SA", tol=tol, v0=v0, ncv=ncv)
+    order = np.argsort(values)
+    return values[order], vectors[:, order]
+
+
+@dataclass
+class Spectrum:
+    """Extreme eigenvalues: `top` descending, `bottom` ascending, each with its eigenvectors
+    (columns, flat parameters, on the CPU)."""
+
+    curvature: str
+    top: np.ndarray | None = None
+    bottom: np.ndarray | None = None
+    top_vectors: np.ndarray | None = field(default=None, repr=False)
+    bottom_vectors: np.ndarray | None = field(default=None, repr=False)
+    loss: float = math.nan
+    grad_norm: float = math.nan
+    products: int = 0
+    seconds: float = 0.0
+
+    @property
+    def lambda_max(self) -> float | None:
+        return None if self.top is None else float(self.top[0])
+
+    @property
+    def lambda_min(self) -> float | None:
+        return None if self.bottom is None else float(self.bottom[0])
+
+    @property
+    def condition_number(self) -> float | None:
+        """lambda_max / lambda_min where the matrix is positive definite (lambda_min > 0); None
+        otherwise: an indefinite or singular matrix has no condition number."""
+        if self.lambda_max is None or self.lambda_min is None or self.lambda_min <= 0:
+            return None
+        return self.lambda_max / self.lambda_min
+
+    def to_dict(self) -> dict:
+        return {"curvature": self.curvature, "top": None if self.top is None else self.top.tolist(),
+                "bottom": None if self.bottom is None else self.bottom.tolist(), "lambda_max": self.lambda_max,
+                "lambda_min": self.lambda_min, "condition_number": self.condition_number, "loss": self.loss,
+                "grad_norm": self.grad_norm, "products": self.products, "seconds": self.seconds}
+
+
+def hessian_eigenvalues(of: Objective | CurvatureOperator, k: int = 5, which: str = "top",
+                        curvature: str = "hessian", tol: float = 1e-6, seed: int = 0) -> Spectrum:
+    """The k largest (`top`), smallest (`bottom`) or both extreme eigenvalues of the Hessian (or
+    of the Gauss-Newton matrix: curvature='ggn') of the objective, with their eigenvectors."""
+    if which not in ("top", "bottom", "both"):
+        raise LossLabError(f"which must be top, bottom or both, got {which!r}")
+    started = time.perf_counter()
+    op = curvature_operator(of, curvature)
+    before = op.products
+    result = Spectrum("ggn" if isinstance(op, GGNOperator) else curvature, loss=op.obj.value)
+    if isinstance(op, HessianOperator):
+        result.grad_norm = float(op.grad.norm())
+    for side in (["top", "bottom"] if which == "both" else [which]):
+        values, vectors = extreme_eigenpairs(op, k, side, tol=tol, seed=seed)
+        if side == "top":
+            result.top, result.top_vectors = values[::-1].copy(), vectors[:, ::-1].copy()
+        else:
+            result.bottom, result.bottom_vectors = values, vectors
+    result.products, result.seconds = op.products - before, round(time.perf_counter() - started, 3)
+    return result
+
+
+def hessian_matrix(of: Objective | CurvatureOperator, curvature: str = "hessian") -> torch.Tensor:
+    """The dense Hessian (or Gauss-Newton matrix) of a small model, float64 on the CPU."""
+    return curvature_operator(of, curvature).matrix()
+
+
+# ---------------------------------------------------------------- trace
+
+
+@dataclass
+class Trace:
+    estimate: float
+    standard_error: float
+    method: str
+    products: int
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _rademacher(size: int, count: int, g: torch.Generator, device, dtype) -> torch.Tensor:
+    return (torch.randint(0, 2, (size, count), generator=g, device=device) * 2 - 1).to(dtype)
+
+
+def _quadratic_forms(op: CurvatureOperator, vectors: torch.Tensor) -> torch.Tensor:
+    return torch.stack([vectors[:, i] @ (op @ vectors[:, i]) for i in range(vectors.shape[1])])
+
+
+def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int = 99, seed: int = 0) -> Trace:
+    """tr(op) from `products` matrix-vector products, by Hutchinson or Hutch++, with the standard
+    error of the random part (Hutch++'s top-subspace part is exact)."""
+    started, before = time.perf_counter(), op.products
+    g = torch.Generator(device=op.device).manual_seed(seed)
+    dtype = torch.float64 if op.device.type == "cpu" else op.dtype
+    if method == "hutchinson":
+        if products < 2:
+            raise LossLabError("Hutchinson's trace needs at least 2 products")
+        draws = _quadratic_forms(op, _rademacher(op.size, products, g, op.device, dtype))
+        estimate, exact = draws.mean(), 0.0
+    elif method == "hutch++":
+        third = products // 3
+        if third < 2:
+            raise LossLabError("Hutch++ needs at least 6 products (a third each: sketch, subspace, residual)")
+        sketch = torch.stack([op @ s for s in _rademacher(op.size, third, g, op.device, dtype).T], 1)
+        q, _ = torch.linalg.qr(sketch)
+        exact = float(sum(q[:, i] @ (op @ q[:, i]) for i in range(q.shape[1])))
+        residual = _rademacher(op.size, third, g, op.device, dtype)
+        residual = residual - q @ (q.T @ residual)
+        draws = _quadratic_forms(op, residual)
+        estimate = exact + draws.mean()
+    else:
+        raise LossLabError(f"unknown trace method {method!r} (hutchinson or hutch++)")
+    error = float(draws.std() / math.sqrt(len(draws)))
+    return Trace(float(estimate), error, method, op.products - before, round(time.perf_counter() - started, 3))
+
+
+def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", products: int = 99,
+                  curvature: str = "hessian", seed: int = 0) -> Trace:
+    """The trace of the Hessian (or Gauss-Newton matrix) of the objective; see estimate_trace."""
+    return estimate_trace(curvature_operator(of, curvature), method, products, seed)
+
+
+# ---------------------------------------------------------------- spectral density
+
+
+def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """m-step Lanczos from v with full reorthogonalization: (alpha, beta) of the tridiagonal T."""
+    basis = torch.zeros(steps, op.size, dtype=v.dtype, device=v.device)
+    alpha, beta = [], []
+    q = v / v.norm()
+    for j in range(steps):
+        basis[j] = q
+        w = op @ q
+        a = w @ q
+        w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)  # twice is enough (Giraud et al.)
+        w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
+        b = w.norm()
+        alpha.append(a)
+        if j == steps - 1 or float(b) < 1e-10 * max(abs(float(a)), 1.0):  # an invariant subspace: T is exact
+            break
+        beta.append(b)
+        q = w / b
+    return torch.stack(alpha).cpu().double().numpy(), torch.stack(beta).cpu().double().numpy() if beta else np.zeros(0)
+
+
+@dataclass
+class Density:
+    nodes: np.ndarray  # (runs, m) Ritz values
+    weights: np.ndarray  # (runs, m) quadrature weights, each row sums to 1
+    products: int = 0
+    seconds: float = 0.0
+
+    def smoothed(self, grid: np.ndarray, sigma: float) -> np.ndarray:
+        """The density on `grid`: Gaussians of width sigma at the nodes, averaged over runs."""
+        kernel = np.exp(-((grid[:, None, None] - self.nodes[None]) ** 2) / (2 * sigma**2))
+        return (kernel * self.weights[None]).sum(axis=2).mean(axis=1) / (sigma * math.sqrt(2 * math.pi))
+
+    def to_dict(self) -> dict:
+        return {"nodes": self.nodes.tolist(), "weights": self.weights.tolist(), "products": self.products,
+                "seconds": self.seconds}
+
+
+def spectral_density(op: CurvatureOperator, steps: int = 80, runs: int = 5, seed: int = 0) -> Density:
+    started, before = time.perf_counter(), op.products
+    steps = min(steps, op.size)
+    check_fits(steps * op.size * 8, f"SLQ with {steps} Lanczos steps on {op.size:,} parameters")
+    dtype = torch.float64 if op.device.type == "cpu" else op.dtype
+    g = torch.Generator(device=op.device).manual_seed(seed)
+    nodes, weights = np.zeros((runs, steps)), np.zeros((runs, steps))
+    for r in range(runs):
+        alpha, beta = lanczos(op, steps, torch.randn(op.size, generator=g, device=op.device, dtype=dtype))
+        theta, u = eigh_tridiagonal(alpha, beta)
+        nodes[r, : len(theta)], weights[r, : len(theta)] = theta, u[0] ** 2  # zero-weight padding if T stopped early
+    return Density(nodes, weights, op.products - before, round(time.perf_counter() - started, 3))
+
+
+def hessian_density(of: Objective | CurvatureOperator, steps: int = 80, runs: int = 5, curvature: str = "hessian",
+                    seed: int = 0) -> Density:
+    """The spectral density of the Hessian (or Gauss-Newton matrix) by SLQ."""
+    return spectral_density(curvature_operator(of, curvature), steps, runs, seed)

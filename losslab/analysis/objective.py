@@ -1,0 +1,229 @@
+"""What an analysis looks at: a model, a loss and data, on the model's device.
+
+    obj = Objective(model, torch.nn.functional.cross_entropy, loader)     # or (x, y) tensors
+    obj = Objective(model, forward=lm_loss, data=loader)                  # lm_loss(model, params, batch) -> (loss, n)
+
+- The loss over the data is the mean over every example: each batch's mean loss weighted by its
+  size, so a DataLoader with a smaller last batch gives the full-batch loss (and gradient,
+  Hessian, ...).
+- Data: a pair of tensors (one batch), or any re-iterable of batches (a DataLoader, a list).
+  Two passes must give the same batches: checked once, so a shuffling loader or a random
+  augmentation is refused (products with a Hessian over changing data are not one matrix).
+- The point is the model's trainable parameters at construction (or those named in `params`),
+  copied: the model is never written. Every evaluation is a torch.func.functional_call with
+  other weights, on copies of the model's buffers (a BatchNorm in train mode updates the copies).
+- Device and dtype are the parameters'. Batches are moved there (floating inputs cast to the
+  dtype) and kept there when they fit in a quarter of the memory available; otherwise they are
+  read from the loader at every pass. Numbers reach the CPU only as results.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from losslab.errors import LossLabError
+from losslab.memory import available_bytes
+
+Params = dict[str, torch.Tensor]
+Batch = Any
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ForwardFn = Callable[[nn.Module, Params, Batch], tuple[torch.Tensor, int]]
+
+
+def argmax_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The fraction of examples whose largest output is the target class."""
+    return (output.argmax(-1) == target).to(output.dtype).mean()
+
+
+def _move(batch: Batch, device: torch.device, dtype: torch.dtype) -> Batch:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device=device, dtype=dtype if batch.is_floating_point() else None, non_blocking=True)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*(_move(b, device, dtype) for b in batch))
+    if isinstance(batch, list | tuple):
+        return type(batch)(_move(b, device, dtype) for b in batch)
+    if isinstance(batch, dict):
+        return {k: _move(v, device, dtype) for k, v in batch.items()}
+    return batch
+
+
+def _tensors(batch: Batch) -> list[torch.Tensor]:
+    if isinstance(batch, torch.Tensor):
+        return [batch]
+    if isinstance(batch, list | tuple):
+        return [t for b in batch for t in _tensors(b)]
+    if isinstance(batch, dict):
+        return [t for v in batch.values() for t in _tensors(v)]
+    return []
+
+
+def _fingerprint(batch: Batch) -> tuple:
+    """Shapes and float64 sums of a batch's tensors: equal for equal batches, bit for bit."""
+    return tuple((tuple(t.shape), float(t.detach().double().sum())) for t in _tensors(batch))
+
+
+class Objective:
+    """The mean loss of `model` over `data`, as a function of the parameters (see the module)."""
+
+    def __init__(self, model: nn.Module, loss: LossFn | None = None, data: Batch | Iterable[Batch] = None, *,
+                 forward: ForwardFn | None = None, accuracy: LossFn | None = None, params: list[str] | None = None):
+        if not isinstance(model, nn.Module):
+            raise LossLabError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if (loss is None) == (forward is None):
+            raise LossLabError("give either loss(output, target) or forward(model, params, batch) -> (loss, n)")
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        if params is not None:
+            unknown = [n for n in params if n not in trainable]
+            if unknown:
+                raise LossLabError(f"params {unknown} are not trainable parameters of the model")
+            trainable = {n: trainable[n] for n in params}
+        if not trainable:
+            raise LossLabError("the model has no trainable parameters")
+        self.model, self.loss_fn, self.forward_fn = model, loss, forward
+        self.params: Params = {n: p.detach().clone() for n, p in trainable.items()}
+        self.buffers: Params = {n: b.detach().clone() for n, b in model.named_buffers()}
+        first = next(iter(self.params.values()))
+        self.device, self.dtype = first.device, first.dtype
+        self.size = sum(p.numel() for p in self.params.values())
+        if accuracy is None and (loss is F.cross_entropy or isinstance(loss, nn.CrossEntropyLoss)):
+            accuracy = argmax_accuracy
+        self.accuracy_fn = accuracy
+        self._source, self._cached = self._read(data)
+        self.n_examples = 0  # set by the first pass of the loss, which checks what the loss returns
+        self.value = self.loss()
+        if not math.isfinite(self.value):
+            raise LossLabError(f"the loss is {self.value} at the model's weights")
+
+    # ------------------------------------------------------------ data
+
+    def _read(self, data) -> tuple[Any, list[Batch] | None]:
+        """The batches, on the device when they fit; for an iterable, a second pass compared with
+        the first (the data must not change between passes)."""
+        if data is None:
+            raise LossLabError("no data: give a pair of tensors (inputs, targets) or a DataLoader")
+        if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+            data = [tuple(data)]  # one batch
+        elif not isinstance(data, Iterable) or isinstance(data, torch.Tensor | dict | str):
+            raise LossLabError(f"data must be a pair of tensors or an iterable of batches, got {type(data).__name__}")
+        elif iter(data) is data:
+            raise LossLabError("data is a one-pass iterator: give a re-iterable (a DataLoader, a list of batches)")
+        budget = available_bytes() // 4
+        cached, prints = [], []
+        for batch in data:
+            if self.forward_fn is None and not (isinstance(batch, tuple | list) and len(batch) >= 2
+                                                and isinstance(batch[0], torch.Tensor)):
+                raise LossLabError(f"a batch must be (inputs, targets), got {type(batch).__name__}; for other "
+                                   "batches (dicts, sequences) give forward=")
+            prints.append(_fingerprint(batch))
+            if cached is not None:
+                budget -= sum(t.numel() * t.element_size() for t in _tensors(batch))
+                cached = cached + [_move(batch, self.device, self.dtype)] if budget >= 0 else None
+        if not prints:
+            raise LossLabError("the data yields no batch")
+        if len(prints) > 1 or cached is None:
+            again = [_fingerprint(batch) for batch in data]
+            if again != prints:
+                raise LossLabError("the data changes between two passes (a DataLoader with shuffle=True, or random "
+                                   "augmentation?): products with a Hessian of changing data are not one matrix; "
+                                   "use shuffle=False and fixed transforms")
+        return data, cached
+
+    def batches(self) -> Iterator[Batch]:
+        """The batches on the device, in order."""
+        if self._cached is not None:
+            yield from self._cached
+        else:
+            for batch in self._source:
+                yield _move(batch, self.device, self.dtype)
+
+    @property
+    def n_batches(self) -> int:
+        return len(self._cached) if self._cached is not None else sum(1 for _ in self._source)
+
+    # ------------------------------------------------------------ the loss
+
+    def outputs(self, params: Params, inputs: torch.Tensor) -> torch.Tensor:
+        """The model's outputs at `params` (the buffers are the objective's copies)."""
+        return functional_call(self.model, {**self.buffers, **params}, (inputs,))
+
+    def batch_loss(self, params: Params, batch: Batch) -> tuple[torch.Tensor, int]:
+        """(mean loss on the batch, its examples) at `params`."""
+        if self.forward_fn is not None:
+            loss, n = self.forward_fn(self.model, {**self.buffers, **params}, batch)
+        else:
+            loss, n = self.loss_fn(self.outputs(params, batch[0]), batch[1]), len(batch[0])
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise LossLabError(f"the loss returned {shape}, not a scalar: it must be the batch's mean loss")
+        return loss, int(n)
+
+    def loss(self, params: Params | None = None) -> float:
+        """The mean loss over the data at `params` (default: the point)."""
+        params = self.params if params is None else params
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for batch in self.batches():
+                loss, n = self.batch_loss(params, batch)
+                total, count = total + loss * n, count + n
+        self.n_examples = count
+        return float(total / count)
+
+    def value_and_grad(self, params: Params | None = None) -> tuple[float, torch.Tensor]:
+        """The mean loss and its flat gradient (on the device) at `params`."""
+        params = self.params if params is None else params
+        leaves = [p.detach().requires_grad_(True) for p in params.values()]
+        grads = [torch.zeros_like(p) for p in leaves]
+        total = 0.0
+        with torch.enable_grad():
+            for batch in self.batches():
+                loss, n = self.batch_loss(dict(zip(params, leaves)), batch)
+                total = total + loss.detach() * n
+                for g, piece in zip(grads, torch.autograd.grad(loss * n, leaves, allow_unused=True)):
+                    if piece is not None:
+                        g.add_(piece)
+        return float(total / self.n_examples), torch.cat([g.flatten() for g in grads]) / self.n_examples
+
+    def metrics(self, params: Params | None = None) -> tuple[float, float | None]:
+        """(mean loss, mean accuracy or None) at `params`, in one pass."""
+        if self.accuracy_fn is None or self.forward_fn is not None:
+            return self.loss(params), None
+        params = self.params if params is None else params
+        loss = acc = 0.0
+        with torch.no_grad():
+            for x, y, *_ in self.batches():
+                out, w = self.outputs(params, x), len(x) / self.n_examples
+                loss, acc = loss + self.loss_fn(out, y) * w, acc + self.accuracy_fn(out, y) * w
+        return float(loss), float(acc)
+
+    # ------------------------------------------------------------ flat vectors
+
+    def flatten(self, tensors: Params) -> torch.Tensor:
+        return torch.cat([tensors[n].reshape(-1) for n in self.params])
+
+    def unflatten(self, flat: torch.Tensor) -> Params:
+        out, at = {}, 0
+        for name, p in self.params.items():
+            out[name] = flat[at: at + p.numel()].view(p.shape).to(p.dtype)
+            at += p.numel()
+        return out
+
+    def shifted(self, direction: torch.Tensor, alpha: float = 1.0) -> Params:
+        """The point moved by alpha * direction (a flat vector)."""
+        return {n: p + alpha * d for (n, p), d in zip(self.params.items(), self.unflatten(direction).values())}
+
+    # ------------------------------------------------------------ losslab's runs
+
+    @classmethod
+    def from_run(cls, run, step: int | None = None, split: str = "train") -> Objective:
+        """A losslab run at a stored checkpoint (default: its last), on its training or validation
+        data: the one bridge from run folders to the analysis layer (losslab.train.checkpoints)."""
+        from losslab.train.checkpoints import objective_at
+
+        return objective_at(run, step, split)
