@@ -7,8 +7,13 @@ import os
 from losslab.errors import LossLabError
 
 
-def available_bytes() -> int:
-    """Memory available to a new allocation (Linux: MemAvailable; elsewhere: physical memory)."""
+def available_bytes(device=None) -> int:
+    """Memory available to a new allocation: a CUDA device's free memory, or the machine's
+    (Linux: MemAvailable; elsewhere: physical memory)."""
+    if device is not None and getattr(device, "type", device) == "cuda":
+        import torch
+
+        return torch.cuda.mem_get_info(device)[0]
     try:
         with open("/proc/meminfo") as f:
             for line in f:

@@ -153,3 +153,22 @@ def test_bad_input_is_one_clear_line(make, message):
     with pytest.raises(LossLabError, match=message.replace("(", r"\(").replace(")", r"\)")) as found:
         make(model, x, y)
     assert "\n" not in str(found.value)
+
+
+def test_a_batchnorm_in_training_mode_keeps_its_batches_and_its_running_statistics():
+    """Its loss uses each batch's own statistics (batches are not joined for evaluation), and the
+    objective updates copies of the running statistics, never the model's."""
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 8), nn.BatchNorm1d(8), nn.Linear(8, 3)).double().train()
+    _, x, y = mlp_and_data()
+    before = copy.deepcopy(model.state_dict())
+    loader = DataLoader(TensorDataset(x, y), batch_size=25)
+    obj = ll.Objective(model, F.cross_entropy, loader)
+    twin = copy.deepcopy(model)
+    expected = sum(F.cross_entropy(twin(xb), yb).item() * len(xb) for xb, yb in loader) / len(x)
+    assert obj.value == pytest.approx(expected, rel=1e-12)
+    assert abs(obj.value - ll.Objective(model, F.cross_entropy, (x, y)).value) > 1e-6  # the batches matter here
+    ll.loss_line(obj, ll.random_direction(obj), points=3)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -81,12 +81,6 @@ def _graph_bytes(work):
     return result, sum(seen.values())
 
 
-def _memory_budget(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0] // 4
-    return available_bytes() // 4
-
-
 class HessianOperator(CurvatureOperator):
     """H v of the objective's mean loss; also its loss and gradient at the point."""
 
@@ -94,7 +88,7 @@ class HessianOperator(CurvatureOperator):
         super().__init__(obj)
         self.names = list(obj.params)
         self.leaves = [p.detach().clone().requires_grad_(True) for p in obj.params.values()]
-        budget = _memory_budget(self.device) if keep_bytes is None else keep_bytes
+        budget = available_bytes(self.device) // 4 if keep_bytes is None else keep_bytes
         self.kept: list[tuple[torch.Tensor, ...]] = []  # the gradient graphs kept, one per batch
         self.kept_bytes, keeping = 0, True
         grad = [torch.zeros_like(p) for p in self.leaves]

@@ -14,7 +14,9 @@
   other weights, on copies of the model's buffers (a BatchNorm in train mode updates the copies).
 - Device and dtype are the parameters'. Batches are moved there (floating inputs cast to the
   dtype) and kept there when they fit in a quarter of the memory available; otherwise they are
-  read from the loader at every pass. Numbers reach the CPU only as results.
+  read from the loader at every pass. Numbers reach the CPU only as results. Evaluations
+  without gradients (the loss, surfaces) join consecutive batches into calls of up to 4,096
+  examples where that cannot change a number (no BatchNorm in training mode).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ Params = dict[str, torch.Tensor]
 Batch = Any
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ForwardFn = Callable[[nn.Module, Params, Batch], tuple[torch.Tensor, int]]
+MERGED_EXAMPLES = 4096  # evaluations without gradients join batches up to this many examples
 
 
 def argmax_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -108,14 +111,16 @@ class Objective:
         the first (the data must not change between passes)."""
         if data is None:
             raise LossLabError("no data: give a pair of tensors (inputs, targets) or a DataLoader")
-        if isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data):
+        single = isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
+        if single:
             data = [tuple(data)]  # one batch
         elif not isinstance(data, Iterable) or isinstance(data, torch.Tensor | dict | str):
             raise LossLabError(f"data must be a pair of tensors or an iterable of batches, got {type(data).__name__}")
         elif iter(data) is data:
             raise LossLabError("data is a one-pass iterator: give a re-iterable (a DataLoader, a list of batches)")
-        budget = available_bytes() // 4
-        cached, prints = [], []
+        budget = available_bytes(self.device) // 4
+        cached: list | None = []
+        prints = []
         for batch in data:
             if self.forward_fn is None and not (isinstance(batch, tuple | list) and len(batch) >= 2
                                                 and isinstance(batch[0], torch.Tensor)):
@@ -124,10 +129,13 @@ class Objective:
             prints.append(_fingerprint(batch))
             if cached is not None:
                 budget -= sum(t.numel() * t.element_size() for t in _tensors(batch))
-                cached = cached + [_move(batch, self.device, self.dtype)] if budget >= 0 else None
+                if budget >= 0:
+                    cached.append(_move(batch, self.device, self.dtype))
+                else:  # too much to keep on the device: read from the loader at every pass
+                    cached = None
         if not prints:
             raise LossLabError("the data yields no batch")
-        if len(prints) > 1 or cached is None:
+        if not single:
             again = [_fingerprint(batch) for batch in data]
             if again != prints:
                 raise LossLabError("the data changes between two passes (a DataLoader with shuffle=True, or random "
@@ -142,6 +150,23 @@ class Objective:
         else:
             for batch in self._source:
                 yield _move(batch, self.device, self.dtype)
+
+    def evaluation_batches(self) -> Iterator[Batch]:
+        """The batches for evaluations without gradients: consecutive (inputs, targets) batches kept
+        on the device are joined up to MERGED_EXAMPLES examples (the same mean loss from fewer,
+        larger calls), unless a BatchNorm in training mode makes each batch's own statistics
+        part of the loss."""
+        if self.forward_fn is not None or self._cached is None or len(self._cached) == 1 or any(
+                isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.model.modules()):
+            yield from self.batches()
+            return
+        group: list[Batch] = []
+        for batch in [*self._cached, None]:
+            if group and (batch is None or sum(len(b[0]) for b in group) + len(batch[0]) > MERGED_EXAMPLES):
+                yield torch.cat([b[0] for b in group]), torch.cat([b[1] for b in group])
+                group = []
+            if batch is not None:
+                group.append(batch)
 
     @property
     def n_batches(self) -> int:
@@ -169,7 +194,7 @@ class Objective:
         params = self.params if params is None else params
         total, count = 0.0, 0
         with torch.no_grad():
-            for batch in self.batches():
+            for batch in self.evaluation_batches():
                 loss, n = self.batch_loss(params, batch)
                 total, count = total + loss * n, count + n
         self.n_examples = count
@@ -197,7 +222,7 @@ class Objective:
         params = self.params if params is None else params
         loss = acc = 0.0
         with torch.no_grad():
-            for x, y, *_ in self.batches():
+            for x, y, *_ in self.evaluation_batches():
                 out, w = self.outputs(params, x), len(x) / self.n_examples
                 loss, acc = loss + self.loss_fn(out, y) * w, acc + self.accuracy_fn(out, y) * w
         return float(loss), float(acc)

@@ -101,7 +101,7 @@ def _evaluate(obj: Objective, d1: dict, alphas: np.ndarray, d2: dict | None, bet
     d2 = d2 if d2 is not None else {n: torch.zeros_like(t) for n, t in theta.items()}
     has_acc = obj.accuracy_fn is not None
     total = torch.zeros(len(alphas), len(grid_b), 2, dtype=torch.float64, device=obj.device)
-    for x, y, *_ in obj.batches():
+    for x, y, *_ in obj.evaluation_batches():
         if split_model is None:
             names, prefix = list(theta), ""
 
