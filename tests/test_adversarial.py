@@ -22,7 +22,7 @@ import torch
 
 from losslab.report.serve import make_server
 from losslab.store import RunStore
-from tests.test_cli import TINY, losslab, losslab_here
+from tests.test_cli import TINY, losslab_here
 
 
 @pytest.fixture(scope="module")
@@ -356,14 +356,16 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_a_rerun_finishes_it(tmp_pa
 def test_a_second_copy_of_a_running_sweep_is_refused_and_stale_failures_go(tmp_path):
     from tests.test_stop import BODY
 
-    (tmp_path / "stop.toml").write_text(BODY)
+    # runs long enough that the first copy is still at its first point when the second asks
+    (tmp_path / "stop.toml").write_text(BODY.replace("train.max_steps=600", "train.max_steps=2000")
+                                        .replace("seed = [0, 1, 2, 3]", "seed = [0, 1]"))
     store = tmp_path / "runs"
     first = subprocess.Popen([sys.executable, "-m", "losslab.cli", "sweep", tmp_path / "stop.toml", "--out", store,
                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
     while time.time() < deadline and not list(store.glob("stop-*")):
         time.sleep(0.05)
-    second = losslab("sweep", tmp_path / "stop.toml", "--out", store, "--workers", "1")
+    second = losslab_here("sweep", tmp_path / "stop.toml", "--out", store, "--workers", "1")
     assert second.returncode == 2 and "being run by another process" in second.stderr
     assert first.wait(120) == 0, first.stderr.read()
     # a failure recorded before (another process had the run) is gone once the run has finished

@@ -11,7 +11,8 @@ from torch.utils.data import DataLoader, TensorDataset
 import losslab as ll
 from losslab.errors import LossLabError
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                               reason="no CUDA device on this machine"))]
 
 
 def mlp_and_data(dtype=torch.float64, n=103):

@@ -19,11 +19,16 @@ from losslab.train import stop
 NOISE_MAX = 0.5  # labels flipped at random half of the time carry no information
 
 
-def groks(base: str, overrides: list[str], noise: float, store_root: str) -> dict:
+def groks(base: str, overrides: list[str], noise: float, store_root: str) -> dict | None:
+    """The run at this noise; None once a stop is requested (before it began, or while it ran)."""
     from losslab.train.loop import finish, prepare
 
     cfg = load_config(base, [*overrides, f"task.noise={noise}", "name=noise-threshold"])
+    if stop.requested is not None:  # checked just before the run folder is made
+        return None
     summary = finish(prepare(cfg, RunStore(store_root)), figures=False)
+    if stop.requested is not None:
+        return None
     return {"noise": noise, "grokked": summary["events"]["t4"] is not None, "t4": summary["events"]["t4"],
             "run_id": summary["run_id"], "wall_s": summary["wall_s"]}
 
@@ -36,15 +41,15 @@ def bisect_noise(base: str, overrides: list[str], store_root: str, iterations: i
     torch.set_num_threads(threads)
     low, high, runs = 0.0, NOISE_MAX, []
     clean = groks(base, overrides, 0.0, store_root)
-    runs.append(clean)
-    if stop.requested is not None:
+    if clean is None:
         return None
+    runs.append(clean)
     if not clean["grokked"]:
         return {"overrides": overrides, "low": None, "high": 0.0, "threshold": None, "runs": runs}
     for _ in range(iterations):
         middle = round((low + high) / 2, 6)
         run = groks(base, overrides, middle, store_root)
-        if stop.requested is not None:
+        if run is None:
             return None
         runs.append(run)
         low, high = (middle, high) if run["grokked"] else (low, middle)
