@@ -98,6 +98,17 @@ def cnn_case():
     return "CNN on digits", *on_device(model, x, y)
 
 
+def count_calls(owner, name: str) -> list[int]:
+    """Wrap owner.name to count its calls (a peer's Hessian-vector products); the count is [0]."""
+    counted, method = [0], getattr(owner, name)
+
+    def counting(*args):
+        counted[0] += 1
+        return method(*args)
+    setattr(owner, name, counting)
+    return counted
+
+
 def eigen_rows(model, full, loader):
     reference = ll.hessian_eigenvalues(ll.Objective(model, F.cross_entropy, full), 5, tol=1e-10).top
     rows = []
@@ -117,13 +128,7 @@ def eigen_rows(model, full, loader):
         from scipy.sparse.linalg import eigsh
 
         op = HessianLinearOperator(model, nn.CrossEntropyLoss(), list(model.parameters()), loader).to_scipy()
-        counted = [0]
-        matvec = op.matvec
-
-        def counting(v):
-            counted[0] += 1
-            return matvec(v)
-        op.matvec = counting
+        counted = count_calls(op, "matvec")
         values = eigsh(op, k=5, which="LA", tol=TOL, v0=np.random.default_rng(0).standard_normal(op.shape[0]),
                        return_eigenvectors=False)
         return np.sort(values)[::-1], counted[0]
@@ -137,13 +142,7 @@ def eigen_rows(model, full, loader):
         def peer(tol=tol, iters=iters):
             torch.manual_seed(0)
             h = pyhessian.hessian(model, nn.CrossEntropyLoss(), dataloader=loader, cuda=DEVICE.type == "cuda")
-            counted = [0]
-            product = h.dataloader_hv_product
-
-            def counting(v):
-                counted[0] += 1
-                return product(v)
-            h.dataloader_hv_product = counting
+            counted = count_calls(h, "dataloader_hv_product")
             values, _ = h.eigenvalues(maxIter=iters, tol=tol, top_n=5)
             return np.sort(values)[::-1], counted[0]
         (values, products), seconds, mem = timed(peer)
@@ -154,13 +153,7 @@ def eigen_rows(model, full, loader):
     for steps in (20, 40):
         def peer_lanczos(steps=steps):
             op = PeerOperator(model, loader, supervised_loss(F.cross_entropy))
-            counted = [0]
-            matvec = op.matvec
-
-            def counting(v):
-                counted[0] += 1
-                return matvec(v)
-            op.matvec = counting
+            counted = count_calls(op, "matvec")
             result = lanczos(op, k=5, which="LA", max_iter=steps, tol=TOL, seed=0)
             return np.sort(result.eigenvalues.double().cpu().numpy())[::-1], counted[0]
         (values, products), seconds, mem = timed(peer_lanczos)

@@ -1,1 +1,2 @@
-"""Analyses of stored checkpoints: the Hessian and its spectrum, loss surfaces, sharpness."""
+"""The library: analyses of an Objective (a model, a loss, data): curvature, directions, surfaces,
+sharpness, connectivity, behavioral gradients, trajectories, the spectral signature; their figures."""
