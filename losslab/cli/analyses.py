@@ -1,4 +1,5 @@
-"""Analyses of a run's stored checkpoints (and its metrics): Hessian, surfaces, sharpness, ..."""
+"""Analyses of a run's stored checkpoints (through the library: the checkpoint's Objective) and of its
+metrics: Hessian, surfaces, sharpness, basin, trajectory, connectivity, ...; each result saved with the run."""
 
 from __future__ import annotations
 
