@@ -3,6 +3,7 @@ curves drawn, the events shown, text from configs escaped), the read-only server
 
 import io
 import json
+import math
 import shutil
 import threading
 import urllib.error
@@ -105,8 +106,33 @@ def test_run_page_in_chromium(store, browser):
     for event, step in summary["events"].items():
         assert f"{event}\t{'-' if step is None else step}" in events
     assert page.locator("#curves .main-svg").count() > 0 and drawn(page, "#curves")
+    # each event's label is drawn where its line is (plotly places shapes and annotations on a log
+    # axis by different rules); the lines' data positions are checked in test_event_marks_sit_at_their_steps
+    lines = page.locator("#curves .shapelayer path")
+    labels = page.locator("#curves .annotation-text-g", has_text="=")
+    marked = [step for step in summary["events"].values() if step is not None]
+    assert lines.count() == labels.count() == 2 * len(marked) > 0
+    for i in range(lines.count()):
+        assert abs(lines.nth(i).bounding_box()["x"] - labels.nth(i).bounding_box()["x"]) < 6
     # the 2D landscape as a contour and a 3D surface (a WebGL scene), the Hessian, the trajectory
     assert page.locator(".analysis .main-svg").count() >= 3 and page.locator(".analysis .gl-container").count() > 0
+
+
+def test_event_marks_sit_at_their_steps():
+    """On the log-step axis each event's line is at its step (not at log10 of it), its label beside it,
+    and labels of close events do not overlap."""
+    from losslab.report.plots import grokking_curves
+
+    events = {"t1": 38, "t2": 45, "t3": 1200, "t4": 1459}
+    fig = grokking_curves({("train", "acc"): ([0, 10, 100, 2000], [0.1, 0.5, 1.0, 1.0])}, events, "run")
+    shapes, notes = fig.layout.shapes, [a for a in fig.layout.annotations if "=" in a.text]
+    assert sorted(s.x0 for s in shapes) == sorted(2 * list(events.values()))
+    assert all(s.x0 == s.x1 for s in shapes)
+    for note in notes:
+        event, step = note.text.split("=")
+        assert note.x == pytest.approx(math.log10(int(step))) and events[event] == int(step)
+    heights = [(n.xref, n.y) for n in notes]
+    assert len(set(heights)) == len(heights)
 
 
 def test_sweep_page_sorts_and_links_each_run(store, browser):

@@ -49,11 +49,16 @@ def grokking_curves(series: Series, events: dict, title: str) -> go.Figure | Non
                 steps, values = series[(split, name)]
                 fig.add_trace(go.Scatter(x=[_step(s) for s in steps], y=values, name=f"{split} {name}",
                                          mode="lines", line=dict(color=color)), row=1, col=col)
-        for event, step in events.items():
-            if step is not None:
-                fig.add_vline(x=math.log10(_step(step)), line=dict(color=EVENT_COLORS.get(event, "#000"),
-                                                                   dash="dash", width=1),
-                              annotation_text=f"{event}={step}", annotation_position="top", row=1, col=col)
+        # A shape sits at its data x on a log axis, an annotation at log10 of it (plotly's rule);
+        # the labels are stepped down the panel so that close events do not overlap.
+        marked = sorted((step, event) for event, step in events.items() if step is not None)
+        for i, (step, event) in enumerate(marked):
+            color = EVENT_COLORS.get(event, "#000")
+            fig.add_shape(type="line", x0=_step(step), x1=_step(step), y0=0, y1=1, yref="y domain",
+                          line=dict(color=color, dash="dash", width=1), row=1, col=col)
+            fig.add_annotation(x=math.log10(_step(step)), y=1 - 0.08 * i, yref="y domain", text=f"{event}={step}",
+                               showarrow=False, xanchor="left", font=dict(color=color, size=11),
+                               bgcolor="rgba(255,255,255,0.7)", row=1, col=col)
         fig.update_xaxes(type="log", title_text="step", row=1, col=col)
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=2)
