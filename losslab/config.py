@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import math
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -16,9 +15,9 @@ import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
 from losslab.errors import LossLabError
+from losslab.presets import load_raw
 from losslab.limits import MAX_EVALUATIONS, MAX_EXAMPLES, MAX_SEED, MAX_STEPS
 from losslab.optim.registry import OPTIMIZERS, accepted_arguments, base_of, construct
-from losslab.store.files import read_text
 from losslab.store.names import name_problem
 
 
@@ -316,31 +315,6 @@ class RunConfig(Strict):
 
 
 # ---------------------------------------------------------------- loading
-
-
-def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files("losslab.presets").iterdir()
-                  if p.name.endswith(".toml"))
-
-
-def _read_toml(text: str, origin: str) -> dict:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise LossLabError(f"{origin}: not valid TOML ({e})") from None
-
-
-def load_raw(source: str | Path) -> dict:
-    """The raw dict of a preset name or a TOML file path."""
-    path = Path(source)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise LossLabError(f"config file not found: {path}")
-        return _read_toml(read_text(path, f"config file {path}"), str(path))
-    if str(source) not in preset_names():
-        raise LossLabError(f"unknown preset {str(source)!r} (known: {', '.join(preset_names())})")
-    return _read_toml(resources.files("losslab.presets").joinpath(f"{source}.toml").read_text(),
-                      f"preset {source}")
 
 
 def parse_value(text: str) -> Any:

@@ -82,8 +82,8 @@ BAD = [
     (["runs", "--out", "FILES/afile"], "is a file, not a folder"),
     (["show", "RUN", "--out", "FILES/afile"], "is a file, not a folder"),
     (["optimize", "rosenbrock", "--out", "FILES/afile"], "is a file, not a folder"),
-    (["report", "RUN", "--out", "/no/dir/x.html"], "no folder /no/dir"),
-    (["report", "RUN", "--out", "FILES"], "must end in .html"),
+    (["report", "RUN", "--html", "/no/dir/x.html"], "no folder /no/dir"),
+    (["report", "RUN", "--html", "FILES"], "must end in .html"),
     (["export", "RUN", "--table", "/no/dir/x.csv"], "no folder /no/dir"),
     (["export", "RUN", "--table", "FILES/afile"], "must end in .csv or .parquet"),
     # numbers out of range, and values an optimizer refuses
@@ -132,9 +132,8 @@ BAD = [
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(hostile, args, message):
     root, run_id = hostile
     args = [run_id if a == "RUN" else a.replace("FILES", str(root / "files")) for a in args]
-    store_flag = "--store" if args[0] == "report" else "--out"
-    if store_flag not in args:
-        args += [store_flag, root / "runs"]
+    if "--out" not in args:
+        args += ["--out", root / "runs"]
     before = snapshot(root)
     done = losslab_here(*args)
     assert done.returncode == 2, done.stderr
@@ -204,7 +203,7 @@ def test_a_corrupt_run_folder_is_one_line_naming_what_is_wrong(hostile, tmp_path
     make_damage, message = CORRUPT[damage]
     store, run_id = corrupt_copy(hostile, tmp_path, make_damage)
     before = snapshot(store)
-    extra = {"report": ["--store", store, "--out", tmp_path / "r.html"], "export": ["--table", tmp_path / "m.csv",
+    extra = {"report": ["--out", store, "--html", tmp_path / "r.html"], "export": ["--table", tmp_path / "m.csv",
                                                                                     "--out", store]}
     done = losslab_here(command, run_id, *extra.get(command, ["--out", store]))
     damaged = next(f for f in READS if f in damage)
@@ -289,7 +288,7 @@ def test_a_read_only_store_is_read(hostile, tmp_path):
     done = _in_mount_namespace(
         f"mount --bind -o ro {tmp_path / 'src'} {tmp_path / 'ro'} && cd {Path.cwd()} && "
         f"{cli} runs --out {tmp_path / 'ro'} --json > {tmp_path / 'runs.json'} && "
-        f"{cli} report {run_id} --store {tmp_path / 'ro'} --out {tmp_path / 'page.html'} && "
+        f"{cli} report {run_id} --out {tmp_path / 'ro'} --html {tmp_path / 'page.html'} && "
         f"{sys.executable} -c 'import sys; from losslab.report.serve import index_page; from losslab.store import "
         f"RunStore; sys.stdout.write(index_page(RunStore(sys.argv[1])))' {tmp_path / 'ro'} > {tmp_path / 'index.html'}"
         f" && {cli} report {run_id} --store {tmp_path / 'ro'}; echo exit=$?")

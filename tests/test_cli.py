@@ -64,8 +64,25 @@ def test_runs_and_show(finished_run):
 
 def test_presets_json():
     presets = json.loads(losslab("presets", "--json").stdout)
-    assert {"grokking", "parity", "grokking-paper"} <= {p["name"] for p in presets}
+    assert {"grokking", "parity", "grokking-paper"} <= {p["name"] for p in presets if p["kind"] == "run"}
+    assert {"phase-diagram", "weight-decay-switch"} <= {p["name"] for p in presets if p["kind"] == "sweep"}
     assert all(p["description"] for p in presets)
+
+
+def test_a_built_in_sweep_runs_by_name_and_presets_need_no_torch(tmp_path):
+    """Every built-in sweep expands (its points validate) from outside a clone; listing the presets
+    imports no torch (it is the command a newcomer runs first)."""
+    from losslab.presets import sweep_names
+    from losslab.sweep.spec import expand, load_spec
+
+    for name in sweep_names():
+        assert expand(load_spec(name))
+    done = subprocess.run([sys.executable, "-c", "import sys; from losslab.cli import main; sys.argv = ['losslab', "
+                           "'presets']; import losslab.cli.runs as r; r.presets(); print('torch' in sys.modules)"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.strip().endswith("False"), done.stderr
+    version = losslab("--version")
+    assert version.returncode == 0 and version.stdout.startswith("losslab ")
 
 
 @pytest.mark.parametrize("args,message", [

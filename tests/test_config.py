@@ -1,6 +1,7 @@
 import pytest
 
-from losslab.config import load_config, parse_value, preset_names
+from losslab.config import load_config, parse_value
+from losslab.presets import preset_names
 from losslab.errors import LossLabError
 
 

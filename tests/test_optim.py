@@ -425,3 +425,16 @@ def test_zipf_frequency_groups_hold_equal_shares_of_samples():
     shares = torch.bincount(groups[labels], minlength=4) / len(labels)
     assert groups[0] == 0 and (shares - 0.25).abs().max() < 0.05
     assert (torch.bincount(groups, minlength=4).diff() > 0).all()  # rarer groups hold more classes
+
+
+def test_the_optimizers_import_from_the_package_as_the_readme_says():
+    import losslab.optim as package
+
+    for name in package.__all__:
+        assert getattr(package, name) is getattr(__import__(f"losslab.optim.{package._OPTIMIZERS[name]}",
+                                                            fromlist=[name]), name)
+    from losslab.optim import SAM as PackageSAM  # noqa: N811
+
+    assert PackageSAM is SAM
+    with pytest.raises(AttributeError):
+        package.NoSuchOptimizer  # noqa: B018

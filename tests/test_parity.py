@@ -89,7 +89,7 @@ def test_noise_threshold_brackets_by_bisection(tmp_path):
 
 
 def test_switching_weight_decay_at_memorization_speeds_grokking_until_it_breaks_it(tmp_path):
-    """benchmarks/weight_decay_switch.toml in small: from 0.01 to 0.1 at t2 generalizes several
+    """the weight-decay-switch sweep in small: from 0.01 to 0.1 at t2 generalizes several
     times sooner; to 3.0 the weights decay faster than they learn and it never generalizes."""
     from losslab.sweep.executors import LocalExecutor
     from losslab.sweep.run import Sweep

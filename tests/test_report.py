@@ -282,8 +282,8 @@ def test_export_tensorboard_and_tables(store, tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [
     (["report", "nothing-here"], "no run, sweep or benchmark 'nothing-here'"),
-    (["report", "tiny", "--out", "page.txt"], "Invalid value for '--out': page.txt: the file must end in .html"),
-    (["report", "tiny", "--out", "/no/dir/x.html"], "Invalid value for '--out': /no/dir/x.html: no folder /no/dir"),
+    (["report", "tiny", "--html", "page.txt"], "Invalid value for '--html': page.txt: the file must end in .html"),
+    (["report", "tiny", "--html", "/no/dir/x.html"], "Invalid value for '--html': /no/dir/x.html: no folder /no/dir"),
     (["export", "RUN"], "say where: --tensorboard DIR and/or --table"),
     (["export", "RUN", "--table", "m.json"], "Invalid value for '--table': m.json: the file must end in .csv or "
                                              ".parquet"),

@@ -19,7 +19,7 @@ from typer.exceptions import TyperException
 
 from losslab.errors import LossLabError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="A laboratory for loss landscapes and training dynamics.")
 # Off a terminal (pipes, CI logs) rich would squeeze tables into 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
@@ -77,8 +77,6 @@ def output_file(*suffixes: str):
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]
 StoreOpt = Annotated[Path, typer.Option("--out", "--store", callback=_store_folder,
                                         help="The run store (a folder of runs).")]
-# for commands whose --out is the file they write
-StoreOnlyOpt = Annotated[Path, typer.Option("--store", callback=_store_folder, help="The run store (a folder of runs).")]
 EXIT_INTERRUPTED = 130
 
 
@@ -91,6 +89,20 @@ def fmt(value, digits=4) -> str:
 
 
 # ---------------------------------------------------------------- entry point
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from losslab import __version__
+
+        out.print(f"losslab {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                   help="Print losslab's version and exit.")] = False):
+    """A laboratory for loss landscapes and training dynamics."""
 
 
 def _fail(message: str) -> None:

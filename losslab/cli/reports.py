@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from losslab.cli import JsonFlag, StoreOnlyOpt, StoreOpt, app, err, number, out, output_file, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, number, out, output_file, print_json
 from losslab.errors import LossLabError, NotFound
 
 
@@ -15,10 +15,10 @@ from losslab.errors import LossLabError, NotFound
 def report(
     ref: Annotated[str, typer.Argument(metavar="RUN|SWEEP|BENCH", help="A run folder, id or name, a sweep's name, "
                                        "or a benchmark's folder name or suite (its newest).")],
-    to: Annotated[Optional[Path], typer.Option("--out", metavar="FILE.html", parser=output_file(".html"),
+    to: Annotated[Optional[Path], typer.Option("--html", metavar="FILE.html", parser=output_file(".html"),
                                                help="Where to write [report.html in its folder].")] = None,
     open_it: Annotated[bool, typer.Option("--open", help="Open the page in the default browser.")] = False,
-    store: StoreOnlyOpt = Path("runs"),
+    store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
     """One self-contained HTML page (no network needed) of a run, or of a sweep or a bench-optim

@@ -17,15 +17,17 @@ from losslab.limits import MAX_SEED
 
 @app.command()
 def presets(as_json: JsonFlag = False):
-    """List the built-in experiments."""
-    from losslab.config import load_raw, preset_names
+    """List the built-in experiments: run presets (losslab run NAME) and sweeps (losslab sweep NAME)."""
+    from losslab.presets import load_raw, preset_names, sweep_file, sweep_names
 
-    rows = [{"name": n, "description": load_raw(n).get("description", "")} for n in preset_names()]
+    rows = [{"name": n, "kind": "run", "description": load_raw(n).get("description", "")} for n in preset_names()]
+    rows += [{"name": n, "kind": "sweep", "description": load_raw(sweep_file(n)).get("description", "")}
+             for n in sweep_names()]
     if as_json:
         return print_json(rows)
-    table = Table("preset", "description", box=None)
+    table = Table("preset", "kind", "description", box=None)
     for row in rows:
-        table.add_row(row["name"], row["description"])
+        table.add_row(row["name"], row["kind"], row["description"])
     out.print(table)
 
 

@@ -38,7 +38,8 @@ def _executor(name: str, workers: int | None, address: str | None):
 
 @app.command()
 def sweep(
-    file: Annotated[Path, typer.Argument(help="The sweep file (TOML): base, set, [grid], [random].")],
+    file: Annotated[Path, typer.Argument(metavar="FILE|NAME", help="A sweep file (TOML: base, set, [grid], "
+                                         "[random]) or a built-in sweep's name (losslab presets).")],
     executor: Annotated[str, typer.Option(help="local (a process pool on this machine), batched (runs of "
                                                "the same shapes trained together through vmap) or ray.")] = "local",
     workers: Annotated[Optional[int], WorkersOpt] = None,
@@ -115,7 +116,8 @@ def _print_sweep(rows: list[dict]) -> None:
 
 @app.command()
 def tune(
-    file: Annotated[Path, typer.Argument(help="A sweep file: its axes are the search space.")],
+    file: Annotated[Path, typer.Argument(metavar="FILE|NAME", help="A sweep file or a built-in sweep's name: "
+                                         "its axes are the search space.")],
     trials: Annotated[int, number("Trials to add to the study.", 1, 100_000, kind=int)] = 20,
     objective: Annotated[str, typer.Option(help="t4 (minimize) or val_acc (maximize).")] = "t4",
     pruner: Annotated[str, typer.Option(help="will-not-grok (needs --predictor-from), median or none.")] = "none",

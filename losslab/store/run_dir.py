@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
 from losslab.errors import LossLabError
 from losslab.store.files import atomic_write, boundary, read_text
@@ -174,6 +173,8 @@ class RunDir:
     # -- checkpoints
 
     def save_checkpoint(self, state: dict, name: str) -> Path:
+        import torch  # here: the store's other uses (listing, metrics) need no torch
+
         path = self.checkpoint_dir / f"{name}.pt"
         atomic_write(path, lambda p: torch.save(state, p))
         return path
@@ -184,6 +185,8 @@ class RunDir:
     def load_checkpoint(self, path: Path) -> dict:
         """A checkpoint's state; one line if it is unreadable, would run code, or is not a losslab
         checkpoint (a bare tensor, a dict without its step)."""
+        import torch
+
         try:
             state = torch.load(path, weights_only=True, map_location="cpu")
         except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as e:

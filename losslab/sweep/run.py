@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from losslab.errors import LossLabError, NotFound
 from losslab.store import RunDir, RunStore
+from losslab.presets import sweep_file
 from losslab.store.files import atomic_write, read_json, read_text
 from losslab.sweep.executors import Executor
 from losslab.sweep.spec import Point, expand, fingerprint, load_spec
@@ -208,7 +209,8 @@ def _read_manifest(directory: Path) -> dict | None:
 class Sweep:
     """A sweep file's points and its folder, checked against what an earlier run of it ran."""
 
-    def __init__(self, spec_path: Path, store: RunStore, force: bool = False):
+    def __init__(self, spec_path: str | Path, store: RunStore, force: bool = False):
+        spec_path = sweep_file(spec_path)
         spec = load_spec(spec_path)
         self.name, self.store, self.points = spec.name, store, expand(spec)
         self.run_figures = spec.run_figures

@@ -37,8 +37,9 @@ import numpy as np
 import tomllib
 from pydantic import Field, ValidationError, model_validator
 
-from losslab.config import FolderName, RunConfig, Seed, Strict, apply_override, load_raw, set_value, validate
+from losslab.config import FolderName, RunConfig, Seed, Strict, apply_override, set_value, validate
 from losslab.errors import LossLabError
+from losslab.presets import load_raw, sweep_file
 from losslab.store.files import read_text
 
 
@@ -82,6 +83,7 @@ class RandomSearch(Strict):
 
 class SweepSpec(Strict):
     name: FolderName
+    description: str = ""
     base: str
     set: list[str] = []
     run_figures: bool = True  # each run's own figures (about 0.7 s a run); the sweep's are always drawn
@@ -123,10 +125,9 @@ class Point:
         return f"{self.config.name}-{self.config_hash[:12]}"
 
 
-def load_spec(path: Path) -> SweepSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise LossLabError(f"sweep file not found: {path}")
+def load_spec(source: str | Path) -> SweepSpec:
+    """The sweep of a TOML file, or of a built-in sweep by its name."""
+    path = sweep_file(source)
     try:
         raw = tomllib.loads(read_text(path, f"sweep file {path}"))
     except tomllib.TOMLDecodeError as e:
