@@ -58,6 +58,9 @@ def is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
+OP_TEXT = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "sq_sum": "a^2 + b^2"}
+
+
 class ModularTask(Strict):
     """Binary operation `a op b` over Z_p (or S5 composition); all pairs split by train_fraction."""
 
@@ -306,6 +309,22 @@ class RunConfig(Strict):
     @property
     def task_seed(self) -> int:
         return self.seed if self.data_seed is None else self.data_seed
+
+    def describe(self) -> str:
+        """What this run trains, read from its resolved settings (a preset's description no longer
+        holds once `--set` changed them)."""
+        t, m, o = self.task, self.model, self.optim
+        task = {"modular": lambda: (f"S5 composition, r = {t.train_fraction:g}" if t.op == "s5" else
+                                    f"{OP_TEXT[t.op]} mod {t.p}, r = {t.train_fraction:g}"),
+                "parity": lambda: f"sparse ({t.n}, {t.k})-parity, {t.n_train} examples"
+                                  + (f", {t.noise:.0%} labels flipped" if t.noise else ""),
+                "zipf": lambda: f"{t.n_classes} Zipf classes (exponent {t.exponent:g}), {t.n_train} examples",
+                "digits": lambda: "digits (8 x 8)"}[t.name]()
+        model = (f"{m.n_layers}-layer transformer (d_model {m.d_model}, {m.n_heads} heads)" if m.name == "transformer"
+                 else f"MLP {m.depth} x {m.width} ({m.activation})")
+        batch = "full batch" if self.train.batch_size is None else f"batch {self.train.batch_size}"
+        return (f"{task}; {model}; {o.name} lr {o.lr:g}" + (f", wd {o.weight_decay:g}" if o.weight_decay else "")
+                + f", {batch}")
 
     @model_validator(mode="after")
     def _model_fits_task(self):

@@ -92,6 +92,8 @@ def test_run_page_holds_the_run_and_escapes_its_text(store):
     text = path.read_text()
     assert HOSTILE_NAME not in text and HOSTILE_TEXT not in text and "&lt;img src=x" in text
     assert 'id="events"' in text and 'id="curves"' in text and text.count('class="analysis"') == 3
+    # described from its resolved config (p = 11, d_model 32 set over the preset), not the preset's words
+    assert "a + b mod 11, r = 0.5; 1-layer transformer (d_model 32, 4 heads)" in text
     assert 'src="http' not in text and "<script src=" not in text  # self-contained: nothing to fetch
 
 

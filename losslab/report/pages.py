@@ -116,7 +116,7 @@ def _image(path: Path) -> str:
 
 def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     summary, series = run.summary(), curves(run.metric_rows())
-    name, run_id, description = summary.get("name", ""), run.path.name, run.config().description
+    name, run_id, description = summary.get("name", ""), run.path.name, run.config().describe()
     events = summary.get("events") or {}
     facts = [("status", summary.get("status")), ("stop reason", summary.get("stop_reason")),
              ("steps", summary.get("steps")), ("wall time (s)", summary.get("wall_s")),

@@ -15,6 +15,8 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from losslab.analysis.curvature import Density
+
 Series = dict[tuple[str, str], tuple[list[int], list[float]]]  # (split, name) -> (steps, values)
 
 SPLIT_COLORS = {"train": "#1f77b4", "val": "#d62728"}
@@ -94,17 +96,18 @@ def hessian(result: dict) -> go.Figure | None:
         if side in result:
             fig.add_trace(go.Scatter(x=list(range(1, len(result[side]) + 1)), y=result[side], mode="markers",
                                      name=f"{side} eigenvalues", xaxis="x", yaxis="y"))
-    if "density" in result:
-        fig.add_trace(go.Bar(x=result["density"]["nodes"], y=result["density"]["weights"], xaxis="x2",
-                             yaxis="y2", name="spectral density (SLQ nodes and weights)"))
+    if "density" in result:  # the stored nodes and weights, smoothed as in the analysis's own figure
+        grid, values = Density.from_dict(result["density"]).curve(500)
+        fig.add_trace(go.Scatter(x=grid, y=np.maximum(values, 1e-12), mode="lines", xaxis="x2", yaxis="y2",
+                                 name="spectral density (SLQ, smoothed)"))
     elif "eigenvalues" in result:
         fig.add_trace(go.Histogram(x=result["eigenvalues"], nbinsx=80, xaxis="x2", yaxis="y2",
                                    name="every eigenvalue (dense)"))
     if not fig.data:
         return None
     fig.update_layout(xaxis=dict(domain=[0, 0.42], title="index"), yaxis=dict(title="eigenvalue"),
-                      xaxis2=dict(domain=[0.55, 1], title="eigenvalue", anchor="y2"),
-                      yaxis2=dict(anchor="x2", type="log", title="weight"))
+                      xaxis2=dict(domain=[0.55, 1], title="eigenvalue", anchor="y2", tickformat=".3~g"),
+                      yaxis2=dict(anchor="x2", type="log", title="density", exponentformat="power"))
     return _layout(fig, f"Hessian at step {result.get('step')} ({result.get('split')})")
 
 
