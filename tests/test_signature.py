@@ -43,6 +43,23 @@ def test_an_exact_trend_is_removed(trend, series):
     assert np.abs(remove_trend(series, trend)).max() < 1e-8
 
 
+@pytest.mark.parametrize("trend,series", [
+    *((trend, np.full(T, 3.0)) for trend in ("none", "linear", "exponential")),
+    *((trend, np.zeros(T)) for trend in ("none", "linear", "exponential")),
+    ("linear", 2.0 - 0.01 * t), ("exponential", 0.3 + 5.0 * np.exp(-t / 50)),
+])
+def test_a_flat_residual_has_no_signature(trend, series):
+    """Roundoff left by the detrending of a constant (or exactly trended) series is not an
+    oscillation: every quantity is zero, not a mobility of 0.2 and a complexity of 10."""
+    assert spectral_signature(series, trend) == dict.fromkeys(("energy", "activity", "mobility", "complexity"), 0.0)
+
+
+def test_a_small_oscillation_above_roundoff_is_still_read():
+    w = 2 * math.pi * 20 / T
+    sig = spectral_signature(3.0 + 1e-6 * np.sin(w * t), "linear")
+    assert sig["mobility"] == pytest.approx(w, rel=0.03) and sig["complexity"] == pytest.approx(1, rel=0.03)
+
+
 def test_a_tone_on_an_exponential_decay_keeps_its_frequency_and_power():
     w = 2 * math.pi * 20 / T
     tone = 0.1 * np.sin(w * t)

@@ -31,6 +31,10 @@ from scipy.signal import detrend as linear_detrend
 Trend = Literal["none", "linear", "exponential"]
 TRENDS = ("none", "linear", "exponential")
 SIGNATURE_KEYS = ("energy", "activity", "mobility", "complexity")
+# A residual whose RMS is below this fraction of the series' magnitude is not an oscillation: it is
+# the trend fit's tolerance (scipy's least squares stops at sqrt(eps) ~ 1.5e-8) and roundoff; a float32
+# loss cannot resolve it either (6e-8).
+RESOLVED = math.sqrt(np.finfo(np.float64).eps)
 
 
 def _exponential(t, a, b, c):
@@ -79,7 +83,10 @@ def spectral_signature(x, trend: Trend = "exponential") -> dict[str, float]:
         raise ValueError(f"a signature needs at least 8 points, got {len(x)}")
     if not np.all(np.isfinite(x)):
         raise ValueError("the series has non-finite values (a diverged run?)")
-    return hjorth(remove_trend(x, trend))
+    y = remove_trend(x, trend)
+    if np.ptp(x) == 0 or math.sqrt(np.mean(y**2)) <= RESOLVED * np.abs(x).max():  # roundoff: no oscillation
+        return dict.fromkeys(SIGNATURE_KEYS, 0.0)
+    return hjorth(y)
 
 
 def metric_series(rows, metric: str = "train_loss", steps: int = 400) -> tuple[np.ndarray, float]:
