@@ -2,11 +2,13 @@
 is found in a series that descends, rises and descends again."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from losslab.analysis.double_descent import epochwise, mlp_width_risk, noisy_digits, random_features_risk
+from losslab.analysis.double_descent import (descent_peak, epochwise, mlp_width_risk, noisy_digits,
+                                             random_features_risk)
 from tests.test_cli import losslab, losslab_here
 
 
@@ -37,6 +39,7 @@ def test_mlp_test_loss_peaks_where_the_width_first_fits_the_flipped_labels():
     assert peak > 2 * noisy["test_loss"][-1] and peak > 1.5 * noisy["test_loss"][0]  # up, then down again
     clean = mlp_width_risk(widths, n_train=100, label_noise=0.0, seeds=3, steps=1000)
     assert clean["test_loss"][widths.index(clean["threshold"])] < peak / 3  # the peak is the noise memorized
+    assert clean["peak_at"] is None  # clean labels: the test loss only falls with the width
 
 
 def test_label_noise_flips_that_fraction_to_other_classes():
@@ -55,11 +58,28 @@ def test_epochwise_finds_descent_rise_descent():
 
 
 def test_double_descent_command(tmp_path):
+    """Each study with its settings in its own folder (a second call with other settings keeps the
+    first's figure), listed in the index; a setting of the other model is refused."""
     out = losslab("double-descent", "--n-train", 40, "--seeds", 3, "--out", tmp_path, "--json")
     assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
-    assert result["peak_at"] == 40 and (tmp_path / "studies" / "double_descent.png").is_file()
-    bad = losslab_here("double-descent", "--n-train", 1, "--out", tmp_path)
-    assert bad.returncode == 2 and "--n-train': 1 is not in [2, 2000]" in bad.stderr
-    bad = losslab_here("double-descent", "--model", "mlp", "--label-noise", 0.95, "--out", tmp_path)
-    assert bad.returncode == 2 and "--label-noise': 0.95 is not in [0, 0.9]" in bad.stderr
+    first = json.loads(out.stdout)
+    assert first["peak_at"] == 40 and Path(first["figure"]).is_file()
+    clean = json.loads(losslab_here("double-descent", "--n-train", 40, "--seeds", 3, "--noise", 0, "--out", tmp_path,
+                                    "--json").stdout)
+    assert clean["settings"]["noise"] == 0 and Path(clean["figure"]).parent != Path(first["figure"]).parent
+    assert Path(first["figure"]).is_file() and json.loads(Path(first["file"]).read_text())["settings"]["noise"] == 0.5
+    index = json.loads((tmp_path / "studies" / "index.json").read_text())
+    assert sorted(e["settings"]["noise"] for e in index) == [0, 0.5]
+    for args, message in ((["--n-train", 1], "--n-train': 1 is not in [2, 2000]"),
+                          (["--model", "mlp", "--label-noise", 0.95], "--label-noise': 0.95 is not in [0, 0.9]"),
+                          (["--label-noise", 0], "--label-noise is not a setting of --model features"),
+                          (["--model", "mlp", "--noise", 1], "--noise is not a setting of --model mlp")):
+        bad = losslab_here("double-descent", *args, "--out", tmp_path)
+        assert bad.returncode == 2 and message in bad.stderr, bad.stderr
+
+
+def test_a_peak_is_a_rise_after_the_first_minimum():
+    assert descent_peak([1, 2, 3, 4], [5.0, 4.0, 3.0, 2.0]) is None  # only falls: no peak at the underfit start
+    assert descent_peak([1, 2, 3, 4, 5], [5.0, 4.0, 8.0, 3.0, 2.0]) == 3
+    assert descent_peak([1, 2, 3, 4], [5.0, 4.0, 4.1, 3.0]) is None  # a 2.5% wiggle is not a peak
+    assert descent_peak([1, 2, 3], [1.0, 2.0, 0.5]) == 2

@@ -33,7 +33,9 @@ def test_hidden_representations_cluster_by_the_first_k_bits_once_generalized(par
     assert out.returncode == 0, out.stderr
     result = json.loads(open(json.loads(out.stdout)["file"]).read())
     steps = result["steps"]
-    assert steps[0] >= s["events"]["t2"] and steps[-1] <= s["events"]["t4"] and len(steps) >= 4
+    assert len(steps) == len(result["panels"]) == 6 and steps == sorted(set(steps))  # as many panels as asked
+    assert steps[0] <= s["events"]["t2"] * 2 and steps[-1] >= s["events"]["t4"] / 2
+    assert len(json.loads(out.stdout)["figures"]) == 3
     codes = np.array(result["colors"])
     assert set(codes) == {0, 1, 2, 3}
 
@@ -81,7 +83,9 @@ def test_noise_threshold_brackets_by_bisection(tmp_path):
     assert by_noise[0.0] is True and len(row["runs"]) == 3
     assert row["low"] == 0.0 or by_noise[row["low"]] is True
     assert row["high"] == 0.5 or by_noise[row["high"]] is False
-    assert (tmp_path / "runs" / "studies" / "noise_threshold.json").is_file()
+    (entry,) = json.loads((tmp_path / "runs" / "studies" / "index.json").read_text())
+    assert entry["study"] == "noise_threshold" and entry["settings"]["n"] == [12]
+    assert json.loads((tmp_path / "runs" / "studies" / entry["folder"] / "result.json").read_text())["table"] == [row]
     bad = losslab_here("noise-threshold", "--n", "ten", "--out", tmp_path / "runs")
     assert bad.returncode == 2 and "--n expects comma-separated finite numbers" in bad.stderr
     bad = losslab_here("noise-threshold", "--n", "1", "--out", tmp_path / "runs")  # k = 2 > n = 1
@@ -100,3 +104,16 @@ def test_switching_weight_decay_at_memorization_speeds_grokking_until_it_breaks_
     t4 = {r["axis:optim.weight_decay_after_t2"]: r["t4"] for r in rows}
     assert t4[0.1] is not None and t4[0.01] is not None and t4[0.1] < t4[0.01] / 3
     assert t4[3.0] is None
+
+
+def test_the_panels_asked_are_the_panels_drawn():
+    """Log-spaced distinct checkpoints between t2 and t4, neighbours outside joining when too few lie
+    inside (a run checkpoints a few times a decade), every one when the run stored fewer."""
+    from losslab.analysis.representations import chosen_steps
+
+    stored = [0, 1, 2, 3, 5, 10, 17, 31, 56, 100, 177, 316, 562, 1000, 1778, 3162]
+    assert chosen_steps(stored, {"t2": 100, "t4": 600}, 6) == [56, 100, 177, 316, 562, 1000]
+    wide = chosen_steps(stored, {"t2": 10, "t4": 3162}, 6)
+    assert len(wide) == 6 and wide[0] == 10 and wide[-1] == 3162 and all(10 <= s <= 3162 for s in wide)
+    assert chosen_steps(stored[:4], {}, 6) == [0, 1, 2, 3]
+    assert len(chosen_steps(stored, {"t2": None, "t4": None}, 50)) == len(stored)

@@ -42,10 +42,22 @@ def random_features_risk(features: list[int], n_train: int = 100, n_test: int = 
             theta = np.linalg.lstsq(phi_train, y_train, rcond=None)[0]  # the minimum-norm solution
             test[i] += np.mean((phi_test @ theta - y_test) ** 2) / seeds
             train[i] += np.mean((phi_train @ theta - y_train) ** 2) / seeds
-    peak = int(np.argmax(test))
     return {"features": list(features), "test_risk": test.tolist(), "train_risk": train.tolist(),
-            "threshold": n_train, "peak_at": features[peak], "n_train": n_train, "dim": dim, "noise": noise,
-            "seeds": seeds}
+            "threshold": n_train, "peak_at": descent_peak(features, test), "n_train": n_train, "dim": dim,
+            "noise": noise, "seeds": seeds}
+
+
+def descent_peak(sizes, risks, rise: float = 0.05) -> int | None:
+    """The size at which the risk peaks after it first stopped falling: the highest point past its
+    first local minimum, if at least `rise` (relative) above that minimum; None when the risk only
+    falls (an underfit start is not a double-descent peak)."""
+    risks = np.asarray(risks, dtype=np.float64)
+    rising = np.nonzero(np.diff(risks) > 0)[0]
+    if not len(rising):
+        return None
+    first = int(rising[0])  # the first local minimum: where the risk first goes up
+    peak = first + int(np.argmax(risks[first:]))
+    return int(sizes[peak]) if risks[peak] > (1 + rise) * risks[first] else None
 
 
 def epochwise(steps, values, smooth: int = 5) -> dict | None:
@@ -124,5 +136,5 @@ def mlp_width_risk(widths: list[int], n_train: int = 300, label_noise: float = 0
             rows["test_loss"].append(F.cross_entropy(out.flatten(0, 1), y_test.flatten()).item())
     fitted = [w for w, e in zip(widths, rows["train_error"]) if e <= 0.01]
     return {"widths": list(widths), **rows, "threshold": fitted[0] if fitted else None,
-            "peak_at": widths[int(np.argmax(rows["test_loss"]))], "parameters": [75 * w + 10 for w in widths],
+            "peak_at": descent_peak(widths, rows["test_loss"]), "parameters": [75 * w + 10 for w in widths],
             "n_train": n_train, "label_noise": label_noise, "seeds": seeds, "steps": steps, "lr": lr}

@@ -17,15 +17,25 @@ from losslab.analysis.dimension import layer_inputs
 
 
 def chosen_steps(steps: list[int], events: dict, panels: int = 6) -> list[int]:
-    """Up to `panels` of the stored steps, log-spaced between t2 and t4 when the run has both
-    (from the first step to the last otherwise)."""
+    """`panels` distinct stored steps (all of them if the run has fewer), log-spaced between t2
+    and t4 when the run has both (from the first step to the last otherwise); where fewer than
+    `panels` lie between them, the nearest steps outside join, alternately before and after."""
+    steps = sorted(steps)
     lo = events.get("t2") if events.get("t2") is not None else steps[0]
     hi = events.get("t4") if events.get("t4") is not None else steps[-1]
-    inside = [s for s in steps if lo <= s <= hi] or steps
+    inside = [s for s in steps if lo <= s <= hi]
+    before, after = [s for s in steps if s < lo], [s for s in steps if s > hi]
+    while len(inside) < panels and (before or after):
+        inside = [before.pop()] + inside if before and (len(inside) % 2 == 0 or not after) else inside + [after.pop(0)]
     if len(inside) <= panels:
         return inside
-    wanted = np.geomspace(max(inside[0], 1), max(inside[-1], 1), panels)
-    return sorted({min(inside, key=lambda s: abs(np.log(max(s, 1)) - np.log(w))) for w in wanted})
+    log_steps = np.log(np.maximum(inside, 1))
+    free, chosen = set(range(len(inside))), []
+    for target in np.linspace(log_steps[0], log_steps[-1], panels):  # each target its nearest step still free
+        best = min(free, key=lambda i: abs(log_steps[i] - target))
+        free.remove(best)
+        chosen.append(inside[best])
+    return sorted(chosen)
 
 
 def parity_colors(x: torch.Tensor, k: int) -> np.ndarray:

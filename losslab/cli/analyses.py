@@ -35,8 +35,9 @@ def _save(ck, name: str, settings: dict, result: dict, figures: dict | None = No
     """The result (and its figures, named after it) saved with the run: keyed by its settings, so
     that no analysis replaces another's of other settings."""
     from losslab.store.files import save_figure
+    from losslab.store.names import settings_stem
 
-    stem = ck.run.analysis_stem(name, settings)
+    stem = settings_stem(name, settings)
     for key, (fig, suffix) in (figures or {}).items():
         result[key] = str(save_figure(fig, ck.run.figure_dir / f"{stem}{suffix}"))
     result["file"] = str(ck.run.save_analysis(stem, settings, result))
@@ -308,10 +309,11 @@ def double_descent(
                                             "'mlp' (MLPs of growing width on digits).")] = "features",
     n_train: Annotated[int, number("Model-wise: training samples n (mlp: at most 1,500 of digits' 1,797).", 2,
                                    2000, kind=int)] = 100,
-    noise: Annotated[float, number("features: std of the label noise.", 0, 100)] = 0.5,
-    label_noise: Annotated[float, number("mlp: fraction of the training labels flipped (below 0.9).", 0, 0.9)
-                           ] = 0.2,
-    steps: Annotated[int, number("mlp: full-batch Adam steps per width.", 1, 10**6, kind=int)] = 2000,
+    noise: Annotated[Optional[float], number("features: std of the label noise [default 0.5].", 0, 100)] = None,
+    label_noise: Annotated[Optional[float], number("mlp: fraction of the training labels flipped, below 0.9 "
+                                                   "[default 0.2].", 0, 0.9)] = None,
+    steps: Annotated[Optional[int], number("mlp: full-batch Adam steps per width [default 2000].", 1, 10**6,
+                                           kind=int)] = None,
     seeds: Annotated[Optional[int], number("Model-wise: draws averaged (default 10 features, 5 mlp).", 1, 1000,
                                            kind=int)] = None,
     store: StoreOpt = Path("runs"),
@@ -319,12 +321,11 @@ def double_descent(
 ):
     """Double descent: model-wise (test risk against random features or MLP width) or, with --run,
     epoch-wise (a run's validation loss descending, rising, descending again)."""
-    import json as json_module
-
     from losslab.analysis import double_descent as dd
     from losslab.analysis import figures
-    from losslab.store.files import atomic_write, save_figure
     from losslab.store import RunStore
+    from losslab.store.files import save_figure
+    from losslab.store.studies import save_study
 
     if run_ref is not None:
         run_folder = RunStore(store).find(run_ref)
@@ -337,27 +338,30 @@ def double_descent(
     else:
         if model not in ("features", "mlp"):
             raise LossLabError(f"--model must be 'features' or 'mlp', not {model!r}")
-        seeds = seeds if seeds is not None else 10 if model == "features" else 5
+        foreign = {"features": [("--label-noise", label_noise), ("--steps", steps)], "mlp": [("--noise", noise)]}
+        for flag, value in foreign[model]:
+            if value is not None:
+                raise LossLabError(f"{flag} is not a setting of --model {model}")
         if label_noise == 0.9:
             raise LossLabError("--label-noise must be below 0.9: the fraction of labels flipped")
         if model == "mlp" and n_train > 1500:
             raise LossLabError(f"--n-train {n_train}: digits has 1,797 images, and at least 297 stay for the test")
-        folder = store / "studies"
-        folder.mkdir(parents=True, exist_ok=True)
+        seeds = seeds if seeds is not None else 10 if model == "features" else 5
         if model == "features":
             grid = sorted({max(1, round(n_train * f)) for f in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05,
                                                                  1.1, 1.2, 1.5, 2, 3, 5, 10)})
-            result = dd.random_features_risk(grid, n_train=n_train, noise=noise, seeds=seeds)
+            settings = {"model": model, "n_train": n_train, "noise": 0.5 if noise is None else noise, "seeds": seeds}
+            result = dd.random_features_risk(grid, n_train=n_train, noise=settings["noise"], seeds=seeds)
             name, draw = "double_descent", figures.double_descent_figure
         else:
             widths = [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256]
+            settings = {"model": model, "n_train": n_train, "label_noise": 0.2 if label_noise is None else label_noise,
+                        "steps": 2000 if steps is None else steps, "seeds": seeds}
             with err.status(f"training {len(widths)} widths x {seeds} seeds"):
-                result = dd.mlp_width_risk(widths, n_train=n_train, label_noise=label_noise, seeds=seeds,
-                                           steps=steps)
+                result = dd.mlp_width_risk(widths, n_train=n_train, label_noise=settings["label_noise"], seeds=seeds,
+                                           steps=settings["steps"])
             name, draw = "double_descent_mlp", figures.width_double_descent_figure
-        result["figure"] = str(save_figure(draw(result), folder / f"{name}.png", dpi=110))
-        text = json_module.dumps(result, indent=2)
-        atomic_write(folder / f"{name}.json", lambda p: p.write_text(text))
+        result = save_study(store, name, settings, result, {"figure.png": draw(result)})
     if as_json:
         return print_json(result)
     if run_ref is not None:
@@ -365,14 +369,19 @@ def double_descent(
         out.print("no second descent in the validation loss" if found is None else
                   f"validation loss: minimum at step {found['first_minimum']}, peak at {found['peak']} "
                   f"(+{found['rise']:.3g}), below the minimum again at {found['second_descent']}", highlight=False)
-    elif model == "features":
-        out.print(f"test risk peaks at N = {result['peak_at']} random features (threshold N = n = {n_train}): "
-                  f"{max(result['test_risk']):.4g}, against {min(result['test_risk']):.4g} at its best",
-                  highlight=False)
     else:
-        out.print(f"test cross-entropy peaks at width {result['peak_at']} ({max(result['test_loss']):.3g}, "
-                  f"{result['test_loss'][-1]:.3g} at width {result['widths'][-1]}); the interpolation threshold "
-                  f"(the first width fitting the noisy labels) is {result['threshold']}", highlight=False)
+        sizes, risk = ((result["features"], result["test_risk"]) if model == "features" else
+                       (result["widths"], result["test_loss"]))
+        unit = "N = {} random features" if model == "features" else "width {}"
+        what = "test risk" if model == "features" else "test cross-entropy"
+        if result["peak_at"] is None:
+            out.print(f"no peak: the {what} falls with the size ({risk[0]:.4g} at {unit.format(sizes[0])}, "
+                      f"{risk[-1]:.4g} at {unit.format(sizes[-1])})", highlight=False)
+        else:
+            out.print(f"{what} peaks at {unit.format(result['peak_at'])}: {risk[sizes.index(result['peak_at'])]:.4g}, "
+                      f"against {min(risk):.4g} at its best", highlight=False)
+        out.print(f"interpolation threshold: {'N = n = ' if model == 'features' else 'width '}{result['threshold']}"
+                  + (" (the first width fitting the noisy labels)" if model == "mlp" else ""), highlight=False)
     out.print(f"figure: {result['figure']}", highlight=False)
 
 
@@ -387,7 +396,6 @@ def representations(
     """Representations over training: t-SNE of the last hidden layer, output-weight densities, norms."""
     from losslab.analysis.figures import representation_figures
     from losslab.analysis.representations import chosen_steps, parity_colors, representations as embed
-    from losslab.store.files import save_figure
     from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 
     last, _ = _checkpoint(store, run_ref)
@@ -401,9 +409,11 @@ def representations(
     with err.status(f"t-SNE of {run.path.name} at up to {panels} checkpoints"):
         found = embed({s: load_checkpoint(run, s).model for s in steps}, x, shown)
     result = {"run_id": run.path.name, **found, "colored_by": colored_by, "colors": colors.tolist(), "events": events}
-    figures = representation_figures(result)
-    result["figures"] = [str(save_figure(fig, run.figure_dir / name, dpi=110)) for name, fig in figures.items()]
-    result["file"] = str(run.save_analysis("representations", {"panels": panels, "examples": examples}, result))
+    figures = {name.removesuffix(".png"): (fig, f"_{name}") for name, fig in representation_figures(result).items()}
+    result = _save(last, "representations", {"panels": panels, "examples": examples}, result, figures)
+    result["figures"] = [result[name] for name in figures]
+    if len(shown) < panels:
+        err.print(f"losslab: note: {len(shown)} panels: the run stored {len(steps)} checkpoints", highlight=False)
     if as_json:
         return print_json({k: v for k, v in result.items() if k not in ("panels", "colors", "output_weights")})
     out.print(f"steps {result['steps']} ({result['layer']}'s input, colored by {result['colored_by']})",

@@ -259,8 +259,7 @@ def noise_threshold(
     as_json: JsonFlag = False,
 ):
     """The label-noise threshold of grokking on sparse parity for every (n, weight decay), by bisection."""
-    import json as json_module
-
+    from losslab.store.studies import save_study
     from losslab.sweep.bisect import noise_table
     from losslab.train import stop
 
@@ -270,9 +269,8 @@ def noise_threshold(
     if stop.requested is not None:
         interrupted(signal.Signals(stop.requested).name, f"{len(table)} of {len(ns) * len(decays)} settings were "
                     "bisected (their runs are in the store); the table is written whole: run it again")
-    folder = store / "studies"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "noise_threshold.json").write_text(json_module.dumps(table, indent=2))
+    save_study(store, "noise_threshold", {"n": ns, "weight_decay": decays, "iterations": iterations,
+                                          "set": overrides or []}, {"table": table})
     if as_json:
         return print_json(table)
     grid = Table("n \\ weight decay", *(fmt(d, 3) for d in decays), box=None,

@@ -38,3 +38,13 @@ def check_name(name: str, what: str) -> str:
         shown = f"{name[:40]!r}{'...' if len(name) > 40 else ''}" if isinstance(name, str) else repr(name)
         raise LossLabError(f"{what} {shown}: {problem}")
     return name
+
+
+def settings_stem(name: str, settings: dict) -> str:
+    """NAME_<8 hex digits of the settings>: the file or folder name of a result with these settings,
+    so that a result is never replaced by one of other settings (and the same settings find it)."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"{name}_{digest}"

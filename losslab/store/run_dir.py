@@ -7,7 +7,6 @@ Checkpoints load with weights_only=True (no code runs).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pickle
@@ -126,13 +125,6 @@ class RunDir:
             os.fsync(f.fileno())
 
     # -- analyses: results keyed by their settings, and their figures
-
-    @staticmethod
-    def analysis_stem(name: str, settings: dict) -> str:
-        """The file name (without suffix) of an analysis with these settings: NAME_<8 hex digits of
-        the settings>, so that a result is never replaced by one of other settings."""
-        digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        return f"{name}_{digest}"
 
     def save_analysis(self, stem: str, settings: dict, result: dict) -> Path:
         folder = self.path / "analyses"
