@@ -1,6 +1,7 @@
 """Analyses of a stored run, as a user runs them."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -57,6 +58,12 @@ def test_hessian_command(tiny_run):
     assert np.allclose(weights.sum(1), 1) and nodes.max() == pytest.approx(r["lambda_max"], rel=1e-3)
     saved = json.loads(open(r["file"]).read())
     assert saved["top"] == r["top"] and open(r["figure"], "rb").read(4) == b"\x89PNG"
+    # off a terminal, a line as each stage ends, with its count: together, every product made
+    done = re.findall(r"^losslab: hessian of .*: (.*): ([\d,]+)(?:/([\d,]+))? in [\d.]+ s, done$", out.stderr, re.M)
+    assert [stage for stage, *_ in done] == ["both eigenvalues (hessian-vector products)", "trace, hutch++ (products)",
+                                             "spectral density, SLQ (products)"]
+    assert sum(int(count.replace(",", "")) for _, count, _ in done) == r["hessian_vector_products"]
+    assert all(total == "" or total == count for _, count, total in done)
     # another analysis of the same checkpoint keeps this one (each is keyed by its settings)
     again = json.loads(losslab("hessian", run_id, "--out", root, "--k", "2", "--json").stdout)
     assert again["file"] != r["file"] and json.loads(open(r["file"]).read())["top"] == r["top"]
@@ -131,6 +138,7 @@ def test_landscape_command(tiny_run):
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert np.array(r["loss"]).shape == (5, 5) and r["seeds"] == [0, 1] and r["figure"].endswith(".png")
+    assert re.search(r"^losslab: landscape of .*: grid points: 25/25 in [\d.]+ s, done$", out.stderr, re.M)
     page = open(r["figure_3d"]).read()  # interactive, and viewable offline: plotly.js is inside
     assert "Plotly.newPlot" in page and "<script src=\"http" not in page and "log10 loss" in page
     out = losslab("landscape", run_id, "--out", root, "--all-checkpoints", "--points", "5", "--json")

@@ -11,6 +11,7 @@ import typer
 
 from losslab.cli import app
 from losslab.config import load_config
+from losslab.presets import sweep_names
 from losslab.sweep.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,8 +49,9 @@ def test_every_command_parses_and_its_configs_validate(path):
         context = command.make_context(args[0], list(args[1:]))  # raises on an unknown option or a bad value
         if args[0] == "run":
             load_config(context.params["source"], context.params["overrides"] or [], context.params["seed"])
-        if args[0] == "sweep":
-            load_spec(ROOT / context.params["file"])
+        if args[0] == "sweep":  # a built-in sweep by name, or a file beside the tutorials' commands
+            given = context.params["file"]
+            load_spec(given if str(given) in sweep_names() else ROOT / given)
 
 
 @pytest.mark.parametrize("name", sorted(LIBRARY))

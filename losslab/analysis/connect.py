@@ -25,6 +25,7 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from losslab.analysis.directions import flat_state
+from losslab import progress
 from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
 
@@ -92,6 +93,7 @@ def fit_curve(obj: Objective, w_a: torch.Tensor, w_b: torch.Tensor, curve: str =
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        progress.advance()
     return theta.detach()
 
 

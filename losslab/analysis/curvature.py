@@ -33,9 +33,14 @@ from threadpoolctl import threadpool_limits
 
 from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
+from losslab import progress
 from losslab.memory import available_bytes, check_fits
 
 CURVATURES = ("hessian", "ggn")
+
+
+TRACE_PRODUCTS = 99  # the trace estimators' default budget of products
+SLQ_STEPS, SLQ_RUNS = 80, 5  # SLQ's default Lanczos steps and random starts
 
 
 class CurvatureOperator:
@@ -49,6 +54,7 @@ class CurvatureOperator:
         """op v for a flat vector (any dtype and device; the result has v's)."""
         out = self._product(v.to(self.device, self.dtype))
         self.products += 1
+        progress.advance()
         return out.to(v.device, v.dtype)
 
     def _product(self, v: torch.Tensor) -> torch.Tensor:
@@ -292,7 +298,8 @@ def _quadratic_forms(op: CurvatureOperator, vectors: torch.Tensor) -> torch.Tens
     return torch.stack([vectors[:, i] @ (op @ vectors[:, i]) for i in range(vectors.shape[1])])
 
 
-def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int = 99, seed: int = 0) -> Trace:
+def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int = TRACE_PRODUCTS,
+                   seed: int = 0) -> Trace:
     """tr(op) from `products` matrix-vector products, by Hutchinson or Hutch++, with the standard
     error of the random part (Hutch++'s top-subspace part is exact)."""
     started, before = time.perf_counter(), op.products
@@ -320,7 +327,7 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
     return Trace(float(estimate), error, method, op.products - before, round(time.perf_counter() - started, 3))
 
 
-def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", products: int = 99,
+def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", products: int = TRACE_PRODUCTS,
                   curvature: str = "hessian", seed: int = 0) -> Trace:
     """The trace of the Hessian (or Gauss-Newton matrix) of the objective; see estimate_trace."""
     return estimate_trace(curvature_operator(of, curvature), method, products, seed)
@@ -379,7 +386,7 @@ class Density:
                 "seconds": self.seconds}
 
 
-def spectral_density(op: CurvatureOperator, steps: int = 80, runs: int = 5, seed: int = 0) -> Density:
+def spectral_density(op: CurvatureOperator, steps: int = SLQ_STEPS, runs: int = SLQ_RUNS, seed: int = 0) -> Density:
     started, before = time.perf_counter(), op.products
     steps = min(steps, op.size)
     check_fits(steps * op.size * 8, f"SLQ with {steps} Lanczos steps on {op.size:,} parameters")
@@ -393,7 +400,7 @@ def spectral_density(op: CurvatureOperator, steps: int = 80, runs: int = 5, seed
     return Density(nodes, weights, op.products - before, round(time.perf_counter() - started, 3))
 
 
-def hessian_density(of: Objective | CurvatureOperator, steps: int = 80, runs: int = 5, curvature: str = "hessian",
-                    seed: int = 0) -> Density:
+def hessian_density(of: Objective | CurvatureOperator, steps: int = SLQ_STEPS, runs: int = SLQ_RUNS,
+                    curvature: str = "hessian", seed: int = 0) -> Density:
     """The spectral density of the Hessian (or Gauss-Newton matrix) by SLQ."""
     return spectral_density(curvature_operator(of, curvature), steps, runs, seed)

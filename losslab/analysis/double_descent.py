@@ -23,6 +23,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from losslab import progress
+
 
 def random_features_risk(features: list[int], n_train: int = 100, n_test: int = 2000, dim: int = 20,
                          noise: float = 0.5, seeds: int = 10) -> dict:
@@ -134,6 +136,7 @@ def mlp_width_risk(widths: list[int], n_train: int = 300, label_noise: float = 0
             rows["train_error"].append((logits(x).argmax(-1) != y).float().mean().item())
             rows["test_error"].append((out.argmax(-1) != y_test).float().mean().item())
             rows["test_loss"].append(F.cross_entropy(out.flatten(0, 1), y_test.flatten()).item())
+        progress.advance()
     fitted = [w for w, e in zip(widths, rows["train_error"]) if e <= 0.01]
     return {"widths": list(widths), **rows, "threshold": fitted[0] if fitted else None,
             "peak_at": descent_peak(widths, rows["test_loss"]), "parameters": [75 * w + 10 for w in widths],

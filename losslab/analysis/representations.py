@@ -13,6 +13,7 @@ import torch
 from sklearn.manifold import TSNE
 from torch import nn
 
+from losslab import progress
 from losslab.analysis.dimension import layer_inputs
 
 
@@ -62,4 +63,5 @@ def representations(models: Mapping[int, nn.Module], x: torch.Tensor, shown: lis
                          random_state=seed).fit_transform(seen[last])
         panels.append({"step": step, "embedding": embedding.tolist()})
         weights[step] = model.get_parameter(f"{last}.weight").detach().flatten().double().numpy().tolist()
+        progress.advance()
     return {"steps": shown, "layer": last, "panels": panels, "output_weights": weights, "norms": norms}

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
+from losslab import progress
 from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
 
@@ -136,6 +137,7 @@ def _evaluate(obj: Objective, d1: dict, alphas: np.ndarray, d2: dict | None, bet
                 params = {n.removeprefix(prefix): offset(row[n], d2[n]) for n in names}
                 hidden = offset(row_hidden, products[2]) if split_model else torch.zeros(len(bs), device=obj.device)
                 total[i, start: start + len(bs)] += weight * measure(params, hidden).double()
+                progress.advance(len(bs))  # grid points of this batch: points x batches in all
     values = total.cpu().numpy()
     loss, acc = values[..., 0], (values[..., 1] if has_acc else None)
     seconds = round(time.perf_counter() - started, 3)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -78,6 +80,62 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on
 StoreOpt = Annotated[Path, typer.Option("--out", "--store", callback=_store_folder,
                                         help="The run store (a folder of runs).")]
 EXIT_INTERRUPTED = 130
+
+
+@contextmanager
+def stages(title: str):
+    """Progress of a long command, stage by stage, on stderr: `with stages(t) as stage: with
+    stage("trace", total=99): ...` counts what the library reports (losslab.progress). On a
+    terminal a bar with the count and an ETA; off one (a pipe, a log) a line as each stage ends and
+    one every PROGRESS_LINE_S seconds within it."""
+    from losslab import progress
+
+    if err.is_terminal:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TextColumn("ETA"), TimeRemainingColumn(), console=err)
+
+        @contextmanager
+        def stage(name: str, total: int | None = None):
+            task = bar.add_task(f"  {name}", total=total)
+            with progress.reporting(lambda n: bar.advance(task, n)):
+                yield
+            bar.update(task, total=bar.tasks[task].completed)  # a stage of unknown length ends full
+
+        err.print(title, highlight=False)
+        with bar:
+            yield stage
+        return
+
+    @contextmanager
+    def stage(name: str, total: int | None = None):
+        started = last = time.monotonic()
+        count = 0
+
+        def said(now: float) -> str:
+            text = f"losslab: {title}: {name}: {count:,}" + (f"/{total:,}" if total else "")
+            text += f" in {now - started:.1f} s"
+            if total and count and count < total:
+                text += f", ETA {(now - started) / count * (total - count):.0f} s"
+            return text
+
+        def tick(n: int) -> None:
+            nonlocal count, last
+            count += n
+            now = time.monotonic()
+            if now - last >= PROGRESS_LINE_S:
+                last = now
+                err.print(said(now), highlight=False)
+        with progress.reporting(tick):
+            yield
+        err.print(said(time.monotonic()) + ", done", highlight=False)
+
+    yield stage
+
+
+PROGRESS_LINE_S = 30
 
 
 def print_json(obj) -> None:

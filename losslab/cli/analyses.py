@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stages
 from losslab.errors import LossLabError
 from losslab.limits import MAX_SEED
 
@@ -80,23 +80,27 @@ def hessian(
     settings = {"step": ck.step, "split": split, "curvature": curvature, "k": k, "which": which, "trace": trace,
                 "density": density, "dense": dense}
     started = time.perf_counter()
-    with err.status(f"{curvature} of {ck.run.path.name} at step {ck.step}"):
+    with stages(f"{curvature} of {ck.run.path.name} at step {ck.step}") as stage:
         op = cv.curvature_operator(obj, curvature)
-        spectrum = cv.hessian_eigenvalues(op, k, which)
+        with stage(f"{which} eigenvalues ({curvature}-vector products)"):  # ARPACK: its count is not known ahead
+            spectrum = cv.hessian_eigenvalues(op, k, which)
         result: dict = {"run_id": ck.run.path.name, "step": ck.step, "split": split, "curvature": curvature,
                         "n_params": obj.size, "loss": obj.value,
                         **{key: v for key, v in spectrum.to_dict().items() if key not in ("products", "seconds",
                                                                                            "curvature")}}
         result = {key: v for key, v in result.items() if v is not None or key == "condition_number"}
         if dense:  # every eigenvalue, and the rank at the tolerance of float64 products
-            eigenvalues = torch.linalg.eigvalsh(op.matrix())
+            with stage("dense matrix (products)", total=obj.size):
+                eigenvalues = torch.linalg.eigvalsh(op.matrix())
             result["eigenvalues"] = eigenvalues.tolist()
             result["rank"] = numerical_rank(eigenvalues.abs(), 1e-12)
         figures = {}
         if trace:
-            result["trace"] = cv.hessian_trace(op, trace_method).to_dict()
+            with stage(f"trace, {trace_method} (products)", total=cv.TRACE_PRODUCTS):
+                result["trace"] = cv.hessian_trace(op, trace_method, cv.TRACE_PRODUCTS).to_dict()
         if density:
-            d = cv.hessian_density(op)
+            with stage("spectral density, SLQ (products)", total=cv.SLQ_RUNS * min(cv.SLQ_STEPS, obj.size)):
+                d = cv.hessian_density(op)
             result["density"] = {"nodes": d.nodes.tolist(), "weights": d.weights.tolist()}
             extremes = [*(spectrum.top if spectrum.top is not None else []),
                         *(spectrum.bottom if spectrum.bottom is not None else [])]
@@ -143,12 +147,14 @@ def sharpness(
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     settings = {"step": ck.step, "split": split, "rho": rho, "steps": steps, "restarts": restarts,
                 "keskar_eps": keskar_eps}
-    with err.status(f"sharpness of {ck.run.path.name} at step {ck.step}"):
-        result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
-                  "sam": sam_sharpness(obj, rho, steps, restarts).to_dict(),
-                  "keskar": keskar_sharpness(obj, keskar_eps, steps).to_dict()}
+    with stages(f"sharpness of {ck.run.path.name} at step {ck.step}") as stage:
+        with stage("SAM's and Keskar's ascents"):
+            result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
+                      "sam": sam_sharpness(obj, rho, steps, restarts).to_dict(),
+                      "keskar": keskar_sharpness(obj, keskar_eps, steps).to_dict()}
         if ck.cfg.optim.name in ("adam", "adamw", "shampoo") and ck.state["optimizer"]["state"]:
-            pre = preconditioned_sharpness(obj, ck.optimizer())
+            with stage("lambda_max(P^-1 H) (products)"):
+                pre = preconditioned_sharpness(obj, ck.optimizer())
             result["preconditioned"] = {"optimizer": pre.optimizer, "preconditioned_lambda_max": pre.lambda_max,
                                         "threshold": pre.threshold, "products": pre.products}
     result = _save(ck, f"sharpness_step{ck.step}_{split}", settings, result)
@@ -182,7 +188,7 @@ def basin(
 
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     settings = {"step": ck.step, "split": split, "max_examples": max_examples, "relative_tol": relative_tol}
-    with err.status(f"behavioral gradients of {ck.run.path.name} at step {ck.step}"):
+    with stages(f"basin of {ck.run.path.name} at step {ck.step}") as stage, stage("behavioral gradients"):
         found = measure(obj, max_examples, relative_tol,
                         hessian_rank=ck.cfg.loss == "mse" and obj.size <= RANK_LIMIT)
     result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
@@ -287,7 +293,7 @@ def connect(
                            "(task or data seed): train both with the same --set data_seed=N")
     settings = {"run_b": b.run.path.name, "step_a": a.step, "step_b": b.step, "curve": curve, "bends": bends,
                 "steps": steps, "lr": lr, "align": align}
-    with err.status(f"training a {curve} curve from {a.run.path.name} to {b.run.path.name}"):
+    with stages(f"{curve} curve from {a.run.path.name} to {b.run.path.name}") as stage, stage("training (steps)", steps):
         joined = join(train, a.weights(), b.weights(), curve, bends, steps, lr, align=align, val=a.objective("val"))
     result = {"run_a": a.run.path.name, "run_b": b.run.path.name, "step_a": a.step, "step_b": b.step,
               **joined.to_dict()}
@@ -357,7 +363,7 @@ def double_descent(
             widths = [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256]
             settings = {"model": model, "n_train": n_train, "label_noise": 0.2 if label_noise is None else label_noise,
                         "steps": 2000 if steps is None else steps, "seeds": seeds}
-            with err.status(f"training {len(widths)} widths x {seeds} seeds"):
+            with stages(f"double descent, {seeds} seeds a width") as stage, stage("widths trained", len(widths)):
                 result = dd.mlp_width_risk(widths, n_train=n_train, label_noise=settings["label_noise"], seeds=seeds,
                                            steps=settings["steps"])
             name, draw = "double_descent_mlp", figures.width_double_descent_figure
@@ -406,7 +412,7 @@ def representations(
                           if last.cfg.task.name == "parity" else (y.numpy(), "label"))
     steps = list(checkpoint_paths(run))
     shown = chosen_steps(steps, events, panels)
-    with err.status(f"t-SNE of {run.path.name} at up to {panels} checkpoints"):
+    with stages(f"representations of {run.path.name}") as stage, stage("t-SNE panels", len(shown)):
         found = embed({s: load_checkpoint(run, s).model for s in steps}, x, shown)
     result = {"run_id": run.path.name, **found, "colored_by": colored_by, "colors": colors.tolist(), "events": events}
     figures = {name.removesuffix(".png"): (fig, f"_{name}") for name, fig in representation_figures(result).items()}
@@ -509,7 +515,9 @@ def landscape(
                     **options, "alphas": alphas.tolist()}
     slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", d) for d in ([direction, direction2] if dims == 2 else [direction]))
     started = time.perf_counter()
-    with err.status(f"landscape of {name} at step {ck.step}"):
+    lines = len(list(checkpoint_paths(ck.run))) if all_checkpoints else 1 if dims == 2 or direction != "random" else seeds
+    units = points ** dims * lines * sum(1 for _ in obj.evaluation_batches())  # a point of a batch each
+    with stages(f"landscape of {name} at step {ck.step}") as stage, stage("grid points", units):
         if dims == 2:
             d1 = named_direction(ck, obj, direction, seed, **options)
             d2 = named_direction(ck, obj, direction2, seed + 1, **options)
