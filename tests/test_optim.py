@@ -45,6 +45,16 @@ def test_sam_perturbation_closed_forms():
     assert torch.allclose(eps, closed) and math.isclose(eps.norm(p=p).item(), rho, rel_tol=1e-5)
 
 
+@pytest.mark.parametrize("scale", [1e-15, 1e-30, 1e6])
+def test_sam_steps_are_rho_long_for_any_gradient_scale_and_zero_for_a_zero_gradient(scale):
+    """No epsilon on the norm: a float32 gradient of norm 1e-15 moved 1.7e-4 instead of rho."""
+    grads = [t.float() * scale for t in G]
+    eps = flat(sam_perturbation(grads, 0.05, 2))
+    assert math.isclose(eps.norm().item(), 0.05, rel_tol=1e-5)
+    assert torch.allclose(eps, 0.05 * flat(G).float() / flat(G).float().norm(), rtol=1e-5)
+    assert flat(sam_perturbation([torch.zeros(3), torch.zeros(2, 2)], 0.05, 2)).abs().max() == 0
+
+
 def test_sam_perturbation_maximizes_the_linear_model_over_the_ball():
     """Brute force: no random point of the l_p ball beats eps_hat on g . eps."""
     g = flat(G)

@@ -24,9 +24,12 @@ from losslab.optim.wrapper import WrappedOptimizer
 
 def sam_perturbation(grads: list[torch.Tensor], rho: float, p: float) -> list[torch.Tensor]:
     """eps_hat for the gradient `grads` (one tensor per parameter) over the l_p ball of radius rho."""
-    if p == 2:  # the common case, one norm and one multiply
-        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        return torch._foreach_mul(grads, rho / (norm + 1e-12))
+    if p == 2:  # the common case: g / max|g| first, so that a gradient of norm 1e-15 (or 1e-30) is not
+        # swamped by an epsilon on its norm; a zero gradient gives a zero step, with no host sync
+        top = torch.stack(torch._foreach_norm(grads, math.inf)).max().clamp_min(torch.finfo(grads[0].dtype).tiny)
+        scaled = torch._foreach_div(grads, top)
+        norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(scaled)))
+        return torch._foreach_mul(scaled, rho / norm.clamp_min(1.0))  # norm >= 1 unless g = 0
     signs = torch._foreach_sign(grads)
     if math.isinf(p):  # q = 1: every coordinate moves by rho
         return torch._foreach_mul(signs, rho)
