@@ -97,7 +97,7 @@ def test_a_built_in_sweep_runs_by_name_and_presets_need_no_torch(tmp_path):
     (["run", "grokking", "--set", "optim.name=lion"], "unknown optimizer 'lion'"),
     (["run", "grokking", "--set", "optim.name=sam", "--set", "optim.rho=0"], "rho must be > 0"),
     (["run", "grokking", "--set", "optim.name=sam", "--set", "optim.p=0.5"], "p must be in [1, inf]"),
-    (["run", "parity", "--set", "optim.name=muon"], "the model has no 2D hidden matrices for Muon"),
+    (["run", "parity", "--set", "optim.name=muon"], "the model has no hidden matrices or filters for Muon"),
 ])
 def test_bad_input_is_one_line_and_exit_2(finished_run, args, message):
     root, _ = finished_run

@@ -12,7 +12,7 @@ from torch import nn
 from losslab.config import MLPConfig, load_config
 from losslab.errors import LossLabError
 from losslab.models.mlp import MLP
-from losslab.optim.muon import HybridMuon, hidden_matrices, orthogonalize
+from losslab.optim.muon import HybridMuon, Muon, hidden_matrices, orthogonalize
 from losslab.optim.registry import OPTIMIZERS, construct
 from losslab.optim.sam import SAM, sam_perturbation
 from losslab.optim.shampoo import Shampoo
@@ -223,6 +223,50 @@ def test_muon_hybrid_splits_parameters_by_role():
     assert len(opt.param_groups) == 2 and opt.parts[1].param_groups[0]["lr"] == 1e-3
 
 
+class SmallCNN(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
+                                      nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def test_muon_on_a_cnn_takes_the_hidden_filters_and_the_first_linear_after_them():
+    """The first convolution is the input layer and the last Linear the output layer (AdamW);
+    the second convolution's filters and the Linear between go to Muon."""
+    cnn = SmallCNN()
+    assert hidden_matrices(cnn) == {"features.2.weight", "head.0.weight"}
+    opt = HybridMuon.for_model(cnn, lr=0.02, orthogonalization="svd", momentum=0.0)
+    assert {id(p) for p in opt.muon.param_groups[0]["params"]} == {id(cnn.features[2].weight), id(cnn.head[0].weight)}
+    filters = cnn.features[2].weight
+    before = filters.detach().clone()
+    cnn(torch.randn(32, 1, 8, 8)).square().mean().backward()
+    opt.step()
+    # the step of a filter bank is the polar factor of its (out, in x 3 x 3) matrix, scaled by the lr
+    step = (before - filters.detach()).reshape(16, -1).double() / 0.02
+    assert torch.allclose(torch.linalg.svdvals(step), torch.ones(16, dtype=torch.float64), atol=1e-5)
+    with pytest.raises(ValueError, match="not a parameter of size"):
+        Muon([torch.nn.Parameter(torch.zeros(3))])
+
+
+def test_muon_steps_as_torch_muon_on_matrices():
+    torch.manual_seed(0)
+    a, b = nn.Linear(6, 5), nn.Linear(6, 5)
+    b.load_state_dict(a.state_dict())
+    ours = Muon([a.weight], lr=0.05, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    theirs = torch.optim.Muon([b.weight], lr=0.05, weight_decay=0.1, adjust_lr_fn="match_rms_adamw")
+    x = torch.randn(16, 6)
+    for _ in range(3):
+        for layer, opt in ((a, ours), (b, theirs)):
+            opt.zero_grad()
+            layer(x).square().sum().backward()
+            opt.step()
+    assert torch.equal(a.weight, b.weight)
+
+
 @pytest.mark.parametrize("method", list(BANDS))
 def test_muon_update_has_the_singular_values_of_its_band(method):
     torch.manual_seed(0)
@@ -239,7 +283,7 @@ def test_muon_update_has_the_singular_values_of_its_band(method):
 
 def test_muon_on_a_model_without_hidden_matrices_is_one_clear_line(store):
     cfg = load_config("parity", ["optim.name=muon"])  # one hidden layer: input and head only
-    with pytest.raises(LossLabError, match="no 2D hidden matrices for Muon"):
+    with pytest.raises(LossLabError, match="no hidden matrices or filters for Muon"):
         train(cfg, store)
     assert not list(store.root.glob("*/config.toml"))  # no empty run left behind
 

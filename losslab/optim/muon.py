@@ -10,8 +10,9 @@ applied after scaling M to spectral norm <= 1:
   with their safety factor 1.01), in float32: singular values within about 1% of 1.
 - "svd": the exact polar factor U V^T by SVD in float64, the reference.
 
-The hybrid gives Muon the hidden matrices only; embeddings, the input and output layers,
-biases, gains and every non-2D parameter go to AdamW, as Muon is meant to be used.
+The hybrid gives Muon the hidden matrices and convolution filters only; embeddings, the input
+and output layers, biases, gains and every parameter of fewer than two dimensions go to AdamW,
+as Muon is meant to be used (see hidden_matrices for the rule).
 """
 
 from __future__ import annotations
@@ -57,22 +58,37 @@ def orthogonalize(m: torch.Tensor, method: str = "newton-schulz") -> torch.Tenso
     raise ValueError(f"unknown orthogonalization {method!r} (known: {', '.join(ORTHOGONALIZATIONS)})")
 
 
-class Muon(torch.optim.Muon):
-    """torch.optim.Muon with the orthogonalization selectable; "newton-schulz" is torch's own step."""
+class Muon(torch.optim.Optimizer):
+    """Muon with the orthogonalization selectable. Its step is torch.optim.Muon's (momentum by
+    lerp, Nesterov, decoupled weight decay, torch's lr adjustment; "newton-schulz" is torch's own
+    iteration), and it also takes convolution filters: a weight of more than two dimensions is
+    orthogonalized as the (out_channels, in_channels x kernel) matrix, as Keller Jordan's
+    reference does."""
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, orthogonalization: str = "newton-schulz", adjust_lr_fn: str | None = None):
         if orthogonalization not in ORTHOGONALIZATIONS:
             raise ValueError(f"unknown orthogonalization {orthogonalization!r} "
                              f"(known: {', '.join(ORTHOGONALIZATIONS)})")
-        super().__init__(params, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
-                         adjust_lr_fn=adjust_lr_fn)
+        if not lr >= 0 or not momentum >= 0 or not weight_decay >= 0:
+            raise ValueError(f"lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        if adjust_lr_fn not in (None, "original", "match_rms_adamw"):
+            raise ValueError(f"adjust_lr_fn must be 'original' or 'match_rms_adamw', got {adjust_lr_fn!r}")
+        super().__init__(params, {"lr": lr, "weight_decay": weight_decay, "momentum": momentum, "nesterov": nesterov,
+                                  "adjust_lr_fn": adjust_lr_fn})
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.ndim < 2:
+                    raise ValueError(f"Muon takes matrices and filters (2D and up), not a parameter of size "
+                                     f"{tuple(p.shape)}")
         self.orthogonalization = orthogonalization
 
     @torch.no_grad()
     def step(self, closure=None):
-        if self.orthogonalization == "newton-schulz":
-            return super().step(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:
@@ -83,23 +99,31 @@ class Muon(torch.optim.Muon):
                 buf = state["momentum_buffer"]
                 buf.lerp_(p.grad, 1 - group["momentum"])
                 update = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
-                update = orthogonalize(update, self.orthogonalization)
+                matrix = update.reshape(len(update), -1)
+                update = orthogonalize(matrix, self.orthogonalization).view_as(p)
                 p.mul_(1 - group["lr"] * group["weight_decay"])
-                p.add_(update, alpha=-torch.optim._muon._adjust_lr(group["lr"], group["adjust_lr_fn"], p.shape))
-        return None
+                p.add_(update, alpha=-torch.optim._muon._adjust_lr(group["lr"], group["adjust_lr_fn"], matrix.shape))
+        return loss
+
+
+WEIGHT_LAYERS = (nn.Linear, nn.modules.conv._ConvNd)
 
 
 def hidden_matrices(model: nn.Module) -> set[str]:
-    """Names of the weights Muon should take: 2D weights of Linear layers that are neither the
-    model's input layer (the first Linear when no Embedding comes before it) nor its output
-    layer (the last Linear)."""
-    linears, embedded = [], False
+    """Names of the weights Muon should take: those of the hidden Linear and convolution layers.
+
+    The rule (Keller Jordan's): the layers with weights are taken in the model's module order;
+    embeddings, the input layer (the first Linear or convolution, unless an Embedding comes
+    before it) and the output layer (the last of them) go to AdamW, with every bias, gain and
+    other parameter of fewer than two dimensions. So a CNN's first convolution is its input
+    layer, and the first Linear after its convolutions is hidden."""
+    layers, embedded = [], False
     for name, module in model.named_modules():
         if isinstance(module, nn.Embedding):
             embedded = True
-        elif isinstance(module, nn.Linear):
-            linears.append((name, embedded))
-    hidden = linears[:-1]
+        elif isinstance(module, WEIGHT_LAYERS):
+            layers.append((name, embedded))
+    hidden = layers[:-1]
     if hidden and not hidden[0][1]:
         hidden = hidden[1:]
     return {f"{name}.weight" if name else "weight" for name, _ in hidden}
@@ -117,11 +141,12 @@ class HybridMuon(torch.optim.Optimizer):
                  adamw_lr: float = 1e-3, adamw_betas: tuple[float, float] = (0.9, 0.95), adamw_eps: float = 1e-8,
                  hidden: set[str] | None = None):
         named = list(named_params)
-        hidden = {n for n, p in named if p.ndim == 2} if hidden is None else hidden
+        hidden = {n for n, p in named if p.ndim >= 2} if hidden is None else hidden
         matrices = [p for n, p in named if n in hidden]
         others = [p for n, p in named if n not in hidden]
         if not matrices:
-            raise ValueError("the model has no 2D hidden matrices for Muon")
+            raise ValueError("the model has no hidden matrices or filters for Muon (its input and output layers "
+                             "go to AdamW)")
         self.muon = Muon(matrices, lr=lr, weight_decay=weight_decay, momentum=momentum, nesterov=nesterov,
                          orthogonalization=orthogonalization, adjust_lr_fn=adjust_lr_fn)
         self.parts: list[torch.optim.Optimizer] = [self.muon]
