@@ -16,7 +16,7 @@ _API = {
     "hessian_trace": "curvature", "hessian_density": "curvature", "hessian_matrix": "curvature",
     "estimate_trace": "curvature", "extreme_eigenpairs": "curvature", "spectral_density": "curvature",
     "random_direction": "directions", "direction_to": "directions", "trajectory_directions": "directions",
-    "hessian_directions": "directions",
+    "hessian_directions": "directions", "project_trajectory": "directions",
     "loss_line": "surface", "loss_plane": "surface",
     "sam_sharpness": "sharpness", "keskar_sharpness": "sharpness", "preconditioned_sharpness": "sharpness",
     "connect": "connect", "match_weights": "connect",

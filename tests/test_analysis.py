@@ -132,6 +132,39 @@ def test_principal_directions_explain_the_trajectory(tiny_run):
                                          rel=1e-4)
 
 
+def test_a_trajectory_on_a_known_plane_projects_to_its_coordinates():
+    """States theta + a_t e1 + b_t e2: their principal directions span (e1, e2) with all of the
+    variance, and the projection gives back (a_t, b_t) up to a rotation within the plane."""
+    from losslab import Objective
+    from losslab.analysis.directions import project_trajectory, trajectory_directions
+
+    model = torch.nn.Linear(4, 3).double()
+    obj = Objective(model, torch.nn.functional.cross_entropy, (torch.randn(8, 4).double(), torch.zeros(8).long()))
+    e, _ = torch.linalg.qr(torch.randn(obj.size, 2, dtype=torch.float64))
+    ab = np.array([[0.0, 0.0], [1.0, 0.2], [2.5, -0.4], [3.0, 1.0], [-1.0, 0.5]]) * [3.0, 1.0]
+    theta = obj.flatten(obj.params)
+    states = [obj.unflatten(theta + e @ torch.tensor(row)) for row in ab]
+    (d1, d2), explained = trajectory_directions(obj, states, 2)
+    assert sum(explained) == pytest.approx(1.0)
+    coords = project_trajectory(obj, states, [d1, d2])
+    rotation = np.linalg.lstsq(coords, ab, rcond=None)[0]
+    assert np.allclose(coords @ rotation, ab, atol=1e-9) and np.allclose(rotation.T @ rotation, np.eye(2), atol=1e-9)
+
+
+def test_a_pca_plane_spans_the_trajectory_and_draws_it(tiny_run):
+    root, run_id = tiny_run
+    out = losslab("landscape", run_id, "--out", root, "--dims", "2", "--direction", "pca1", "--direction2", "pca2",
+                  "--points", "7", "--json")
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    coords = np.array(r["trajectory"]["coordinates"])
+    assert coords.shape == (len(r["trajectory"]["steps"]), 2)
+    assert np.allclose(coords[-1], 0, atol=1e-4)  # the last checkpoint is the plane's centre
+    grid = np.array(r["alphas"])
+    assert grid.min() < coords.min() and coords.max() < grid.max()  # the range spans the trajectory
+    assert grid.max() - grid.min() < 1.5 * (coords.max() - coords.min()) + 1e-6
+
+
 def test_landscape_command(tiny_run):
     root, run_id = tiny_run
     out = losslab("landscape", run_id, "--out", root, "--dims", "2", "--points", "5", "--json")

@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from losslab.analysis.curvature import hessian_eigenvalues
@@ -88,6 +89,16 @@ def trajectory_directions(obj: Objective, states: Sequence[Mapping[str, torch.Te
     _, s, vh = torch.linalg.svd(centered, full_matrices=False)
     explained = (s**2 / (s**2).sum()).tolist()
     return [vh[i].to(obj.dtype) for i in range(k)], explained[:k]
+
+
+def project_trajectory(obj: Objective, states: Sequence[Mapping[str, torch.Tensor] | str | Path],
+                       directions: Sequence[torch.Tensor]) -> np.ndarray:
+    """Each state's coordinates (theta_t - theta) . d_i along orthonormal directions (the principal
+    directions of its own trajectory are), as Li et al. draw a trajectory on its PCA plane: (T, k)."""
+    theta = obj.flatten(obj.params).double()
+    basis = torch.stack([d.double() for d in directions])
+    return np.stack([(basis @ (flat_state(obj, _load_state(s), f"state {i} of the trajectory").double() - theta))
+                     .cpu().numpy() for i, s in enumerate(states)])
 
 
 def hessian_directions(obj: Objective, k: int = 1) -> list[torch.Tensor]:

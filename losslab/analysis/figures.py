@@ -52,9 +52,9 @@ def line_figure(alphas: np.ndarray, lines: list[tuple[str, np.ndarray, np.ndarra
 
 
 def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: np.ndarray | None, title: str,
-                 labels: tuple[str, str]) -> Figure:
+                 labels: tuple[str, str], path: tuple[np.ndarray, list[int]] | None = None) -> Figure:
     """Contours of log10 loss and (where measured) a heatmap of accuracy over the plane; the
-    point itself marked."""
+    point itself marked, and a trajectory's (T, 2) coordinates with their steps, if given."""
     fig, axes = plt.subplots(1, 1 if acc is None else 2, figsize=(6 if acc is None else 11, 4.5),
                              constrained_layout=True, squeeze=False)
     axes = axes[0]
@@ -66,9 +66,15 @@ def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: n
         mesh = axes[1].pcolormesh(a, b, acc, cmap="magma", vmin=0, vmax=1, shading="nearest")
         fig.colorbar(mesh, ax=axes[1], label="accuracy")
     for ax in axes:
+        if path is not None:
+            coords, steps = path
+            ax.plot(coords[:, 0], coords[:, 1], "-", color="w", lw=1.2, zorder=3)
+            ax.scatter(coords[:, 0], coords[:, 1], c=np.log10(np.maximum(steps, 1)), cmap="autumn", s=14, zorder=4,
+                       edgecolors="k", linewidths=0.3, label="trajectory (color: log10 step)")
+            ax.legend(fontsize=7, loc="lower right")
         ax.plot(0, 0, "r*", ms=10)
         ax.set(xlabel=labels[0], ylabel=labels[1])
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, wrap=True)
     return fig
 
 

@@ -476,7 +476,8 @@ def landscape(
     direction: Annotated[str, typer.Option(help="random, init, final, checkpoint:STEP, run:RUN[@STEP], step, "
                                                 "pcaN, hessianN.")] = "random",
     direction2: Annotated[str, typer.Option(help="The second direction of a plane.")] = "random",
-    span: Annotated[str, typer.Option("--range", help="START:STOP of the coefficients.")] = "-1:1",
+    span: Annotated[Optional[str], typer.Option("--range", help="START:STOP of the coefficients [-1:1; a plane "
+                                                                "of two pcaN: the trajectory's span].")] = None,
     points: Annotated[int, number("Grid points per axis (0 is always added).", 2, 1001, kind=int)] = 51,
     split: SplitOpt = "train",
     seed: Annotated[int, number("Seed of the (first) random direction.", 0, MAX_SEED, kind=int)] = 0,
@@ -498,14 +499,23 @@ def landscape(
     import time
 
     from losslab.analysis.figures import checkpoint_heatmap, line_figure, plane_3d, plane_figure
+    from losslab.analysis.directions import project_trajectory
     from losslab.analysis.surface import axis, loss_line, loss_plane, parse_range
-    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint, named_direction
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint, named_direction, trajectory
 
-    start, stop = parse_range(span)
-    alphas = axis(start, stop, points)
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")
+    start, stop = parse_range(span or "-1:1")
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
+    on_pca_plane = dims == 2 and all(re.fullmatch(r"pca\d+", d) for d in (direction, direction2))
+    if on_pca_plane:  # Li et al.: the trajectory drawn on its PCA plane, the range spanning it
+        d1, d2 = (named_direction(ck, obj, d) for d in (direction, direction2))
+        path = project_trajectory(obj, trajectory(ck.run)[1], [d1, d2])
+        if span is None:
+            low, high = float(path.min()), float(path.max())
+            margin = 0.1 * (high - low or 1.0)
+            start, stop = low - margin, high + margin
+    alphas = axis(start, stop, points)
     options = {"normalization": normalization, "include_biases": include_biases}
     name = ck.run.path.name
     settings = {"step": ck.step, "split": split, "dims": dims, "direction": direction, "direction2": direction2,
@@ -516,17 +526,22 @@ def landscape(
     slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", d) for d in ([direction, direction2] if dims == 2 else [direction]))
     started = time.perf_counter()
     lines = len(list(checkpoint_paths(ck.run))) if all_checkpoints else 1 if dims == 2 or direction != "random" else seeds
-    units = points ** dims * lines * sum(1 for _ in obj.evaluation_batches())  # a point of a batch each
+    units = len(alphas) ** dims * lines * sum(1 for _ in obj.evaluation_batches())  # a point of a batch each
     with stages(f"landscape of {name} at step {ck.step}") as stage, stage("grid points", units):
         if dims == 2:
-            d1 = named_direction(ck, obj, direction, seed, **options)
-            d2 = named_direction(ck, obj, direction2, seed + 1, **options)
+            if not on_pca_plane:
+                d1 = named_direction(ck, obj, direction, seed, **options)
+                d2 = named_direction(ck, obj, direction2, seed + 1, **options)
             plane = loss_plane(obj, d1, d2, (start, stop), points, chunk)
             result.update(direction2=direction2, seeds=[seed, seed + 1], betas=plane.betas.tolist(),
                           loss=plane.loss.tolist(), acc=plane.acc.tolist())
+            drawn = None
+            if on_pca_plane:
+                result["trajectory"] = {"steps": list(checkpoint_paths(ck.run)), "coordinates": path.tolist()}
+                drawn = (path, result["trajectory"]["steps"])
             title = f"{name} step {ck.step}: {direction} x {direction2} ({split})"
-            figures = {"figure": (plane_figure(alphas, alphas, plane.loss, plane.acc, title, (direction, direction2)),
-                                  ".png"),
+            figures = {"figure": (plane_figure(alphas, alphas, plane.loss, plane.acc, title, (direction, direction2),
+                                               drawn), ".png"),
                        "figure_3d": (plane_3d(alphas, alphas, plane.loss, title, (direction, direction2)), ".html")}
         elif all_checkpoints:
             steps = list(checkpoint_paths(ck.run))
