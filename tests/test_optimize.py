@@ -76,3 +76,20 @@ def test_optimize_bad_input_is_one_line(tmp_path):
         out = losslab("optimize", *args, "--out", tmp_path)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert not (tmp_path / "optimize").exists()
+
+
+def test_each_optimizer_has_its_panel_and_rastrigin_paths_leave_the_diagonal():
+    """Small multiples: a panel per optimizer holding exactly its path (eight paths from one start
+    overplotted); from Rastrigin's start, off the diagonal, the paths are not all one line."""
+    from losslab.optimize.figures import trajectory_figure
+
+    prob = problem("rastrigin")
+    runs = run(prob, ["sgd@0.001", "adam@0.3", "rmsprop@0.3", "momentum@0.01", "sam@0.01"], 100)
+    fig = trajectory_figure(prob, runs)
+    panels = [ax for ax in fig.axes if ax.get_visible() and ax.axison]
+    assert len(panels) == len(runs)
+    for ax, t in zip(panels, runs):
+        (path,) = [line for line in ax.lines if len(line.get_xdata()) == len(t.points)]
+        assert (path.get_xdata() == t.points[:, 0, 0].numpy()).all() and t.optimizer in ax.get_title()
+    spread = [torch.linalg.matrix_rank((t.points[:, 0] - t.points[0, 0]).double(), atol=1e-3) for t in runs]
+    assert max(spread) == 2  # some path bends: not every step along one line

@@ -28,7 +28,7 @@ def _contour(ax, problem: Problem, resolution: int = 300) -> None:
     ax.contourf(xs.numpy(), ys.numpy(), z, levels=np.unique(levels), cmap="Greys_r", alpha=0.7)
     ax.contour(xs.numpy(), ys.numpy(), z, levels=np.unique(levels), colors="k", linewidths=0.3, alpha=0.5)
     m = problem.minimizer.flatten()
-    ax.plot(m[0], m[1], "*", color="gold", ms=14, mec="k", label="minimum", zorder=5)
+    ax.plot(m[0], m[1], "*", color="gold", ms=14, mec="k", zorder=5)
     s = problem.start.flatten()
     ax.plot(s[0], s[1], "o", color="w", mec="k", ms=7, zorder=5)
     ax.set(xlim=(x0, x1), ylim=(y0, y1), xlabel="x", ylabel="y")
@@ -44,12 +44,21 @@ def _xy(t: Trajectory, upto: int | None = None) -> tuple[np.ndarray, np.ndarray]
 
 
 def trajectory_figure(problem: Problem, runs: list[Trajectory]):
-    fig, ax = plt.subplots(figsize=(7, 6), constrained_layout=True)
-    _contour(ax, problem)
-    for t in runs:
-        ax.plot(*_xy(t), ".-", lw=1.2, ms=2, label=_label(t))
-    ax.legend(fontsize=7, loc="lower right")
-    ax.set_title(f"{problem.name}: {len(runs[0].points) - 1} steps from the same start")
+    """A panel per optimizer (small multiples: paths of several optimizers from one start overplot),
+    each path over the same contours, its final distance to the minimizer in its title."""
+    cols = min(len(runs), 4)
+    rows = -(-len(runs) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows + 0.4), constrained_layout=True,
+                             squeeze=False, sharex=True, sharey=True)
+    for ax, t in zip(axes.flat, runs):
+        _contour(ax, problem, resolution=200)
+        ax.plot(*_xy(t), ".-", lw=1.3, ms=2, color="tab:red")
+        ax.set_title(f"{_label(t)}\nfinal distance {float(t.distances[-1]):.2g}", fontsize=9)
+        ax.label_outer()
+    for ax in axes.flat[len(runs):]:
+        ax.set_axis_off()
+    fig.suptitle(f"{problem.name}: {len(runs[0].points) - 1} steps from the same start (o); the minimum: *",
+                 wrap=True)
     return fig
 
 
