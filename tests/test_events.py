@@ -1,6 +1,6 @@
 from losslab.config import EventsConfig
 from losslab.train.cadence import eval_steps, log_spaced
-from losslab.train.events import EventDetector
+from losslab.train.events import EventDetector, outcome
 
 
 def test_events_on_a_synthetic_grokking_curve():
@@ -41,3 +41,21 @@ def test_slingshots_need_a_loss_spike_and_a_last_layer_norm_jump():
                                                                   (40, 1.31), (50, 1.31), (60, 1.32)]]
     assert slingshots(loss + norms, "head.weight") == [30]  # the spike at 50 comes without a norm jump
     assert slingshots(loss, "head.weight") == []  # no probes, no claim
+
+
+def test_a_run_stopped_while_its_validation_accuracy_rises_says_so():
+    """a - b mod 59 at its 20,000-step budget: t3 = 13,300 and validation accuracy climbing to 95.9%
+    is 'still rising', not a bare null t4; a plateau, memorization and grokking each say what they are."""
+    steps = list(range(0, 20_001, 100))
+
+    def rows(val):
+        return [(s, "val", "acc", val(s)) for s in steps] + [(s, "train", "acc", 1.0) for s in steps]
+    climbing = rows(lambda s: 0.02 if s < 13_300 else 0.3 + 0.659 * (s - 13_300) / 6_700)
+    events = {"t1": 50, "t2": 400, "t3": 13_300, "t4": None}
+    said = outcome(events, climbing, "max_steps")
+    assert said.startswith("not grokked within the budget; still rising") and "95.9%" in said and "13300" in said
+    flat = rows(lambda s: 0.02 if s < 13_300 else min(0.3 + 0.659 * (s - 13_300) / 2_000, 0.6))
+    assert outcome(events, flat, "max_steps").startswith("not grokked: validation accuracy 60.0%")
+    assert outcome({**events, "t3": None}, rows(lambda s: 0.02), "max_steps").startswith("memorized at t2 = 400")
+    assert outcome({**events, "t4": 19_000}, climbing, "after_t4").startswith("grokked")
+    assert outcome(events, climbing, "diverged") == "diverged"

@@ -65,6 +65,8 @@ def _print_summary(s: dict) -> None:
     table = Table(title=f"{s['run_id']}: {s['status']} ({s.get('stop_reason') or ''})", box=None, show_header=False)
     table.add_row("steps", str(s["steps"]))
     table.add_row("events", "  ".join(f"{k}={fmt(v)}" for k, v in s["events"].items()))
+    if s.get("outcome"):
+        table.add_row("outcome", s["outcome"])
     for key, value in s["final"].items():
         table.add_row(key, fmt(value))
     table.add_row("wall time", f"{s['wall_s']:.1f} s")

@@ -52,3 +52,26 @@ def slingshots(rows, last_layer: str, spike: float = 2.0, growth: float = 0.05) 
         if before and after and after[0] > (1 + growth) * before[-1]:
             found.append(s1)
     return found
+
+
+def outcome(events: dict, rows, stop_reason: str | None) -> str:
+    """What the run reached, in words. A run that ends without t4 while its validation accuracy is
+    still rising (the mean of the last quarter of its evaluations since t3 above that of the
+    quarter before, by half a point) says so: it was stopped by its budget, not found not to grok."""
+    if stop_reason == "diverged":
+        return "diverged"
+    if events.get("t4") is not None:
+        return f"grokked: validation accuracy reached the threshold at t4 = {events['t4']}"
+    val = sorted((s, v) for s, split, name, v in rows if split == "val" and name == "acc")
+    if events.get("t3") is not None and val:
+        since = [v for s, v in val if s >= events["t3"]]
+        quarter = max(len(since) // 4, 1)
+        last, before = since[-quarter:], since[-2 * quarter:-quarter]
+        rising = bool(before) and sum(last) / len(last) > sum(before) / len(before) + 0.005
+        at = f"validation accuracy {val[-1][1]:.1%} at step {val[-1][0]} (t3 = {events['t3']})"
+        if rising:
+            return f"not grokked within the budget; still rising: {at}: give it more steps (train.max_steps)"
+        return f"not grokked: {at}, no longer rising"
+    if events.get("t2") is not None:
+        return f"memorized at t2 = {events['t2']}, validation accuracy at chance"
+    return "not fitted: train accuracy never reached the memorization threshold"

@@ -35,7 +35,7 @@ from losslab.store import RunDir, RunStore
 from losslab.store.files import StoreWriteError
 from losslab.tasks import build_task
 from losslab.train.cadence import eval_steps, log_spaced
-from losslab.train.events import EventDetector, slingshots
+from losslab.train.events import EventDetector, outcome, slingshots
 from losslab.train import stop
 from losslab.train.footprint import check_run_fits
 from losslab.train.probes import Probes
@@ -309,6 +309,8 @@ class Trainer:
             if self.cfg.probes.every and self.cfg.probes.geometry:
                 matrices = [n for n, p in self.model.named_parameters() if p.ndim == 2]
                 self.summary["slingshots"] = slingshots(self.rows, matrices[-1]) if matrices else []
+        if status != "interrupted":
+            self.summary["outcome"] = outcome(self.events.events, self.rows, reason)
         self.run_dir.write_metrics(self.rows)
         self._write_summary(status, reason)
 
