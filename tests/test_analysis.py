@@ -67,6 +67,9 @@ def test_hessian_command(tiny_run):
     # another analysis of the same checkpoint keeps this one (each is keyed by its settings)
     again = json.loads(losslab("hessian", run_id, "--out", root, "--k", "2", "--json").stdout)
     assert again["file"] != r["file"] and json.loads(open(r["file"]).read())["top"] == r["top"]
+    listed = json.loads(losslab("show", run_id, "--out", root, "--json").stdout)["analyses"]
+    assert {r["file"], again["file"]} <= {a["file"] for a in listed}
+    assert {a["settings"]["k"] for a in listed if a["file"] in (r["file"], again["file"])} == {2, 3}
 
 
 @pytest.mark.parametrize("args,message", [

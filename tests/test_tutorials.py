@@ -67,3 +67,15 @@ def test_the_library_tutorials_code_runs_as_written(name, capsys):
         exec(compile(block, f"{name}.md", "exec"), namespace)  # noqa: S102 - the tutorial's own code
     printed = capsys.readouterr().out
     assert "condition number: None" in printed and "SGD:" in printed and "SAM:" in printed
+
+
+def test_the_readme_names_every_command_and_shows_its_pictures():
+    import typer.main
+
+    from losslab.cli import app
+
+    readme = (ROOT / "README.md").read_text()
+    for name in typer.main.get_command(app).commands:
+        assert f"| `losslab {name} " in readme or f"| `losslab {name}`" in readme, f"README's table lacks {name}"
+    for picture in re.findall(r"\]\((docs/[^)]+\.png)\)", readme):
+        assert (ROOT / picture).read_bytes()[:4] == b"\x89PNG", picture

@@ -133,6 +133,17 @@ def list_runs(store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     out.print(table if summaries else f"no runs in {store}")
 
 
+def _settings_of(path: Path):
+    from losslab.errors import LossLabError
+    from losslab.store.files import read_json
+
+    try:
+        found = read_json(path, f"analysis {path.name}")
+    except LossLabError as e:
+        return str(e)
+    return found.get("settings", {}) if isinstance(found, dict) else "not an analysis's result"
+
+
 @app.command()
 def show(
     run_ref: Annotated[str, typer.Argument(metavar="RUN", help="A run folder or run id.")],
@@ -147,9 +158,17 @@ def show(
     files = {"config": run_folder.config_path, "metrics": run_folder.metrics_path,
              "figures": [str(p) for p in sorted(run_folder.figure_dir.glob("*.png"))],
              "checkpoints": [str(p) for p in run_folder.checkpoints()]}
+    analyses = [{"file": str(p), "settings": _settings_of(p)} for p in run_folder.analyses()]
     if as_json:
-        return print_json({**summary, "config": cfg.model_dump(mode="json"), "files": files})
+        return print_json({**summary, "config": cfg.model_dump(mode="json"), "files": files, "analyses": analyses})
     _print_summary(summary)
     out.print("\n[bold]config[/bold]")
     out.print(run_folder.config_path.read_text(), highlight=False, markup=False)
     out.print(f"checkpoints: {len(files['checkpoints'])} in {run_folder.checkpoint_dir}", highlight=False)
+    if analyses:
+        table = Table("analysis", "settings", box=None, title="analyses (each kept, keyed by its settings)")
+        for a in analyses:
+            shown = a["settings"] if isinstance(a["settings"], str) else "  ".join(
+                f"{k}={v}" for k, v in a["settings"].items() if v not in (None, False))
+            table.add_row(Path(a["file"]).stem, shown)
+        out.print(table)
