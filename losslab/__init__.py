@@ -22,6 +22,7 @@ _API = {
     "connect": "connect", "match_weights": "connect",
     "basin": "basin", "behavioral_gradients": "basin",
     "trajectory_geometry": "trajectory",
+    "Monitor": "losslab.monitor", "gradient_noise": "losslab.monitor.measures",
 }
 __all__ = sorted(_API)
 
@@ -31,7 +32,8 @@ def __getattr__(name: str):
         raise AttributeError(f"module 'losslab' has no attribute {name!r}")
     import importlib
 
-    return getattr(importlib.import_module(f"losslab.analysis.{_API[name]}"), name)
+    module = _API[name]
+    return getattr(importlib.import_module(module if "." in module else f"losslab.analysis.{module}"), name)
 
 
 def __dir__() -> list[str]:

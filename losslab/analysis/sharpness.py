@@ -184,6 +184,11 @@ def _preconditioners() -> dict[type, tuple[str, Callable]]:
     return {torch.optim.Adam: ("adam", _adam), torch.optim.AdamW: ("adamw", _adam), Shampoo: ("shampoo", _shampoo)}
 
 
+def reads_preconditioner(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether preconditioned_sharpness can read this optimizer's state (Adam, AdamW, Shampoo)."""
+    return type(optimizer) in _preconditioners()
+
+
 def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
                              operator: HessianOperator | None = None) -> Preconditioned:
     """lambda_max(P^-1 H) for the preconditioner P in `optimizer`'s state (Adam, AdamW or losslab's

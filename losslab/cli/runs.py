@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -70,7 +71,8 @@ def _print_summary(s: dict) -> None:
     for key, value in s["final"].items():
         table.add_row(key, fmt(value))
     table.add_row("wall time", f"{s['wall_s']:.1f} s")
-    table.add_row("peak memory", f"{s['peak_rss_mb']} MB")
+    if s.get("peak_rss_mb") is not None:  # a run of losslab's own trainer
+        table.add_row("peak memory", f"{s['peak_rss_mb']} MB")
     table.add_row("run folder", s["run_dir"])
     for figure in s.get("figures", []):
         table.add_row("figure", figure)
@@ -154,16 +156,22 @@ def show(
     from losslab.store import RunStore
 
     run_folder = RunStore(store).find(run_ref)
-    summary, cfg = run_folder.summary(), run_folder.config()
-    files = {"config": run_folder.config_path, "metrics": run_folder.metrics_path,
+    summary = run_folder.summary()
+    cfg = None if summary.get("monitor") else run_folder.config()
+    files = {"config": run_folder.config_path if cfg else None, "metrics": run_folder.metrics_path,
              "figures": [str(p) for p in sorted(run_folder.figure_dir.glob("*.png"))],
              "checkpoints": [str(p) for p in run_folder.checkpoints()]}
     analyses = [{"file": str(p), "settings": _settings_of(p)} for p in run_folder.analyses()]
     if as_json:
-        return print_json({**summary, "config": cfg.model_dump(mode="json"), "files": files, "analyses": analyses})
+        return print_json({**summary, "config": cfg.model_dump(mode="json") if cfg else None, "files": files,
+                           "analyses": analyses})
     _print_summary(summary)
-    out.print("\n[bold]config[/bold]")
-    out.print(run_folder.config_path.read_text(), highlight=False, markup=False)
+    if cfg is None:  # written by a Monitor in the user's own loop
+        out.print("\n[bold]monitored in your own training loop[/bold]")
+        out.print(json.dumps(summary["monitor"], indent=2), highlight=False, markup=False)
+    else:
+        out.print("\n[bold]config[/bold]")
+        out.print(run_folder.config_path.read_text(), highlight=False, markup=False)
     out.print(f"checkpoints: {len(files['checkpoints'])} in {run_folder.checkpoint_dir}", highlight=False)
     if analyses:
         table = Table("analysis", "settings", box=None, title="analyses (each kept, keyed by its settings)")

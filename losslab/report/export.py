@@ -3,6 +3,8 @@ table with a row per step and a column per series, as CSV or Parquet."""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,7 +55,9 @@ def write_tensorboard(run: RunDir, directory: Path) -> Path:
     with SummaryWriter(str(log_dir)) as writer:
         for step, split, name, value in run.metric_rows():
             writer.add_scalar(f"{name}/{split}", value, step)
-        writer.add_text("config", "    " + read_text(run.config_path, f"run {run.path.name}: config.toml").replace("\n", "\n    "))  # markdown code
+        text = (json.dumps(summary["monitor"], indent=2) if summary.get("monitor") else
+                read_text(run.config_path, f"run {run.path.name}: config.toml"))
+        writer.add_text("config", "    " + text.replace("\n", "\n    "))  # markdown code
         events = summary.get("events") or {}
         writer.add_text("events", "  \n".join(f"{k} = {v}" for k, v in events.items()) or "none")
     return log_dir

@@ -29,8 +29,13 @@ def curves(rows) -> dict[tuple[str, str], tuple[list[int], list[float]]]:
 
 def grokking_figure(rows, events: dict, title: str):
     series = curves(rows)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for ax, name, label in ((axes[0], "acc", "accuracy"), (axes[1], "loss", "loss")):
+    # a loop monitored without accuracies (a Monitor in the user's loop) has the loss panel only
+    panels = [(name, label) for name, label in (("acc", "accuracy"), ("loss", "loss"))
+              if name == "loss" or any((split, name) in series for split in ("train", "val"))]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), constrained_layout=True,
+                             squeeze=False)
+    axes = axes[0]
+    for ax, (name, label) in zip(axes, panels):
         for split in ("train", "val"):
             if (split, name) in series:
                 steps, values = series[(split, name)]
@@ -47,7 +52,7 @@ def grokking_figure(rows, events: dict, title: str):
             ax.set_yscale("log")
         else:
             ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(loc="lower right", fontsize=8)
+    axes[0].legend(loc="lower right" if len(panels) == 2 else "upper right", fontsize=8)
     fig.suptitle(title)
     return fig
 

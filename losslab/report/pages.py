@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import math
 from collections import Counter
 from collections.abc import Callable
@@ -116,7 +117,9 @@ def _image(path: Path) -> str:
 
 def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     summary, series = run.summary(), curves(run.metric_rows())
-    name, run_id, description = summary.get("name", ""), run.path.name, run.config().describe()
+    monitored = summary.get("monitor")
+    description = monitored["description"] if monitored else run.config().describe()
+    name, run_id = summary.get("name", ""), run.path.name
     events = summary.get("events") or {}
     facts = [("status", summary.get("status")), ("stop reason", summary.get("stop_reason")),
              ("steps", summary.get("steps")), ("wall time (s)", summary.get("wall_s")),
@@ -149,7 +152,11 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     if images:
         body += ["<h2>Figures</h2><details><summary>the run's PNG figures "
                  f"({len(images)})</summary>", *map(_image, images), "</details>"]
-    body += ["<h2>Config</h2>", f"<pre>{html.escape(read_text(run.config_path, f'run {run_id}: config.toml'))}</pre>"]
+    if monitored:
+        body += ["<h2>Monitored in your own training loop</h2>",
+                 f"<pre>{html.escape(json.dumps(monitored, indent=2))}</pre>"]
+    else:
+        body += ["<h2>Config</h2>", f"<pre>{html.escape(read_text(run.config_path, f'run {run_id}: config.toml'))}</pre>"]
     return page(f"{name} ({run_id})", "\n".join(body), plotly_js, nav)
 
 

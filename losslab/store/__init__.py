@@ -28,11 +28,13 @@ class RunStore:
         self.index = RunIndex(self.root)
         self.problems: list[str] = []  # what the last summaries() could not read
 
-    def create(self, cfg: RunConfig, run_id: str | None = None) -> RunDir:
-        """A new run folder (named from the config's name and the time, unless `run_id` is given)."""
-        run_id = check_name(run_id or f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", "run id")
+    def create(self, cfg: RunConfig | None, run_id: str | None = None, monitor: dict | None = None) -> RunDir:
+        """A new run folder (named from the config's name, or the monitor's, and the time, unless
+        `run_id` is given)."""
+        name = cfg.name if cfg is not None else monitor["name"]
+        run_id = check_name(run_id or f"{name}-{datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}", "run id")
         self.root.mkdir(parents=True, exist_ok=True)
-        return RunDir.create(self.root / run_id, cfg)
+        return RunDir.create(self.root / run_id, cfg, monitor)
 
     def find(self, run: str | Path) -> RunDir:
         """A run by its folder path, by its id in this store, or by its name (the newest run of that

@@ -54,9 +54,11 @@ class RunDir:
     figure_dir = property(lambda self: self.path / "figures")
 
     @classmethod
-    def create(cls, path: Path, cfg: RunConfig) -> RunDir:
+    def create(cls, path: Path, cfg: RunConfig | None, monitor: dict | None = None) -> RunDir:
         """A new run folder, made whole under a hidden name and renamed into place: a kill leaves
-        either no folder or one with its config and a first summary (status `created`)."""
+        either no folder or one with its config and a first summary (status `created`). A run
+        written by a Monitor in a user's loop has no config: its summary's `monitor` says what
+        is known of its model and optimizer."""
         from losslab.config import to_toml
 
         path = Path(path)
@@ -65,10 +67,12 @@ class RunDir:
         try:
             draft.checkpoint_dir.mkdir(parents=True)
             draft.figure_dir.mkdir()
-            atomic_write(draft.config_path, lambda p: p.write_text(to_toml(cfg)))
-            draft.write_summary({"run_id": path.name, "name": cfg.name, "status": "created", "steps": 0,
-                                 "events": {}, "final": {}, "wall_s": 0.0,
-                                 "created": datetime.now().isoformat(timespec="seconds")})
+            if cfg is not None:
+                atomic_write(draft.config_path, lambda p: p.write_text(to_toml(cfg)))
+            draft.write_summary({"run_id": path.name, "name": cfg.name if cfg else monitor["name"],
+                                 "status": "created", "steps": 0, "events": {}, "final": {}, "wall_s": 0.0,
+                                 "created": datetime.now().isoformat(timespec="seconds"),
+                                 **({"monitor": monitor} if monitor else {})})
             os.rename(draft.path, path)
         except OSError as e:
             shutil.rmtree(draft.path, ignore_errors=True)
@@ -84,14 +88,24 @@ class RunDir:
     def open(cls, path: Path) -> RunDir:
         """An existing run folder, checked to hold a readable config and summary."""
         run = cls(path)
-        if not run.summary_path.is_file() or not run.config_path.is_file():
+        if not run.summary_path.is_file():
+            raise LossLabError(f"not a losslab run folder: {path}")
+        if not run.config_path.is_file() and "monitor" not in run.summary():
             raise LossLabError(f"not a losslab run folder: {path}")
         run.summary()
         return run
 
+    @property
+    def monitored(self) -> dict | None:
+        """What a Monitor in a user's loop recorded of the run (None for losslab's own runs)."""
+        return self.summary().get("monitor")
+
     def config(self) -> RunConfig:
         from losslab.config import load_config
 
+        if not self.config_path.is_file() and self.monitored is not None:
+            raise LossLabError(f"run {self.path.name} was written by a Monitor in your own training loop: it has no "
+                               "losslab config to rebuild its model from (show, report, export and predict read it)")
         try:
             return load_config(self.config_path)
         except LossLabError as e:

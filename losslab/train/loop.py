@@ -23,11 +23,13 @@ from functools import partial
 
 import torch
 
+from losslab.analysis.sharpness import reads_preconditioner
 from losslab.analysis.signature import SIGNATURE_KEYS, run_signature
-from losslab.config import RunConfig
+from losslab.config import ProbesConfig, RunConfig
 from losslab.errors import LossLabError
 from losslab.losses import build_loss
 from losslab.models import build_model
+from losslab.monitor.measures import Measurements
 from losslab.optim.factory import build_optimizer, build_scheduler
 from losslab.optim.svrg import SVRG, gradient_variance
 from losslab.report.figures import write_run_figures
@@ -38,7 +40,6 @@ from losslab.train.cadence import eval_steps, log_spaced
 from losslab.train.events import EventDetector, outcome, slingshots
 from losslab.train import stop
 from losslab.train.footprint import check_run_fits
-from losslab.train.probes import Probes
 
 # on_eval(step, metrics {train_loss, train_acc, val_loss, val_acc}, events {t1..t4})
 EvalCallback = Callable[[int, dict, dict], None]
@@ -59,6 +60,16 @@ def _cloned(tree):
     return tree
 
 
+def _probe_measures(cfg: ProbesConfig, optimizer: torch.optim.Optimizer) -> set[str]:
+    """The measures a run's [probes] section asks for; the preconditioned one only where the
+    optimizer has a preconditioner to read (a sweep over optimizers keeps one probes section)."""
+    chosen = {"grad_norm", "cosines", "weight_norms"} if cfg.geometry else set()
+    chosen |= {"sharpness"} if cfg.hessian else set()
+    chosen |= {"dimension"} if cfg.dimension else set()
+    chosen |= {"preconditioned_sharpness"} if cfg.preconditioned and reads_preconditioner(optimizer) else set()
+    return chosen
+
+
 class Trainer:
     def __init__(self, cfg: RunConfig, run: RunDir, store: RunStore, on_eval: EvalCallback | None = None):
         self.cfg, self.run_dir, self.store, self.on_eval = cfg, run, store, on_eval
@@ -71,9 +82,8 @@ class Trainer:
             self.model.double()
             self.task = self.task.to(torch.float64)
         self.optimizer = build_optimizer(cfg.optim, self.model)
-        self.probes = Probes(cfg.probes, self.model, self.loss_fn, (self.task.x_train, self.task.y_train),
-                             self.optimizer, cfg.optim.name)
-        self.probes.theta0 = torch.cat([p.detach().flatten().clone() for p in self.model.parameters()])
+        self.probes = Measurements(self.model, self.loss_fn, (self.task.x_train, self.task.y_train), self.optimizer,
+                                   _probe_measures(cfg.probes, self.optimizer), inputs=self.task.x_train)
         # schedule-free optimizers evaluate at other weights than they differentiate at
         self.switches_weights = callable(getattr(self.optimizer, "eval", None))
         self.scheduler = build_scheduler(cfg.optim, self.optimizer, cfg.train.max_steps)
@@ -338,7 +348,7 @@ class Trainer:
             if self.stop_signal is not None:
                 return "interrupted", signal.Signals(self.stop_signal).name
             step = self.step
-            if self.probes.due(step):
+            if self.cfg.probes.every and step % self.cfg.probes.every == 0:
                 started = time.perf_counter()
                 self.rows += self.probes.measure(step)
                 self.overhead_s += time.perf_counter() - started

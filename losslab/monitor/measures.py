@@ -1,0 +1,163 @@
+"""Measurements of theta_t taken during training, by name, written as metric rows (split "probe").
+One engine for every loop: losslab's Trainer and the Monitor of a user's loop both measure here.
+
+- grad_norm: the norm of the probe loss's gradient.                           1 gradient
+- weight_norms: Frobenius and spectral norms of every weight matrix.          a few matrix norms
+- cosines: cos(theta_t, theta_0) and cos(theta_t, theta at the previous measurement).   free
+- sharpness: lambda_max and lambda_min of the probe loss's Hessian (eigsh, warm-started from the
+  previous measurement's eigenvectors: few products when they moved little), the condition
+  number where the Hessian is positive definite, and the edge of stability 2 / lr (Cohen et al.).
+                                                                              ~10-60 Hessian-vector products
+- preconditioned_sharpness (Adam, AdamW: lambda_max(P^-1 H) against the adaptive edge of
+  stability (2 + 2 beta1) / ((1 - beta1) lr), Cohen et al. 2022; Shampoo: with its roots,
+  against 2 / lr).                                                            ~20-60 products
+- gradient_noise: from the probe's per-example gradients (torch.func.vmap), the simple gradient
+  noise scale B = tr(Sigma) / |G|^2 (McCandlish et al. 2018; |G|^2 estimated without bias as
+  |mean g|^2 - tr(Sigma) / n, NaN where the noise swamps it) and the probe gradient's
+  signal-to-noise ratio |mean g|^2 / (tr(Sigma) / n).                          n per-example gradients
+- trace: the trace of the probe loss's Hessian by Hutch++ (99 products).
+- dimension: the intrinsic dimension (TwoNN and the Levina-Bickel MLE) of the inputs of every
+  Linear layer (the representation before it), on up to 1000 probe examples.
+The learning rate is read from the optimizer's first param group at each measurement, so
+schedules apply.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch.func import functional_call, grad, vmap
+
+from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs, hessian_trace
+from losslab.analysis.objective import Objective
+from losslab.analysis.sharpness import preconditioned_sharpness, reads_preconditioner
+from losslab.errors import LossLabError
+from losslab.memory import check_fits
+
+MEASURES = ("grad_norm", "weight_norms", "cosines", "sharpness", "preconditioned_sharpness", "gradient_noise",
+            "trace", "dimension")
+DIMENSION_EXAMPLES = 1000
+NOISE_CHUNK = 256  # per-example gradients held at once
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
+
+
+def gradient_noise(obj: Objective) -> tuple[float, float]:
+    """(B_simple, SNR) of the objective's data from its per-example gradients (see the module);
+    every batch of the objective is a set of examples, each example's loss its own."""
+    if obj.forward_fn is not None:
+        raise LossLabError("gradient noise takes per-example losses: give the objective a loss, not a forward")
+    params = obj.params
+
+    def one(p, x, y):
+        out = functional_call(obj.model, {**obj.buffers, **p}, (x[None],))
+        return obj.loss_fn(out, y[None])
+    per_example = vmap(grad(one), in_dims=(None, 0, 0))
+    total, squares, n = torch.zeros(obj.size, dtype=torch.float64, device=obj.device), 0.0, 0
+    for x, y, *_ in obj.batches():
+        for start in range(0, len(x), NOISE_CHUNK):
+            check_fits(min(NOISE_CHUNK, len(x)) * obj.size * 8, f"per-example gradients of {obj.size:,} parameters")
+            g = per_example(params, x[start: start + NOISE_CHUNK], y[start: start + NOISE_CHUNK])
+            flat = torch.cat([g[name].flatten(1) for name in params], dim=1).double()
+            total += flat.sum(0)
+            squares += float(flat.square().sum())
+            n += len(flat)
+    if n < 2:
+        raise LossLabError("gradient noise needs at least 2 probe examples")
+    mean = total / n
+    trace = (squares - n * float(mean @ mean)) / (n - 1)  # tr(Sigma), unbiased
+    signal = float(mean @ mean) - trace / n  # |G|^2, unbiased
+    scale = trace / signal if signal > 0 else math.nan
+    return scale, float(mean @ mean) / (trace / n) if trace > 0 else math.inf
+
+
+class Measurements:
+    """The chosen measures of a model on its probe data, with what they carry from one
+    measurement to the next (the previous weights, the Lanczos warm starts)."""
+
+    def __init__(self, model: torch.nn.Module, loss_fn, data, optimizer: torch.optim.Optimizer,
+                 measures: set[str] | list[str], inputs: torch.Tensor | None = None):
+        unknown = sorted(set(measures) - set(MEASURES))
+        if unknown:
+            raise LossLabError(f"unknown measures {unknown} (known: {', '.join(MEASURES)})")
+        if "preconditioned_sharpness" in measures and not reads_preconditioner(optimizer):
+            raise LossLabError(f"preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not "
+                               f"{type(optimizer).__name__}")
+        self.model, self.loss_fn, self.data, self.optimizer = model, loss_fn, data, optimizer
+        self.measures = set(measures)
+        self.inputs = None if inputs is None else inputs[:DIMENSION_EXAMPLES]
+        self.theta0 = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        self.previous: torch.Tensor | None = None
+        self.warm: dict[str, np.ndarray] = {}
+        self._before_step, self._before = None, (None, {})  # the state before the last measurement, and its step
+
+    def state(self, step: int) -> dict:
+        """What the measurement at `step` starts from (the previous weights, the warm starts): in
+        the checkpoint of `step`, so that a resumed run, which measures `step` again, measures what
+        the uninterrupted one did."""
+        previous, warm = self._before if self._before_step == step else (self.previous, self.warm)
+        return {"previous": previous, "warm": {k: torch.from_numpy(v) for k, v in warm.items()}}
+
+    def restore(self, state: dict) -> None:
+        self.previous = state.get("previous")
+        self.warm = {k: v.numpy() for k, v in state.get("warm", {}).items()}
+
+    def measure(self, step: int) -> list[tuple[int, str, str, float]]:
+        self._before_step, self._before = step, (self.previous, dict(self.warm))
+        obj = Objective(self.model, self.loss_fn, self.data)
+        rows: list[tuple[int, str, str, float]] = []
+
+        def add(name: str, value) -> None:
+            rows.append((step, "probe", name, float(value)))
+        m = self.measures
+        lr = self.optimizer.param_groups[0]["lr"]
+        h = HessianOperator(obj) if m & {"sharpness", "preconditioned_sharpness", "trace"} else None
+        if "grad_norm" in m:
+            add("grad_norm", (h.grad if h is not None else obj.value_and_grad()[1]).norm())
+        if "cosines" in m:
+            flat = obj.flatten(obj.params)
+            add("cos_theta0", _cos(flat, self.theta0))
+            if self.previous is not None:
+                add("cos_previous", _cos(flat, self.previous))
+            self.previous = flat.clone()
+        if "weight_norms" in m:
+            for name, w in obj.params.items():
+                if w.ndim == 2:
+                    add(f"norm_fro/{name}", torch.linalg.matrix_norm(w))
+                    add(f"norm_spec/{name}", torch.linalg.matrix_norm(w, ord=2))
+        if "dimension" in m and self.inputs is not None:
+            from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn  # scikit-learn: only here
+
+            for layer, acts in layer_inputs(self.model, self.inputs).items():
+                try:
+                    add(f"dim_twonn/{layer}", two_nn(acts))
+                    add(f"dim_mle/{layer}", levina_bickel(acts))
+                except ValueError:  # collapsed: too few distinct representations
+                    continue
+        if "sharpness" in m:
+            top, bottom = (self._extreme(h, side) for side in ("top", "bottom"))
+            add("lambda_max", top)
+            add("lambda_min", bottom)
+            if bottom > 0:  # positive definite: otherwise there is no condition number
+                add("condition_number", top / bottom)
+            add("edge_of_stability", 2 / lr)
+        if "preconditioned_sharpness" in m and self.optimizer.state:  # from the first step on
+            pre = preconditioned_sharpness(obj, self.optimizer, operator=h)
+            add("preconditioned_lambda_max", pre.lambda_max)
+            add("adaptive_edge_of_stability", pre.threshold)
+        if "trace" in m:
+            add("hessian_trace", hessian_trace(h).estimate)
+        if "gradient_noise" in m:
+            scale, snr = gradient_noise(obj)
+            add("gradient_noise_scale", scale)
+            add("gradient_snr", snr)
+        return rows
+
+    def _extreme(self, h: HessianOperator, side: str) -> float:
+        values, vectors = extreme_eigenpairs(h, 1, side, v0=self.warm.get(side))
+        self.warm[side] = vectors[:, 0]  # the next measurement starts from here
+        return float(values[0])

@@ -1,0 +1,137 @@
+"""The Monitor in a user's own loop: its measures equal the analyses' functions and closed forms
+at the same step, what it writes is an ordinary run, and bad input is refused before the loop."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import losslab as ll
+from losslab.analysis.signature import run_signature
+from losslab.errors import LossLabError
+from losslab.monitor.measures import gradient_noise
+from tests.test_cli import losslab
+
+
+def half_squared(out, y):
+    return 0.5 * (out.squeeze(-1) - y).square().mean()
+
+
+def test_gradient_noise_of_linear_regression_equals_its_closed_form():
+    """Per-example gradients of 0.5 (w.x + b - y)^2 are (w.x + b - y) (x, 1): B_simple = tr(Sigma) / |G|^2
+    with tr(Sigma) their unbiased covariance trace and |G|^2 = |mean g|^2 - tr(Sigma) / n."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 5, generator=g, dtype=torch.float64)
+    y = x @ torch.arange(1.0, 6.0, dtype=torch.float64) + 0.5 * torch.randn(300, generator=g, dtype=torch.float64)
+    model = torch.nn.Linear(5, 1).double()
+    scale, snr = gradient_noise(ll.Objective(model, half_squared, [(x[:128], y[:128]), (x[128:], y[128:])]))
+    residual = (model(x).squeeze(-1) - y).detach().numpy()
+    per_example = residual[:, None] * np.hstack([x.numpy(), np.ones((300, 1))])
+    mean = per_example.mean(0)
+    trace = ((per_example - mean) ** 2).sum() / 299
+    assert scale == pytest.approx(trace / (mean @ mean - trace / 300), rel=1e-10)
+    assert snr == pytest.approx((mean @ mean) / (trace / 300), rel=1e-10)
+
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.a(x)))
+
+
+def loop(tmp_path, measures, every=5, steps=20, optimizer=torch.optim.AdamW, **options):
+    """A plain PyTorch loop with the monitor; returns the monitor, the model, its optimizer and the
+    weights after every step (to check the measures against)."""
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 6, dtype=torch.float64), torch.randint(0, 3, (96,))
+    model = Net().double()
+    opt = optimizer(model.parameters(), lr=0.05)
+    mon = ll.Monitor(model, opt, probe=(x[:32], y[:32]), loss=F.cross_entropy, store=tmp_path / "runs", name="mine",
+                     every=every, measures=measures, **options)
+    weights, losses = [{k: v.clone() for k, v in model.state_dict().items()}], []
+    for step in range(steps):
+        batch = slice(32 * (step % 3), 32 * (step % 3 + 1))
+        loss = F.cross_entropy(model(x[batch]), y[batch])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        mon.step(loss)
+        weights.append({k: v.clone() for k, v in model.state_dict().items()})
+        losses.append(loss.item())
+    return mon, model, opt, (x[:32], y[:32]), weights, losses
+
+
+def rows_at(mon, step):
+    return {name: v for s, split, name, v in mon.rows if s == step and split == "probe"}
+
+
+def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the_same_step(tmp_path):
+    mon, model, opt, probe, weights, _ = loop(tmp_path, ["sharpness", "preconditioned_sharpness", "grad_norm"],
+                                              steps=10)
+    mon.close()
+    at10 = rows_at(mon, 10)
+    obj = ll.Objective(model, F.cross_entropy, probe)  # the weights after step 10: the model as it is
+    dense = torch.linalg.eigvalsh(ll.hessian_matrix(obj))
+    assert at10["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
+    assert at10["lambda_min"] == pytest.approx(float(dense[0]), rel=1e-4, abs=1e-7)
+    assert at10["edge_of_stability"] == pytest.approx(2 / 0.05)
+    assert at10["preconditioned_lambda_max"] == pytest.approx(ll.preconditioned_sharpness(obj, opt).lambda_max,
+                                                              rel=1e-4)
+    assert at10["grad_norm"] == pytest.approx(float(obj.value_and_grad()[1].norm()), rel=1e-10)
+
+
+def test_update_ratios_loss_series_and_signature_are_the_loops_own(tmp_path):
+    for every in (1, 4):
+        mon, _, _, _, weights, losses = loop(tmp_path / str(every), ["update_ratio"], every=every, steps=12)
+        summary = mon.close()
+        for step in range(every, 13, every):
+            before, after = weights[step - 1]["a.weight"], weights[step]["a.weight"]
+            expected = float((after - before).norm() / before.norm())
+            assert rows_at(mon, step)["update_ratio/a.weight"] == pytest.approx(expected, rel=1e-12)
+        recorded = sorted((s, v) for s, split, name, v in mon.rows if (split, name) == ("train", "step_loss"))
+        assert recorded == list(enumerate(losses))
+        assert summary["signature"] == run_signature(mon.rows, "train_loss", 400)
+
+
+def test_a_monitored_run_is_an_ordinary_run(tmp_path):
+    mon, *_ = loop(tmp_path, ["grad_norm", "weight_norms", "gradient_noise"], steps=15)
+    summary = mon.close()
+    root = tmp_path / "runs"
+    listed = json.loads(losslab("runs", "--out", root, "--json").stdout)
+    assert [r["run_id"] for r in listed] == [summary["run_id"]] and listed[0]["status"] == "completed"
+    shown = json.loads(losslab("show", "mine", "--out", root, "--json").stdout)
+    assert shown["monitor"]["optimizer"] == "AdamW" and shown["steps"] == 15
+    table = tmp_path / "m.csv"
+    assert losslab("export", "mine", "--out", root, "--table", table).returncode == 0
+    header = table.read_text().splitlines()[0]
+    assert "probe/gradient_noise_scale" in header and "train/step_loss" in header
+    page = losslab("report", "mine", "--out", root, "--json")
+    assert page.returncode == 0 and "Monitored in your own training loop" in open(json.loads(page.stdout)["page"]).read()
+    refused = losslab("hessian", "mine", "--out", root)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"measures": ["sharpnes"]}, "unknown measures ['sharpnes']"),
+    ({"measures": ["preconditioned_sharpness"], "optimizer": torch.optim.SGD},
+     "preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not SGD"),
+    ({"probe": (torch.randn(4, 7), torch.zeros(4).long())}, "the probe does not fit the model"),
+    ({"every": 0}, "every must be an integer >= 1"),
+    ({"store": "FILE"}, "is a file, not a folder"),
+])
+def test_bad_input_is_refused_at_construction_and_writes_nothing(tmp_path, change, message):
+    (tmp_path / "FILE").write_text("")
+    model = Net()
+    optimizer = change.pop("optimizer", torch.optim.AdamW)(model.parameters(), lr=0.1)
+    options = {"probe": (torch.randn(4, 6), torch.zeros(4).long()), "loss": F.cross_entropy,
+               "store": tmp_path / "runs", **change}
+    if options["store"] == "FILE":
+        options["store"] = tmp_path / "FILE"
+    with pytest.raises(LossLabError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        ll.Monitor(model, optimizer, **options)
+    assert not (tmp_path / "runs").exists()
