@@ -163,9 +163,9 @@ def test_a_pca_plane_spans_the_trajectory_and_draws_it(tiny_run):
     coords = np.array(r["trajectory"]["coordinates"])
     assert coords.shape == (len(r["trajectory"]["steps"]), 2)
     assert np.allclose(coords[-1], 0, atol=1e-4)  # the last checkpoint is the plane's centre
-    grid = np.array(r["alphas"])
-    assert grid.min() < coords.min() and coords.max() < grid.max()  # the range spans the trajectory
-    assert grid.max() - grid.min() < 1.5 * (coords.max() - coords.min()) + 1e-6
+    for axis, grid in enumerate((np.array(r["alphas"]), np.array(r["betas"]))):  # each axis spans the trajectory
+        low, high = coords[:, axis].min(), coords[:, axis].max()
+        assert grid.min() < low and high < grid.max() and grid.max() - grid.min() < 1.5 * (high - low) + 1e-6
 
 
 def test_landscape_command(tiny_run):

@@ -153,8 +153,8 @@ def loss_line(obj: Objective, direction: torch.Tensor, span: tuple[float, float]
 
 
 def loss_plane(obj: Objective, d1: torch.Tensor, d2: torch.Tensor, span: tuple[float, float] = (-1.0, 1.0),
-               points: int = 51, chunk: int | None = None) -> Surface:
-    """The loss (and accuracy) at theta + a d1 + b d2 over a points x points grid of `span`."""
-    grid = axis(*span, points)
-    return _evaluate(obj, _check(obj, d1, "the first direction"), grid, _check(obj, d2, "the second direction"),
-                     grid, chunk)
+               points: int = 51, chunk: int | None = None, span2: tuple[float, float] | None = None) -> Surface:
+    """The loss (and accuracy) at theta + a d1 + b d2 over a points x points grid: a over `span`,
+    b over `span2` (default: `span` too)."""
+    return _evaluate(obj, _check(obj, d1, "the first direction"), axis(*span, points),
+                     _check(obj, d2, "the second direction"), axis(*(span2 or span), points), chunk)

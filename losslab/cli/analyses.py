@@ -506,33 +506,34 @@ def landscape(
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")
     start, stop = parse_range(span or "-1:1")
+    span2 = (start, stop)
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     on_pca_plane = dims == 2 and all(re.fullmatch(r"pca\d+", d) for d in (direction, direction2))
-    if on_pca_plane:  # Li et al.: the trajectory drawn on its PCA plane, the range spanning it
+    if on_pca_plane:  # Li et al.: the trajectory drawn on its PCA plane, each axis spanning it
         d1, d2 = (named_direction(ck, obj, d) for d in (direction, direction2))
         path = project_trajectory(obj, trajectory(ck.run)[1], [d1, d2])
         if span is None:
-            low, high = float(path.min()), float(path.max())
-            margin = 0.1 * (high - low or 1.0)
-            start, stop = low - margin, high + margin
+            (start, stop), span2 = ((lo - 0.1 * (hi - lo or 1.0), hi + 0.1 * (hi - lo or 1.0))
+                                    for lo, hi in zip(path.min(0).tolist(), path.max(0).tolist()))
     alphas = axis(start, stop, points)
     options = {"normalization": normalization, "include_biases": include_biases}
     name = ck.run.path.name
     settings = {"step": ck.step, "split": split, "dims": dims, "direction": direction, "direction2": direction2,
-                "range": [start, stop], "points": points, "seed": seed, "seeds": seeds, **options,
-                "all_checkpoints": all_checkpoints}
+                "range": [start, stop], **({"range2": list(span2)} if dims == 2 else {}), "points": points,
+                "seed": seed, "seeds": seeds, **options, "all_checkpoints": all_checkpoints}
     result: dict = {"run_id": name, "step": ck.step, "split": split, "dims": dims, "direction": direction,
                     **options, "alphas": alphas.tolist()}
     slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", d) for d in ([direction, direction2] if dims == 2 else [direction]))
     started = time.perf_counter()
     lines = len(list(checkpoint_paths(ck.run))) if all_checkpoints else 1 if dims == 2 or direction != "random" else seeds
-    units = len(alphas) ** dims * lines * sum(1 for _ in obj.evaluation_batches())  # a point of a batch each
+    grid = len(alphas) * (len(axis(*span2, points)) if dims == 2 else 1)
+    units = grid * lines * sum(1 for _ in obj.evaluation_batches())  # a point of a batch each
     with stages(f"landscape of {name} at step {ck.step}") as stage, stage("grid points", units):
         if dims == 2:
             if not on_pca_plane:
                 d1 = named_direction(ck, obj, direction, seed, **options)
                 d2 = named_direction(ck, obj, direction2, seed + 1, **options)
-            plane = loss_plane(obj, d1, d2, (start, stop), points, chunk)
+            plane = loss_plane(obj, d1, d2, (start, stop), points, chunk, span2)
             result.update(direction2=direction2, seeds=[seed, seed + 1], betas=plane.betas.tolist(),
                           loss=plane.loss.tolist(), acc=plane.acc.tolist())
             drawn = None
@@ -540,9 +541,9 @@ def landscape(
                 result["trajectory"] = {"steps": list(checkpoint_paths(ck.run)), "coordinates": path.tolist()}
                 drawn = (path, result["trajectory"]["steps"])
             title = f"{name} step {ck.step}: {direction} x {direction2} ({split})"
-            figures = {"figure": (plane_figure(alphas, alphas, plane.loss, plane.acc, title, (direction, direction2),
-                                               drawn), ".png"),
-                       "figure_3d": (plane_3d(alphas, alphas, plane.loss, title, (direction, direction2)), ".html")}
+            figures = {"figure": (plane_figure(alphas, plane.betas, plane.loss, plane.acc, title,
+                                               (direction, direction2), drawn), ".png"),
+                       "figure_3d": (plane_3d(alphas, plane.betas, plane.loss, title, (direction, direction2)), ".html")}
         elif all_checkpoints:
             steps = list(checkpoint_paths(ck.run))
             lines = []
