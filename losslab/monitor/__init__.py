@@ -8,7 +8,8 @@
     mon.close()             # `losslab show`, `report`, `serve`, `export`, `signature` read the run
 
 Every step's training loss is kept (in a buffer on its device, read every `every` steps, so
-`mon.step` does not wait for the device) with its spectral signature over the first
+`mon.step` does not wait for the device; the run on disk is brought up to date at most every
+WRITE_EVERY_S seconds and whole at close) with its spectral signature over the first
 `signature_steps`; every `every` steps the chosen measures (losslab.monitor.measures: the same
 engine losslab's own Trainer uses) are taken on the probe, a fixed batch (or re-iterable of
 batches) the loss is evaluated on, with the weights as they are after that step. The update
@@ -30,6 +31,7 @@ from losslab.errors import LossLabError
 from losslab.monitor.measures import MEASURES, Measurements
 
 ALL_MEASURES = ("update_ratio", *MEASURES)
+WRITE_EVERY_S = 10.0  # the run on disk trails the loop by at most this (and is whole at close)
 CHEAP = ("grad_norm", "weight_norms", "update_ratio")
 
 
@@ -75,7 +77,7 @@ class Monitor:
         self._kept = 0  # losses in the buffer
         self.steps = 0
         self._before: dict[str, torch.Tensor] | None = None
-        self._started = time.perf_counter()
+        self._started = self._written = time.perf_counter()
         self._keep_weights_before_a_measured_step()
         self._write()
 
@@ -132,10 +134,12 @@ class Monitor:
                     self.rows.append((self.steps, "probe", f"update_ratio/{name}", float(ratio)))
             self._before = None
         self.summary["final"] = {"train_loss": losses[-1]}
-        self._write()
+        if time.perf_counter() - self._written >= WRITE_EVERY_S:
+            self._write()
 
     def _write(self) -> None:
-        self.summary.update(steps=self.steps, wall_s=round(time.perf_counter() - self._started, 3))
+        self._written = time.perf_counter()
+        self.summary.update(steps=self.steps, wall_s=round(self._written - self._started, 3))
         self.run.write_metrics(self.rows)
         self.run.write_summary(self.summary)
         self.store.record(self.summary)
