@@ -135,3 +135,54 @@ def test_bad_input_is_refused_at_construction_and_writes_nothing(tmp_path, chang
     with pytest.raises(LossLabError, match=message.replace("[", r"\[").replace("]", r"\]")):
         ll.Monitor(model, optimizer, **options)
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_lightning_callback_writes_the_rows_of_the_plain_loop(tmp_path):
+    """A tiny LightningModule trained with the callback records what the plain-loop monitor does at
+    the same seed, batches and optimizer."""
+    pl = pytest.importorskip("pytorch_lightning", reason="the lightning extra is not installed")
+    from losslab.monitor.lightning import MonitorCallback
+
+    torch.manual_seed(0)
+    x, y = torch.randn(96, 6), torch.randint(0, 3, (96,))
+    probe, measures = (x[:32], y[:32]), ["grad_norm", "weight_norms", "update_ratio", "sharpness"]
+
+    class Tiny(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = torch.nn.Linear(6, 8), torch.nn.Linear(8, 3)
+
+        def forward(self, inputs):
+            return self.b(torch.tanh(self.a(inputs)))
+
+        def training_step(self, batch, _):
+            return F.cross_entropy(self(batch[0]), batch[1])
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=0.05)
+
+    batches = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=32)
+    torch.manual_seed(1)
+    module = Tiny()
+    callback = MonitorCallback(probe, F.cross_entropy, store=tmp_path / "lightning", name="pl", every=2,
+                               measures=measures)
+    pl.Trainer(max_epochs=3, callbacks=[callback], logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+               devices=1).fit(module, batches)
+    torch.manual_seed(1)
+    model = Tiny()
+    opt = model.configure_optimizers()
+    mon = ll.Monitor(model, opt, probe, F.cross_entropy, store=tmp_path / "plain", name="plain", every=2,
+                     measures=measures)
+    for _ in range(3):
+        for batch in batches:
+            loss = model.training_step(batch, 0)
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            mon.step(loss)
+    mon.close()
+    assert callback.monitor.steps == 9 and callback.monitor.summary["status"] == "completed"
+    ours, theirs = sorted(callback.monitor.rows), sorted(mon.rows)
+    assert [r[:3] for r in ours] == [r[:3] for r in theirs]
+    assert np.allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-5, atol=1e-7)

@@ -52,7 +52,8 @@ def grokking_figure(rows, events: dict, title: str):
             ax.set_yscale("log")
         else:
             ax.set_ylim(-0.02, 1.02)
-    axes[0].legend(loc="lower right" if len(panels) == 2 else "upper right", fontsize=8)
+    if axes[0].get_legend_handles_labels()[0]:
+        axes[0].legend(loc="lower right" if len(panels) == 2 else "upper right", fontsize=8)
     fig.suptitle(title)
     return fig
 
