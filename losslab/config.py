@@ -248,6 +248,8 @@ class OptimConfig(BaseModel):
 
 
 class TrainConfig(Strict):
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+                        description="auto (CUDA where torch sees it, else the CPU), cpu, cuda or cuda:N")
     max_steps: Steps = 10_000
     batch_size: Examples | None = Field(None, description="None: full batch")
     eval_every: Steps = 100

@@ -72,6 +72,38 @@ def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, preset, op
     assert second["events"] == whole["events"]
 
 
+def test_the_training_device_is_chosen_checked_and_left_out_of_checkpoints(store, tiny_cfg):
+    """auto trains where torch sees a GPU (here: the CPU, bit for bit as cpu); a CUDA device that is
+    not there is refused before a run folder is made; checkpoints hold CPU tensors only."""
+    from losslab.errors import LossLabError
+    from losslab.train.loop import training_device
+
+    auto, cpu = train(tiny_cfg(), store), train(tiny_cfg("train.device=cpu"), store)
+    assert torch.cuda.is_available() or measured(store.find(auto["run_id"])) == measured(store.find(cpu["run_id"]))
+    checkpoint = store.find(cpu["run_id"]).load_checkpoint(store.find(cpu["run_id"]).checkpoints()[-1])
+    assert {t.device.type for t in checkpoint["model"].values()} == {"cpu"}
+    with pytest.raises(LossLabError, match="train.device"):
+        load_config("grokking", ["train.device=gpu"])
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(LossLabError, match=f"train.device = {missing}, but torch sees"):
+        training_device(missing)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the CPU path is tested above")
+def test_a_run_trained_on_cuda_loads_on_the_cpu_and_resumes(store, tiny_cfg):
+    from losslab.train.checkpoints import load_checkpoint
+
+    cfg = tiny_cfg("train.device=cuda")
+    run = store.create(cfg)
+    trainer = Trainer(cfg, run, store)
+    trainer.on_eval = lambda step, m, e: trainer.request_stop(signal.SIGINT) if step >= 23 else None
+    assert trainer.run()["status"] == "interrupted"
+    ck = load_checkpoint(store.find(run.path))  # the analyses' path: a model on the CPU
+    on_gpu = dict(trainer.model.named_parameters())
+    assert all(torch.equal(p, on_gpu[n].cpu()) for n, p in ck.model.named_parameters())
+    assert resume(store.find(run.path), store)["status"] == "completed"
+
+
 def test_divergence_ends_the_run_and_keeps_what_was_written(store, tiny_cfg):
     cfg = tiny_cfg("train.diverge_loss=3.0", "optim.lr=0.5")
     s = train(cfg, store)

@@ -29,8 +29,10 @@ class Task:
         """Accuracy of guessing: 1 / number of classes."""
         return 1.0 / self.n_classes
 
-    def to(self, dtype: torch.dtype) -> "Task":
-        """The task with its float inputs in `dtype` (token inputs stay integers)."""
-        if self.is_tokens:
-            return self
-        return replace(self, x_train=self.x_train.to(dtype), x_val=self.x_val.to(dtype))
+    def to(self, dtype: torch.dtype | None = None, device: torch.device | str | None = None) -> "Task":
+        """The task on `device`, its float inputs in `dtype` (token inputs stay integers)."""
+        moved = {name: getattr(self, name).to(device) for name in ("x_train", "y_train", "x_val", "y_val",
+                                                                   "class_groups") if getattr(self, name) is not None}
+        if dtype is not None and not self.is_tokens:
+            moved["x_train"], moved["x_val"] = moved["x_train"].to(dtype), moved["x_val"].to(dtype)
+        return replace(self, **moved)

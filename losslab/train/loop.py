@@ -50,14 +50,26 @@ def _now() -> str:
 
 
 def _cloned(tree):
-    """A state dict with each tensor copied out of the storage it may view."""
+    """A state dict with each tensor copied out of the storage it may view, onto the CPU (a
+    checkpoint is device-free: a run resumes on another device)."""
     if isinstance(tree, torch.Tensor):
-        return tree.clone()
+        return tree.clone() if tree.device.type == "cpu" else tree.cpu()
     if isinstance(tree, dict):
         return {k: _cloned(v) for k, v in tree.items()}
     if isinstance(tree, list | tuple):
         return type(tree)(_cloned(v) for v in tree)
     return tree
+
+
+def training_device(name: str) -> torch.device:
+    """train.device: auto is CUDA where torch sees a GPU, else the CPU; a CUDA device asked for
+    where there is none is refused."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise LossLabError(f"train.device = {name}, but torch sees {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def _probe_measures(cfg: ProbesConfig, optimizer: torch.optim.Optimizer) -> set[str]:
@@ -74,13 +86,14 @@ class Trainer:
     def __init__(self, cfg: RunConfig, run: RunDir, store: RunStore, on_eval: EvalCallback | None = None):
         self.cfg, self.run_dir, self.store, self.on_eval = cfg, run, store, on_eval
         check_run_fits(cfg)
+        self.device = training_device(cfg.train.device)
         self.task = build_task(cfg.task, cfg.task_seed)
         self.loss_fn = build_loss(cfg.loss, self.task.n_classes)
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.model, self.task, self.loss_fn.n_outputs)
+        self.model = build_model(cfg.model, self.task, self.loss_fn.n_outputs).to(self.device)
         if cfg.optim.reference:  # float64 reference mode: the model, its inputs and the optimizer state
             self.model.double()
-            self.task = self.task.to(torch.float64)
+        self.task = self.task.to(torch.float64 if cfg.optim.reference else None, self.device)
         self.optimizer = build_optimizer(cfg.optim, self.model)
         self.probes = Measurements(self.model, self.loss_fn, (self.task.x_train, self.task.y_train), self.optimizer,
                                    _probe_measures(cfg.probes, self.optimizer), inputs=self.task.x_train)
@@ -154,7 +167,7 @@ class Trainer:
         epoch, i = divmod(step, self.batches_per_epoch)
         if self._epoch_order is None or self._epoch_order[0] != epoch:
             g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-            self._epoch_order = (epoch, torch.randperm(len(x), generator=g))
+            self._epoch_order = (epoch, torch.randperm(len(x), generator=g).to(self.device))
         idx = self._epoch_order[1][i * self.batch_size: (i + 1) * self.batch_size]
         return x[idx], y[idx]
 

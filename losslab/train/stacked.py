@@ -42,7 +42,7 @@ def stackable(optimizers: list[torch.optim.Optimizer]) -> str | None:
 def _column(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """K values (computed in float64, as torch computes its scalars in Python) shaped to broadcast
     over a stacked tensor like `like` ([K, ...]) and of its dtype."""
-    return values.to(like.dtype).view(-1, *[1] * (like.ndim - 1))
+    return values.to(like.device, like.dtype).view(-1, *[1] * (like.ndim - 1))
 
 
 class StackedOptimizer:
