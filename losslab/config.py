@@ -248,7 +248,8 @@ class OptimConfig(BaseModel):
 
 
 class TrainConfig(Strict):
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+    # left out of the written config when auto: the configs (and run ids) of earlier runs stay what they were
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", exclude_if=lambda v: v == "auto",
                         description="auto (CUDA where torch sees it, else the CPU), cpu, cuda or cuda:N")
     max_steps: Steps = 10_000
     batch_size: Examples | None = Field(None, description="None: full batch")
