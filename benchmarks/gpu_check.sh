@@ -16,6 +16,10 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pr
 python3 -m pip install -q --no-index --find-links .wheels --no-deps .wheels/*.whl
 python3 -m pip install -q --no-deps --no-build-isolation -e .
 # the tests that run on every device (CUDA here), then the library's own tests of the analyses
-timeout 180 python3 -m pytest -q -p no:cacheprovider tests/test_objective.py tests/test_hessian.py -k "cuda or not cpu"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_objective.py tests/test_hessian.py -k "cuda or not cpu"
+# losslab's trainer on CUDA (train.device), its checkpoint loaded on the CPU, resumed; the Monitor's measures
+timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_monitor.py -k "device or cuda or monitor"
 # the curvature benchmark on the GPU: top-5 eigenvalues against the peers, trace, plane
-timeout 240 python3 benchmarks/bench_curvature.py --device cuda
+timeout 200 python3 benchmarks/bench_curvature.py --device cuda
+# the Monitor's overhead in a plain CUDA loop
+timeout 60 python3 benchmarks/bench_monitor.py --device cuda --steps 300 --repeats 1
