@@ -2,6 +2,7 @@
 at the same step, what it writes is an ordinary run, and bad input is refused before the loop."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -122,6 +123,8 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
      "preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not SGD"),
     ({"probe": (torch.randn(4, 7), torch.zeros(4).long())}, "the probe does not fit the model"),
     ({"every": 0}, "every must be an integer >= 1"),
+    ({"measures": ["dimension"], "probe": [(torch.randn(4, 6), torch.zeros(4).long())] * 2},
+     "give the probe as (inputs, targets)"),
     ({"store": "FILE"}, "is a file, not a folder"),
 ])
 def test_bad_input_is_refused_at_construction_and_writes_nothing(tmp_path, change, message):
@@ -132,7 +135,7 @@ def test_bad_input_is_refused_at_construction_and_writes_nothing(tmp_path, chang
                "store": tmp_path / "runs", **change}
     if options["store"] == "FILE":
         options["store"] = tmp_path / "FILE"
-    with pytest.raises(LossLabError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(LossLabError, match=re.escape(message)):
         ll.Monitor(model, optimizer, **options)
     assert not (tmp_path / "runs").exists()
 

@@ -56,8 +56,11 @@ class Monitor:
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
             raise LossLabError(f"the probe does not fit the model: {str(e).splitlines()[0]}") from None
         self.model, self.optimizer, self.every, self.signature_steps = model, optimizer, every, signature_steps
+        pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
+        if "dimension" in measures and not pair:
+            raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
         self.measures = Measurements(model, loss, probe, optimizer, [m for m in measures if m != "update_ratio"],
-                                     inputs=probe[0] if isinstance(probe, tuple | list) else None)
+                                     inputs=probe[0] if pair else None)
         self.update_ratio = "update_ratio" in measures
         n_params = sum(p.numel() for p in model.parameters())
         info = {"name": name, "description": description or (
