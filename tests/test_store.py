@@ -50,6 +50,29 @@ def test_checkpoint_that_would_run_code_is_refused(store, tiny_cfg):
         run.latest_checkpoint()
 
 
+def test_any_damaged_checkpoint_is_one_refusal(store, tiny_cfg):
+    """Random bytes, and a real checkpoint cut or flipped at many places: torch's unpickler raises
+    IndexError, KeyError, ... on some of them; each is the one line 'unreadable checkpoint'."""
+    import random
+
+    run = store.create(tiny_cfg())
+    path = run.checkpoint_dir / "step_00000001.pt"
+    run.save_checkpoint(checkpoint(1, w=torch.arange(50.0)), "step_00000001")
+    good = path.read_bytes()
+    rng = random.Random(0)
+    damaged = [rng.randbytes(500) for _ in range(100)] + [good[:n] for n in range(0, len(good), 97)]
+    for _ in range(100):
+        flipped = bytearray(good)
+        flipped[rng.randrange(len(good))] ^= 1 << rng.randrange(8)
+        damaged.append(bytes(flipped))
+    for data in damaged:
+        path.write_bytes(data)
+        try:
+            run.load_checkpoint(path)
+        except LossLabError as e:
+            assert "unreadable checkpoint" in str(e) or "not a losslab checkpoint" in str(e), str(e)
+
+
 def test_missing_and_corrupt_runs(store, tiny_cfg, tmp_path):
     with pytest.raises(LossLabError, match="no run 'nope'"):
         store.find("nope")

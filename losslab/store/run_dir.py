@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 from datetime import datetime
 from pathlib import Path
@@ -191,11 +190,15 @@ class RunDir:
     def load_checkpoint(self, path: Path) -> dict:
         """A checkpoint's state; one line if it is unreadable, would run code, or is not a losslab
         checkpoint (a bare tensor, a dict without its step)."""
+        import warnings
+
         import torch
 
         try:
-            state = torch.load(path, weights_only=True, map_location="cpu")
-        except (OSError, RuntimeError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as e:
+            with warnings.catch_warnings():  # damaged bytes also draw warnings ("pickle protocol 202")
+                warnings.simplefilter("ignore")
+                state = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as e:  # noqa: BLE001 - the unpickler of damaged bytes raises anything (IndexError, ...)
             raise LossLabError(f"run {self.path.name}: unreadable checkpoint {path.name} ({_first_line(e)})") from None
         missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else None
         if missing is None or missing or not isinstance(state["step"], int) or state["step"] < 0:
