@@ -24,6 +24,7 @@ import torch
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
+from losslab import progress
 from losslab.analysis.curvature import HessianOperator
 from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
@@ -44,6 +45,7 @@ class Sharpness:
 
 
 def _shifted_value_and_grad(obj: Objective, eps: torch.Tensor) -> tuple[float, torch.Tensor]:
+    progress.advance()  # the ascents' unit of work: one gradient
     return obj.value_and_grad(obj.shifted(eps))
 
 

@@ -148,7 +148,7 @@ def sharpness(
     settings = {"step": ck.step, "split": split, "rho": rho, "steps": steps, "restarts": restarts,
                 "keskar_eps": keskar_eps}
     with stages(f"sharpness of {ck.run.path.name} at step {ck.step}") as stage:
-        with stage("SAM's and Keskar's ascents"):
+        with stage("SAM's and Keskar's ascents (gradients)", (restarts + 2) * steps + 2):
             result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
                       "sam": sam_sharpness(obj, rho, steps, restarts).to_dict(),
                       "keskar": keskar_sharpness(obj, keskar_eps, steps).to_dict()}
