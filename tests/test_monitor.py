@@ -45,12 +45,16 @@ class Net(torch.nn.Module):
         return self.b(torch.tanh(self.a(x)))
 
 
-def loop(tmp_path, measures, every=5, steps=20, optimizer=torch.optim.AdamW, **options):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                reason="no CUDA device here"))]
+
+
+def loop(tmp_path, measures, every=5, steps=20, optimizer=torch.optim.AdamW, device="cpu", **options):
     """A plain PyTorch loop with the monitor; returns the monitor, the model, its optimizer and the
     weights after every step (to check the measures against)."""
     torch.manual_seed(0)
-    x, y = torch.randn(96, 6, dtype=torch.float64), torch.randint(0, 3, (96,))
-    model = Net().double()
+    x, y = torch.randn(96, 6, dtype=torch.float64).to(device), torch.randint(0, 3, (96,)).to(device)
+    model = Net().double().to(device)
     opt = optimizer(model.parameters(), lr=0.05)
     mon = ll.Monitor(model, opt, probe=(x[:32], y[:32]), loss=F.cross_entropy, store=tmp_path / "runs", name="mine",
                      every=every, measures=measures, **options)
@@ -71,9 +75,10 @@ def rows_at(mon, step):
     return {name: v for s, split, name, v in mon.rows if s == step and split == "probe"}
 
 
-def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the_same_step(tmp_path):
-    mon, model, opt, probe, weights, _ = loop(tmp_path, ["sharpness", "preconditioned_sharpness", "grad_norm"],
-                                              steps=10)
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the_same_step(tmp_path, device):
+    mon, model, opt, probe, weights, _ = loop(tmp_path, ["sharpness", "preconditioned_sharpness", "grad_norm",
+                                                         "gradient_noise"], steps=10, device=device)
     mon.close()
     at10 = rows_at(mon, 10)
     obj = ll.Objective(model, F.cross_entropy, probe)  # the weights after step 10: the model as it is

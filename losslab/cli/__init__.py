@@ -82,6 +82,9 @@ StoreOpt = Annotated[Path, typer.Option("--out", "--store", callback=_store_fold
 EXIT_INTERRUPTED = 130
 
 
+PROGRESS_LINE_S = 30  # off a terminal, a progress line at most this often within a stage
+
+
 @contextmanager
 def stages(title: str):
     """Progress of a long command, stage by stage, on stderr: `with stages(t) as stage: with
@@ -133,9 +136,6 @@ def stages(title: str):
         err.print(said(time.monotonic()) + ", done", highlight=False)
 
     yield stage
-
-
-PROGRESS_LINE_S = 30
 
 
 def print_json(obj) -> None:
