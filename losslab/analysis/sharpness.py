@@ -196,8 +196,7 @@ def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
     """lambda_max(P^-1 H) for the preconditioner P in `optimizer`'s state (Adam, AdamW or losslab's
     Shampoo, built over the objective's model), and the threshold it is compared to. `operator`:
     a Hessian operator of this objective already built, to reuse."""
-    known = _preconditioners()
-    kind = next((entry for cls, entry in known.items() if type(optimizer) is cls), None)
+    kind = _preconditioners().get(type(optimizer))
     if kind is None:
         raise LossLabError(f"preconditioned sharpness reads Adam, AdamW or Shampoo, not {type(optimizer).__name__}")
     started = time.perf_counter()

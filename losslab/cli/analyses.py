@@ -499,7 +499,7 @@ def landscape(
     import time
 
     from losslab.analysis.figures import checkpoint_heatmap, line_figure, plane_3d, plane_figure
-    from losslab.analysis.directions import project_trajectory
+    from losslab.analysis.directions import project_trajectory, trajectory_directions
     from losslab.analysis.surface import axis, loss_line, loss_plane, parse_range
     from losslab.train.checkpoints import checkpoint_paths, load_checkpoint, named_direction, trajectory
 
@@ -510,8 +510,11 @@ def landscape(
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     on_pca_plane = dims == 2 and all(re.fullmatch(r"pca\d+", d) for d in (direction, direction2))
     if on_pca_plane:  # Li et al.: the trajectory drawn on its PCA plane, each axis spanning it
-        d1, d2 = (named_direction(ck, obj, d) for d in (direction, direction2))
-        path = project_trajectory(obj, trajectory(ck.run)[1], [d1, d2])
+        visited, states = trajectory(ck.run)  # every checkpoint read once, for both directions and the path
+        first, second = (max(int(d.removeprefix("pca")), 1) for d in (direction, direction2))
+        found, _ = trajectory_directions(obj, states, max(first, second))
+        d1, d2 = found[first - 1], found[second - 1]
+        path = project_trajectory(obj, states, [d1, d2])
         if span is None:
             (start, stop), span2 = ((lo - 0.1 * (hi - lo or 1.0), hi + 0.1 * (hi - lo or 1.0))
                                     for lo, hi in zip(path.min(0).tolist(), path.max(0).tolist()))
@@ -538,7 +541,7 @@ def landscape(
                           loss=plane.loss.tolist(), acc=plane.acc.tolist())
             drawn = None
             if on_pca_plane:
-                result["trajectory"] = {"steps": list(checkpoint_paths(ck.run)), "coordinates": path.tolist()}
+                result["trajectory"] = {"steps": visited, "coordinates": path.tolist()}
                 drawn = (path, result["trajectory"]["steps"])
             title = f"{name} step {ck.step}: {direction} x {direction2} ({split})"
             figures = {"figure": (plane_figure(alphas, plane.betas, plane.loss, plane.acc, title,

@@ -110,7 +110,6 @@ class Monitor:
         from losslab.report.figures import write_run_figures
 
         self.summary["status"], self.summary["stop_reason"] = status, None
-        self._write()
         self.summary["figures"] = [str(p) for p in write_run_figures(self.run, self.rows, self.summary)]
         self._write()
         return self.summary

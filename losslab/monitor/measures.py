@@ -57,10 +57,10 @@ def gradient_noise(obj: Objective) -> tuple[float, float]:
         out = functional_call(obj.model, {**obj.buffers, **p}, (x[None],))
         return obj.loss_fn(out, y[None])
     per_example = vmap(grad(one), in_dims=(None, 0, 0))
+    check_fits(min(NOISE_CHUNK, obj.n_examples) * obj.size * 8, f"per-example gradients of {obj.size:,} parameters")
     total, squares, n = torch.zeros(obj.size, dtype=torch.float64, device=obj.device), 0.0, 0
     for x, y, *_ in obj.batches():
         for start in range(0, len(x), NOISE_CHUNK):
-            check_fits(min(NOISE_CHUNK, len(x)) * obj.size * 8, f"per-example gradients of {obj.size:,} parameters")
             g = per_example(params, x[start: start + NOISE_CHUNK], y[start: start + NOISE_CHUNK])
             flat = torch.cat([g[name].flatten(1) for name in params], dim=1).double()
             total += flat.sum(0)
