@@ -10,7 +10,11 @@ not touch). Two workloads:
     what batching removes (on a 2-core CPU a width-500 MLP is already mostly compute).
   - 8 grokking transformers (a + b mod 97, full batch): compute-bound on a CPU.
 
-    python benchmarks/bench_sweep.py [--parity-steps 600] [--grokking-steps 300]
+On a GPU (`--device cuda`: every run's train.device) the grokking workload is 16 runs (seeds
+0-3), and both executors run as many processes as `--workers` (default: the CPU's cores), all
+on the one GPU: the batched executor's win there is the kernel launches it shares.
+
+    python benchmarks/bench_sweep.py [--parity-steps 600] [--grokking-steps 300] [--device cuda] [--workers N]
 """
 
 import argparse
@@ -49,14 +53,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--parity-steps", type=int, default=600)
     parser.add_argument("--grokking-steps", type=int, default=300)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
-    cores = os.cpu_count() or 1
+    cores = args.workers
     executors = {"local": LocalExecutor(cores), f"batched x{cores}": BatchedExecutor(cores),
                  "batched x1": BatchedExecutor(1)}
     print(f"{cores} cores. local: {cores} processes x 1 thread, a run each; batched x{cores}: {cores} processes "
           f"x 1 thread, a share of each group each; batched x1: this process, {cores} threads")
     for name, (base, axes, extra) in WORKLOADS.items():
         steps = args.parity_steps if base == "parity" else args.grokking_steps
+        extra = [*extra, f"train.device={args.device}"]
+        if args.device != "cpu" and base == "grokking":
+            name, axes = "grokking x16", axes.replace("seed = [0, 1]", "seed = [0, 1, 2, 3]")
         rates = {}
         for label, executor in executors.items():
             wall, total = timed(base, axes, extra, steps, executor)

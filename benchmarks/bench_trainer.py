@@ -6,7 +6,7 @@ state. The plain loop reads the loss every step (`loss.item()`, as a loop that l
 losslab reads it only at evaluations, and also detects events and writes its metrics,
 checkpoints and index.
 
-    python benchmarks/bench_trainer.py [--steps 300] [--repeats 3]
+    python benchmarks/bench_trainer.py [--steps 300] [--repeats 3] [--device cuda]
 """
 
 import argparse
@@ -28,10 +28,11 @@ from losslab.train.loop import Trainer
 
 def plain_loop(cfg, steps: int) -> float:
     """The loop a user writes by hand; returns seconds per step."""
-    task = build_task(cfg.task, cfg.seed)
+    device = torch.device(cfg.train.device)
+    task = build_task(cfg.task, cfg.seed).to(None, device)
     loss_fn = build_loss(cfg.loss, task.n_classes)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, task, loss_fn.n_outputs)
+    model = build_model(cfg.model, task, loss_fn.n_outputs).to(device)
     opt = build_optimizer(cfg.optim, model)
     sched = build_scheduler(cfg.optim, opt, steps)
     bs = cfg.train.batch_size or len(task.x_train)
@@ -39,7 +40,7 @@ def plain_loop(cfg, steps: int) -> float:
     start = time.perf_counter()
     for step in range(steps):
         if bs < len(task.x_train):
-            idx = torch.randint(len(task.x_train), (bs,))
+            idx = torch.randint(len(task.x_train), (bs,), device=device)
             x, y = task.x_train[idx], task.y_train[idx]
         else:
             x, y = task.x_train, task.y_train
@@ -54,7 +55,7 @@ def plain_loop(cfg, steps: int) -> float:
         loss.backward()
         opt.step()
         sched.step()
-        loss.item()
+        loss.item()  # a host sync each step, as a loop that logs makes
     return (time.perf_counter() - start) / steps
 
 
@@ -72,15 +73,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (train.device)")
     args = parser.parse_args()
     workloads = {
         "grokking (p=97, r=0.5, full batch)": ("grokking", args.steps),
         "parity (50,2), batch 32": ("parity", args.steps * 10),
     }
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, on {args.device}")
     print(f"{'workload':40s} {'plain ms/step':>14s} {'losslab ms/step':>16s} {'ratio':>7s}")
     for label, (preset, steps) in workloads.items():
-        cfg = load_config(preset, [f"train.max_steps={steps}"])
+        cfg = load_config(preset, [f"train.max_steps={steps}", f"train.device={args.device}"])
         # run every step of the budget: no early stop after generalization
         cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"stop_after_t4": None})})
         plain_loop(cfg, min(steps, 20))  # warm up allocator and kernels

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks, in one call on a lent GPU machine (its image has python3 with a CUDA torch and
-# most of losslab's dependencies; nothing can be downloaded there). Under 8 minutes on one H100.
+# most of losslab's dependencies; nothing can be downloaded there). Under 8 minutes on one H100 (the timeouts add up to 8).
 #
 # Here, once, the wheels the image lacks (for its Python 3.12), into an ignored folder that the
 # device call carries:
@@ -16,10 +16,14 @@ python3 -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; pr
 python3 -m pip install -q --no-index --find-links .wheels --no-deps .wheels/*.whl
 python3 -m pip install -q --no-deps --no-build-isolation -e .
 # the tests that run on every device (CUDA here), then the library's own tests of the analyses
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_objective.py tests/test_hessian.py -k "cuda or not cpu"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_objective.py tests/test_hessian.py -k "cuda or not cpu"
 # losslab's trainer on CUDA (train.device), its checkpoint loaded on the CPU, resumed; the Monitor's measures
 timeout 60 python3 -m pytest -q -p no:cacheprovider tests/test_train.py tests/test_monitor.py -k "device or cuda or monitor"
 # the curvature benchmark on the GPU: top-5 eigenvalues against the peers, trace, plane
-timeout 200 python3 benchmarks/bench_curvature.py --device cuda
+timeout 120 python3 benchmarks/bench_curvature.py --device cuda
 # the Monitor's overhead in a plain CUDA loop
-timeout 60 python3 benchmarks/bench_monitor.py --device cuda --steps 300 --repeats 1
+timeout 45 python3 benchmarks/bench_monitor.py --device cuda --steps 300 --repeats 1 --only cnn
+# losslab's trainer on CUDA against a plain CUDA loop (grokking p = 97; the issue's goal: ratio <= 1.05)
+timeout 45 python3 benchmarks/bench_trainer.py --device cuda --steps 300 --repeats 1
+# the batched executor on CUDA against the local one: 32 parity runs, 16 grokking transformers
+timeout 90 python3 benchmarks/bench_sweep.py --device cuda --workers 4 --parity-steps 300 --grokking-steps 200

@@ -251,6 +251,9 @@ class TrainConfig(Strict):
     # left out of the written config when auto: the configs (and run ids) of earlier runs stay what they were
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", exclude_if=lambda v: v == "auto",
                         description="auto (CUDA where torch sees it, else the CPU), cpu, cuda or cuda:N")
+    dtype: Literal["float32", "float64", "bfloat16"] = Field(
+        "float32", exclude_if=lambda v: v == "float32",
+        description="the parameters' and inputs' dtype (optim.reference trains in float64)")
     max_steps: Steps = 10_000
     batch_size: Examples | None = Field(None, description="None: full batch")
     eval_every: Steps = 100
@@ -310,6 +313,11 @@ class RunConfig(Strict):
     probes: ProbesConfig = ProbesConfig()
 
     @property
+    def dtype(self) -> torch.dtype:
+        """The dtype the run trains in: train.dtype, float64 in the optimizer's reference mode."""
+        return torch.float64 if self.optim.reference else getattr(torch, self.train.dtype)
+
+    @property
     def task_seed(self) -> int:
         return self.seed if self.data_seed is None else self.data_seed
 
@@ -333,6 +341,8 @@ class RunConfig(Strict):
     def _model_fits_task(self):
         if self.model.name == "transformer" and self.task.name != "modular":
             raise ValueError(f"the transformer needs a token task; task {self.task.name!r} has vectors")
+        if self.optim.reference and self.train.dtype == "bfloat16":
+            raise ValueError("optim.reference trains in float64: it cannot take train.dtype = bfloat16")
         return self
 
 

@@ -51,9 +51,10 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
 
 def loop(tmp_path, measures, every=5, steps=20, optimizer=torch.optim.AdamW, device="cpu", **options):
     """A plain PyTorch loop with the monitor; returns the monitor, the model, its optimizer and the
-    weights after every step (to check the measures against)."""
+    weights after every step (to check the measures against); its data stays in loop.data."""
     torch.manual_seed(0)
     x, y = torch.randn(96, 6, dtype=torch.float64).to(device), torch.randint(0, 3, (96,)).to(device)
+    loop.data = x, y
     model = Net().double().to(device)
     opt = optimizer(model.parameters(), lr=0.05)
     mon = ll.Monitor(model, opt, probe=(x[:32], y[:32]), loss=F.cross_entropy, store=tmp_path / "runs", name="mine",
@@ -77,8 +78,8 @@ def rows_at(mon, step):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the_same_step(tmp_path, device):
-    mon, model, opt, probe, weights, _ = loop(tmp_path, ["sharpness", "preconditioned_sharpness", "grad_norm",
-                                                         "gradient_noise"], steps=10, device=device)
+    mon, model, opt, probe, weights, _ = loop(tmp_path, ["sharpness", "preconditioned_sharpness", "gradient_noise"],
+                                              steps=10, device=device)
     mon.close()
     at10 = rows_at(mon, 10)
     obj = ll.Objective(model, F.cross_entropy, probe)  # the weights after step 10: the model as it is
@@ -88,20 +89,51 @@ def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the
     assert at10["edge_of_stability"] == pytest.approx(2 / 0.05)
     assert at10["preconditioned_lambda_max"] == pytest.approx(ll.preconditioned_sharpness(obj, opt).lambda_max,
                                                               rel=1e-4)
-    assert at10["grad_norm"] == pytest.approx(float(obj.value_and_grad()[1].norm()), rel=1e-10)
 
 
-def test_update_ratios_loss_series_and_signature_are_the_loops_own(tmp_path):
+def test_every_step_measures_loss_series_and_signature_are_the_loops_own(tmp_path):
+    """At every step, recomputed from the weights the loop went through: the norm of the step's own
+    gradient (at theta_t, on its batch), the Frobenius norms after it and ||w_t+1 - w_t|| / ||w_t||;
+    the last, unfinished window read at close."""
+    from torch.func import functional_call
+
     for every in (1, 4):
-        mon, _, _, _, weights, losses = loop(tmp_path / str(every), ["update_ratio"], every=every, steps=12)
+        mon, model, _, _, weights, losses = loop(tmp_path / str(every), ["grad_norm", "weight_norms", "update_ratio"],
+                                                 every=every, steps=13)
         summary = mon.close()
-        for step in range(every, 13, every):
-            before, after = weights[step - 1]["a.weight"], weights[step]["a.weight"]
-            expected = float((after - before).norm() / before.norm())
-            assert rows_at(mon, step)["update_ratio/a.weight"] == pytest.approx(expected, rel=1e-12)
+        data = loop.data
+        for step in range(13):
+            batch = slice(32 * (step % 3), 32 * (step % 3 + 1))
+            params = {k: v.clone().requires_grad_() for k, v in weights[step].items()}
+            loss = F.cross_entropy(functional_call(model, params, (data[0][batch],)), data[1][batch])
+            gradient = torch.autograd.grad(loss, list(params.values()))
+            assert rows_at(mon, step)["grad_norm"] == pytest.approx(
+                float(torch.cat([g.flatten() for g in gradient]).norm()), rel=1e-12)
+            before, after = weights[step]["a.weight"], weights[step + 1]["a.weight"]
+            assert rows_at(mon, step + 1)["update_ratio/a.weight"] == pytest.approx(
+                float((after - before).norm() / before.norm()), rel=1e-12)
+            assert rows_at(mon, step + 1)["norm_fro/b.weight"] == pytest.approx(
+                float(weights[step + 1]["b.weight"].norm()), rel=1e-12)
         recorded = sorted((s, v) for s, split, name, v in mon.rows if (split, name) == ("train", "step_loss"))
         assert recorded == list(enumerate(losses))
         assert summary["signature"] == run_signature(mon.rows, "train_loss", 400)
+
+
+def test_a_step_the_optimizer_skipped_is_recorded_as_nan(tmp_path):
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=4, measures=["grad_norm"])
+    for step in range(4):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        if step != 2:  # e.g. a GradScaler that found an inf
+            opt.step()
+        opt.zero_grad()
+        mon.step(loss)
+    mon.close()
+    norms = [v for s, split, name, v in sorted(mon.rows) if name == "grad_norm"]
+    assert np.isnan(norms[2]) and np.isfinite(norms[:2] + norms[3:]).all()
 
 
 def test_a_monitored_run_is_an_ordinary_run(tmp_path):

@@ -292,8 +292,8 @@ def test_reference_mode_trains_in_float64_with_the_exact_polar_factor(store, tin
     from losslab.train.loop import Trainer
     cfg = tiny_cfg("optim.name=muon", "optim.reference=true")
     trainer = Trainer(cfg, store.create(cfg), store)
-    assert {p.dtype for p in trainer.model.parameters()} == {torch.float64}
-    assert trainer.optimizer.muon.orthogonalization == "svd"
+    assert {p.dtype for p in trainer.stepper.model.parameters()} == {torch.float64}
+    assert trainer.stepper.optimizer.muon.orthogonalization == "svd"
     assert trainer.run()["status"] == "completed"
 
 

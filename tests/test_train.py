@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import signal
 import subprocess
@@ -89,6 +90,28 @@ def test_the_training_device_is_chosen_checked_and_left_out_of_checkpoints(store
         training_device(missing)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "bfloat16"])
+def test_train_dtype_is_the_parameters_and_inputs_and_the_checkpoints(store, tiny_cfg, dtype):
+    """The run's parameters, float inputs and checkpoints are in train.dtype; it trains and its
+    checkpoint loads for the analyses in that dtype. float32 stays out of the written config."""
+    from losslab.config import to_toml
+    from losslab.errors import LossLabError
+    from losslab.train.checkpoints import load_checkpoint
+
+    cfg = load_config("parity", ["train.max_steps=60", "train.eval_every=10", f"train.dtype={dtype}"])
+    run = store.create(cfg)
+    trainer = Trainer(cfg, run, store)
+    assert {p.dtype for p in trainer.stepper.model.parameters()} == {getattr(torch, dtype)}
+    assert trainer.stepper.task.x_train.dtype == getattr(torch, dtype)
+    summary = trainer.run()
+    assert summary["status"] == "completed" and math.isfinite(summary["final"]["train_loss"])
+    ck = load_checkpoint(store.find(run.path))
+    assert {p.dtype for p in ck.model.parameters()} == {getattr(torch, dtype)}
+    assert f'dtype = "{dtype}"' in to_toml(cfg) and "dtype" not in to_toml(tiny_cfg())
+    with pytest.raises(LossLabError, match="optim.reference trains in float64"):
+        tiny_cfg("train.dtype=bfloat16", "optim.reference=true")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device here: the CPU path is tested above")
 def test_a_run_trained_on_cuda_loads_on_the_cpu_and_resumes(store, tiny_cfg):
     from losslab.train.checkpoints import load_checkpoint
@@ -99,7 +122,7 @@ def test_a_run_trained_on_cuda_loads_on_the_cpu_and_resumes(store, tiny_cfg):
     trainer.on_eval = lambda step, m, e: trainer.request_stop(signal.SIGINT) if step >= 23 else None
     assert trainer.run()["status"] == "interrupted"
     ck = load_checkpoint(store.find(run.path))  # the analyses' path: a model on the CPU
-    on_gpu = dict(trainer.model.named_parameters())
+    on_gpu = dict(trainer.stepper.model.named_parameters())
     assert all(torch.equal(p, on_gpu[n].cpu()) for n, p in ck.model.named_parameters())
     assert resume(store.find(run.path), store)["status"] == "completed"
 

@@ -4,42 +4,55 @@
                           name="my-run", every=100, measures=["grad_norm", "sharpness", "gradient_noise"])
     for x, y in loader:
         loss = F.cross_entropy(model(x), y); loss.backward(); optimizer.step(); optimizer.zero_grad()
-        mon.step(loss)      # the loss stays on the device; the host reads it at the cadence
+        mon.step(loss)      # nothing is read from the device here; the host reads at the cadence
     mon.close()             # `losslab show`, `report`, `serve`, `export`, `signature` read the run
 
-Every step's training loss is kept (in a buffer on its device, read every `every` steps, so
-`mon.step` does not wait for the device; the run on disk is brought up to date at most every
-WRITE_EVERY_S seconds and whole at close) with its spectral signature over the first
-`signature_steps`; every `every` steps the chosen measures (losslab.monitor.measures: the same
-engine losslab's own Trainer uses) are taken on the probe, a fixed batch (or re-iterable of
-batches) the loss is evaluated on, with the weights as they are after that step. The update
-measure, `update_ratio`, is ||w_t+1 - w_t|| / ||w_t|| for every weight matrix over the step
-that ends at the cadence (its weights copied one step before: one copy of the weights per
-`every` steps). A measure the optimizer cannot give, a probe the model cannot take or a store
-that cannot be written is refused at construction, before the loop starts.
+Two kinds of measures:
+
+- Every step, from the loop's own step, kept on the device (a buffer of `every` rows the host reads
+  at the cadence: no host sync in between): the training loss (always), and
+  - grad_norm: the norm of the gradient the optimizer stepped with (after any clipping),
+  - weight_norms: the Frobenius norm of every weight matrix (and convolution kernel) after the step,
+  - update_ratio: ||w_t+1 - w_t|| / ||w_t|| of every weight matrix over the step.
+  They are read from the optimizer's step hooks (torch.optim's register_step_pre_hook and
+  register_step_post_hook: a few foreach norms a step, and for update_ratio one copy of the
+  weight matrices); a `mon.step` without an optimizer step between (a skipped step) records NaN.
+- Every `every` steps, on the probe (a fixed batch, or re-iterable of batches, the loss is
+  evaluated on), with the weights as they are after that step: the measures of
+  losslab.monitor.measures (the engine losslab's own Trainer measures with), each with its cost:
+  spectral_norms, cosines, sharpness, preconditioned_sharpness, gradient_noise, trace, dimension.
+  The learning rate is read from the optimizer's param groups at each (schedules apply).
+
+The spectral signature of the first `signature_steps` losses is taken at close. The run on disk is
+brought up to date at most every WRITE_EVERY_S seconds and whole at close. A measure the
+optimizer cannot give, a probe the model cannot take or a store that cannot be written is
+refused at construction, before the loop starts.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
 import torch
 
-from losslab.analysis.signature import SIGNATURE_KEYS, run_signature
 from losslab.errors import LossLabError
 from losslab.monitor.measures import MEASURES, Measurements
 
-ALL_MEASURES = ("update_ratio", *MEASURES)
+STEP_MEASURES = ("grad_norm", "weight_norms", "update_ratio")
+PROBE_MEASURES = tuple(m for m in MEASURES if m not in STEP_MEASURES)
+ALL_MEASURES = STEP_MEASURES + PROBE_MEASURES
 WRITE_EVERY_S = 10.0  # the run on disk trails the loop by at most this (and is whole at close)
-CHEAP = ("grad_norm", "weight_norms", "update_ratio")
 
 
 class Monitor:
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, probe, loss, *,
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
-                 measures: list[str] | tuple[str, ...] = CHEAP, signature_steps: int = 400, description: str = ""):
+                 measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
+                 description: str = ""):
         from losslab.analysis.objective import Objective
+        from losslab.monitor.record import RunRecord
         from losslab.store import RunStore
 
         if not isinstance(model, torch.nn.Module):
@@ -59,9 +72,8 @@ class Monitor:
         pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
         if "dimension" in measures and not pair:
             raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
-        self.measures = Measurements(model, loss, probe, optimizer, [m for m in measures if m != "update_ratio"],
+        self.measures = Measurements(model, loss, probe, optimizer, [m for m in measures if m in PROBE_MEASURES],
                                      inputs=probe[0] if pair else None)
-        self.update_ratio = "update_ratio" in measures
         n_params = sum(p.numel() for p in model.parameters())
         info = {"name": name, "description": description or (
                     f"{type(model).__name__} ({n_params:,} parameters) trained by {type(optimizer).__name__} in "
@@ -71,47 +83,36 @@ class Monitor:
                                     and isinstance(v, int | float | str | bool | tuple | type(None))},
                 "measures": list(measures), "every": every}
         self.store = RunStore(store)
-        self.run = self.store.create(None, monitor=info)
-        self.summary = {**self.run.summary(), "status": "running", "n_params": n_params,
-                        "run_dir": str(self.run.path)}
-        self.rows: list[tuple[int, str, str, float]] = []
-        device = next(model.parameters()).device
-        self._losses = torch.empty(every, dtype=torch.float64, device=device)
-        self._kept = 0  # losses in the buffer
+        run = self.store.create(None, monitor=info)
+        self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params})
         self.steps = 0
-        self._before: dict[str, torch.Tensor] | None = None
-        self._started = self._written = time.perf_counter()
-        self._keep_weights_before_a_measured_step()
+        self._series = _StepSeries(model, optimizer, [m for m in measures if m in STEP_MEASURES], every)
         self._write()
+
+    @property
+    def rows(self) -> list:
+        return self.record.rows
+
+    @property
+    def summary(self) -> dict:
+        return self.record.summary
 
     def step(self, loss) -> None:
         """After the optimizer's step: `loss` is that step's training loss (a tensor or a number)."""
-        self._losses[self._kept] = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
-        self._kept += 1
+        self._series.keep_loss(loss)
         self.steps += 1
         if self.steps % self.every == 0:
             self._measure()
-        self._keep_weights_before_a_measured_step()
-
-    def _keep_weights_before_a_measured_step(self) -> None:
-        if self.update_ratio and (self.steps + 1) % self.every == 0:
-            self._before = {n: p.detach().clone() for n, p in self.model.named_parameters() if p.ndim >= 2}
 
     def close(self, status: str = "completed") -> dict:
         """The last measurement, the signature and the figures; the run is then complete."""
-        if self._kept:
+        if self._series.kept:
             self._measure()
-        try:
-            sig = run_signature(self.rows, "train_loss", self.signature_steps)
-            self.summary["signature"] = sig
-            self.rows += [(self.signature_steps, "signature", k, sig[k]) for k in SIGNATURE_KEYS]
-        except ValueError:  # fewer than 8 steps recorded
-            pass
-        from losslab.report.figures import write_run_figures
-
-        self.summary["status"], self.summary["stop_reason"] = status, None
-        self.summary["figures"] = [str(p) for p in write_run_figures(self.run, self.rows, self.summary)]
-        self._write()
+        self._series.remove_hooks()
+        self.record.record_signature(self.signature_steps)
+        self.summary["stop_reason"] = None
+        self.record.draw_figures()
+        self._write(status)
         return self.summary
 
     def __enter__(self) -> Monitor:
@@ -121,27 +122,86 @@ class Monitor:
         self.close("completed" if kind is None else "failed")
 
     def _measure(self) -> None:
-        first = self.steps - self._kept
-        losses = self._losses[: self._kept].tolist()  # the one host sync of the cadence
-        self.rows += [(first + i, "train", "step_loss", v) for i, v in enumerate(losses)]
-        self.rows.append((self.steps, "train", "loss", losses[-1]))
-        self._kept = 0
+        rows, last_loss = self._series.read(first_step=self.steps - self._series.kept)  # the cadence's host sync
+        self.rows.extend(rows)
+        self.rows.append((self.steps, "train", "loss", last_loss))
         self.rows.append((self.steps, "probe", "lr", float(self.optimizer.param_groups[0]["lr"])))
-        self.rows += self.measures.measure(self.steps)
-        if self._before is not None:
-            for name, p in self.model.named_parameters():
-                if name in self._before:
-                    before = self._before[name]
-                    ratio = (p.detach() - before).norm() / before.norm().clamp_min(1e-30)
-                    self.rows.append((self.steps, "probe", f"update_ratio/{name}", float(ratio)))
-            self._before = None
-        self.summary["final"] = {"train_loss": losses[-1]}
+        self.rows.extend(self.measures.measure(self.steps))
+        self.summary["final"] = {"train_loss": last_loss}
         if time.perf_counter() - self._written >= WRITE_EVERY_S:
             self._write()
 
-    def _write(self) -> None:
+    def _write(self, status: str = "running") -> None:
         self._written = time.perf_counter()
-        self.summary.update(steps=self.steps, wall_s=round(self._written - self._started, 3))
-        self.run.write_metrics(self.rows)
-        self.run.write_summary(self.summary)
-        self.store.record(self.summary)
+        self.record.write_metrics()
+        self.record.write_summary(status, self.summary.get("stop_reason"), steps=self.steps)
+
+
+class _StepSeries:
+    """The every-step measures of a loop, on the device: row i of a buffer holds step i's loss and
+    what the optimizer's step hooks measured, until `read` turns them into metric rows."""
+
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, measures: list[str], every: int):
+        stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        named = [(n, p) for n, p in model.named_parameters() if id(p) in stepped]
+        self.params = [p for _, p in named]
+        self.matrices = [p for _, p in named if p.ndim >= 2]
+        matrix_names = [n for n, p in named if p.ndim >= 2]
+        self.grad_norm, self.weight_norms, self.update_ratio = (m in measures for m in STEP_MEASURES)
+        self.weight_norms &= bool(self.matrices)
+        self.update_ratio &= bool(self.matrices)
+        # columns: the loss (at theta_t, like the gradient), then what holds after the step (theta_t+1)
+        self.before = ["step_loss"] + (["grad_norm"] if self.grad_norm else [])
+        self.after = ([f"norm_fro/{n}" for n in matrix_names] if self.weight_norms else []) + (
+            [f"update_ratio/{n}" for n in matrix_names] if self.update_ratio else [])
+        device = next(model.parameters()).device
+        self.buffer = torch.full((every, len(self.before) + len(self.after)), math.nan, dtype=torch.float64,
+                                 device=device)
+        self.kept = 0
+        self.hooks = []
+        if len(self.before) + len(self.after) > 1:
+            self.hooks.append(optimizer.register_step_post_hook(self._after_step))
+        if self.update_ratio:
+            self.weights_before = [p.detach().clone() for p in self.matrices]
+            self.hooks.append(optimizer.register_step_pre_hook(self._before_step))
+
+    @torch.no_grad()
+    def _before_step(self, optimizer, args, kwargs) -> None:
+        torch._foreach_copy_(self.weights_before, [p.detach() for p in self.matrices])
+
+    @torch.no_grad()
+    def _after_step(self, optimizer, args, kwargs) -> None:
+        values = []
+        if self.grad_norm:
+            grads = [p.grad for p in self.params if p.grad is not None]
+            values.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).reshape(1)
+                          if grads else torch.full((1,), math.nan, device=self.buffer.device))
+        weights = [p.detach() for p in self.matrices]
+        if self.weight_norms:
+            values.append(torch.stack(torch._foreach_norm(weights)))
+        if self.update_ratio:
+            moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self.weights_before)))
+            values.append(moved / torch.stack(torch._foreach_norm(self.weights_before)).clamp_min(1e-30))
+        self.buffer[self.kept, 1:] = torch.cat(values)
+
+    def keep_loss(self, loss) -> None:
+        self.buffer[self.kept, 0] = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
+        self.kept += 1
+
+    def read(self, first_step: int) -> tuple[list[tuple[int, str, str, float]], float]:
+        """The kept steps (the first of them `first_step`) as metric rows, and the last loss."""
+        values = self.buffer[: self.kept].tolist()
+        self.buffer.fill_(math.nan)
+        self.kept = 0
+        rows = []
+        for i, row in enumerate(values):
+            step = first_step + i
+            rows += [(step, "train" if name == "step_loss" else "probe", name, v)
+                     for name, v in zip(self.before, row)]
+            rows += [(step + 1, "probe", name, v) for name, v in zip(self.after, row[len(self.before):])]
+        return rows, values[-1][0]
+
+    def remove_hooks(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks = []

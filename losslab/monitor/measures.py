@@ -2,7 +2,8 @@
 One engine for every loop: losslab's Trainer and the Monitor of a user's loop both measure here.
 
 - grad_norm: the norm of the probe loss's gradient.                           1 gradient
-- weight_norms: Frobenius and spectral norms of every weight matrix.          a few matrix norms
+- weight_norms: the Frobenius norm of every weight matrix.                   free
+- spectral_norms: the spectral norm of every weight matrix.                  an SVD a matrix
 - cosines: cos(theta_t, theta_0) and cos(theta_t, theta at the previous measurement).   free
 - sharpness: lambda_max and lambda_min of the probe loss's Hessian (eigsh, warm-started from the
   previous measurement's eigenvectors: few products when they moved little), the condition
@@ -36,7 +37,7 @@ from losslab.analysis.sharpness import preconditioned_sharpness, reads_precondit
 from losslab.errors import LossLabError
 from losslab.memory import check_fits
 
-MEASURES = ("grad_norm", "weight_norms", "cosines", "sharpness", "preconditioned_sharpness", "gradient_noise",
+MEASURES = ("grad_norm", "weight_norms", "spectral_norms", "cosines", "sharpness", "preconditioned_sharpness", "gradient_noise",
             "trace", "dimension")
 DIMENSION_EXAMPLES = 1000
 NOISE_CHUNK = 256  # per-example gradients held at once
@@ -124,11 +125,11 @@ class Measurements:
             if self.previous is not None:
                 add("cos_previous", _cos(flat, self.previous))
             self.previous = flat.clone()
-        if "weight_norms" in m:
-            for name, w in obj.params.items():
-                if w.ndim == 2:
-                    add(f"norm_fro/{name}", torch.linalg.matrix_norm(w))
-                    add(f"norm_spec/{name}", torch.linalg.matrix_norm(w, ord=2))
+        for name, w in obj.params.items():
+            if w.ndim == 2 and "weight_norms" in m:
+                add(f"norm_fro/{name}", torch.linalg.matrix_norm(w))
+            if w.ndim == 2 and "spectral_norms" in m:
+                add(f"norm_spec/{name}", torch.linalg.matrix_norm(w, ord=2))
         if "dimension" in m and self.inputs is not None:
             from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn  # scikit-learn: only here
 

@@ -1,8 +1,9 @@
 """K runs of the same shapes trained together: one forward and backward pass for all of them
 through torch.func.vmap over stacked parameters.
 
-Each run keeps its own Trainer (its data and minibatch order, events, stop rules, checkpoints,
-run folder, optimizer and schedule): the gradients are computed jointly, and for SGD and
+Each run keeps its own Trainer (its run driver: events, stop rules, checkpoints, run folder) and
+training step (its data and minibatch order, optimizer and schedule): the gradients are computed
+jointly, and for SGD and
 Adam(W) the optimizer steps too (losslab.train.stacked). Evaluations stay per run: on a CPU a
 vmapped forward pass over whole data sets measured slower than K plain ones. The K models'
 parameters are stacked along a leading axis and each model's parameters become views into the
@@ -15,9 +16,7 @@ from __future__ import annotations
 
 import ctypes
 import json
-import signal
 import warnings
-from contextlib import ExitStack
 
 import torch
 from torch import nn
@@ -25,8 +24,7 @@ from torch.func import functional_call, vmap
 
 from losslab.config import RunConfig
 from losslab.optim.factory import build_optimizer, build_scheduler
-from losslab.train import stop
-from losslab.train.loop import Trainer
+from losslab.train.loop import Trainer, training
 from losslab.train.stacked import StackedOptimizer, stackable
 
 
@@ -42,7 +40,7 @@ def batch_key(cfg: RunConfig) -> str | None:
     if cfg.optim.name.startswith("schedulefree") or cfg.probes.every or hasattr(entry, "for_model") or cfg.optim.l1:
         return None
     return json.dumps([cfg.task.model_dump(mode="json"), cfg.model.model_dump(mode="json"), cfg.loss,
-                       cfg.train.batch_size, cfg.optim.reference])
+                       cfg.train.batch_size, str(cfg.dtype), cfg.train.device])
 
 
 def _keep_freed_memory() -> None:
@@ -69,28 +67,29 @@ class BatchedTrainers:
     def __init__(self, trainers: list[Trainer]):
         _keep_freed_memory()
         self.trainers = trainers
-        self.base = trainers[0].model
+        self.steps = [t.stepper for t in trainers]
+        self.base = self.steps[0].model
         self.names = [n for n, _ in self.base.named_parameters()]
-        self.stack = {n: torch.stack([t.model.get_parameter(n).detach() for t in trainers]).requires_grad_()
+        self.stack = {n: torch.stack([s.model.get_parameter(n).detach() for s in self.steps]).requires_grad_()
                       for n in self.names}
-        for k, t in enumerate(trainers):
+        for k, s in enumerate(self.steps):
             for n in self.names:
-                _share(t.model, n, self.stack[n].data[k])
+                _share(s.model, n, self.stack[n].data[k])
             # the optimizer and schedule again over the shared parameters, with the state they had
             # (a resumed run's moments and step counts)
-            optimizer = build_optimizer(t.cfg.optim, t.model)
-            optimizer.load_state_dict(t.optimizer.state_dict())
-            scheduler = build_scheduler(t.cfg.optim, optimizer, t.cfg.train.max_steps)
-            scheduler.load_state_dict(t.scheduler.state_dict())
-            t.optimizer, t.scheduler = optimizer, scheduler
+            optimizer = build_optimizer(s.cfg.optim, s.model)
+            optimizer.load_state_dict(s.optimizer.state_dict())
+            scheduler = build_scheduler(s.cfg.optim, optimizer, s.cfg.train.max_steps)
+            scheduler.load_state_dict(s.scheduler.state_dict())
+            s.optimizer, s.scheduler = optimizer, scheduler
         # each run's parameters in the stack's order, looked up once (get_parameter is slow per step)
-        self.params = [[t.model.get_parameter(n) for n in self.names] for t in trainers]
-        optimizers = [t.optimizer for t in trainers]
+        self.params = [[s.model.get_parameter(n) for n in self.names] for s in self.steps]
+        optimizers = [s.optimizer for s in self.steps]
         clipped = any(t.cfg.optim.clip_grad_norm for t in trainers)
         self.stacked = (StackedOptimizer(optimizers, self.stack, self.params)
                         if stackable(optimizers) and not clipped else None)
         buffers = dict(self.base.named_buffers())
-        loss_fn = trainers[0].loss_fn
+        loss_fn = self.steps[0].loss_fn
 
         def loss_of(params, x, y):
             return loss_fn(functional_call(self.base, (params, buffers), (x,)), y)
@@ -98,7 +97,7 @@ class BatchedTrainers:
 
     def _step(self, active: list[int]) -> None:
         """One training step of the runs `active` (indices into the stack)."""
-        batches = {k: self.trainers[k]._batch(self.trainers[k].step) for k in active}
+        batches = {k: self.steps[k].batch(self.steps[k].step) for k in active}
         # runs at different steps (resumed from different checkpoints) may be at an epoch's short
         # last minibatch: one pass per batch size
         by_size: dict[int, list[int]] = {}
@@ -117,44 +116,30 @@ class BatchedTrainers:
         losses.sum().backward()  # the runs' losses are independent: each gets its own gradient
         if self.stacked:
             for k, (x, _), loss in zip(group, batches, losses):
-                self.trainers[k].count(loss, x)
+                self.steps[k].count(loss, x)
             self.stacked.step(group)
             for k in group:
-                self.trainers[k].advance()
+                self.steps[k].advance()
             return
         grads = [self.stack[n].grad for n in self.names]
         for k, (x, y), loss in zip(group, batches, losses):
-            t = self.trainers[k]
+            s = self.steps[k]
             for p, g in zip(self.params[k], grads):
                 p.grad = g[k]
-            t.clip_gradient()
-            t.apply_gradient(loss, x, y)
+            s.clip_gradient()
+            s.apply_gradient(loss, x, y)
 
     def run(self) -> list[dict]:
         """Train every run to its end; returns their summaries."""
-        with ExitStack() as stack, stop.stop_on_signals(), warnings.catch_warnings():
+        with training(self.trainers), warnings.catch_warnings():
             # the stacked step takes the optimizers' steps: torch would warn at the first schedule step
             warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before")
-            for t in self.trainers:
-                stack.enter_context(t._lock())
             active = list(range(len(self.trainers)))
-            try:
-                for t in self.trainers:
-                    t.begin()
-                while active:
-                    for k in list(active):
-                        t = self.trainers[k]
-                        if t.stop_signal is not None:
-                            ended = "interrupted", signal.Signals(t.stop_signal).name
-                        else:
-                            ended = t.evaluate_step() if t.step in t.eval_at else None
-                        if ended:
-                            t.end(*ended)
-                            active.remove(k)
-                    if active:
-                        self._step(active)
-            except Exception as e:
-                for k in active:  # the runs still training: not left `running`
-                    self.trainers[k].fail(e)
-                raise
+            while active:
+                for k in list(active):
+                    if ended := self.trainers[k].poll():
+                        self.trainers[k].end(*ended)
+                        active.remove(k)
+                if active:
+                    self._step(active)
         return [t.summary for t in self.trainers]

@@ -17,10 +17,10 @@ from torch import nn
 from losslab.analysis.objective import Objective
 from losslab.config import RunConfig
 from losslab.errors import LossLabError
-from losslab.losses import Loss, build_loss
-from losslab.models import build_model
+from losslab.losses import Loss
 from losslab.store import RunDir
-from losslab.tasks import Task, build_task
+from losslab.tasks import Task
+from losslab.train.step import TrainingStep, build_run_model
 
 _STEP_NAME = re.compile(r"step_(\d+)\.pt$")
 SPLITS = ("train", "val")
@@ -33,18 +33,6 @@ def checkpoint_paths(run: RunDir) -> dict[int, Path]:
     if last.exists():
         found.setdefault(run.load_checkpoint(last)["step"], last)
     return dict(sorted(found.items()))
-
-
-def build_run_model(cfg: RunConfig) -> tuple[nn.Module, Task, Loss]:
-    """The run's model (as initialized, from its seed), task and loss."""
-    task = build_task(cfg.task, cfg.task_seed)
-    loss_fn = build_loss(cfg.loss, task.n_classes)
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, task, loss_fn.n_outputs)
-    if cfg.optim.reference:
-        model.double()
-        task = task.to(torch.float64)
-    return model, task, loss_fn
 
 
 @dataclass
@@ -116,14 +104,11 @@ def trajectory(run: RunDir) -> tuple[list[int], list[dict[str, torch.Tensor]]]:
 def training_step(checkpoint: Checkpoint) -> torch.Tensor:
     """theta_{t+1} - theta_t, flat: the step the run takes from this checkpoint, its optimizer
     state restored (as the run's own loop takes it)."""
-    from losslab.store import RunStore
-    from losslab.train.loop import Trainer
-
-    trainer = Trainer(checkpoint.cfg, checkpoint.run, RunStore(checkpoint.run.path.parent))
-    trainer.restore(checkpoint.state, [], {})
-    before = [p.detach().clone() for p in trainer.model.parameters()]
-    trainer.take_step()
-    return torch.cat([(p.detach() - b).flatten() for p, b in zip(trainer.model.parameters(), before)])
+    stepper = TrainingStep(checkpoint.cfg, next(checkpoint.model.parameters()).device)
+    stepper.load_state(checkpoint.state)
+    before = [p.detach().clone() for p in stepper.model.parameters()]
+    stepper.take()
+    return torch.cat([(p.detach() - b).flatten() for p, b in zip(stepper.model.parameters(), before)])
 
 
 DIRECTIONS = "random, init, final, checkpoint:STEP, run:RUN[@STEP], step, pcaN, hessianN"
