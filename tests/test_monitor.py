@@ -78,7 +78,8 @@ def rows_at(mon, step):
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the_same_step(tmp_path, device):
-    mon, model, opt, probe, weights, _ = loop(tmp_path, ["sharpness", "preconditioned_sharpness", "gradient_noise"],
+    mon, model, opt, probe, weights, _ = loop(tmp_path, ["sharpness", "lambda_min", "preconditioned_sharpness",
+                                                         "gradient_noise"],
                                               steps=10, device=device)
     mon.close()
     at10 = rows_at(mon, 10)

@@ -39,6 +39,7 @@ import torch
 
 from losslab.errors import LossLabError
 from losslab.monitor.measures import MEASURES, Measurements
+from losslab.monitor.record import Recorded, RunRecord
 
 STEP_MEASURES = ("grad_norm", "weight_norms", "update_ratio")
 PROBE_MEASURES = tuple(m for m in MEASURES if m not in STEP_MEASURES)
@@ -46,13 +47,12 @@ ALL_MEASURES = STEP_MEASURES + PROBE_MEASURES
 WRITE_EVERY_S = 10.0  # the run on disk trails the loop by at most this (and is whole at close)
 
 
-class Monitor:
+class Monitor(Recorded):
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, probe, loss, *,
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
                  description: str = ""):
         from losslab.analysis.objective import Objective
-        from losslab.monitor.record import RunRecord
         from losslab.store import RunStore
 
         if not isinstance(model, torch.nn.Module):
@@ -88,14 +88,6 @@ class Monitor:
         self.steps = 0
         self._series = _StepSeries(model, optimizer, [m for m in measures if m in STEP_MEASURES], every)
         self._write()
-
-    @property
-    def rows(self) -> list:
-        return self.record.rows
-
-    @property
-    def summary(self) -> dict:
-        return self.record.summary
 
     def step(self, loss) -> None:
         """After the optimizer's step: `loss` is that step's training loss (a tensor or a number)."""

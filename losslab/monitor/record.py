@@ -62,3 +62,11 @@ class RunRecord:
         from losslab.report.figures import write_run_figures  # matplotlib: only here
 
         self.summary["figures"] = [str(p) for p in write_run_figures(self.run, self.rows, self.summary)]
+
+
+class Recorded:
+    """What writes a run through its `record` (the Trainer, the Monitor): its rows and summary at hand."""
+
+    record: RunRecord
+    rows = property(lambda self: self.record.rows)
+    summary = property(lambda self: self.record.summary)

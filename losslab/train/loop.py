@@ -26,7 +26,7 @@ from losslab.analysis.sharpness import reads_preconditioner
 from losslab.config import ProbesConfig, RunConfig
 from losslab.errors import LossLabError
 from losslab.monitor.measures import Measurements
-from losslab.monitor.record import RunRecord, now
+from losslab.monitor.record import Recorded, RunRecord, now
 from losslab.store import RunDir, RunStore
 from losslab.store.files import StoreWriteError
 from losslab.train import stop
@@ -55,13 +55,13 @@ def _probe_measures(cfg: ProbesConfig, optimizer: torch.optim.Optimizer) -> set[
     """The measures a run's [probes] section asks for; the preconditioned one only where the
     optimizer has a preconditioner to read (a sweep over optimizers keeps one probes section)."""
     chosen = {"grad_norm", "cosines", "weight_norms", "spectral_norms"} if cfg.geometry else set()
-    chosen |= {"sharpness"} if cfg.hessian else set()
+    chosen |= {"sharpness", "lambda_min"} if cfg.hessian else set()
     chosen |= {"dimension"} if cfg.dimension else set()
     chosen |= {"preconditioned_sharpness"} if cfg.preconditioned and reads_preconditioner(optimizer) else set()
     return chosen
 
 
-class Trainer:
+class Trainer(Recorded):
     def __init__(self, cfg: RunConfig, run: RunDir, store: RunStore, on_eval: EvalCallback | None = None):
         self.cfg, self.run_dir, self.store, self.on_eval = cfg, run, store, on_eval
         check_run_fits(cfg)
@@ -88,14 +88,6 @@ class Trainer:
     @property
     def step(self) -> int:
         return self.stepper.step
-
-    @property
-    def rows(self) -> list:
-        return self.record.rows
-
-    @property
-    def summary(self) -> dict:
-        return self.record.summary
 
     # ------------------------------------------------------------ state
 
