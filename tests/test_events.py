@@ -1,6 +1,6 @@
 from losslab.config import EventsConfig
 from losslab.train.cadence import eval_steps, log_spaced
-from losslab.train.events import EventDetector, outcome
+from losslab.monitor.events import EventDetector, outcome
 
 
 def test_events_on_a_synthetic_grokking_curve():
@@ -34,7 +34,7 @@ def test_cadence():
 
 
 def test_slingshots_need_a_loss_spike_and_a_last_layer_norm_jump():
-    from losslab.train.events import slingshots
+    from losslab.analysis.slingshots import slingshots
     loss = [(s, "train", "loss", v) for s, v in [(0, 2.0), (10, 0.1), (20, 0.05), (30, 0.5), (40, 0.04),
                                                  (50, 0.5), (60, 0.03)]]
     norms = [(s, "probe", "norm_fro/head.weight", v) for s, v in [(0, 1.0), (10, 1.0), (20, 1.0), (30, 1.3),

@@ -160,6 +160,7 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     ({"measures": ["preconditioned_sharpness"], "optimizer": torch.optim.SGD},
      "preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not SGD"),
     ({"probe": (torch.randn(4, 7), torch.zeros(4).long())}, "the probe does not fit the model"),
+    ({"validation": (torch.randn(4, 7), torch.zeros(4).long())}, "the validation set does not fit the model"),
     ({"every": 0}, "every must be an integer >= 1"),
     ({"measures": ["dimension"], "probe": [(torch.randn(4, 6), torch.zeros(4).long())] * 2},
      "give the probe as (inputs, targets)"),
@@ -227,3 +228,98 @@ def test_the_lightning_callback_writes_the_rows_of_the_plain_loop(tmp_path):
     ours, theirs = sorted(callback.monitor.rows), sorted(mon.rows)
     assert [r[:3] for r in ours] == [r[:3] for r in theirs]
     assert np.allclose([r[3] for r in ours], [r[3] for r in theirs], rtol=1e-5, atol=1e-7)
+
+
+def test_a_slingshot_in_a_users_loop_is_found_at_its_reading(tmp_path):
+    """The last layer blown up just before the reading at step 15: the loss read there spikes and the
+    layer's norm jumps, a slingshot at 15 and nowhere else."""
+    torch.manual_seed(0)
+    model = Net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=5, measures=["weight_norms"])
+    for step in range(20):
+        if step == 14:
+            with torch.no_grad():
+                model.b.weight.mul_(30)
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        mon.step(loss)
+    assert mon.close()["slingshots"] == [15]
+
+
+def test_validation_data_give_the_runs_evaluations_and_grokking_events(tmp_path):
+    """With validation data the cadence evaluates like losslab's own runs: loss and accuracy on the
+    probe and on the validation data (recomputed here from the weights at that step, in eval mode),
+    and t1..t4 where the accuracies cross their thresholds; the model is left in train mode."""
+    from torch.func import functional_call
+
+    from losslab.config import EventsConfig
+    from losslab.monitor.events import EventDetector
+
+    torch.manual_seed(0)
+    x = torch.randn(256, 6)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()  # three classes, learnable
+    model = torch.nn.Sequential(torch.nn.Linear(6, 32), torch.nn.Dropout(0.5), torch.nn.ReLU(), torch.nn.Linear(32, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    mon = ll.Monitor(model, opt, (x[:128], y[:128]), F.cross_entropy, store=tmp_path, every=10,
+                     validation=[(x[128:192], y[128:192]), (x[192:], y[192:])], measures=[])
+    weights = {}
+    for step in range(1, 151):
+        loss = F.cross_entropy(model(x[:128]), y[:128])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        mon.step(loss)
+        weights[step] = {k: v.clone() for k, v in model.state_dict().items()}
+    summary = mon.close()
+    assert model.training
+    model.eval()
+    evaluated = {(s, split, name): v for s, split, name, v in mon.rows if split in ("train", "val")
+                 and name in ("loss", "acc")}
+    for step in (10, 80, 150):
+        for split, (xs, ys) in (("train", (x[:128], y[:128])), ("val", (x[128:], y[128:]))):
+            out = functional_call(model, weights[step], (xs,))
+            assert evaluated[(step, split, "loss")] == pytest.approx(float(F.cross_entropy(out, ys)), rel=1e-5)
+            assert evaluated[(step, split, "acc")] == pytest.approx(float((out.argmax(-1) == ys).float().mean()))
+    replayed = EventDetector(EventsConfig(), 1 / 3)
+    replayed.replay(mon.rows)
+    assert summary["events"] == replayed.events and summary["events"]["t1"] is not None
+    assert summary["final"]["val_acc"] == evaluated[(150, "val", "acc")] and summary["outcome"]
+
+
+def test_predict_reads_a_monitored_run(tmp_path):
+    """A monitored run with validation data is predicted by the predictor of a sweep like any run;
+    one without is refused in one line."""
+    from tests.test_predict import T, fake_run
+
+    from losslab.store import RunStore
+    from losslab.sweep.run import sweep_dir, write_results
+
+    store, rng = RunStore(tmp_path / "runs"), np.random.default_rng(0)
+    rows = [fake_run(store, i, oscillates=i % 2 == 0, rng=rng) for i in range(20)]
+    sweep_dir(store, "fake").mkdir(parents=True)
+    write_results(sweep_dir(store, "fake"), rows)
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    for name, validation in (("seen", (x[32:], y[32:])), ("blind", None)):
+        model = Net()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with ll.Monitor(model, opt, (x[:32], y[:32]), F.cross_entropy, store=store.root, name=name, every=25,
+                        validation=validation, measures=[]) as mon:
+            for _ in range(T + 20):
+                loss = F.cross_entropy(model(x[:32]), y[:32])
+                loss.backward()
+                opt.step()
+                opt.zero_grad()
+                mon.step(loss)
+    out = losslab("predict", "fake", "--steps", T, "--run", "seen", "--out", store.root, "--json")
+    assert out.returncode == 0, out.stderr
+    [predicted] = json.loads(out.stdout)
+    assert 0 <= predicted["p_grok"] <= 1
+    assert predicted["features"]["val_acc"] == next(v for s, split, n, v in store.find("seen").metric_rows()
+                                                    if (s, split, n) == (T, "val", "acc"))
+    refused = losslab("predict", "fake", "--steps", T, "--run", "blind", "--out", store.root)
+    assert refused.returncode == 2 and "needs validation data" in refused.stderr and refused.stderr.count("\n") == 1

@@ -200,6 +200,21 @@ class Objective:
         self.n_examples = count
         return float(total / count)
 
+    def accuracy(self, params: Params | None = None) -> float | None:
+        """The fraction of examples whose largest output is their target class, at `params` (default:
+        the point); None where the data are not (inputs, class indices) with one output per class."""
+        if self.forward_fn is not None:
+            return None
+        params = self.params if params is None else params
+        correct, count = 0, 0
+        with torch.no_grad():
+            for x, y, *_ in self.evaluation_batches():
+                out = self.outputs(params, x)
+                if out.ndim != 2 or y.ndim != 1 or y.is_floating_point():
+                    return None
+                correct, count = correct + (out.argmax(-1) == y).sum(), count + len(y)
+        return float(correct / count)
+
     def value_and_grad(self, params: Params | None = None) -> tuple[float, torch.Tensor]:
         """The mean loss and its flat gradient (on the device) at `params`."""
         params = self.params if params is None else params

@@ -181,15 +181,26 @@ def predict(
     name: Annotated[str, typer.Argument(metavar="SWEEP", help="A finished sweep's name.")],
     steps: Annotated[int, StepsT] = 400,
     threshold: ThresholdOpt = 0.5,
+    runs: Annotated[Optional[list[str]], typer.Option(
+        "--run", metavar="RUN", help="Predict these runs (any run: a sweep's, a single one, a monitored "
+                                     "loop's) with the predictor fitted on the sweep.")] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
     """How well the first T steps predict grokking on a sweep (cross-validated), and the compute that
-    stopping the runs predicted not to grok would have saved."""
+    stopping the runs predicted not to grok would have saved; with --run, p(grok) of those runs."""
     from losslab.store import RunStore
-    from losslab.sweep.predict import evaluate
+    from losslab.sweep.predict import evaluate, fit, predict_run
     from losslab.sweep.run import read_results
 
+    if runs:
+        predictor = fit(RunStore(store), read_results(RunStore(store), name), steps)
+        found = [predict_run(predictor, RunStore(store).find(run)) for run in runs]
+        if as_json:
+            return print_json(found)
+        for r in found:
+            out.print(f"{r['run_id']}: p(grok) = {r['p_grok']:.3f} from its first {steps} steps", highlight=False)
+        return
     result = evaluate(RunStore(store), read_results(RunStore(store), name), steps, threshold)
     if as_json:
         return print_json(result)

@@ -23,7 +23,14 @@ Two kinds of measures:
   spectral_norms, cosines, sharpness, preconditioned_sharpness, gradient_noise, trace, dimension.
   The learning rate is read from the optimizer's param groups at each (schedules apply).
 
-The spectral signature of the first `signature_steps` losses is taken at close. The run on disk is
+With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
+on the probe (split "train") and on the validation data ("val"), the model in eval mode, and the
+grokking events t1..t4 (losslab.monitor.events, thresholds from `events`), as a run of losslab's
+own records them: `losslab predict SWEEP --run RUN` reads them.
+
+At close: the spectral signature of the first `signature_steps` losses, and with weight_norms
+the slingshots (Thilak et al. 2022: a loss spike between two readings with a jump of the last
+weight matrix's norm). The run on disk is
 brought up to date at most every WRITE_EVERY_S seconds and whole at close. A measure the
 optimizer cannot give, a probe the model cannot take or a store that cannot be written is
 refused at construction, before the loop starts.
@@ -33,11 +40,16 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
 
+from losslab.analysis.objective import Objective
+from losslab.config import EventsConfig
 from losslab.errors import LossLabError
+from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.measures import MEASURES, Measurements
 from losslab.monitor.record import Recorded, RunRecord
 
@@ -51,8 +63,7 @@ class Monitor(Recorded):
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, probe, loss, *,
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
-                 description: str = ""):
-        from losslab.analysis.objective import Objective
+                 validation=None, events: EventsConfig | None = None, description: str = ""):
         from losslab.store import RunStore
 
         if not isinstance(model, torch.nn.Module):
@@ -64,11 +75,15 @@ class Monitor(Recorded):
         unknown = sorted(set(measures) - set(ALL_MEASURES))
         if unknown:
             raise LossLabError(f"unknown measures {unknown} (known: {', '.join(ALL_MEASURES)})")
-        try:  # the probe must fit the model now, not at step 10,000
-            Objective(model, loss, probe)
-        except (RuntimeError, ValueError, TypeError, IndexError) as e:
-            raise LossLabError(f"the probe does not fit the model: {str(e).splitlines()[0]}") from None
+        for what, data in (("probe", probe), ("validation set", validation)):
+            try:  # the data must fit the model now, not at step 10,000
+                if data is not None:
+                    Objective(model, loss, data)
+            except (RuntimeError, ValueError, TypeError, IndexError) as e:
+                raise LossLabError(f"the {what} does not fit the model: {str(e).splitlines()[0]}") from None
         self.model, self.optimizer, self.every, self.signature_steps = model, optimizer, every, signature_steps
+        self.loss, self.probe, self.validation = loss, probe, validation
+        self.events = _event_detector(model, loss, validation, events or EventsConfig())
         pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
         if "dimension" in measures and not pair:
             raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
@@ -81,10 +96,11 @@ class Monitor(Recorded):
                 "model": type(model).__name__, "n_params": n_params, "optimizer": type(optimizer).__name__,
                 "hyperparameters": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"
                                     and isinstance(v, int | float | str | bool | tuple | type(None))},
-                "measures": list(measures), "every": every}
+                "measures": list(measures), "every": every, "validation": validation is not None}
         self.store = RunStore(store)
         run = self.store.create(None, monitor=info)
-        self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params})
+        self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params,
+                                                  **({"events": dict(self.events.events)} if self.events else {})})
         self.steps = 0
         self._series = _StepSeries(model, optimizer, [m for m in measures if m in STEP_MEASURES], every)
         self._write()
@@ -102,6 +118,10 @@ class Monitor(Recorded):
             self._measure()
         self._series.remove_hooks()
         self.record.record_signature(self.signature_steps)
+        if self._series.weight_norms:
+            self.record.record_slingshots(self._series.last_matrix)
+        if self.events:
+            self.summary["outcome"] = outcome(self.events.events, self.rows, None)
         self.summary["stop_reason"] = None
         self.record.draw_figures()
         self._write(status)
@@ -116,17 +136,58 @@ class Monitor(Recorded):
     def _measure(self) -> None:
         rows, last_loss = self._series.read(first_step=self.steps - self._series.kept)  # the cadence's host sync
         self.rows.extend(rows)
-        self.rows.append((self.steps, "train", "loss", last_loss))
+        if self.validation is None:
+            self.rows.append((self.steps, "train", "loss", last_loss))
+            self.summary["final"] = {"train_loss": last_loss}
+        else:
+            self._evaluate()
         self.rows.append((self.steps, "probe", "lr", float(self.optimizer.param_groups[0]["lr"])))
         self.rows.extend(self.measures.measure(self.steps))
-        self.summary["final"] = {"train_loss": last_loss}
         if time.perf_counter() - self._written >= WRITE_EVERY_S:
             self._write()
+
+    def _evaluate(self) -> None:
+        """Loss and accuracy on the probe (train) and the validation data (val), the model in eval
+        mode; the grokking events where there are accuracies."""
+        final = {}
+        with _evaluating(self.model):
+            for split, data in (("train", self.probe), ("val", self.validation)):
+                obj = Objective(self.model, self.loss, data)
+                final[f"{split}_loss"], final[f"{split}_acc"] = obj.loss(), obj.accuracy()
+        final = {k: v for k, v in final.items() if v is not None}
+        self.rows.extend((self.steps, *key.split("_"), v) for key, v in final.items())
+        self.summary["final"] = final
+        if self.events:
+            self.events.update(self.steps, {"train": final["train_acc"], "val": final["val_acc"]})
+            self.summary["events"] = dict(self.events.events)
 
     def _write(self, status: str = "running") -> None:
         self._written = time.perf_counter()
         self.record.write_metrics()
         self.record.write_summary(status, self.summary.get("stop_reason"), steps=self.steps)
+
+
+@contextmanager
+def _evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """The model in eval mode (dropout off, BatchNorm's running statistics), then as it was."""
+    training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(training)
+
+
+def _event_detector(model: torch.nn.Module, loss, validation, cfg: EventsConfig) -> EventDetector | None:
+    """The grokking events' detector where the validation data are classes (chance = 1 / outputs)."""
+    if validation is None:
+        return None
+    obj = Objective(model, loss, validation)
+    if obj.accuracy() is None:
+        return None
+    x = next(iter(obj.batches()))[0]
+    with torch.no_grad():
+        return EventDetector(cfg, 1 / obj.outputs(obj.params, x[:1]).shape[-1])
 
 
 class _StepSeries:
@@ -139,6 +200,7 @@ class _StepSeries:
         self.params = [p for _, p in named]
         self.matrices = [p for _, p in named if p.ndim >= 2]
         matrix_names = [n for n, p in named if p.ndim >= 2]
+        self.last_matrix = matrix_names[-1] if matrix_names else None
         self.grad_norm, self.weight_norms, self.update_ratio = (m in measures for m in STEP_MEASURES)
         self.weight_norms &= bool(self.matrices)
         self.update_ratio &= bool(self.matrices)

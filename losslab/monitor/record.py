@@ -11,6 +11,7 @@ import time
 from datetime import datetime
 
 from losslab.analysis.signature import SIGNATURE_KEYS, run_signature
+from losslab.analysis.slingshots import slingshots
 
 Row = tuple[int, str, str, float]
 
@@ -56,6 +57,11 @@ class RunRecord:
             return
         self.summary["signature"] = sig
         self.rows += [(steps, "signature", k, sig[k]) for k in SIGNATURE_KEYS]
+
+    def record_slingshots(self, last_layer: str | None) -> None:
+        """The steps of slingshots (from the evaluated losses and the Frobenius norms of
+        `last_layer`; none without a layer), in the summary."""
+        self.summary["slingshots"] = slingshots(self.rows, last_layer) if last_layer else []
 
     def draw_figures(self) -> None:
         """The run's figures into its folder (about 0.7 s), listed in the summary."""

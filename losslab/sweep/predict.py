@@ -116,6 +116,18 @@ def p_grok(predictor: dict, features: dict[str, float]) -> float:
     return float(1 / (1 + np.exp(-(z @ np.array(predictor["coef"]) + predictor["intercept"]))))
 
 
+def predict_run(predictor: dict, run) -> dict:
+    """p(grok) of a run (a RunDir: of a sweep, a single run, a monitored loop with validation data)
+    from its first T steps."""
+    try:
+        features = early_features(run.metric_rows(), predictor["steps"])
+    except ValueError as e:
+        raise LossLabError(f"run {run.path.name} cannot be predicted: {e} (a monitored run needs validation "
+                           f"data for its accuracies)") from None
+    return {"run_id": run.path.name, "steps": predictor["steps"], "p_grok": p_grok(predictor, features),
+            "features": features}
+
+
 def unpromising(predictor: dict, threshold: float = 0.5):
     """A trainer stop rule: at the first evaluation at or past the predictor's T, stop the run
     (reason "unpromising") if p(grok) < threshold; decided once."""

@@ -31,7 +31,7 @@ from losslab.store import RunDir, RunStore
 from losslab.store.files import StoreWriteError
 from losslab.train import stop
 from losslab.train.cadence import eval_steps, log_spaced
-from losslab.train.events import EventDetector, outcome, slingshots
+from losslab.monitor.events import EventDetector, outcome
 from losslab.train.footprint import check_run_fits
 from losslab.train.step import TrainingStep
 
@@ -212,7 +212,7 @@ class Trainer(Recorded):
             self.record.record_signature(self.cfg.train.record_loss_steps)
             if self.cfg.probes.every and self.cfg.probes.geometry:
                 matrices = [n for n, p in self.stepper.model.named_parameters() if p.ndim == 2]
-                self.summary["slingshots"] = slingshots(self.rows, matrices[-1]) if matrices else []
+                self.record.record_slingshots(matrices[-1] if matrices else None)
             self.summary["outcome"] = outcome(self.events.events, self.rows, reason)
         self.record.write_metrics()
         self._write_summary(status, reason)
