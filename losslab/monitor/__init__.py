@@ -221,20 +221,19 @@ class _StepSeries:
 
     @torch.no_grad()
     def _before_step(self, optimizer, args, kwargs) -> None:
-        torch._foreach_copy_(self.weights_before, [p.detach() for p in self.matrices])
+        torch._foreach_copy_(self.weights_before, self.matrices)
 
     @torch.no_grad()
     def _after_step(self, optimizer, args, kwargs) -> None:
-        values = []
+        values = []  # under no_grad the parameters themselves: no detached views to make each step
         if self.grad_norm:
             grads = [p.grad for p in self.params if p.grad is not None]
             values.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).reshape(1)
                           if grads else torch.full((1,), math.nan, device=self.buffer.device))
-        weights = [p.detach() for p in self.matrices]
         if self.weight_norms:
-            values.append(torch.stack(torch._foreach_norm(weights)))
+            values.append(torch.stack(torch._foreach_norm(self.matrices)))
         if self.update_ratio:
-            moved = torch.stack(torch._foreach_norm(torch._foreach_sub(weights, self.weights_before)))
+            moved = torch.stack(torch._foreach_norm(torch._foreach_sub(self.matrices, self.weights_before)))
             values.append(moved / torch.stack(torch._foreach_norm(self.weights_before)).clamp_min(1e-30))
         self.buffer[self.kept, 1:] = torch.cat(values)
 
