@@ -105,3 +105,53 @@ def export(
         out.print(f"{kind}: {path}", highlight=False)
     if tensorboard is not None:
         out.print(f"view: tensorboard --logdir {tensorboard}", highlight=False)
+
+
+@app.command()
+def gallery(
+    only: Annotated[Optional[str], typer.Option("--only", metavar="NAME,...",
+                                                help="Only these entries (--list names them).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="The smaller instance of each figure.")] = False,
+    folder: Annotated[Path, typer.Option("--out", help="The gallery's folder: its studies and index.html.")] = Path(
+        "gallery"),
+    list_them: Annotated[bool, typer.Option("--list", help="The entries, their claims and estimated times.")] = False,
+    as_json: JsonFlag = False,
+):
+    """Figures of the course, the study and the paper made again, each beside its claim, whether it
+    held and what was measured, on one self-contained page (FOLDER/index.html: every entry kept
+    there with these settings). An entry already made with the same settings is read back."""
+    from losslab.cli import stages
+    from losslab.gallery import kept, reproduce, select
+    from losslab.gallery.page import write_page
+
+    entries = select([n.strip() for n in only.split(",") if n.strip()] if only else None)
+    if list_them:
+        listed = [{"name": e.name, "title": e.title, "claim": e.claim, "source": e.source,
+                   "seconds_quick": e.seconds[0], "seconds": e.seconds[1]} for e in entries]
+        if as_json:
+            return print_json(listed)
+        for e in listed:
+            out.print(f"{e['name']:20s} ~{e['seconds_quick']:g} s quick, ~{e['seconds']:g} s  {e['title']}\n"
+                      f"{'':20s} {e['claim']}", highlight=False)
+        return
+    if folder.exists() and not folder.is_dir():
+        raise LossLabError(f"--out {folder} is a file, not a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".writable").touch()
+        (folder / ".writable").unlink()
+    except OSError as e:
+        raise LossLabError(f"cannot write the gallery into {folder}: {e.strerror or e}") from None
+    results = []
+    with stages(f"gallery{' (quick)' if quick else ''}: {len(entries)} entries") as stage:
+        for i, e in enumerate(entries):
+            left = sum(x.seconds[0 if quick else 1] for x in entries[i:])
+            with stage(f"{i + 1}/{len(entries)} {e.name} (about {left:g} s left)"):
+                results.append(reproduce(e, folder, quick))
+    page = write_page(folder, kept(folder, quick))
+    if as_json:
+        return print_json({"page": str(page), "held": sum(bool(r["held"]) for r in results), "entries": results})
+    for r in results:
+        out.print(f"{'held' if r['held'] else 'NOT REPRODUCED':15s} {r['study']:20s} {r['outcome']}"
+                  + (" (made before)" if r["cached"] else ""), highlight=False)
+    out.print(f"page: {page}", highlight=False)

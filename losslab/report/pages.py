@@ -106,7 +106,8 @@ def scalars(result: dict) -> list[tuple[str, object]]:
     return found
 
 
-def _image(path: Path) -> str:
+def image(path: Path) -> str:
+    """A PNG inlined in the page (it stays self-contained)."""
     data = base64.b64encode(path.read_bytes()).decode()
     return (f'<figure><img class="figure" alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
             f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
@@ -151,7 +152,7 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     images = sorted(run.figure_dir.glob("*.png")) if run.figure_dir.is_dir() else []
     if images:
         body += ["<h2>Figures</h2><details><summary>the run's PNG figures "
-                 f"({len(images)})</summary>", *map(_image, images), "</details>"]
+                 f"({len(images)})</summary>", *map(image, images), "</details>"]
     if monitored:
         body += ["<h2>Monitored in your own training loop</h2>",
                  f"<pre>{html.escape(json.dumps(monitored, indent=2))}</pre>"]

@@ -28,6 +28,19 @@ def save_study(root: Path, name: str, settings: dict, result: dict, figures: dic
     return result
 
 
+def find_study(root: Path, name: str, settings: dict) -> dict | None:
+    """The study `name` made with exactly these settings, if it is kept whole (its result and every
+    figure it lists)."""
+    path = Path(root) / "studies" / settings_stem(name, settings) / "result.json"
+    if not path.exists():
+        return None
+    found = read_json(path, f"study {path.parent.name}")
+    if not isinstance(found, dict) or found.get("settings") != json.loads(json.dumps(settings, default=str)):
+        return None
+    figures = [v for v in found.values() if isinstance(v, str) and v.endswith(".png")]
+    return found if all(Path(f).exists() for f in figures) else None
+
+
 def _write_index(folder: Path) -> None:
     """Rebuilt from the folders each time (a study written by a concurrent command is not lost)."""
     entries = []

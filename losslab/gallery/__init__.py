@@ -1,0 +1,81 @@
+"""The gallery: figures of the course, the study and the paper, each made again beside the claim it
+states, by one command (`losslab gallery`).
+
+An entry is a short recipe (losslab.gallery.recipes): a function of its settings and a folder
+that trains or analyses with the library, draws its figure and says what it measured and whether
+the claim held. A claim that does not come out is reported as not reproduced, with what was
+measured. Each result is kept as a study (studies/NAME_<digest of its settings>/result.json and
+figure.png under the gallery's folder), so an entry already made with the same settings is read
+back, not made again; `index.html` beside them shows every figure beside its claim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from losslab.errors import LossLabError
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    title: str
+    claim: str
+    source: str
+    settings: dict  # the figure's own settings
+    quick: dict  # a smaller instance of it (--quick)
+    seconds: tuple[float, float]  # measured on a 2-core CPU: (quick, full)
+    make: Callable[[dict, Path], tuple[dict, object]]  # (settings, folder) -> (measured with held/outcome, Figure)
+
+    def command(self, quick: bool) -> str:
+        return f"losslab gallery --only {self.name}" + (" --quick" if quick else "")
+
+
+ENTRIES: dict[str, Entry] = {}
+
+
+def entry(name: str, *, title: str, claim: str, source: str, settings: dict, quick: dict,
+          seconds: tuple[float, float]):
+    """Register the recipe it decorates under `name`."""
+    def register(make):
+        ENTRIES[name] = Entry(name, title, claim, source, settings, quick, seconds, make)
+        return make
+    return register
+
+
+def select(names: list[str] | None) -> list[Entry]:
+    """The entries named (all, in the gallery's order, for None); an unknown name is refused."""
+    from losslab.gallery import recipes  # noqa: F401 - registers the entries
+
+    if not names:
+        return list(ENTRIES.values())
+    unknown = [n for n in names if n not in ENTRIES]
+    if unknown:
+        raise LossLabError(f"unknown gallery entries {unknown} (known: {', '.join(ENTRIES)})")
+    return [ENTRIES[n] for n in dict.fromkeys(names)]
+
+
+def kept(root: Path, quick: bool) -> list[dict]:
+    """Every entry kept in the gallery at `root` with its current settings (quick or full), in the
+    gallery's order: what its page shows, whichever entries the last command made."""
+    from losslab.store.studies import find_study
+
+    found = [find_study(root, e.name, e.quick if quick else e.settings) for e in select(None)]
+    return [f for f in found if f is not None]
+
+
+def reproduce(entry: Entry, root: Path, quick: bool) -> dict:
+    """The entry's result in the gallery at `root`: read back if made with these settings, else made
+    (its runs under root/runs) and kept."""
+    from losslab.store.studies import find_study, save_study
+
+    settings = entry.quick if quick else entry.settings
+    found = find_study(root, entry.name, settings)
+    if found is not None:
+        return {**found, "cached": True}
+    measured, figure = entry.make(settings, root)
+    about = {"title": entry.title, "claim": entry.claim, "source": entry.source, "command": entry.command(quick),
+             "quick": quick}
+    return {**save_study(root, entry.name, settings, {**about, **measured}, {"figure.png": figure}), "cached": False}

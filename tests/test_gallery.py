@@ -1,0 +1,71 @@
+"""The gallery: each entry's claim on an instance small enough for the suite, the command (its list,
+its cache, its refusals) and its page in headless Chromium."""
+
+import json
+import os
+
+import pytest
+
+from losslab.gallery import ENTRIES, select
+from tests.test_cli import losslab_here
+from tests.test_report import browser  # noqa: F401 - the fixture
+
+REDUCED = {
+    "double-descent": {"n_train": 60, "noise": 0.5, "seeds": 3, "features": [10, 30, 50, 60, 70, 100, 300, 600]},
+    "hessian-rank": {"examples": 5, "widths": [2, 8], "seeds": 2},
+    "sgd-least-squares": {"n": 60, "dims": {"not interpolating": 6, "interpolating": 120}, "noise": 0.5,
+                          "epochs": 150, "rates": [1.0, 0.1]},
+    "deep-relu-init": {"steps": 300},
+    "mode-connectivity": {"width": 16, "train_steps": 400, "curve_steps": 200},
+}
+
+
+def test_every_entry_has_a_reduced_instance_here():
+    assert set(REDUCED) == {e.name for e in select(None)}
+
+
+@pytest.mark.parametrize("name", list(REDUCED))
+def test_each_entrys_claim_holds_on_a_reduced_instance(name, tmp_path):
+    measured, figure = ENTRIES[name].make(REDUCED[name], tmp_path)
+    assert measured["held"] is True, measured["outcome"]
+    assert figure.axes and all(ax.has_data() for ax in figure.axes)
+    if name == "double-descent":
+        assert measured["peak_at"] == 60
+    if name == "hessian-rank":
+        assert all(h == g == 5 for ranks in measured["ranks"].values() for h, g in ranks)
+    if name == "sgd-least-squares":
+        stalled = measured["excess_loss"]["not interpolating"]
+        assert stalled["SGD, rate 0.1"] < stalled["SGD, rate 1"]  # the floor shrinks with the rate, but stays
+    if name == "mode-connectivity":
+        assert measured["barriers"]["bezier"] < measured["barriers"]["line"] / 4
+
+
+def test_the_command_lists_makes_once_and_refuses(tmp_path):
+    listed = json.loads(losslab_here("gallery", "--list", "--json").stdout)
+    assert [e["name"] for e in listed] == list(REDUCED) and all(e["claim"] and e["seconds"] > 0 for e in listed)
+    args = ["gallery", "--only", "double-descent,sgd-least-squares", "--quick", "--out", tmp_path / "g", "--json"]
+    first = losslab_here(*args)
+    assert first.returncode == 0, first.stderr
+    made = json.loads(first.stdout)
+    assert [r["cached"] for r in made["entries"]] == [False, False] and made["held"] == 2
+    stamps = [os.stat(r["figure"]).st_mtime_ns for r in made["entries"]]
+    again = json.loads(losslab_here(*args).stdout)
+    assert [r["cached"] for r in again["entries"]] == [True, True]
+    assert [os.stat(r["figure"]).st_mtime_ns for r in again["entries"]] == stamps
+    for bad, message in ((["--only", "nope"], "unknown gallery entries ['nope']"),
+                         (["--out", tmp_path / "g" / "index.html"], "is a file, not a folder")):
+        refused = losslab_here("gallery", *bad)
+        assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
+
+
+def test_the_page_shows_every_figure_beside_its_verdict(tmp_path, browser):  # noqa: F811
+    done = losslab_here("gallery", "--only", "double-descent,hessian-rank", "--quick", "--out", tmp_path, "--json")
+    page = json.loads(done.stdout)["page"]
+    tab = browser.new_page()
+    tab.goto(f"file://{page}")
+    sections = tab.eval_on_selector_all("section", """els => els.map(s => ({
+        id: s.id, loaded: s.querySelector('img').complete && s.querySelector('img').naturalWidth > 0,
+        verdict: s.querySelector('.verdict').textContent, claim: s.querySelector('.claim').textContent}))""")
+    assert [s["id"] for s in sections] == ["double-descent", "hessian-rank"]
+    assert all(s["loaded"] and s["verdict"] == "claim held" and s["claim"] for s in sections)
+    tab.close()
