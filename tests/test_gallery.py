@@ -17,6 +17,8 @@ REDUCED = {
                           "epochs": 150, "rates": [1.0, 0.1]},
     "deep-relu-init": {"steps": 300},
     "mode-connectivity": {"width": 16, "train_steps": 400, "curve_steps": 200},
+    "log-rosenbrock": {"steps": 1000, "optimizers": ["sgd", "adam"]},
+    "heavy-tailed-classes": {"steps": 60},
 }
 
 
@@ -38,6 +40,9 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, tmp_path):
         assert stalled["SGD, rate 0.1"] < stalled["SGD, rate 1"]  # the floor shrinks with the rate, but stays
     if name == "mode-connectivity":
         assert measured["barriers"]["bezier"] < measured["barriers"]["line"] / 4
+    if name == "heavy-tailed-classes":
+        (gd_start, gd_end), (adam_start, adam_end) = measured["rarest_group_loss"].values()
+        assert gd_start == adam_start and adam_end < gd_end  # one initialization, two optimizers
 
 
 def test_the_command_lists_makes_once_and_refuses(tmp_path):

@@ -222,3 +222,56 @@ def mode_connectivity(s: dict, folder: Path):
     outcome = f"loss barrier {line:.3f} along the line, {curve:.3f} along the Bezier curve"
     return ({"held": held, "outcome": outcome, "barriers": found.barriers},
             connectivity_figure(found.paths, "Two digits MLPs: the line and the Bezier curve"))
+
+
+@entry("log-rosenbrock", title="Optimizer trajectories on log-Rosenbrock",
+       claim="On log-Rosenbrock, from the classic start (-1.2, 1), Adam reaches the minimum while plain SGD, even at "
+             "its best learning rate, crawls along the ravine.",
+       source="Predicting grokking long before it happens, appendix I; the course's lecture on optimizers",
+       settings={"steps": 2000, "optimizers": ["sgd", "momentum", "adam"]},
+       quick={"steps": 1000, "optimizers": ["sgd", "momentum", "adam"]}, seconds=(3, 4))
+def log_rosenbrock(s: dict, folder: Path):
+    """Each optimizer at its best learning rate of a grid (losslab.optimize.run)."""
+    from losslab.optimize.figures import trajectory_figure
+    from losslab.optimize.functions import problem
+    from losslab.optimize.run import run
+
+    task = problem("log-rosenbrock")
+    runs = {t.optimizer: t for t in run(task, s["optimizers"], s["steps"])}
+    final = {name: float(t.distances[-1]) for name, t in runs.items()}
+    held = final["adam"] < 1e-2 and final["sgd"] > 10 * final["adam"]
+    outcome = "final distance to the minimum: " + ", ".join(f"{name} {d:.2g} (lr {runs[name].lr:.2g})"
+                                                            for name, d in final.items())
+    return {"held": held, "outcome": outcome, "final_distance": final}, trajectory_figure(task, list(runs.values()))
+
+
+@entry("heavy-tailed-classes", title="SGD and Adam on heavy-tailed classes",
+       claim="With heavy-tailed class frequencies, gradient descent learns the frequent classes and leaves the rare "
+             "ones near where they started, while Adam learns every frequency group.",
+       source="Kunstner et al. 2024, Fig. 1; the course's lecture on Adam",
+       settings={"steps": 300}, quick={"steps": 100}, seconds=(9, 22))
+def heavy_tailed_classes(s: dict, folder: Path):
+    from losslab.config import load_config
+    from losslab.store import RunStore
+    from losslab.train.loop import finish, prepare
+
+    store, rare = RunStore(folder / "runs"), {}
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    for ax, (name, overrides) in zip(axes, {"gradient descent": ["optim.name=sgd", "optim.lr=1"],
+                                            "Adam": []}.items()):
+        cfg = load_config("heavy-tail", [f"train.max_steps={s['steps']}", *overrides])
+        rows = store.find(finish(prepare(cfg, store), figures=False)["run_id"]).metric_rows()
+        groups = sorted({n for _, split, n, _ in rows if split == "train" and n.startswith("loss_group")},
+                        key=lambda g: int(g.removeprefix("loss_group")))
+        curves = {g: sorted((step, v) for step, split, n, v in rows if (split, n) == ("train", g)) for g in groups}
+        for group, curve in curves.items():  # loss_group0: the most frequent classes
+            ax.plot(*zip(*curve), label=group.removeprefix("loss_"))
+        rare[name] = (curves[groups[-1]][0][1], curves[groups[-1]][-1][1])
+        ax.set(xlabel="step", title=name)
+    axes[0].set_ylabel("training loss of each frequency group")
+    axes[1].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    # learned: the rarest group's loss at most half what it started at; left: above 80% of it
+    held = rare["gradient descent"][1] > 0.8 * rare["gradient descent"][0] and rare["Adam"][1] < 0.5 * rare["Adam"][0]
+    outcome = "; ".join(f"{name}: rarest group's loss {a:.2f} -> {b:.2f}" for name, (a, b) in rare.items())
+    return {"held": held, "outcome": outcome, "rarest_group_loss": rare}, fig
