@@ -14,6 +14,7 @@ from losslab.analysis.signature import run_signature
 from losslab.errors import LossLabError
 from losslab.monitor.measures import gradient_noise
 from tests.test_cli import losslab
+from tests.test_report import browser, drawn, open_page  # noqa: F401 - the browser fixture
 
 
 def half_squared(out, y):
@@ -323,3 +324,28 @@ def test_predict_reads_a_monitored_run(tmp_path):
                                                     if (s, split, n) == (T, "val", "acc"))
     refused = losslab("predict", "fake", "--steps", T, "--run", "blind", "--out", store.root)
     assert refused.returncode == 2 and "needs validation data" in refused.stderr and refused.stderr.count("\n") == 1
+
+
+def test_a_monitored_runs_page_loads_in_chromium_with_its_curves(tmp_path, browser):  # noqa: F811
+    from losslab.report.pages import write_run_report
+    from losslab.store import RunStore
+
+    torch.manual_seed(0)
+    x = torch.randn(128, 6)
+    y = (x[:, 0] > 0).long()
+    model = Net()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    with ll.Monitor(model, opt, (x[:64], y[:64]), F.cross_entropy, store=tmp_path, name="page", every=10,
+                    validation=(x[64:], y[64:]), measures=["grad_norm", "weight_norms", "sharpness"]) as mon:
+        for _ in range(60):
+            loss = F.cross_entropy(model(x[:64]), y[:64])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            mon.step(loss)
+    path = write_run_report(RunStore(tmp_path).find(mon.summary["run_id"]))
+    page, problems = open_page(browser, path.as_uri())
+    assert problems == []
+    assert page.locator("#curves .main-svg").count() > 0 and drawn(page, "#curves")
+    assert f"t1\t{mon.summary['events']['t1']}" in page.locator("#events").inner_text()
+    page.close()
