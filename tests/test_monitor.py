@@ -89,6 +89,8 @@ def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the
     assert at10["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
     assert at10["lambda_min"] == pytest.approx(float(dense[0]), rel=1e-4, abs=1e-7)
     assert at10["edge_of_stability"] == pytest.approx(2 / 0.05)
+    # the measurement at 10 started from the eigenvector of the one at 5; the analysis here starts cold
+    assert "preconditioned" in mon.measures.warm
     assert at10["preconditioned_lambda_max"] == pytest.approx(ll.preconditioned_sharpness(obj, opt).lambda_max,
                                                               rel=1e-4)
 

@@ -187,27 +187,30 @@ class MatrixOperator(CurvatureOperator):
 # ---------------------------------------------------------------- extreme eigenvalues
 
 
-def extreme_eigenpairs(op: CurvatureOperator, k: int = 5, which: str = "top", tol: float = 1e-6,
+def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which: str = "top", tol: float = 1e-6,
                        v0: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest ('top', algebraic) or smallest ('bottom') eigenpairs by Lanczos (eigsh),
-    ascending. tol is ARPACK's relative residual tolerance; 1e-6 leaves the eigenvalues right to
-    1e-4 relative or better (tested against the dense matrix). `v0` warm-starts (the previous top
-    eigenvector when tracking curvature over training)."""
+    """The k largest ('top', algebraic) or smallest ('bottom') eigenpairs of a curvature operator
+    (or any symmetric scipy LinearOperator) by Lanczos (eigsh), ascending. tol is ARPACK's relative
+    residual tolerance; 1e-6 leaves the eigenvalues right to 1e-4 relative or better (tested against
+    the dense matrix). `v0` warm-starts (the previous top eigenvector when tracking curvature over
+    training)."""
     if which not in ("top", "bottom"):
         raise LossLabError(f"which must be top or bottom, got {which!r}")
-    if not 1 <= k < op.size:
-        raise LossLabError(f"k={k} eigenpairs of a {op.size:,} x {op.size:,} matrix: Lanczos finds 1 to "
-                           f"{op.size - 1:,} (all of them: the dense matrix)")
+    linear = op if isinstance(op, LinearOperator) else op.scipy()
+    size = linear.shape[0]
+    if not 1 <= k < size:
+        raise LossLabError(f"k={k} eigenpairs of a {size:,} x {size:,} matrix: Lanczos finds 1 to "
+                           f"{size - 1:,} (all of them: the dense matrix)")
     # the bottom of a Hessian is a dense cluster near 0: a wider Krylov space saves ~6x the products
     # there; a top eigenvector warm-started from near itself needs half the space (11 products, not 21)
     top_ncv = 10 if v0 is not None else 20
-    ncv = min(op.size, max(2 * k + 1, top_ncv) if which == "top" else max(4 * k, 60))
+    ncv = min(size, max(2 * k + 1, top_ncv) if which == "top" else max(4 * k, 60))
     if v0 is None:
-        v0 = np.random.default_rng(seed).standard_normal(op.size)
-    check_fits(ncv * op.size * 8, f"Lanczos for k={k} on {op.size:,} parameters ({ncv} basis vectors)")
+        v0 = np.random.default_rng(seed).standard_normal(size)
+    check_fits(ncv * size * 8, f"Lanczos for k={k} on {size:,} parameters ({ncv} basis vectors)")
     # ARPACK's own BLAS work is small; OpenBLAS threads left spinning would slow torch's products 2.5x
     with threadpool_limits(1, user_api="blas"):
-        values, vectors = eigsh(op.scipy(), k=k, which="LA" if which == "top" else "SA", tol=tol, v0=v0, ncv=ncv)
+        values, vectors = eigsh(linear, k=k, which="LA" if which == "top" else "SA", tol=tol, v0=v0, ncv=ncv)
     order = np.argsort(values)
     return values[order], vectors[:, order]
 

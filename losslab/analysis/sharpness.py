@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator, eigsh
-from threadpoolctl import threadpool_limits
+from scipy.sparse.linalg import LinearOperator
 
 from losslab import progress
-from losslab.analysis.curvature import HessianOperator
+from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs
 from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
 
@@ -107,19 +106,22 @@ class Preconditioned:
     threshold: float  # where it is compared: the adaptive edge of stability
     products: int
     seconds: float = 0.0
+    vector: np.ndarray | None = field(default=None, repr=False)  # of P^-1/2 H P^-1/2, flat, on the CPU
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if k != "vector"}
 
 
-def _symmetrized_max(h: HessianOperator, apply_inverse_sqrt: Callable[[torch.Tensor], torch.Tensor]) -> float:
-    """lambda_max(P^-1/2 H P^-1/2) given v -> P^-1/2 v on flat vectors (on the device)."""
+def _symmetrized_max(h: HessianOperator, apply_inverse_sqrt: Callable[[torch.Tensor], torch.Tensor],
+                     v0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+    """lambda_max(P^-1/2 H P^-1/2) and its eigenvector, given v -> P^-1/2 v on flat vectors (on the
+    device); `v0` warm-starts (the previous eigenvector, when tracking it over training)."""
     def matvec(x):
         v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel()).to(h.device)
         return apply_inverse_sqrt(h @ apply_inverse_sqrt(v)).cpu().numpy()
     op = LinearOperator((h.size, h.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
-    with threadpool_limits(1, user_api="blas"):
-        return float(eigsh(op, k=1, which="LA", tol=1e-6, v0=np.random.default_rng(0).standard_normal(h.size))[0][0])
+    values, vectors = extreme_eigenpairs(op, 1, "top", v0=v0)
+    return float(values[0]), vectors[:, 0]
 
 
 def _states(obj: Objective, optimizer: torch.optim.Optimizer) -> tuple[list[dict], dict]:
@@ -192,10 +194,11 @@ def reads_preconditioner(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
-                             operator: HessianOperator | None = None) -> Preconditioned:
+                             operator: HessianOperator | None = None, v0: np.ndarray | None = None) -> Preconditioned:
     """lambda_max(P^-1 H) for the preconditioner P in `optimizer`'s state (Adam, AdamW or losslab's
     Shampoo, built over the objective's model), and the threshold it is compared to. `operator`:
-    a Hessian operator of this objective already built, to reuse."""
+    a Hessian operator of this objective already built, to reuse; `v0`: a warm start (the previous
+    measurement's `vector`)."""
     kind = _preconditioners().get(type(optimizer))
     if kind is None:
         raise LossLabError(f"preconditioned sharpness reads Adam, AdamW or Shampoo, not {type(optimizer).__name__}")
@@ -203,5 +206,5 @@ def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
     states, group = _states(obj, optimizer)
     h = operator or HessianOperator(obj)
     apply, threshold = kind[1](h, states, group)
-    value = _symmetrized_max(h, apply)
-    return Preconditioned(kind[0], value, threshold, h.products, round(time.perf_counter() - started, 3))
+    value, vector = _symmetrized_max(h, apply, v0)
+    return Preconditioned(kind[0], value, threshold, h.products, round(time.perf_counter() - started, 3), vector)
