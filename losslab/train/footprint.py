@@ -28,6 +28,6 @@ def check_run_fits(cfg: RunConfig) -> None:
     """Refuse a run whose data and parameters alone exceed the memory available."""
     examples, width, _, _ = task_shape(cfg.task)
     params = parameter_count(cfg)
-    itemsize = 8 if cfg.optim.reference else 4
+    itemsize = cfg.dtype.itemsize
     check_fits(examples * width * 8 + params * itemsize * COPIES,
                f"run {cfg.name} ({params:,} parameters, {examples:,} examples of {width:,} values)")

@@ -25,13 +25,13 @@ import torch
 from losslab.analysis.sharpness import reads_preconditioner
 from losslab.config import ProbesConfig, RunConfig
 from losslab.errors import LossLabError
+from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.measures import Measurements
 from losslab.monitor.record import Recorded, RunRecord, now
 from losslab.store import RunDir, RunStore
 from losslab.store.files import StoreWriteError
 from losslab.train import stop
 from losslab.train.cadence import eval_steps, log_spaced
-from losslab.monitor.events import EventDetector, outcome
 from losslab.train.footprint import check_run_fits
 from losslab.train.step import TrainingStep
 
