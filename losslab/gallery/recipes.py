@@ -160,23 +160,29 @@ def sgd_least_squares(s: dict, folder: Path):
     return {"held": stalled and gd and interpolated, "outcome": outcome, "excess_loss": excess}, fig
 
 
+def _trained(folder: Path, preset: str, overrides: list[str]) -> tuple[dict, list]:
+    """A run of `preset` with `overrides` trained into the gallery's store: its summary and metric rows."""
+    from losslab.config import load_config
+    from losslab.store import RunStore
+    from losslab.train.loop import finish, prepare
+
+    store = RunStore(folder / "runs")
+    summary = finish(prepare(load_config(preset, overrides), store), figures=False)
+    return summary, store.find(summary["run_id"]).metric_rows()
+
+
 @entry("deep-relu-init", title="A deep ReLU net from Kaiming's and from a naive initialization",
        claim="A 30-layer ReLU MLP learns digits from Kaiming's initialization; from N(0, 0.01^2) its signal and "
              "gradients vanish and it stays at chance.",
        source="He et al. 2015, Fig. 3; the course's lecture on initialization",
        settings={"steps": 1000}, quick={"steps": 300}, seconds=(5, 9))
 def deep_relu_init(s: dict, folder: Path):
-    from losslab.config import load_config
-    from losslab.store import RunStore
-    from losslab.train.loop import finish, prepare
-
-    store, finals = RunStore(folder / "runs"), {}
+    finals = {}
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for init in ("kaiming", "normal"):
-        cfg = load_config("deep-relu", [f"train.max_steps={s['steps']}", "train.eval_every=50", f"model.init={init}"])
-        summary = finish(prepare(cfg, store), figures=False)
-        val = sorted((step, v) for step, split, name, v in store.find(summary["run_id"]).metric_rows()
-                     if (split, name) == ("val", "acc"))
+        summary, rows = _trained(folder, "deep-relu", [f"train.max_steps={s['steps']}", "train.eval_every=50",
+                                                       f"model.init={init}"])
+        val = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
         ax.plot(*zip(*val), label=f"{init} init")
         finals[init] = summary["final"]["val_acc"]
     ax.axhline(0.1, color="gray", ls=":", label="chance")
@@ -251,16 +257,11 @@ def log_rosenbrock(s: dict, folder: Path):
        source="Kunstner et al. 2024, Fig. 1; the course's lecture on Adam",
        settings={"steps": 300}, quick={"steps": 100}, seconds=(9, 22))
 def heavy_tailed_classes(s: dict, folder: Path):
-    from losslab.config import load_config
-    from losslab.store import RunStore
-    from losslab.train.loop import finish, prepare
-
-    store, rare = RunStore(folder / "runs"), {}
+    rare = {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, (name, overrides) in zip(axes, {"gradient descent": ["optim.name=sgd", "optim.lr=1"],
                                             "Adam": []}.items()):
-        cfg = load_config("heavy-tail", [f"train.max_steps={s['steps']}", *overrides])
-        rows = store.find(finish(prepare(cfg, store), figures=False)["run_id"]).metric_rows()
+        _, rows = _trained(folder, "heavy-tail", [f"train.max_steps={s['steps']}", *overrides])
         groups = sorted({n for _, split, n, _ in rows if split == "train" and n.startswith("loss_group")},
                         key=lambda g: int(g.removeprefix("loss_group")))
         curves = {g: sorted((step, v) for step, split, n, v in rows if (split, n) == ("train", g)) for g in groups}
@@ -275,3 +276,61 @@ def heavy_tailed_classes(s: dict, folder: Path):
     held = rare["gradient descent"][1] > 0.8 * rare["gradient descent"][0] and rare["Adam"][1] < 0.5 * rare["Adam"][0]
     outcome = "; ".join(f"{name}: rarest group's loss {a:.2f} -> {b:.2f}" for name, (a, b) in rare.items())
     return {"held": held, "outcome": outcome, "rarest_group_loss": rare}, fig
+
+
+@entry("sam-flatness", title="SAM against SGD: sharpness and test error",
+       claim="From the same initialization and batches, SAM ends in a flatter minimum than SGD (a smaller largest "
+             "Hessian eigenvalue of the training loss) and generalizes at least as well.",
+       source="Foret et al. 2021, Fig. 1-2; the course's seminar on SAM",
+       settings={"width": 64, "steps": 2000, "rho": 0.05, "lr": 0.1}, quick={"width": 64, "steps": 600, "rho": 0.05,
+                                                                           "lr": 0.1},
+       seconds=(2, 3))
+def sam_flatness(s: dict, folder: Path):
+    from sklearn.datasets import load_digits
+
+    from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs
+    from losslab.analysis.objective import Objective
+    from losslab.optim import SAM
+
+    data, target = load_digits(return_X_y=True)
+    x, y = torch.tensor(data, dtype=torch.float32) / 16, torch.tensor(target)
+    (x, y), (x_test, y_test) = (x[:500], y[:500]), (x[500:], y[500:])
+    found, curves = {}, {}
+    for name in ("SGD", "SAM"):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, s["width"]), nn.ReLU(), nn.Linear(s["width"], 10))
+        opt = (SAM(model.parameters(), torch.optim.SGD, rho=s["rho"], lr=s["lr"], momentum=0.9) if name == "SAM"
+               else torch.optim.SGD(model.parameters(), lr=s["lr"], momentum=0.9))
+        order, curve = torch.Generator().manual_seed(1), []
+        for step in range(s["steps"]):
+            batch = torch.randint(len(x), (32,), generator=order)
+
+            def closure():
+                opt.zero_grad()
+                loss = nn.functional.cross_entropy(model(x[batch]), y[batch])
+                loss.backward()
+                return loss
+            loss = closure()
+            opt.step(closure) if name == "SAM" else opt.step()
+            curve.append(loss.item())
+        with torch.no_grad():
+            error = float((model(x_test).argmax(-1) != y_test).float().mean())
+        top = float(extreme_eigenpairs(HessianOperator(Objective(model, nn.functional.cross_entropy, (x, y))), 1)[0][0])
+        found[name], curves[name] = {"lambda_max": top, "test_error": error}, curve
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for name, curve in curves.items():
+        left.plot(np.convolve(curve, np.ones(50) / 50, "valid"), label=name)
+    left.set(yscale="log", xlabel="step", ylabel="training loss (50-step mean)", title="Training")
+    left.legend()
+    names = list(found)
+    right.bar([f"{n}\nlambda_max" for n in names], [found[n]["lambda_max"] for n in names], color=["C0", "C1"])
+    twin = right.twinx()
+    twin.plot([f"{n}\nlambda_max" for n in names], [100 * found[n]["test_error"] for n in names], "ko--")
+    right.set(ylabel="largest Hessian eigenvalue (train)", title="Sharpness and test error (dashed, %)")
+    twin.set_ylabel("test error (%)")
+    fig.tight_layout()
+    held = found["SAM"]["lambda_max"] < found["SGD"]["lambda_max"] and \
+        found["SAM"]["test_error"] <= found["SGD"]["test_error"] + 0.005
+    outcome = "; ".join(f"{n}: lambda_max {f['lambda_max']:.3g}, test error {f['test_error']:.1%}"
+                        for n, f in found.items())
+    return {"held": held, "outcome": outcome, **{n.lower(): f for n, f in found.items()}}, fig
