@@ -75,15 +75,15 @@ class Monitor(Recorded):
         unknown = sorted(set(measures) - set(ALL_MEASURES))
         if unknown:
             raise LossLabError(f"unknown measures {unknown} (known: {', '.join(ALL_MEASURES)})")
+        checked = {}
         for what, data in (("probe", probe), ("validation set", validation)):
             try:  # the data must fit the model now, not at step 10,000
-                if data is not None:
-                    Objective(model, loss, data)
+                checked[what] = Objective(model, loss, data) if data is not None else None
             except (RuntimeError, ValueError, TypeError, IndexError) as e:
                 raise LossLabError(f"the {what} does not fit the model: {str(e).splitlines()[0]}") from None
         self.model, self.optimizer, self.every, self.signature_steps = model, optimizer, every, signature_steps
         self.loss, self.probe, self.validation = loss, probe, validation
-        self.events = _event_detector(model, loss, validation, events or EventsConfig())
+        self.events = _event_detector(checked["validation set"], events or EventsConfig())
         pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
         if "dimension" in measures and not pair:
             raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
@@ -178,12 +178,9 @@ def _evaluating(model: torch.nn.Module) -> Iterator[None]:
         model.train(training)
 
 
-def _event_detector(model: torch.nn.Module, loss, validation, cfg: EventsConfig) -> EventDetector | None:
-    """The grokking events' detector where the validation data are classes (chance = 1 / outputs)."""
-    if validation is None:
-        return None
-    obj = Objective(model, loss, validation)
-    if obj.accuracy() is None:
+def _event_detector(obj: Objective | None, cfg: EventsConfig) -> EventDetector | None:
+    """The grokking events' detector where the validation data (`obj`) are classes (chance = 1 / outputs)."""
+    if obj is None or obj.accuracy() is None:
         return None
     x = next(iter(obj.batches()))[0]
     with torch.no_grad():

@@ -45,6 +45,10 @@ class RunRecord:
         self.summary.update(status=status, stop_reason=stop_reason, wall_s=round(self.wall(), 3), updated=now(),
                             peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                             **fields)
+        self.save_summary()
+
+    def save_summary(self) -> None:
+        """The summary as it stands, in the run folder and the store's index."""
         self.run.write_summary(self.summary)
         self.store.record(self.summary)
 

@@ -290,8 +290,7 @@ def conclude(trainer: Trainer, figures: bool = True) -> dict:
         record.draw_figures()
     else:
         record.summary["figures"] = []
-    record.run.write_summary(record.summary)
-    record.store.record(record.summary)
+    record.save_summary()
     return record.summary
 
 
