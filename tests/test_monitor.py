@@ -87,7 +87,7 @@ def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the
     obj = ll.Objective(model, F.cross_entropy, probe)  # the weights after step 10: the model as it is
     dense = torch.linalg.eigvalsh(ll.hessian_matrix(obj))
     assert at10["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
-    assert at10["lambda_min"] == pytest.approx(float(dense[0]), rel=1e-4, abs=1e-7)
+    assert at10["lambda_min"] == pytest.approx(float(dense[0]), abs=1e-4 * float(dense[-1]))  # its stated accuracy
     assert at10["edge_of_stability"] == pytest.approx(2 / 0.05)
     # the measurement at 10 started from the eigenvector of the one at 5; the analysis here starts cold
     assert "preconditioned" in mon.measures.warm

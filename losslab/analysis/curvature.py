@@ -188,12 +188,18 @@ class MatrixOperator(CurvatureOperator):
 
 
 def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which: str = "top", tol: float = 1e-6,
-                       v0: np.ndarray | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                       v0: np.ndarray | None = None, seed: int = 0,
+                       scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k largest ('top', algebraic) or smallest ('bottom') eigenpairs of a curvature operator
     (or any symmetric scipy LinearOperator) by Lanczos (eigsh), ascending. tol is ARPACK's relative
     residual tolerance; 1e-6 leaves the eigenvalues right to 1e-4 relative or better (tested against
     the dense matrix). `v0` warm-starts (the previous top eigenvector when tracking curvature over
-    training)."""
+    training). With `scale` (e.g. lambda_max), the residuals are bounded by tol * scale instead of
+    tol * |eigenvalue|: the bottom of a memorizing net's Hessian is a small eigenvalue at the edge of a
+    cluster near 0, where a relative tolerance asks for residuals far below what matters (3,642
+    products instead of 121 on a grokking transformer at step 95, for the same value to 2e-5 of
+    lambda_max). Lanczos is shift-invariant: eigsh on H + scale I builds the same Krylov spaces and
+    only its stopping rule changes."""
     if which not in ("top", "bottom"):
         raise LossLabError(f"which must be top or bottom, got {which!r}")
     linear = op if isinstance(op, LinearOperator) else op.scipy()
@@ -209,10 +215,15 @@ def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which
         v0 = np.random.default_rng(seed).standard_normal(size)
     check_fits(ncv * size * 8, f"Lanczos for k={k} on {size:,} parameters ({ncv} basis vectors)")
     # ARPACK's own BLAS work is small; OpenBLAS threads left spinning would slow torch's products 2.5x
+    shift = 0.0 if scale is None else abs(scale)
+    if shift:
+        unshifted = linear
+        linear = LinearOperator(unshifted.shape, matvec=lambda v: unshifted.matvec(v) + shift * v.ravel(),
+                                dtype=unshifted.dtype)
     with threadpool_limits(1, user_api="blas"):
         values, vectors = eigsh(linear, k=k, which="LA" if which == "top" else "SA", tol=tol, v0=v0, ncv=ncv)
     order = np.argsort(values)
-    return values[order], vectors[:, order]
+    return values[order] - shift, vectors[:, order]
 
 
 @dataclass

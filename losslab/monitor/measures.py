@@ -8,8 +8,8 @@ One engine for every loop: losslab's Trainer and the Monitor of a user's loop bo
 - sharpness: lambda_max of the probe loss's Hessian (eigsh, warm-started from the previous
   measurement's eigenvector: about 11 products when it moved little, 21 cold) and the edge of
   stability 2 / lr (Cohen et al.).                                            ~11-21 Hessian-vector products
-- lambda_min: the smallest Hessian eigenvalue (warm-started too), and the condition number where
-  the Hessian is positive definite.                                           ~60-200 products
+- lambda_min: the smallest Hessian eigenvalue (warm-started too), to 1e-4 of lambda_max (which it
+  measures too), and the condition number where the Hessian is positive definite.  ~60-200 products
 - preconditioned_sharpness (Adam, AdamW: lambda_max(P^-1 H) against the adaptive edge of
   stability (2 + 2 beta1) / ((1 - beta1) lr), Cohen et al. 2022; Shampoo: with its roots,
   against 2 / lr), warm-started like lambda_max.                              ~11-21 products
@@ -140,11 +140,14 @@ class Measurements:
                     add(f"dim_mle/{layer}", levina_bickel(acts))
                 except ValueError:  # collapsed: too few distinct representations
                     continue
+        if m & {"sharpness", "lambda_min"}:
+            top = self._extreme(h, "top")
         if "sharpness" in m:
-            add("lambda_max", top := self._extreme(h, "top"))
+            add("lambda_max", top)
             add("edge_of_stability", 2 / lr)
         if "lambda_min" in m:
-            add("lambda_min", bottom := self._extreme(h, "bottom"))
+            # to 1e-4 of lambda_max: near a cluster at 0, a tolerance relative to itself costs 30x the products
+            add("lambda_min", bottom := self._extreme(h, "bottom", tol=1e-4, scale=top))
             if "sharpness" in m and bottom > 0:  # positive definite: otherwise there is no condition number
                 add("condition_number", top / bottom)
         if "preconditioned_sharpness" in m and self.optimizer.state:  # from the first step on
@@ -160,7 +163,7 @@ class Measurements:
             add("gradient_snr", snr)
         return rows
 
-    def _extreme(self, h: HessianOperator, side: str) -> float:
-        values, vectors = extreme_eigenpairs(h, 1, side, v0=self.warm.get(side))
+    def _extreme(self, h: HessianOperator, side: str, **tolerance) -> float:
+        values, vectors = extreme_eigenpairs(h, 1, side, v0=self.warm.get(side), **tolerance)
         self.warm[side] = vectors[:, 0]  # the next measurement starts from here
         return float(values[0])
