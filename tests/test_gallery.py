@@ -23,9 +23,13 @@ REDUCED = {
     "sam-flatness": {"width": 64, "steps": 600, "rho": 0.05, "lr": 0.1},
     # the four grokking figures share one run (about a minute): the gallery's quick one
     **{name: select([name])[0].quick for name in ("grokking", "grokking-curvature", "grokking-trajectory",
-                                                  "grokking-dimension")},
+                                                  "grokking-dimension", "epochwise-double-descent")},
     "exponential-lr": {"steps": 300, "lr": 0.1, "weight_decay": 0.05, "width": 32, "batch": 64},
     "skip-connections": {"depth": 8, "width": 16, "steps": 600, "surface": 7, "curvature": 3},
+    "rastrigin": {"steps": 500, "optimizers": ["sgd", "adam"]},
+    "dropout-surfaces": {"width": 128, "steps": 600, "directions": 2, "points": 9},
+    "multi-point": {"pattern": [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]], "width": 32, "examples": 100,
+                    "steps": 300, "spacing": 1.0},
 }
 
 
@@ -73,6 +77,16 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
         for variant, ratios in measured["ratios"].items():
             assert measured["mean_ratio"][variant] == pytest.approx(np.mean(ratios)) and 0 <= np.min(ratios)
         assert set(measured["ratios"]) == {"without skips", "with skips"} and max(measured["training_loss"].values()) < 0.5
+    if name == "dropout-surfaces":  # one initialization: the same lines at the start
+        assert measured["rise"]["no dropout, start"] == measured["rise"]["dropout 0.2, start"]
+        assert measured["rise"]["dropout 0.2, end"] < measured["rise"]["no dropout, end"] / 1.5
+    if name == "epochwise-double-descent":  # the peak drawn where it was found, after t2
+        peak = measured["found"]["peak"]
+        assert measured["events"]["t2"] <= peak < measured["events"]["t4"]
+        assert any(list(line.get_xdata()) == [peak] * 2 for line in figure.axes[0].lines)
+    if name == "multi-point":  # the picture's light pixels fit the data, its dark ones the relabelling
+        accuracy = np.array(measured["accuracy_at_pixels"])
+        assert accuracy[0, 0] > 0.5 > accuracy[1, 1] and measured["agreement"] == 1.0
     if name == "heavy-tailed-classes":
         (gd_start, gd_end), (adam_start, adam_end) = measured["rarest_group_loss"].values()
         assert gd_start == adam_start and adam_end < gd_end  # one initialization, two optimizers
@@ -94,6 +108,26 @@ def test_the_command_lists_makes_once_and_refuses(tmp_path):
                          (["--out", tmp_path / "g" / "index.html"], "is a file, not a folder")):
         refused = losslab_here("gallery", *bad)
         assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
+
+
+def test_a_picture_for_multi_point_is_read_small_and_a_bad_one_refused(tmp_path):
+    from PIL import Image
+
+    from losslab.gallery import read_pattern
+
+    picture = np.zeros((40, 60), np.uint8)
+    picture[:20, :] = 255  # the top half light: the plane's upper rows (a is drawn upwards)
+    Image.fromarray(picture).save(tmp_path / "half.png")
+    pattern = np.array(read_pattern(tmp_path / "half.png", 12))
+    assert pattern.shape == (8, 12) and pattern[-4:].all() and not pattern[:4].any()
+    (tmp_path / "broken.png").write_bytes(b"not a picture")
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(tmp_path / "flat.png")
+    for args, message in ((["--only", "multi-point", "--image", tmp_path / "broken.png"], "cannot read the image"),
+                          (["--only", "multi-point", "--image", tmp_path / "flat.png"], "one flat colour"),
+                          (["--only", "rastrigin", "--image", tmp_path / "half.png"], "add it to --only")):
+        refused = losslab_here("gallery", *args, "--out", tmp_path / "g")
+        assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
+    assert not (tmp_path / "g").exists()  # refused before anything was written
 
 
 def test_the_page_shows_every_figure_beside_its_verdict(tmp_path, browser):  # noqa: F811

@@ -115,16 +115,24 @@ def gallery(
     folder: Annotated[Path, typer.Option("--out", help="The gallery's folder: its studies and index.html.")] = Path(
         "gallery"),
     list_them: Annotated[bool, typer.Option("--list", help="The entries, their claims and estimated times.")] = False,
+    image: Annotated[Optional[Path], typer.Option("--image", help="A picture for multi-point to draw in the loss "
+                                                                  "surface (PNG, JPEG, ...; made small).")] = None,
     as_json: JsonFlag = False,
 ):
     """Figures of the course, the study and the paper made again, each beside its claim, whether it
     held and what was measured, on one self-contained page (FOLDER/index.html: every entry kept
     there with these settings). An entry already made with the same settings is read back."""
     from losslab.cli import stages
-    from losslab.gallery import kept, reproduce, select
+    from losslab.gallery import kept, read_pattern, reproduce, select, settings_of
     from losslab.gallery.page import write_page
 
     entries = select([n.strip() for n in only.split(",") if n.strip()] if only else None)
+    changes = {}
+    if image is not None:
+        if "multi-point" not in [e.name for e in entries]:
+            raise LossLabError("--image is the picture of the multi-point entry: add it to --only")
+        size = len(settings_of(select(["multi-point"])[0], quick)["pattern"])
+        changes["multi-point"] = {"pattern": read_pattern(image, size)}
     if list_them:
         listed = [{"name": e.name, "title": e.title, "claim": e.claim, "source": e.source,
                    "seconds_quick": e.seconds[0], "seconds": e.seconds[1]} for e in entries]
@@ -147,8 +155,8 @@ def gallery(
         for i, e in enumerate(entries):
             left = sum(x.seconds[0 if quick else 1] for x in entries[i:])
             with stage(f"{i + 1}/{len(entries)} {e.name} (about {left:g} s left)"):
-                results.append(reproduce(e, folder, quick))
-    page = write_page(folder, kept(folder, quick))
+                results.append(reproduce(e, folder, quick, changes))
+    page = write_page(folder, kept(folder, quick, changes))
     if as_json:
         return print_json({"page": str(page), "held": sum(bool(r["held"]) for r in results), "entries": results})
     for r in results:

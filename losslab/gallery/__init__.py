@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from losslab.errors import LossLabError
 
 
@@ -57,21 +59,44 @@ def select(names: list[str] | None) -> list[Entry]:
     return [ENTRIES[n] for n in dict.fromkeys(names)]
 
 
-def kept(root: Path, quick: bool) -> list[dict]:
-    """Every entry kept in the gallery at `root` with its current settings (quick or full), in the
-    gallery's order: what its page shows, whichever entries the last command made."""
+def settings_of(entry: Entry, quick: bool, changes: dict | None = None) -> dict:
+    """The entry's settings (quick or full) with `changes` ({entry name: {setting: value}}) applied."""
+    return {**(entry.quick if quick else entry.settings), **(changes or {}).get(entry.name, {})}
+
+
+def read_pattern(path: Path, size: int) -> list[list[int]]:
+    """A picture for Multi-Point Optimization: any image Pillow reads, to `size` pixels on its longer
+    side, light (1) where brighter than its mean, dark (0) elsewhere; first row at the bottom, as the
+    plane is drawn."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L")
+            gray.thumbnail((size, size))
+            pixels = np.asarray(gray, dtype=float)
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise LossLabError(f"cannot read the image {path}: {e}") from None
+    if pixels.min() == pixels.max():
+        raise LossLabError(f"the image {path} is one flat colour: nothing to draw")
+    return (pixels[::-1] > pixels.mean()).astype(int).tolist()
+
+
+def kept(root: Path, quick: bool, changes: dict | None = None) -> list[dict]:
+    """Every entry kept in the gallery at `root` with its current settings (quick or full, with
+    `changes`), in the gallery's order: what its page shows, whichever entries the last command made."""
     from losslab.store.studies import find_study
 
-    found = [find_study(root, e.name, e.quick if quick else e.settings) for e in select(None)]
+    found = [find_study(root, e.name, settings_of(e, quick, changes)) for e in select(None)]
     return [f for f in found if f is not None]
 
 
-def reproduce(entry: Entry, root: Path, quick: bool) -> dict:
+def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None) -> dict:
     """The entry's result in the gallery at `root`: read back if made with these settings, else made
     (its runs under root/runs) and kept."""
     from losslab.store.studies import find_study, save_study
 
-    settings = entry.quick if quick else entry.settings
+    settings = settings_of(entry, quick, changes)
     found = find_study(root, entry.name, settings)
     if found is not None:
         return {**found, "cached": True}

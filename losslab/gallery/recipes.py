@@ -388,7 +388,7 @@ def _mark_events(ax, events: dict) -> None:
        claim="On a + b mod p with half of the pairs to train on, a 1-layer transformer trained by AdamW (weight decay "
              "1) fits its training set (t2) long before it generalizes (t4, at least 5 times later).",
        source=f"Power et al. 2022; {GROKKING_SOURCE}, Fig. 1; the course's lecture on grokking",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(250, 1500))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(65, 1500))
 def grokking(s: dict, folder: Path):
     from losslab.report.figures import grokking_figure
 
@@ -408,7 +408,7 @@ def grokking(s: dict, folder: Path):
              "basin); its top curvature rises while the net memorizes, collapses on the plateau that follows, and "
              "spikes again on the way to generalization (t4): the slingshot that accompanies delayed generalization.",
        source=f"{GROKKING_SOURCE}, Fig. 11 and Sec. 5 (slingshots, Thilak et al. 2022)",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(250, 1500))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1))  # after `grokking`, whose run it reads
 def grokking_curvature(s: dict, folder: Path):
     summary, rows, _ = _grokking(folder, s)
     ev = summary["events"]
@@ -446,7 +446,7 @@ def grokking_curvature(s: dict, folder: Path):
              "directions hold more than 98% of its variance, while it moves steadily away from its start "
              "(cos(theta_t, theta_0) falls) along nearly parallel steps (cos(theta_t, theta_t+1) near 1).",
        source=f"{GROKKING_SOURCE}, appendix G.3 and Fig. 14",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(250, 1500))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 200))  # after `grokking`, whose run it reads (200 s: 70 checkpoints of 7 MB)
 def grokking_trajectory(s: dict, folder: Path):
     from losslab.analysis.trajectory import trajectory_geometry
     from losslab.train.checkpoints import checkpoint_paths
@@ -487,7 +487,7 @@ def grokking_trajectory(s: dict, folder: Path):
        claim="The intrinsic dimension of what the unembedding reads collapses when the net generalizes: after t4 it "
              "is less than half of what it was while the net memorized.",
        source=f"{GROKKING_SOURCE}, appendix H (TwoNN, Facco et al. 2017)",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(250, 1500))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1))  # after `grokking`, whose run it reads
 def grokking_dimension(s: dict, folder: Path):
     summary, rows, _ = _grokking(folder, s)
     ev = summary["events"]
@@ -509,6 +509,31 @@ def grokking_dimension(s: dict, folder: Path):
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
     return {"held": held, "outcome": outcome, "unembed": unembed.tolist(), "steps": steps.tolist()}, fig
+
+
+@entry("epochwise-double-descent", title="Epoch-wise double descent in a grokking run",
+       claim="The validation loss of a grokking run descends, rises again while the net memorizes (after t2), and "
+             "descends a second time as it generalizes: epoch-wise double descent.",
+       source=f"Nakkiran et al. 2019 (Deep double descent), Fig. 2; Davies et al. 2023 (Unifying grokking and double "
+              f"descent); {GROKKING_SOURCE}",
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1))
+def epochwise_double_descent(s: dict, folder: Path):
+    from losslab.analysis.double_descent import epochwise
+    from losslab.analysis.figures import epochwise_figure
+
+    summary, rows, _ = _grokking(folder, s)
+    ev = summary["events"]
+    steps, values = zip(*sorted((step, v) for step, split, n, v in rows if (split, n) == ("val", "loss")))
+    found = epochwise(steps, values)
+    held = bool(found and ev.get("t2") is not None and ev["t2"] <= found["peak"] and
+                (ev.get("t4") is None or found["peak"] < ev["t4"]))
+    outcome = (f"the validation loss is lowest first at step {found['first_minimum']}, peaks at {found['peak']} "
+               f"(t2 = {ev.get('t2')}), and is below its first minimum again from {found['second_descent']} "
+               f"(t4 = {ev.get('t4')})" if found else "the validation loss does not descend twice")
+    figure = epochwise_figure(steps, values, found, f"a + b mod {s['p']}: the validation loss")
+    _mark_events(figure.axes[0], ev)
+    figure.axes[0].legend(fontsize=7)
+    return {"held": held, "outcome": outcome, "found": found, "events": ev}, figure
 
 
 def _digits(train: int, dtype=torch.float32):
@@ -658,3 +683,151 @@ def skip_connections(s: dict, folder: Path):
     fig.tight_layout()
     return {"held": held, "outcome": outcome, "mean_ratio": ratio, "training_loss": {n: f["loss"] for n, f in found.items()},
             "ratios": {n: f["ratios"].tolist() for n, f in found.items()}}, fig
+
+
+@entry("rastrigin", title="Optimizer trajectories on Rastrigin",
+       claim="On Rastrigin, from (3.3, -2.1), no gradient method reaches the global minimum, even at its best "
+             "learning rate: each settles in a local minimum, the landscape's many basins trap local search.",
+       source="the course's lecture on optimizers (trajectories on test functions)",
+       settings={"steps": 2000, "optimizers": ["sgd", "momentum", "adam"]},
+       quick={"steps": 1000, "optimizers": ["sgd", "momentum", "adam"]}, seconds=(3, 5))
+def rastrigin(s: dict, folder: Path):
+    """Each optimizer at its best learning rate of a grid (losslab.optimize.run): the one that ends
+    nearest the global minimum."""
+    from losslab.optimize.figures import trajectory_figure
+    from losslab.optimize.functions import problem
+    from losslab.optimize.run import run
+
+    task = problem("rastrigin")
+    runs = {t.optimizer: t for t in run(task, s["optimizers"], s["steps"])}
+    final = {name: (float(t.distances[-1]), float(t.values[-1])) for name, t in runs.items()}
+    held = all(distance > 0.5 and value > 0.5 for distance, value in final.values())
+    outcome = "final distance to the global minimum and value there: " + ", ".join(
+        f"{name} {d:.2f} and {v:.2f} (lr {runs[name].lr:.2g})" for name, (d, v) in final.items())
+    return {"held": held, "outcome": outcome, "final": final}, trajectory_figure(task, list(runs.values()))
+
+
+@entry("dropout-surfaces", title="Loss along random directions with and without dropout",
+       claim="A net trained with dropout (p = 0.2) ends in a flatter minimum than the same net without it: along "
+             "random filter-normalized directions its training loss rises less; at the start both look alike.",
+       source="the course's lecture on loss landscapes (line projections around the start and the end)",
+       settings={"width": 256, "steps": 3000, "directions": 8, "points": 41},
+       quick={"width": 256, "steps": 1500, "directions": 4, "points": 25}, seconds=(25, 60))
+def dropout_surfaces(s: dict, folder: Path):
+    """An MLP 64 -> width -> width -> 10 on 500 digits by Adam, from one seed; the lines are evaluated
+    in eval mode (no dropout) over [-1, 1] of each direction; the rise is the mean loss at |a| = 0.5
+    over the directions, less the loss at a = 0."""
+    from losslab.analysis.directions import random_direction
+    from losslab.analysis.objective import Objective
+    from losslab.analysis.surface import loss_line
+
+    (x, y), _ = _digits(500)
+    lines, rises = {}, {}
+    for name, p in (("no dropout", 0.0), ("dropout 0.2", 0.2)):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(64, s["width"]), nn.ReLU(), nn.Dropout(p), nn.Linear(s["width"], s["width"]),
+                              nn.ReLU(), nn.Dropout(p), nn.Linear(s["width"], 10))
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        for moment in ("start", "end"):
+            if moment == "end":
+                model.train()
+                for _ in range(s["steps"]):
+                    opt.zero_grad()
+                    nn.functional.cross_entropy(model(x), y).backward()
+                    opt.step()
+            model.eval()
+            obj = Objective(model, nn.functional.cross_entropy, (x, y))
+            found = [loss_line(obj, random_direction(obj, seed=d), points=s["points"]) for d in range(s["directions"])]
+            alphas = found[0].alphas
+            mean = np.mean([f.loss for f in found], axis=0)
+            lines[(name, moment)] = (alphas, mean)
+            at_half = np.isclose(np.abs(alphas), 0.5)
+            rises[f"{name}, {moment}"] = float(mean[at_half].mean() - mean[np.isclose(alphas, 0)][0])
+    end_ratio = rises["no dropout, end"] / rises["dropout 0.2, end"]
+    start_ratio = rises["no dropout, start"] / rises["dropout 0.2, start"]
+    held = end_ratio > 1.5 and 0.67 < start_ratio < 1.5
+    outcome = ("mean loss rise at |a| = 0.5: " + ", ".join(f"{k} {v:.3g}" for k, v in rises.items())
+               + f"; at the end {end_ratio:.2g} times more without dropout, at the start {start_ratio:.2g}")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    for ax, moment in zip(axes, ("start", "end")):
+        for name in ("no dropout", "dropout 0.2"):
+            ax.plot(*lines[(name, moment)], label=name)
+        ax.set(xlabel="a (along a filter-normalized random direction)", ylabel="training loss (mean of the lines)",
+               title=f"around the {moment}", yscale="log")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return {"held": held, "outcome": outcome, "rise": rises}, fig
+
+
+def ring(size: int) -> list[list[int]]:
+    """The built-in pattern of Multi-Point Optimization: a ring (1: low loss) with a dot in its middle."""
+    yy, xx = np.mgrid[:size, :size] - (size - 1) / 2
+    radius = np.hypot(xx, yy) / (size / 2)
+    return ((np.abs(radius - 0.65) < 0.18) | (radius < 0.15)).astype(int).tolist()
+
+
+@entry("multi-point", title="Multi-Point Optimization: a picture drawn in the loss surface",
+       claim="A plane in weight space can be trained so that the loss over it takes a prescribed shape: the nets at "
+             "the pixels of a picture fit the data where it is light and a relabelling of it (every class to the next) where it is dark, and the "
+             "picture comes back in the training accuracy over the plane.",
+       source="Skorokhodov and Burtsev 2019 (Loss landscape sightseeing with multi-point optimization)",
+       settings={"pattern": ring(12), "width": 64, "examples": 300, "steps": 3000, "spacing": 1.0},
+       quick={"pattern": ring(10), "width": 64, "examples": 200, "steps": 1500, "spacing": 1.0}, seconds=(70, 200))
+def multi_point(s: dict, folder: Path):
+    """The plane theta(a, b) = w0 + a u + b v (w0, u, v trained together by Adam), a pixel (i, j) at
+    (a, b) = (i, j); an MLP 64 -> width -> 10 on `examples` digits; all the pixels' nets at once
+    (torch.func.vmap over their weights). `pattern`: rows of 0 (dark) and 1 (light); `--image`
+    gives one from a picture."""
+    from torch.func import functional_call, vmap
+
+    (x, y), _ = _digits(s["examples"])
+    pattern = torch.tensor(s["pattern"], dtype=torch.bool)
+    rows, cols = pattern.shape
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(64, s["width"]), nn.ReLU(), nn.Linear(s["width"], 10))
+    shapes = {name: p.shape for name, p in model.named_parameters()}
+    sizes = [p.numel() for p in model.parameters()]
+    w0 = nn.Parameter(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    # neighbouring pixels' nets `spacing` times the weights' scale apart at the start
+    u, v = (nn.Parameter(torch.randn(len(w0)) * s["spacing"] * w0.detach().std()) for _ in range(2))
+
+    def outputs(w):
+        params = {name: piece.view(shape) for (name, shape), piece in zip(shapes.items(), w.split(sizes))}
+        return functional_call(model, params, (x,))
+    every = vmap(outputs)
+    a, b = (torch.arange(n, dtype=torch.float32) for n in (rows, cols))
+    grid_a, grid_b = torch.meshgrid(a, b, indexing="ij")
+
+    def weights(ga, gb):
+        return w0 + ga.reshape(-1, 1) * u + gb.reshape(-1, 1) * v
+    targets = torch.where(pattern.reshape(-1, 1), y, (y + 1) % 10)  # (pixels, examples); dark: every label moved
+    opt = torch.optim.Adam([w0, u, v], lr=1e-2)
+    for _ in range(s["steps"]):
+        out = every(weights(grid_a, grid_b))  # (pixels, examples, 10)
+        loss = nn.functional.cross_entropy(out.reshape(-1, 10), targets.reshape(-1))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        at_pixels = (every(weights(grid_a, grid_b)).argmax(-1) == y).float().mean(-1).reshape(rows, cols)
+        fine = 4 * max(rows, cols)
+        fa, fb = torch.meshgrid(torch.linspace(-1, rows, fine), torch.linspace(-1, cols, fine), indexing="ij")
+        surface = torch.cat([(every(weights(ca, cb)).argmax(-1) == y).float().mean(-1)
+                             for ca, cb in zip(fa.split(16), fb.split(16))]).reshape(fine, fine)
+    recovered = at_pixels > 0.5
+    agreement = float((recovered == pattern).float().mean())
+    light, dark = at_pixels[pattern], at_pixels[~pattern]
+    held = agreement >= 0.95
+    outcome = (f"{agreement:.1%} of the {rows * cols} pixels recovered (training accuracy above 50% exactly where the "
+               f"picture is light): {float(light.mean()):.1%} on average at light pixels, {float(dark.mean()):.1%} "
+               f"at dark ones")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
+    left.imshow(pattern.numpy(), cmap="gray", origin="lower")
+    left.set(title="the picture asked for", xticks=[], yticks=[])
+    extent = (-1.5, cols + 0.5, -1.5, rows + 0.5)
+    shown = right.imshow(surface.numpy(), cmap="gray", origin="lower", extent=extent, vmin=0, vmax=1)
+    fig.colorbar(shown, ax=right, label="training accuracy")
+    right.set(title="the training accuracy over the trained plane", xlabel="b", ylabel="a")
+    fig.tight_layout()
+    return {"held": held, "outcome": outcome, "agreement": agreement,
+            "accuracy_at_pixels": at_pixels.tolist()}, fig
