@@ -446,7 +446,7 @@ def grokking_curvature(s: dict, folder: Path):
              "directions hold more than 98% of its variance, while it moves steadily away from its start "
              "(cos(theta_t, theta_0) falls) along nearly parallel steps (cos(theta_t, theta_t+1) near 1).",
        source=f"{GROKKING_SOURCE}, appendix G.3 and Fig. 14",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 200))  # after `grokking`, whose run it reads (200 s: 70 checkpoints of 7 MB)
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 200))  # reads 70 checkpoints at full size
 def grokking_trajectory(s: dict, folder: Path):
     from losslab.analysis.trajectory import trajectory_geometry
     from losslab.train.checkpoints import checkpoint_paths
