@@ -129,10 +129,10 @@ def gallery(
     entries = select([n.strip() for n in only.split(",") if n.strip()] if only else None)
     changes = {}
     if image is not None:
-        if "multi-point" not in [e.name for e in entries]:
+        drawing = next((e for e in entries if e.name == "multi-point"), None)
+        if drawing is None:
             raise LossLabError("--image is the picture of the multi-point entry: add it to --only")
-        size = len(settings_of(select(["multi-point"])[0], quick)["pattern"])
-        changes["multi-point"] = {"pattern": read_pattern(image, size)}
+        changes["multi-point"] = {"pattern": read_pattern(image, len(settings_of(drawing, quick)["pattern"]))}
     if list_them:
         listed = [{"name": e.name, "title": e.title, "claim": e.claim, "source": e.source,
                    "seconds_quick": e.seconds[0], "seconds": e.seconds[1]} for e in entries]

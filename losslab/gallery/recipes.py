@@ -16,6 +16,15 @@ from torch import nn  # noqa: E402
 from losslab.gallery import entry  # noqa: E402
 
 
+def _digits(train: int, dtype=torch.float32):
+    """scikit-learn's digits, scaled to [0, 1]: the first `train` images to train on, the rest to test."""
+    from sklearn.datasets import load_digits
+
+    data, target = load_digits(return_X_y=True)
+    x, y = torch.tensor(data, dtype=dtype) / 16, torch.tensor(target)
+    return (x[:train], y[:train]), (x[train:], y[train:])
+
+
 @entry("double-descent", title="Model-wise double descent",
        claim="The test risk of min-norm random-features regression peaks where the features just fit the n "
              "training points (N = n), and falls again as N grows past them.",
@@ -210,15 +219,11 @@ def deep_relu_init(s: dict, folder: Path):
                                                                                 "curve_steps": 300},
        seconds=(2, 4))
 def mode_connectivity(s: dict, folder: Path):
-    from sklearn.datasets import load_digits
-
     from losslab.analysis.connect import connect
     from losslab.analysis.figures import connectivity_figure
     from losslab.analysis.objective import Objective
 
-    data, target = load_digits(return_X_y=True)
-    x, y = torch.tensor(data, dtype=torch.float32) / 16, torch.tensor(target)
-    (x, y), val = (x[:1000], y[:1000]), (x[1000:], y[1000:])
+    (x, y), val = _digits(1000)
     ends = []
     for seed in (0, 1):
         torch.manual_seed(seed)
@@ -294,15 +299,11 @@ def heavy_tailed_classes(s: dict, folder: Path):
                                                                            "lr": 0.1},
        seconds=(2, 3))
 def sam_flatness(s: dict, folder: Path):
-    from sklearn.datasets import load_digits
-
     from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs
     from losslab.analysis.objective import Objective
     from losslab.optim import SAM
 
-    data, target = load_digits(return_X_y=True)
-    x, y = torch.tensor(data, dtype=torch.float32) / 16, torch.tensor(target)
-    (x, y), (x_test, y_test) = (x[:500], y[:500]), (x[500:], y[500:])
+    (x, y), (x_test, y_test) = _digits(500)
     found, curves = {}, {}
     for name in ("SGD", "SAM"):
         torch.manual_seed(0)
@@ -536,15 +537,6 @@ def epochwise_double_descent(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, "found": found, "events": ev}, figure
 
 
-def _digits(train: int, dtype=torch.float32):
-    """scikit-learn's digits, scaled to [0, 1]: the first `train` images to train on, the rest to test."""
-    from sklearn.datasets import load_digits
-
-    data, target = load_digits(return_X_y=True)
-    x, y = torch.tensor(data, dtype=dtype) / 16, torch.tensor(target)
-    return (x[:train], y[:train]), (x[train:], y[train:])
-
-
 @entry("exponential-lr", title="An exponentially increasing learning rate, with BatchNorm",
        claim="With BatchNorm after every layer the loss is scale-invariant in the weights, so SGD with weight decay "
              "lambda and rate eta trains exactly like SGD without weight decay whose rate grows as "
@@ -656,10 +648,7 @@ def skip_connections(s: dict, folder: Path):
         for i, a in enumerate(axis(-1, 1, s["curvature"])):
             for j, b in enumerate(axis(-1, 1, s["curvature"])):
                 at = copy.deepcopy(model)
-                with torch.no_grad():
-                    for (_, p), w in zip(at.named_parameters(), obj.unflatten(obj.flatten(obj.params) + a * d1
-                                                                              + b * d2).values()):
-                        p.copy_(w)
+                at.load_state_dict(obj.shifted(a * d1 + b * d2))
                 h = HessianOperator(Objective(at, nn.functional.cross_entropy, (x, y)))
                 top = float(extreme_eigenpairs(h, 1, "top")[0][0])
                 bottom = float(extreme_eigenpairs(h, 1, "bottom", tol=1e-4, scale=top)[0][0])
