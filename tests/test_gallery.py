@@ -4,6 +4,7 @@ its cache, its refusals) and its page in headless Chromium."""
 import json
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -21,15 +22,20 @@ REDUCED = {
     "log-rosenbrock": {"steps": 1000, "optimizers": ["sgd", "adam"]},
     "heavy-tailed-classes": {"steps": 60},
     "sam-flatness": {"width": 64, "steps": 600, "rho": 0.05, "lr": 0.1},
-    # the four grokking figures share one run (about a minute): the gallery's quick one
+    # the grokking figures share one run (about a minute): the gallery's quick one
     **{name: select([name])[0].quick for name in ("grokking", "grokking-curvature", "grokking-trajectory",
-                                                  "grokking-dimension", "epochwise-double-descent")},
+                                                  "grokking-landscape", "grokking-dimension",
+                                                  "epochwise-double-descent")},
     "exponential-lr": {"steps": 300, "lr": 0.1, "weight_decay": 0.05, "width": 32, "batch": 64},
     "skip-connections": {"depth": 8, "width": 16, "steps": 600, "surface": 7, "curvature": 3},
     "rastrigin": {"steps": 500, "optimizers": ["sgd", "adam"]},
     "dropout-surfaces": {"width": 128, "steps": 600, "directions": 2, "points": 9},
     "multi-point": {"pattern": [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]], "width": 32, "examples": 100,
                     "steps": 300, "spacing": 1.0},
+    "parity-representations": {"panels": 3, "examples": 200},
+    "weight-decay-switch": {"after_t2": [0.01, 0.1, 1.0], "seeds": [0], "max_steps": 2500},
+    "label-noise-threshold": {"n": [30], "weight_decay": [0.01, 0.1], "iterations": 2},
+    "minimal-circuits": {"n": 8, "stop_after_t4": 3000},
 }
 
 
@@ -71,6 +77,10 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
     if name == "grokking-trajectory":  # the cosines come out; two directions hold 93%, not the paper's > 98%
         assert measured["explained_by_two"] == pytest.approx(sum(measured["explained_variance"][:2]))
         assert 0.85 < measured["explained_by_two"] < 0.98 and measured["cos_theta0"][-1] < 0.5 * measured["cos_theta0"][1]
+    if name == "grokking-landscape":  # a barrier from the memorizing checkpoints only; the heatmap is of every line
+        events, rise = measured["events"], dict(zip(measured["steps"], measured["rise"]))
+        assert rise[events["t2"]] > 1 and rise[events["t4"]] < 0.01 and rise[0] == 0
+        assert figure.axes[0].collections[0].get_array().shape == (11, len(rise))
     if name == "exponential-lr":  # the same function at every step, from a rate that grew
         assert measured["loss_gap"] < 1e-6 and measured["rate_growth"] > 10
     if name == "skip-connections":  # both nets trained; the ratios are those drawn
@@ -87,9 +97,26 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
     if name == "multi-point":  # the picture's light pixels fit the data, its dark ones the relabelling
         accuracy = np.array(measured["accuracy_at_pixels"])
         assert accuracy[0, 0] > 0.5 > accuracy[1, 1] and measured["agreement"] == 1.0
+    if name == "parity-representations":  # the first and last panels at t2 and t4, their separations those shown
+        events, separation = measured["events"], measured["separation"]
+        assert list(separation)[::2] == [str(events["t2"]), str(events["t4"])] and len(separation) == 3
+        assert [ax.get_title() for ax in figure.axes[:3]] == [f"step {k}: {v:.0%}" for k, v in separation.items()]
+        assert measured["first_layer_norm"][1] < measured["first_layer_norm"][0] / 2
+    if name == "weight-decay-switch":  # one seed: the switched run is faster, the strongest switch never generalizes
+        t4 = measured["t4"]
+        assert t4["0.1/0"] < t4["0.01/0"] / 2 and t4["1/0"] is None and measured["never"] == [1.0]
+    if name == "label-noise-threshold":  # brackets of width 0.5 / 2^2, disjoint and rising with the weight decay
+        weak, strong = measured["brackets"]
+        assert weak["high"] - (weak["low"] or 0) == strong["high"] - strong["low"] == 0.125
+        assert strong["low"] >= weak["high"]
+    if name == "minimal-circuits":  # the hand-built network on all 2^8 inputs; the trained one pruned, still exact
+        assert measured["hand_built"]["inputs"] == 256 and measured["hand_built"]["accuracy"] == 1.0
+        assert measured["circuit"]["accuracy_pruned"] == 1.0 and measured["circuit"]["active"] <= 10
+        assert len(figure.axes[1].get_yticks()) == measured["circuit"]["active"]
     if name == "heavy-tailed-classes":
         (gd_start, gd_end), (adam_start, adam_end) = measured["rarest_group_loss"].values()
         assert gd_start == adam_start and adam_end < gd_end  # one initialization, two optimizers
+    plt.close(figure)
 
 
 def test_the_command_lists_makes_once_and_refuses(tmp_path):

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from sklearn.neighbors import KNeighborsClassifier
 
 from losslab.config import load_config
 from losslab.store import RunStore
@@ -25,6 +24,17 @@ def test_parity_preset_groks(parity_run):
     assert t["t2"] < t["t4"]
 
 
+def test_separation_is_a_nearest_neighbour_vote_across_halves():
+    from losslab.analysis.representations import separation
+
+    g = np.random.default_rng(0)
+    codes = np.tile(np.arange(4), 50)
+    clusters = np.array([[0, 0], [10, 0], [0, 10], [10, 10]])[codes] + g.normal(size=(200, 2))
+    assert separation(clusters, codes) == 1.0
+    assert separation(g.normal(size=(200, 2)), codes) == pytest.approx(0.25, abs=0.1)  # chance among 4
+    assert separation(clusters, np.r_[codes[:100], (codes[100:] + 1) % 4]) == 0.0  # each half votes the other's
+
+
 def test_hidden_representations_cluster_by_the_first_k_bits_once_generalized(parity_run):
     """At t4 the t-SNE of the hidden layer separates the 2^k codes of the relevant bits (a
     nearest-neighbour vote in the embedding recovers them); at memorization it does not."""
@@ -38,13 +48,9 @@ def test_hidden_representations_cluster_by_the_first_k_bits_once_generalized(par
     assert len(json.loads(out.stdout)["figures"]) == 3
     codes = np.array(result["colors"])
     assert set(codes) == {0, 1, 2, 3}
-
-    def separation(panel):
-        e = np.array(panel["embedding"])
-        half = len(e) // 2
-        return KNeighborsClassifier(5).fit(e[:half], codes[:half]).score(e[half:], codes[half:])
-    first, last = separation(result["panels"][0]), separation(result["panels"][-1])
-    assert last > 0.95 and first < last - 0.2
+    separation = [p["separation"] for p in result["panels"]]
+    assert json.loads(out.stdout)["separation"] == separation
+    assert separation[-1] > 0.95 and separation[0] < separation[-1] - 0.2
     assert {"net.0.weight", "net.2.weight"} == set(result["norms"])
     assert all(f.endswith(".png") for f in json.loads(out.stdout)["figures"])
 

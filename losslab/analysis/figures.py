@@ -192,7 +192,8 @@ def representation_figures(result: dict) -> dict[str, Figure]:
     for ax, panel in zip(axes[0], panels):
         e = np.array(panel["embedding"])
         ax.scatter(e[:, 0], e[:, 1], c=colors, cmap="tab10", s=6)
-        ax.set(title=f"step {panel['step']}", xticks=[], yticks=[])
+        shown = f" ({panel['separation']:.0%} by 5-NN)" if "separation" in panel else ""
+        ax.set(title=f"step {panel['step']}{shown}", xticks=[], yticks=[])
     tsne.suptitle(f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}")
 
     kde, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)

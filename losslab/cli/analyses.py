@@ -413,7 +413,7 @@ def representations(
     steps = list(checkpoint_paths(run))
     shown = chosen_steps(steps, events, panels)
     with stages(f"representations of {run.path.name}") as stage, stage("t-SNE panels", len(shown)):
-        found = embed({s: load_checkpoint(run, s).model for s in steps}, x, shown)
+        found = embed({s: load_checkpoint(run, s).model for s in steps}, x, shown, colors=colors)
     result = {"run_id": run.path.name, **found, "colored_by": colored_by, "colors": colors.tolist(), "events": events}
     figures = {name.removesuffix(".png"): (fig, f"_{name}") for name, fig in representation_figures(result).items()}
     result = _save(last, "representations", {"panels": panels, "examples": examples}, result, figures)
@@ -421,9 +421,12 @@ def representations(
     if len(shown) < panels:
         err.print(f"losslab: note: {len(shown)} panels: the run stored {len(steps)} checkpoints", highlight=False)
     if as_json:
-        return print_json({k: v for k, v in result.items() if k not in ("panels", "colors", "output_weights")})
+        return print_json({**{k: v for k, v in result.items() if k not in ("panels", "colors", "output_weights")},
+                           "separation": [p["separation"] for p in result["panels"]]})
     out.print(f"steps {result['steps']} ({result['layer']}'s input, colored by {result['colored_by']})",
               highlight=False)
+    out.print("separation of the colors (5-NN vote in each panel): "
+              + ", ".join(f"{p['separation']:.0%}" for p in result["panels"]), highlight=False)
     for f in result["figures"]:
         out.print(f"figure: {f}", highlight=False)
 

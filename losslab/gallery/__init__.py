@@ -49,7 +49,7 @@ def entry(name: str, *, title: str, claim: str, source: str, settings: dict, qui
 
 def select(names: list[str] | None) -> list[Entry]:
     """The entries named (all, in the gallery's order, for None); an unknown name is refused."""
-    from losslab.gallery import recipes  # noqa: F401 - registers the entries
+    from losslab.gallery import parity, recipes  # noqa: F401 - register the entries
 
     if not names:
         return list(ENTRIES.values())

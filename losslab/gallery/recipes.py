@@ -484,6 +484,50 @@ def grokking_trajectory(s: dict, folder: Path):
             "cos_previous": consecutive.tolist()}, fig
 
 
+@entry("grokking-landscape", title="The line from each checkpoint of a grokking run to its final weights",
+       claim="The memorizing solutions are separated from the generalizing one: from every checkpoint between t2 "
+             "and t3 the training loss along the straight line to the final weights rises above both ends: a "
+             "barrier, highest once the net has memorized, worn down over the plateau; from the checkpoints before "
+             "t1 and from t4 on the line barely rises (less than a tenth of the barrier's height).",
+       source=f"{GROKKING_SOURCE}, Fig. 4 and its summary (the memorization phase is separated from comprehension)",
+       settings={**GROKKING, "points": 21}, quick={**GROKKING_QUICK, "points": 11}, seconds=(9, 180))
+def grokking_landscape(s: dict, folder: Path):
+    from losslab.analysis.directions import direction_to
+    from losslab.analysis.figures import checkpoint_heatmap
+    from losslab.analysis.surface import loss_line
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
+
+    summary, _, run = _grokking(folder, s)
+    ev = summary["events"]
+    paths = {step: path for step, path in checkpoint_paths(run).items() if path.name != "last.pt"}
+    last = max(paths)
+    final = run.load_checkpoint(paths[last])["model"]
+    lines = {}
+    for step in paths:
+        at = load_checkpoint(run, step)
+        lines[step] = [loss_line(obj, direction_to(obj, final), (0.0, 1.0), s["points"])
+                       for obj in (at.objective("train"), at.objective("val"))]
+    steps = np.array(list(lines))
+    rise = np.array([train.loss.max() - max(train.loss[0], train.loss[-1]) for train, _ in lines.values()])
+    t1, t2, t3, t4 = (ev.get(e) or np.inf for e in ("t1", "t2", "t3", "t4"))
+    memorized, flat = (t2 <= steps) & (steps <= t3), (steps < t1) | ((t4 <= steps) & (steps < last))
+    measured = memorized.any() and flat.any()
+    held = bool(measured and memorized[rise.argmax()] and rise[memorized].min() > 0.1
+                and rise[flat].max() < 0.1 * rise.max())
+    dip = min(train.acc.min() for (train, _), m in zip(lines.values(), memorized) if m) if measured else None
+    outcome = (f"the training loss rises {rise[memorized].min():.2f}..{rise[memorized].max():.2f} above both ends "
+               f"from the {memorized.sum()} checkpoints between t2 = {ev['t2']} and t3 = {ev['t3']} (training "
+               f"accuracy down to {dip:.0%} on the way), at most {rise[flat].max():.2g} from the {flat.sum()} before "
+               f"t1 = {ev['t1']} or from t4 = {ev['t4']} on" if measured else
+               f"the phases were not seen ({summary['outcome']})")
+    figure = checkpoint_heatmap(steps.tolist(), lines[last][0].alphas,
+                                np.array([train.loss for train, _ in lines.values()]),
+                                np.array([val.acc for _, val in lines.values()]),
+                                f"a + b mod {s['p']}: from each checkpoint (alpha = 0) to the final weights (alpha = 1); "
+                                "left: training loss, right: validation accuracy")
+    return {"held": held, "outcome": outcome, "events": ev, "steps": steps.tolist(), "rise": rise.tolist()}, figure
+
+
 @entry("grokking-dimension", title="Intrinsic dimension of the representations over a grokking run",
        claim="The intrinsic dimension of what the unembedding reads collapses when the net generalizes: after t4 it "
              "is less than half of what it was while the net memorized.",

@@ -1,0 +1,199 @@
+"""The gallery's sparse-parity entries ("Beyond Memorization: grokking in sparse neural networks"):
+(50, 2)-parity groks in seconds here, so each figure trains its own runs (the `parity` preset)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from losslab.gallery import entry
+from losslab.gallery.recipes import _mark_events, _trained
+
+THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
+
+
+@entry("parity-representations", title="What a sparse-parity network learns between memorization and generalization",
+       claim="Between memorization (t2) and generalization (t4) of (50, 2)-parity under weight decay, the first "
+             "layer's weights shrink and turn to the 2 relevant bits, and the last hidden layer's representations "
+             "come to cluster by those bits (t-SNE panels: a nearest-neighbour vote recovers them at t4, far less at t2).",
+       source=f"{THESIS}: the t-SNE panels, the output-weight KDE and the spectral norms",
+       settings={"panels": 6, "examples": 300}, quick={"panels": 4, "examples": 300}, seconds=(8, 10))
+def parity_representations(s: dict, folder: Path):
+    from scipy.stats import gaussian_kde
+
+    from losslab.analysis.representations import chosen_steps, parity_colors, representations
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
+
+    summary, _, run = _trained(folder, "parity", ["train.checkpoint_per_decade=20"])
+    ev, k = summary["events"], 2
+    steps = list(checkpoint_paths(run))
+    models = {step: load_checkpoint(run, step).model for step in steps}
+    x, _ = load_checkpoint(run).data("train")
+    x = x[:s["examples"]]
+    colors = parity_colors(x, k)
+    shown = chosen_steps(steps, ev, s["panels"])
+    found = representations(models, x, shown, colors=colors)
+    first = {step: m.net[0].weight.detach() for step, m in models.items()}
+    on_bits = {step: float(w[:, :k].square().sum() / w.square().sum()) for step, w in first.items()}
+    norm = {step: float(torch.linalg.matrix_norm(w)) for step, w in first.items()}
+    t2, t4 = ev.get("t2"), ev.get("t4")
+    measured = t2 in models and t4 in models
+    separation = {p["step"]: p["separation"] for p in found["panels"]}
+    held = bool(measured and separation.get(t4, 0) > 0.9 and separation.get(t2, 1) < separation.get(t4, 0) - 0.3
+                and norm[t4] < 0.5 * norm[t2] and on_bits[t4] > 3 * on_bits[t2])
+    outcome = (f"from t2 = {t2} to t4 = {t4}: 5-NN separation of the 2^{k} codes of the relevant bits in the t-SNE "
+               f"panels {separation.get(t2, float('nan')):.0%} -> {separation.get(t4, float('nan')):.0%}; the first "
+               f"layer's Frobenius norm {norm[t2]:.2f} -> {norm[t4]:.2f}, its share of squared weight on the {k} "
+               f"relevant bits of 50 {on_bits[t2]:.1%} -> {on_bits[t4]:.1%}" if measured
+               else f"t2 or t4 not reached ({summary['outcome']})")
+
+    fig = plt.figure(figsize=(3.1 * len(shown), 7), constrained_layout=True)
+    top, bottom = fig.subfigures(2, 1)
+    for ax, panel in zip(top.subplots(1, len(shown)), found["panels"]):
+        e = np.array(panel["embedding"])
+        ax.scatter(e[:, 0], e[:, 1], c=colors, cmap="tab10", s=5)
+        ax.set(title=f"step {panel['step']}: {panel['separation']:.0%}", xticks=[], yticks=[])
+    top.suptitle(f"t-SNE of the hidden layer, colored by the first {k} bits (5-NN separation)", fontsize=10)
+    kde, norms, bits = bottom.subplots(1, 3)
+    cmap = plt.get_cmap("viridis")
+    for i, (step, values) in enumerate(found["output_weights"].items()):
+        grid = np.linspace(min(values), max(values), 200)
+        kde.plot(grid, gaussian_kde(values)(grid), color=cmap(i / max(len(shown) - 1, 1)), label=f"step {step}")
+    kde.set(xlabel="output weights", ylabel="density (KDE)")
+    kde.legend(fontsize=6)
+    for name, rows in found["norms"].items():
+        at, fro, spectral = zip(*rows)
+        norms.plot(np.maximum(at, 1), fro, label=f"{name} (Frobenius)")
+        norms.plot(np.maximum(at, 1), spectral, "--", label=f"{name} (spectral)")
+    bits.plot(np.maximum(steps, 1), [on_bits[step] for step in steps], color="tab:green")
+    norms.set(xscale="log", xlabel="step", ylabel="norm")
+    bits.set(xscale="log", xlabel="step", ylabel=f"share of layer 1's weight on bits 1..{k}")
+    for ax in (norms, bits):
+        _mark_events(ax, ev)
+    norms.legend(fontsize=6)
+    return {"held": held, "outcome": outcome, "events": ev, "separation": {str(step): v for step, v in separation.items()},
+            "first_layer_norm": [norm[t2], norm[t4]] if measured else None,
+            "on_relevant_bits": [on_bits[t2], on_bits[t4]] if measured else None}, fig
+
+
+@entry("weight-decay-switch", title="Weight decay switched at memorization",
+       claim="Raising the weight decay of a sparse-parity run when it has memorized (t2) brings generalization (t4) "
+             "forward, up to a point: beyond it the network decays faster than it learns and never generalizes.",
+       source=f"{THESIS}: the weight-decay switch",
+       settings={"after_t2": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "seeds": [0, 1, 2], "max_steps": 5000},
+       quick={"after_t2": [0.01, 0.1, 1.0], "seeds": [0, 1], "max_steps": 3000}, seconds=(10, 45))
+def weight_decay_switch(s: dict, folder: Path):
+    """The first value is the run's own weight decay (0.01): no switch, the baseline; "never": not
+    within max_steps (the baseline generalizes by about 1,800)."""
+    t4, curves = {}, {}
+    for decay in s["after_t2"]:
+        for seed in s["seeds"]:
+            summary, rows, _ = _trained(folder, "parity", [f"optim.weight_decay_after_t2={decay}", f"seed={seed}",
+                                                           f"train.max_steps={s['max_steps']}"])
+            t4[decay, seed] = summary["events"].get("t4")
+            if seed == s["seeds"][0]:
+                curves[decay] = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
+    mean = {d: np.mean([t4[d, seed] for seed in s["seeds"]]) if all(t4[d, seed] for seed in s["seeds"]) else None
+            for d in s["after_t2"]}
+    baseline, *switched = s["after_t2"]
+    faster = [d for d in switched if mean[d] is not None and mean[baseline] is not None and mean[d] < 0.5 * mean[baseline]]
+    never = [d for d in switched if not any(t4[d, seed] for seed in s["seeds"])]
+    held = bool(faster and never and min(never) > max(faster))
+    outcome = f"mean t4 over seeds (never: not in {s['max_steps']} steps): " + ", ".join(
+        f"{d:g}: {f'{mean[d]:.0f}' if mean[d] is not None else 'never' if d in never else 'not every seed'}"
+        for d in s["after_t2"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    cmap = plt.get_cmap("viridis")
+    for i, (decay, curve) in enumerate(curves.items()):
+        left.plot(*zip(*curve), color=cmap(i / max(len(curves) - 1, 1)), label=f"{decay:g}")
+    left.set(xscale="log", xlabel="step", ylabel="validation accuracy", title=f"seed {s['seeds'][0]}")
+    left.legend(title="weight decay after t2", fontsize=7)
+    for (decay, _), value in t4.items():
+        right.plot(decay, value if value else np.nan, "o", color="tab:blue", alpha=0.6)
+    right.plot([d for d in s["after_t2"] if mean[d] is not None], [m for m in mean.values() if m is not None], "-",
+               color="tab:blue", label="mean t4")
+    for decay in never:
+        right.axvline(decay, color="tab:red", ls=":", lw=1)
+    right.set(xscale="log", xlabel="weight decay after t2 (the first: no switch)", ylabel="t4",
+              title="dotted red: no seed generalized")
+    right.legend(fontsize=7)
+    fig.tight_layout()
+    return {"held": held, "outcome": outcome, "t4": {f"{d:g}/{seed}": v for (d, seed), v in t4.items()},
+            "faster": faster, "never": never}, fig
+
+
+@entry("label-noise-threshold", title="The label-noise threshold of grokking",
+       claim="Sparse parity still groks with part of its training labels flipped, up to a threshold; more weight "
+             "decay tolerates more noise: at every n the threshold at the strongest weight decay lies above the one "
+             "at the weakest.",
+       source=f"{THESIS}, Table 3.1",
+       settings={"n": [30, 50, 70], "weight_decay": [0.01, 0.05, 0.1], "iterations": 5},
+       quick={"n": [30, 50], "weight_decay": [0.01, 0.1], "iterations": 3}, seconds=(29, 170))
+def label_noise_threshold(s: dict, folder: Path):
+    """Each threshold by bisection of the noise in [0, 0.5): a bracket [low, high) of width 0.5 / 2^iterations."""
+    from losslab.sweep.bisect import noise_table
+
+    table = noise_table(s["n"], s["weight_decay"], str(folder / "runs"), iterations=s["iterations"])
+    found = {(r["n"], r["weight_decay"]): (r["low"], r["high"]) for r in table}
+    weakest, strongest = s["weight_decay"][0], s["weight_decay"][-1]
+    rising = [n for n in s["n"] if found[n, strongest][0] is not None and found[n, weakest][1] is not None
+              and found[n, strongest][0] >= found[n, weakest][1]]
+    held = rising == s["n"]
+    outcome = "; ".join(f"n = {n}: " + ", ".join(
+        f"wd {wd:g} {'never groks' if found[n, wd][0] is None else f'{found[n, wd][0]:.3f}..{found[n, wd][1]:.3f}'}"
+        for wd in s["weight_decay"]) for n in s["n"])
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, n in enumerate(s["n"]):
+        lows = [found[n, wd][0] or 0.0 for wd in s["weight_decay"]]
+        highs = [found[n, wd][1] for wd in s["weight_decay"]]
+        ax.fill_between(s["weight_decay"], lows, highs, alpha=0.3, color=f"C{i}")
+        ax.plot(s["weight_decay"], (np.array(lows) + highs) / 2, "o-", color=f"C{i}", label=f"n = {n}")
+    ax.set(xscale="log", xlabel="weight decay", ylabel="fraction of labels flipped",
+           title="the threshold below which parity still groks (band: bisection's bracket)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return {"held": held, "outcome": outcome, "brackets": [
+        {"n": n, "weight_decay": wd, "low": low, "high": high} for (n, wd), (low, high) in found.items()]}, fig
+
+
+@entry("minimal-circuits", title="Minimal circuits for sparse parity",
+       claim="Two ReLU units compute (n, 2)-parity exactly, on every input; trained with an L1 penalty, a width-100 "
+             "network keeps a handful of units, which read only the 2 relevant bits, and pruned to them it still "
+             "computes the parity.",
+       source=f"{THESIS}: minimal circuits",
+       settings={"n": 12, "stop_after_t4": 3000}, quick={"n": 10, "stop_after_t4": 3000}, seconds=(5, 6))
+def minimal_circuits(s: dict, folder: Path):
+    from losslab.analysis.circuits import active_neurons, check_two_neuron, circuit
+    from losslab.train.checkpoints import load_checkpoint
+
+    hand_built = check_two_neuron(s["n"], out_bias=True)
+    summary, _, run = _trained(folder, "parity-l1", [f"train.stop_after_t4={s['stop_after_t4']}"])
+    last = load_checkpoint(run)
+    model, task = last.model, last.cfg.task
+    found = circuit(model, last.loss_fn.accuracy, last.data("val"), parity=(task.n, task.k))
+    keep = active_neurons(model)
+    incoming = model.net[0].weight.detach()[keep]
+    on_bits = float(incoming[:, :task.k].square().sum() / incoming.square().sum())
+    held = (hand_built["accuracy"] == 1.0 and found["active"] <= 10 and found["accuracy_pruned"] == 1.0
+            and on_bits > 0.9)
+    outcome = (f"the hand-built 2-unit network: {hand_built['accuracy']:.0%} of all {hand_built['inputs']} inputs; "
+               f"trained: {found['active']} of {found['width']} units active, {on_bits:.1%} of their incoming "
+               f"squared weight on the {task.k} relevant bits, pruned to them {found['accuracy_pruned']:.2%} of "
+               f"{found['checked_inputs']:,} fresh inputs")
+    strength = (model.net[0].weight.detach().norm(dim=1) * model.net[-1].weight.detach().norm(dim=0)).numpy()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    left.semilogy(np.sort(strength)[::-1], "o", ms=3)
+    left.axhline(found["relative_threshold"] * strength.max(), color="gray", ls=":", label="active above this")
+    left.set(xlabel="hidden unit (sorted)", ylabel="|incoming| x |outgoing| weight",
+             title=f"{found['active']} of {found['width']} units left")
+    left.legend(fontsize=7)
+    image = right.imshow(incoming.numpy(), aspect="auto", cmap="coolwarm",
+                         vmin=-incoming.abs().max(), vmax=incoming.abs().max())
+    fig.colorbar(image, ax=right, label="weight")
+    right.set(xlabel=f"input bit (of {task.n})", ylabel="active unit", yticks=range(len(keep)), yticklabels=keep,
+              title="the active units' incoming weights")
+    fig.tight_layout()
+    return {"held": held, "outcome": outcome, "hand_built": hand_built, "circuit": found, "on_relevant_bits": on_bits}, fig
