@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from losslab.errors import LossLabError
-from losslab.sweep.figures import default_axes, phase_figure, power_law_figure
+from losslab.sweep.figures import default_axes, phase_figure, power_law_figure, save
 from losslab.sweep.phase import cell_means, fit_power_law, t4_against_fraction
 
 
@@ -55,7 +55,11 @@ def test_t4_against_fraction_uses_grokked_runs(tmp_path):
     law = t4_against_fraction(rows)
     assert law["r"] == [0.3, 0.4, 0.5, 0.6, 0.7] and law["fit"]["gamma"] == pytest.approx(1.5, rel=1e-4)
     assert math.isfinite(law["fit"]["gamma_stderr"])
-    assert power_law_figure(law, "task.train_fraction", tmp_path / "law.png").stat().st_size > 10_000
+    figure = power_law_figure(law, "task.train_fraction")
+    dots, curve = figure.axes[0].collections[0], figure.axes[0].lines[0]  # the runs, and the law through them
+    assert dots.get_offsets().tolist() == [list(point) for point in zip(law["r"], law["t4"])]
+    assert np.interp(law["r"], *curve.get_data()) == pytest.approx(law["t4"], rel=1e-3)
+    assert save(figure, tmp_path / "law.png").stat().st_size > 10_000
     with pytest.raises(LossLabError, match="no run grokked"):
         t4_against_fraction([{**r, "t4": None} for r in rows])
 

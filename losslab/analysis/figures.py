@@ -180,23 +180,20 @@ def epochwise_figure(steps, values, found: dict | None, title: str) -> Figure:
     return fig
 
 
-def representation_figures(result: dict) -> dict[str, Figure]:
-    """t-SNE panels, the density of the output-layer weights per step, and the weight norms, by
-    the name of their file."""
-    from scipy.stats import gaussian_kde
-
-    panels = result["panels"]
+def tsne_panels(axes, result: dict) -> None:
+    """Each t-SNE panel of `representations` on its axis, colored (with its separation, if scored)."""
     colors = np.array(result["colors"])
-    tsne, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4), constrained_layout=True,
-                              squeeze=False)
-    for ax, panel in zip(axes[0], panels):
+    for ax, panel in zip(axes, result["panels"]):
         e = np.array(panel["embedding"])
         ax.scatter(e[:, 0], e[:, 1], c=colors, cmap="tab10", s=6)
         shown = f" ({panel['separation']:.0%} by 5-NN)" if "separation" in panel else ""
         ax.set(title=f"step {panel['step']}{shown}", xticks=[], yticks=[])
-    tsne.suptitle(f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}")
 
-    kde, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+
+def output_weight_densities(ax, result: dict) -> None:
+    """The density (KDE) of the output layer's weights at each shown step."""
+    from scipy.stats import gaussian_kde
+
     cmap = plt.get_cmap("viridis")
     for i, (step, values) in enumerate(result["output_weights"].items()):
         values = np.array(values)
@@ -206,7 +203,9 @@ def representation_figures(result: dict) -> dict[str, Figure]:
     ax.set(xlabel=f"{result['layer']}.weight values", ylabel="density", title="output-layer weights (KDE)")
     ax.legend(fontsize=7)
 
-    norms, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+
+def weight_norms(axes, result: dict) -> None:
+    """Every weight matrix's Frobenius (first axis) and spectral norm (second) against the step."""
     for name, rows in result["norms"].items():
         steps, fro, spec = zip(*rows)
         steps = [max(s, 1) for s in steps]
@@ -218,4 +217,17 @@ def representation_figures(result: dict) -> dict[str, Figure]:
             if result["events"].get(event) is not None:
                 ax.axvline(max(result["events"][event], 1), color=color, ls=":", label=event)
         ax.legend(fontsize=7)
+
+
+def representation_figures(result: dict) -> dict[str, Figure]:
+    """t-SNE panels, the density of the output-layer weights per step, and the weight norms, by
+    the name of their file."""
+    tsne, axes = plt.subplots(1, len(result["panels"]), figsize=(3.2 * len(result["panels"]), 3.4),
+                              constrained_layout=True, squeeze=False)
+    tsne_panels(axes[0], result)
+    tsne.suptitle(f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}")
+    kde, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    output_weight_densities(ax, result)
+    norms, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    weight_norms(axes, result)
     return {"representations.png": tsne, "output_weights_kde.png": kde, "layer_norms.png": norms}

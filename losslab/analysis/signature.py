@@ -51,8 +51,9 @@ def remove_trend(x: np.ndarray, trend: Trend = "exponential") -> np.ndarray:
     t = np.arange(len(x), dtype=np.float64) / len(x)  # time in units of the window: c of order 1
     span = x[-1] - x[0]
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings():  # exp overflows where the search tries steep rates: checked below
             warnings.simplefilter("ignore", OptimizeWarning)
+            warnings.simplefilter("ignore", RuntimeWarning)
             p, _ = curve_fit(_exponential, t, x, p0=(x[-1], span if span else 1.0, -3.0), maxfev=5000)
         fitted = _exponential(t, *p)
         if not np.all(np.isfinite(fitted)):

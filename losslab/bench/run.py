@@ -72,7 +72,10 @@ def run_benchmark(suite: str, optimizers: list[str], trials: int, studies: int, 
                 on_trial(done[-1], len(done), len(plan))
     result = summarize(done, optimizers, names, studies, r_max)
     result.update(suite=suite, folder=str(folder), trials_per_study=trials, studies=studies, interrupted=None)
-    result["figure"] = str(write_profile_figure(result, folder / "profile.png"))
+    figure = profile_figure(result)
+    figure.savefig(folder / "profile.png", dpi=120)
+    plt.close(figure)
+    result["figure"] = str(folder / "profile.png")
     atomic_write(folder / "results.json", lambda p: p.write_text(json.dumps(jsonable(result), indent=2) + "\n"))
     return result
 
@@ -131,7 +134,7 @@ def summarize(done: list[Trial], optimizers: list[str], workloads: list[str], st
     return out
 
 
-def write_profile_figure(result: dict, path: Path) -> Path:
+def profile_figure(result: dict):
     """Performance profiles rho(tau), one panel per clock, like the AlgoPerf paper's."""
     r_max = result["r_max"]
     taus = np.linspace(1, r_max, 400)
@@ -148,9 +151,7 @@ def write_profile_figure(result: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower right", title="score")
     fig.suptitle(f"losslab bench-optim {result.get('suite', '')}: {len(result['workloads'])} workloads")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def jsonable(obj):

@@ -338,12 +338,12 @@ def power_law(
 ):
     """Fit t4(r) = a r^-gamma + b to a sweep's grokked runs over the train fraction r."""
     from losslab.store import RunStore
-    from losslab.sweep.figures import power_law_figure
+    from losslab.sweep.figures import power_law_figure, save
     from losslab.sweep.phase import t4_against_fraction
     from losslab.sweep.run import read_results, sweep_dir
 
     law = t4_against_fraction(read_results(RunStore(store), name), axis)
-    law["figure"] = str(power_law_figure(law, axis, sweep_dir(RunStore(store), name) / "figures" / "t4_power_law.png"))
+    law["figure"] = str(save(power_law_figure(law, axis), sweep_dir(RunStore(store), name) / "figures" / "t4_power_law.png"))
     if as_json:
         return print_json(law)
     fit = law["fit"]

@@ -22,8 +22,7 @@ THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
        source=f"{THESIS}: the t-SNE panels, the output-weight KDE and the spectral norms",
        settings={"panels": 6, "examples": 300}, quick={"panels": 4, "examples": 300}, seconds=(8, 10))
 def parity_representations(s: dict, folder: Path):
-    from scipy.stats import gaussian_kde
-
+    from losslab.analysis.figures import output_weight_densities, tsne_panels, weight_norms
     from losslab.analysis.representations import chosen_steps, parity_colors, representations
     from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 
@@ -50,30 +49,17 @@ def parity_representations(s: dict, folder: Path):
                f"relevant bits of 50 {on_bits[t2]:.1%} -> {on_bits[t4]:.1%}" if measured
                else f"t2 or t4 not reached ({summary['outcome']})")
 
-    fig = plt.figure(figsize=(3.1 * len(shown), 7), constrained_layout=True)
+    drawn = {**found, "colors": colors.tolist(), "events": ev}
+    fig = plt.figure(figsize=(max(3.1 * len(shown), 14), 7), constrained_layout=True)
     top, bottom = fig.subfigures(2, 1)
-    for ax, panel in zip(top.subplots(1, len(shown)), found["panels"]):
-        e = np.array(panel["embedding"])
-        ax.scatter(e[:, 0], e[:, 1], c=colors, cmap="tab10", s=5)
-        ax.set(title=f"step {panel['step']}: {panel['separation']:.0%}", xticks=[], yticks=[])
-    top.suptitle(f"t-SNE of the hidden layer, colored by the first {k} bits (5-NN separation)", fontsize=10)
-    kde, norms, bits = bottom.subplots(1, 3)
-    cmap = plt.get_cmap("viridis")
-    for i, (step, values) in enumerate(found["output_weights"].items()):
-        grid = np.linspace(min(values), max(values), 200)
-        kde.plot(grid, gaussian_kde(values)(grid), color=cmap(i / max(len(shown) - 1, 1)), label=f"step {step}")
-    kde.set(xlabel="output weights", ylabel="density (KDE)")
-    kde.legend(fontsize=6)
-    for name, rows in found["norms"].items():
-        at, fro, spectral = zip(*rows)
-        norms.plot(np.maximum(at, 1), fro, label=f"{name} (Frobenius)")
-        norms.plot(np.maximum(at, 1), spectral, "--", label=f"{name} (spectral)")
+    tsne_panels(top.subplots(1, len(shown)), drawn)
+    top.suptitle(f"t-SNE of the hidden layer, colored by the first {k} bits", fontsize=10)
+    kde, frobenius, spectral, bits = bottom.subplots(1, 4)
+    output_weight_densities(kde, drawn)
+    weight_norms((frobenius, spectral), drawn)
     bits.plot(np.maximum(steps, 1), [on_bits[step] for step in steps], color="tab:green")
-    norms.set(xscale="log", xlabel="step", ylabel="norm")
-    bits.set(xscale="log", xlabel="step", ylabel=f"share of layer 1's weight on bits 1..{k}")
-    for ax in (norms, bits):
-        _mark_events(ax, ev)
-    norms.legend(fontsize=6)
+    bits.set(xscale="log", xlabel="step", title=f"share of layer 1's weight on bits 1..{k}")
+    _mark_events(bits, ev)
     return {"held": held, "outcome": outcome, "events": ev, "separation": {str(step): v for step, v in separation.items()},
             "first_layer_norm": [norm[t2], norm[t4]] if measured else None,
             "on_relevant_bits": [on_bits[t2], on_bits[t4]] if measured else None}, fig

@@ -345,6 +345,37 @@ def sam_flatness(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, **{n.lower(): f for n, f in found.items()}}, fig
 
 
+@entry("algoperf-profile", title="Optimizers raced under AlgoPerf's rules: performance profiles",
+       claim="No optimizer is the fastest on every workload: the fewest gradient evaluations to each workload's "
+             "target come from different optimizers, and the performance profile's area (AlgoPerf's score) ranks "
+             "them by how often they come near the best.",
+       source="Dahl et al. 2023 (Benchmarking neural network training algorithms), the performance profiles; the "
+              "course's lecture on AlgoPerf",
+       settings={"workloads": ["rosenbrock", "logreg", "digits-mlp"],
+                 "optimizers": ["sgd", "momentum", "adam", "sam", "muon", "shampoo"], "trials": 8},
+       quick={"workloads": ["rosenbrock", "logreg", "digits-mlp"],
+              "optimizers": ["sgd", "momentum", "adam", "sam", "muon", "shampoo"], "trials": 4}, seconds=(150, 300))
+def algoperf_profile(s: dict, folder: Path):
+    """Each optimizer's hyperparameters drawn quasi-randomly, `trials` per workload (external tuning):
+    its fastest trial counts. Gradient evaluations are the clock the claim reads (seconds vary)."""
+    from losslab.bench.run import profile_figure, run_benchmark
+    from losslab.store import RunStore
+
+    result = run_benchmark("quick", s["optimizers"], s["trials"], 1, RunStore(folder / "runs"), s["workloads"])
+    times = result["clocks"]["grad_evals"]["times"]
+    best = {w: min(s["optimizers"], key=lambda o: times[o][w]) for w in s["workloads"]}
+    reached = {w: np.isfinite(times[best[w]][w]) for w in s["workloads"]}
+    held = all(reached.values()) and len(set(best.values())) > 1
+    score = result["clocks"]["grad_evals"]["scores"]
+    outcome = ("fastest to the target: " + ", ".join(f"{w}: {best[w] if reached[w] else 'none'}"
+                                                     for w in s["workloads"])
+               + "; scores (gradient evaluations): " + ", ".join(f"{o} {score[o]:.2f}"
+                                                                  for o in sorted(score, key=score.get, reverse=True)))
+    return {"held": held, "outcome": outcome, "fastest": best, "scores": score,
+            "times": {o: {w: t if np.isfinite(t) else None for w, t in per.items()} for o, per in times.items()}}, \
+        profile_figure(result)
+
+
 # ---------------------------------------------------------------- one grokking run, four figures
 
 # a + b mod p, half the pairs to train on, the demo's transformer and AdamW (weight decay 1), probed
@@ -402,6 +433,50 @@ def grokking(s: dict, folder: Path):
     figure = grokking_figure([r for r in rows if r[1] in ("train", "val")], ev,
                              f"a + b mod {s['p']}, r = 0.5: {summary['outcome']}")
     return {"held": held, "outcome": outcome, "events": ev, "steps": summary["steps"]}, figure
+
+
+@entry("grokking-power-law", title="t4 against the training fraction: a power law",
+       claim="The fewer pairs a grokking run trains on, the later it generalizes, as a power law of the training "
+             "fraction r: t4(r) = a r^-gamma + b fits the mean t4 over seeds with R^2 > 0.95, t4 falling as r grows.",
+       source=f"{GROKKING_SOURCE}, Fig. 5 and Sec. 3",
+       settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.4, 0.5, 0.6, 0.7, 0.8],
+                 "seeds": [0, 1]},
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0, 1]},
+       seconds=(340, 2700))
+def grokking_power_law(s: dict, folder: Path):
+    """One run per fraction and seed (the grokking preset at the gallery's size), stopped at t4; the
+    seed draws both the split and the initialization."""
+    from losslab.sweep.figures import power_law_figure
+    from losslab.sweep.phase import fit_power_law
+
+    t4 = {}
+    for r in s["fractions"]:
+        for seed in s["seeds"]:
+            summary, _, _ = _trained(folder, "grokking", [
+                f"task.p={s['p']}", f"task.train_fraction={r}", f"model.d_model={s['d_model']}",
+                f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}", "train.stop_after_t4=0", f"seed={seed}"])
+            t4[r, seed] = summary["events"].get("t4")
+    mean = {r: float(np.mean([t4[r, seed] for seed in s["seeds"]])) for r in s["fractions"]
+            if all(t4[r, seed] is not None for seed in s["seeds"])}
+    fit = fit_power_law(list(mean), list(mean.values())) if len(mean) >= 4 else None
+    falling = [mean[r] for r in sorted(mean)] == sorted(mean.values(), reverse=True)
+    held = bool(fit and len(mean) == len(s["fractions"]) and fit["r2"] > 0.95 and falling)
+    outcome = "mean t4: " + ", ".join(
+        f"{r:g}: {mean[r]:.0f} ({'/'.join(str(t4[r, seed]) for seed in s['seeds'])})" if r in mean
+        else f"{r:g}: not every seed grokked" for r in s["fractions"]) + (
+        f"; t4(r) = {fit['a']:.3g} r^-{fit['gamma']:.2f} + {fit['b']:.3g}, R^2 {fit['r2']:.3f}" if fit
+        else "; too few fractions grokked for a fit")
+    if fit:
+        figure = power_law_figure({"r": list(mean), "t4": list(mean.values()), "fit": fit}, "training fraction r")
+    else:
+        figure, ax = plt.subplots(figsize=(5.5, 4))
+        ax.plot(list(mean), list(mean.values()), "o")
+        ax.set(xlabel="training fraction r", ylabel="mean t4", title="too few grokked fractions for a fit")
+    grokked = [(r, t) for (r, _), t in t4.items() if t is not None]
+    if grokked:
+        figure.axes[0].plot(*zip(*grokked), "x", color="gray", label="each seed")
+    return {"held": held, "outcome": outcome, "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
+            "mean_t4": {f"{r:g}": t for r, t in mean.items()}, "fit": fit}, figure
 
 
 @entry("grokking-curvature", title="The Hessian's extreme eigenvalues over a grokking run",

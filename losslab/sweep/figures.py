@@ -39,12 +39,17 @@ def phase_figure(rows: list[dict], x: str, y: str, path: Path, outcomes=OUTCOMES
                     bright = image.norm(shown[i, j]) > 0.6
                     ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
                             color="black" if bright else "white")
+    return save(fig, path)
+
+
+def save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def power_law_figure(result: dict, axis: str, path: Path) -> Path:
+def power_law_figure(result: dict, axis: str):
+    """The grokked runs' t4 against the train fraction, with the fitted law."""
     fit = result["fit"]
     fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     ax.scatter(result["r"], result["t4"], s=18, label="grokked runs")
@@ -53,9 +58,7 @@ def power_law_figure(result: dict, axis: str, path: Path) -> Path:
             label=f"{fit['a']:.3g} r^-{fit['gamma']:.3g} + {fit['b']:.3g}  (R² {fit['r2']:.3f})")
     ax.set(xlabel=axis, ylabel="t4 (steps to generalize)", title="generalization step against train fraction")
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def default_axes(rows: list[dict]) -> tuple[str, str] | None:

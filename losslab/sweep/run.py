@@ -172,7 +172,7 @@ def read_results(store: RunStore, name: str) -> list[dict]:
 def draw(directory: Path, rows: list[dict]) -> dict[str, str]:
     """The default figures the sweep's axes allow: a phase diagram over two varied axes, and t4
     against the train fraction with its power law where that is an axis and enough runs grokked."""
-    from losslab.sweep.figures import default_axes, phase_figure, power_law_figure
+    from losslab.sweep.figures import default_axes, phase_figure, power_law_figure, save
     from losslab.sweep.phase import t4_against_fraction
 
     figures, axes = {}, default_axes(rows)
@@ -184,8 +184,8 @@ def draw(directory: Path, rows: list[dict]) -> dict[str, str]:
             law = t4_against_fraction(rows)
         except LossLabError:  # too few grokked runs for a fit: no figure
             return figures
-        figures["power_law"] = str(power_law_figure(law, "task.train_fraction",
-                                                    directory / "figures" / "t4_power_law.png"))
+        figures["power_law"] = str(save(power_law_figure(law, "task.train_fraction"),
+                                        directory / "figures" / "t4_power_law.png"))
     return figures
 
 
