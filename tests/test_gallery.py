@@ -35,6 +35,7 @@ REDUCED = {
                     "steps": 300, "spacing": 1.0},
     "grokking-power-law": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9],
                            "seeds": [0]},
+    "gradient-clipping": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 0.01]},
     "parity-representations": {"panels": 3, "examples": 200},
     "weight-decay-switch": {"after_t2": [0.01, 0.1, 1.0], "seeds": [0], "max_steps": 2500},
     "label-noise-threshold": {"n": [30], "weight_decay": [0.01, 0.1], "iterations": 2},
@@ -53,11 +54,11 @@ def test_every_entry_has_a_reduced_instance_here():
 
 
 # claims that do not come out here, each with what was measured instead (shown so on the page)
-NOT_REPRODUCED = {"grokking-trajectory", "skip-connections", "grokking-power-law"}
+NOT_REPRODUCED = {"grokking-trajectory", "skip-connections", "grokking-power-law", "gradient-clipping"}
 
 
 # several grokking runs each (minutes): run with -m slow
-SLOW = {"grokking-power-law"}
+SLOW = {"grokking-power-law", "gradient-clipping"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in REDUCED])
@@ -92,6 +93,10 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
         assert figure.axes[0].collections[0].get_offsets()[:, 1].tolist() == t4
         law = figure.axes[0].lines[0]
         assert law.get_ydata()[0] == pytest.approx(fit["a"] * law.get_xdata()[0] ** -fit["gamma"] + fit["b"])
+    if name == "gradient-clipping":  # with AdamW the clipped run groks no later; the bars are the runs' t4
+        t4 = measured["t4"]
+        assert t4["clip 0.01"] <= t4["unclipped"] and min(measured["spike"].values()) > 1
+        assert [bar.get_height() for bar in figure.axes[1].patches] == list(t4.values())
     if name == "grokking-landscape":  # a barrier from the memorizing checkpoints only; the heatmap is of every line
         events, rise = measured["events"], dict(zip(measured["steps"], measured["rise"]))
         assert rise[events["t2"]] > 1 and rise[events["t4"]] < 0.01 and rise[0] == 0

@@ -479,6 +479,51 @@ def grokking_power_law(s: dict, folder: Path):
             "mean_t4": {f"{r:g}": t for r, t in mean.items()}, "fit": fit}, figure
 
 
+@entry("gradient-clipping", title="Gradient clipping and grokking",
+       claim="Clipping the gradient norm slows grokking but does not prevent it: every clipped run still "
+             "generalizes, the later the tighter the clip, and the spikes of its training loss after memorization "
+             "are smaller.",
+       source=f"{GROKKING_SOURCE}, appendix G.4",
+       settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "clips": [None, 1.0, 0.1, 0.01]},
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 1.0, 0.1, 0.01]}, seconds=(60, 1500))
+def gradient_clipping(s: dict, folder: Path):
+    """One run per threshold (None: unclipped), from one seed, stopped at t4, every step's loss kept. A
+    spike: the training loss's largest rise after t2 above its lowest value so far, in decades."""
+    from losslab.config import load_config
+
+    t4, spike, curves = {}, {}, {}
+    every_step = load_config("grokking").train.max_steps
+    for clip in s["clips"]:
+        summary, rows, run = _trained(folder, "grokking", [
+            f"task.p={s['p']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}",
+            "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
+            *([f"optim.clip_grad_norm={clip}"] if clip else [])])
+        ev = summary["events"]
+        steps, losses = map(np.array, zip(*sorted((st, v) for st, split, n, v in rows
+                                                  if (split, n) == ("train", "step_loss"))))
+        after = np.log10(np.maximum(losses[steps > (ev.get("t2") or np.inf)], 1e-12))
+        spike[clip] = float((after - np.minimum.accumulate(after)).max()) if len(after) else float("nan")
+        t4[clip], curves[clip] = ev.get("t4"), (steps, losses)
+    ordered = [t4[clip] for clip in s["clips"]]  # from unclipped to the tightest
+    grokked = all(t is not None for t in ordered)
+    slower = grokked and ordered == sorted(ordered) and ordered[-1] > ordered[0]
+    held = bool(slower and spike[s["clips"][-1]] < spike[s["clips"][0]])
+    name = {clip: f"clip {clip:g}" if clip else "unclipped" for clip in s["clips"]}
+    outcome = "; ".join(f"{name[clip]}: t4 = {t4[clip]}, largest spike after t2 {spike[clip]:.2f} decades"
+                        for clip in s["clips"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for clip, (steps, losses) in curves.items():
+        left.plot(np.maximum(steps, 1), losses, lw=0.6, label=name[clip])
+    left.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss (every step)")
+    left.legend(fontsize=7)
+    shown = [name[clip] for clip in s["clips"]]
+    right.bar(shown, [t4[clip] or 0 for clip in s["clips"]], color="tab:red", alpha=0.7)
+    right.set(ylabel="t4 (0: never)", title=f"a + b mod {s['p']}, one seed")
+    fig.tight_layout()
+    return {"held": held, "outcome": outcome, "t4": {name[c]: t for c, t in t4.items()},
+            "spike": {name[c]: v for c, v in spike.items()}}, fig
+
+
 @entry("grokking-curvature", title="The Hessian's extreme eigenvalues over a grokking run",
        claim="The training loss's Hessian stays indefinite (lambda_min < 0: a perturbed landscape, never a convex "
              "basin); its top curvature rises while the net memorizes, collapses on the plateau that follows, and "
