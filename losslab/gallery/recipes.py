@@ -435,95 +435,6 @@ def grokking(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, "events": ev, "steps": summary["steps"]}, figure
 
 
-@entry("grokking-power-law", title="t4 against the training fraction: a power law",
-       claim="The fewer pairs a grokking run trains on, the later it generalizes, as a power law of the training "
-             "fraction r: t4(r) = a r^-gamma + b fits the mean t4 over seeds with R^2 > 0.95, t4 falling as r grows.",
-       source=f"{GROKKING_SOURCE}, Fig. 5 and Sec. 3",
-       settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.4, 0.5, 0.6, 0.7, 0.8],
-                 "seeds": [0, 1]},
-       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0, 1]},
-       seconds=(340, 2700))
-def grokking_power_law(s: dict, folder: Path):
-    """One run per fraction and seed (the grokking preset at the gallery's size), stopped at t4; the
-    seed draws both the split and the initialization."""
-    from losslab.sweep.figures import power_law_figure
-    from losslab.sweep.phase import fit_power_law
-
-    t4 = {}
-    for r in s["fractions"]:
-        for seed in s["seeds"]:
-            summary, _, _ = _trained(folder, "grokking", [
-                f"task.p={s['p']}", f"task.train_fraction={r}", f"model.d_model={s['d_model']}",
-                f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}", "train.stop_after_t4=0", f"seed={seed}"])
-            t4[r, seed] = summary["events"].get("t4")
-    mean = {r: float(np.mean([t4[r, seed] for seed in s["seeds"]])) for r in s["fractions"]
-            if all(t4[r, seed] is not None for seed in s["seeds"])}
-    fit = fit_power_law(list(mean), list(mean.values())) if len(mean) >= 4 else None
-    falling = [mean[r] for r in sorted(mean)] == sorted(mean.values(), reverse=True)
-    held = bool(fit and len(mean) == len(s["fractions"]) and fit["r2"] > 0.95 and falling)
-    outcome = "mean t4: " + ", ".join(
-        f"{r:g}: {mean[r]:.0f} ({'/'.join(str(t4[r, seed]) for seed in s['seeds'])})" if r in mean
-        else f"{r:g}: not every seed grokked" for r in s["fractions"]) + (
-        f"; t4(r) = {fit['a']:.3g} r^-{fit['gamma']:.2f} + {fit['b']:.3g}, R^2 {fit['r2']:.3f}" if fit
-        else "; too few fractions grokked for a fit")
-    if fit:
-        figure = power_law_figure({"r": list(mean), "t4": list(mean.values()), "fit": fit}, "training fraction r")
-    else:
-        figure, ax = plt.subplots(figsize=(5.5, 4))
-        ax.plot(list(mean), list(mean.values()), "o")
-        ax.set(xlabel="training fraction r", ylabel="mean t4", title="too few grokked fractions for a fit")
-    grokked = [(r, t) for (r, _), t in t4.items() if t is not None]
-    if grokked:
-        figure.axes[0].plot(*zip(*grokked), "x", color="gray", label="each seed")
-    return {"held": held, "outcome": outcome, "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
-            "mean_t4": {f"{r:g}": t for r, t in mean.items()}, "fit": fit}, figure
-
-
-@entry("gradient-clipping", title="Gradient clipping and grokking",
-       claim="Clipping the gradient norm slows grokking but does not prevent it: every clipped run still "
-             "generalizes, the later the tighter the clip, and the spikes of its training loss after memorization "
-             "are smaller.",
-       source=f"{GROKKING_SOURCE}, appendix G.4",
-       settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "clips": [None, 1.0, 0.1, 0.01]},
-       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 1.0, 0.1, 0.01]}, seconds=(60, 1500))
-def gradient_clipping(s: dict, folder: Path):
-    """One run per threshold (None: unclipped), from one seed, stopped at t4, every step's loss kept. A
-    spike: the training loss's largest rise after t2 above its lowest value so far, in decades."""
-    from losslab.config import load_config
-
-    t4, spike, curves = {}, {}, {}
-    every_step = load_config("grokking").train.max_steps
-    for clip in s["clips"]:
-        summary, rows, run = _trained(folder, "grokking", [
-            f"task.p={s['p']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}",
-            "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
-            *([f"optim.clip_grad_norm={clip}"] if clip else [])])
-        ev = summary["events"]
-        steps, losses = map(np.array, zip(*sorted((st, v) for st, split, n, v in rows
-                                                  if (split, n) == ("train", "step_loss"))))
-        after = np.log10(np.maximum(losses[steps > (ev.get("t2") or np.inf)], 1e-12))
-        spike[clip] = float((after - np.minimum.accumulate(after)).max()) if len(after) else float("nan")
-        t4[clip], curves[clip] = ev.get("t4"), (steps, losses)
-    ordered = [t4[clip] for clip in s["clips"]]  # from unclipped to the tightest
-    grokked = all(t is not None for t in ordered)
-    slower = grokked and ordered == sorted(ordered) and ordered[-1] > ordered[0]
-    held = bool(slower and spike[s["clips"][-1]] < spike[s["clips"][0]])
-    name = {clip: f"clip {clip:g}" if clip else "unclipped" for clip in s["clips"]}
-    outcome = "; ".join(f"{name[clip]}: t4 = {t4[clip]}, largest spike after t2 {spike[clip]:.2f} decades"
-                        for clip in s["clips"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for clip, (steps, losses) in curves.items():
-        left.plot(np.maximum(steps, 1), losses, lw=0.6, label=name[clip])
-    left.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss (every step)")
-    left.legend(fontsize=7)
-    shown = [name[clip] for clip in s["clips"]]
-    right.bar(shown, [t4[clip] or 0 for clip in s["clips"]], color="tab:red", alpha=0.7)
-    right.set(ylabel="t4 (0: never)", title=f"a + b mod {s['p']}, one seed")
-    fig.tight_layout()
-    return {"held": held, "outcome": outcome, "t4": {name[c]: t for c, t in t4.items()},
-            "spike": {name[c]: v for c, v in spike.items()}}, fig
-
-
 @entry("grokking-curvature", title="The Hessian's extreme eigenvalues over a grokking run",
        claim="The training loss's Hessian stays indefinite (lambda_min < 0: a perturbed landscape, never a convex "
              "basin); its top curvature rises while the net memorizes, collapses on the plateau that follows, and "
@@ -984,3 +895,94 @@ def multi_point(s: dict, folder: Path):
     fig.tight_layout()
     return {"held": held, "outcome": outcome, "agreement": agreement,
             "accuracy_at_pixels": at_pixels.tolist()}, fig
+
+
+# ---------------------------------------------------------------- grokking runs against a setting
+
+@entry("grokking-power-law", title="t4 against the training fraction: a power law",
+       claim="The fewer pairs a grokking run trains on, the later it generalizes, as a power law of the training "
+             "fraction r: t4(r) = a r^-gamma + b fits the mean t4 over seeds with R^2 > 0.95, t4 falling as r grows.",
+       source=f"{GROKKING_SOURCE}, Fig. 5 and Sec. 3",
+       settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.4, 0.5, 0.6, 0.7, 0.8],
+                 "seeds": [0, 1]},
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0, 1]},
+       seconds=(340, 2700))
+def grokking_power_law(s: dict, folder: Path):
+    """One run per fraction and seed (the grokking preset at the gallery's size), stopped at t4; the
+    seed draws both the split and the initialization."""
+    from losslab.sweep.figures import power_law_figure
+    from losslab.sweep.phase import fit_power_law
+
+    t4 = {}
+    for r in s["fractions"]:
+        for seed in s["seeds"]:
+            summary, _, _ = _trained(folder, "grokking", [
+                f"task.p={s['p']}", f"task.train_fraction={r}", f"model.d_model={s['d_model']}",
+                f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}", "train.stop_after_t4=0", f"seed={seed}"])
+            t4[r, seed] = summary["events"].get("t4")
+    mean = {r: float(np.mean([t4[r, seed] for seed in s["seeds"]])) for r in s["fractions"]
+            if all(t4[r, seed] is not None for seed in s["seeds"])}
+    fit = fit_power_law(list(mean), list(mean.values())) if len(mean) >= 4 else None
+    falling = [mean[r] for r in sorted(mean)] == sorted(mean.values(), reverse=True)
+    held = bool(fit and len(mean) == len(s["fractions"]) and fit["r2"] > 0.95 and falling)
+    outcome = "mean t4: " + ", ".join(
+        f"{r:g}: {mean[r]:.0f} ({'/'.join(str(t4[r, seed]) for seed in s['seeds'])})" if r in mean
+        else f"{r:g}: not every seed grokked" for r in s["fractions"]) + (
+        f"; t4(r) = {fit['a']:.3g} r^-{fit['gamma']:.2f} + {fit['b']:.3g}, R^2 {fit['r2']:.3f}" if fit
+        else "; too few fractions grokked for a fit")
+    if fit:
+        figure = power_law_figure({"r": list(mean), "t4": list(mean.values()), "fit": fit}, "training fraction r")
+    else:
+        figure, ax = plt.subplots(figsize=(5.5, 4))
+        ax.plot(list(mean), list(mean.values()), "o")
+        ax.set(xlabel="training fraction r", ylabel="mean t4", title="too few grokked fractions for a fit")
+    grokked = [(r, t) for (r, _), t in t4.items() if t is not None]
+    if grokked:
+        figure.axes[0].plot(*zip(*grokked), "x", color="gray", label="each seed")
+    return {"held": held, "outcome": outcome, "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
+            "mean_t4": {f"{r:g}": t for r, t in mean.items()}, "fit": fit}, figure
+
+
+@entry("gradient-clipping", title="Gradient clipping and grokking",
+       claim="Clipping the gradient norm slows grokking but does not prevent it: every clipped run still "
+             "generalizes, the later the tighter the clip, and the spikes of its training loss after memorization "
+             "are smaller.",
+       source=f"{GROKKING_SOURCE}, appendix G.4",
+       settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "clips": [None, 1.0, 0.1, 0.01]},
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 1.0, 0.1, 0.01]}, seconds=(60, 1500))
+def gradient_clipping(s: dict, folder: Path):
+    """One run per threshold (None: unclipped), from one seed, stopped at t4, every step's loss kept. A
+    spike: the training loss's largest rise after t2 above its lowest value so far, in decades."""
+    from losslab.config import load_config
+
+    t4, spike, curves = {}, {}, {}
+    every_step = load_config("grokking").train.max_steps
+    for clip in s["clips"]:
+        summary, rows, run = _trained(folder, "grokking", [
+            f"task.p={s['p']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}",
+            "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
+            *([f"optim.clip_grad_norm={clip}"] if clip else [])])
+        ev = summary["events"]
+        steps, losses = map(np.array, zip(*sorted((st, v) for st, split, n, v in rows
+                                                  if (split, n) == ("train", "step_loss"))))
+        after = np.log10(np.maximum(losses[steps > (ev.get("t2") or np.inf)], 1e-12))
+        spike[clip] = float((after - np.minimum.accumulate(after)).max()) if len(after) else float("nan")
+        t4[clip], curves[clip] = ev.get("t4"), (steps, losses)
+    ordered = [t4[clip] for clip in s["clips"]]  # from unclipped to the tightest
+    grokked = all(t is not None for t in ordered)
+    slower = grokked and ordered == sorted(ordered) and ordered[-1] > ordered[0]
+    held = bool(slower and spike[s["clips"][-1]] < spike[s["clips"][0]])
+    name = {clip: f"clip {clip:g}" if clip else "unclipped" for clip in s["clips"]}
+    outcome = "; ".join(f"{name[clip]}: t4 = {t4[clip]}, largest spike after t2 {spike[clip]:.2f} decades"
+                        for clip in s["clips"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for clip, (steps, losses) in curves.items():
+        left.plot(np.maximum(steps, 1), losses, lw=0.6, label=name[clip])
+    left.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss (every step)")
+    left.legend(fontsize=7)
+    shown = [name[clip] for clip in s["clips"]]
+    right.bar(shown, [t4[clip] or 0 for clip in s["clips"]], color="tab:red", alpha=0.7)
+    right.set(ylabel="t4 (0: never)", title=f"a + b mod {s['p']}, one seed")
+    fig.tight_layout()
+    return {"held": held, "outcome": outcome, "t4": {name[c]: t for c, t in t4.items()},
+            "spike": {name[c]: v for c, v in spike.items()}}, fig
