@@ -49,7 +49,8 @@ def parity_colors(x: torch.Tensor, k: int) -> np.ndarray:
 
 def separation(embedding: np.ndarray, colors: np.ndarray) -> float:
     """How well a panel separates its colors: the accuracy of a 5-nearest-neighbour vote in the
-    embedding, each half of the points classified by the other (1: clusters by color, 1/colors: none)."""
+    embedding, each half of the points classified by the other (1: clustered by color; chance, one over
+    the number of colors, when not)."""
     return float(cross_val_score(KNeighborsClassifier(5), embedding, colors, cv=KFold(2)).mean())
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from losslab.gallery import entry
-from losslab.gallery.recipes import _mark_events, _trained
+from losslab.gallery.recipes import mark_events, trained
 
 THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
 
@@ -20,13 +20,13 @@ THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
              "layer's weights shrink and turn to the 2 relevant bits, and the last hidden layer's representations "
              "come to cluster by those bits (t-SNE panels: a nearest-neighbour vote recovers them at t4, far less at t2).",
        source=f"{THESIS}: the t-SNE panels, the output-weight KDE and the spectral norms",
-       settings={"panels": 6, "examples": 300}, quick={"panels": 4, "examples": 300}, seconds=(8, 10))
+       settings={"panels": 6, "examples": 300}, quick={"panels": 4, "examples": 300}, seconds=(6, 13))
 def parity_representations(s: dict, folder: Path):
     from losslab.analysis.figures import output_weight_densities, tsne_panels, weight_norms
     from losslab.analysis.representations import chosen_steps, parity_colors, representations
     from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 
-    summary, _, run = _trained(folder, "parity", ["train.checkpoint_per_decade=20"])
+    summary, _, run = trained(folder, "parity", ["train.checkpoint_per_decade=20"])
     ev, k = summary["events"], 2
     steps = list(checkpoint_paths(run))
     models = {step: load_checkpoint(run, step).model for step in steps}
@@ -59,7 +59,7 @@ def parity_representations(s: dict, folder: Path):
     weight_norms((frobenius, spectral), drawn)
     bits.plot(np.maximum(steps, 1), [on_bits[step] for step in steps], color="tab:green")
     bits.set(xscale="log", xlabel="step", title=f"share of layer 1's weight on bits 1..{k}")
-    _mark_events(bits, ev)
+    mark_events(bits, ev)
     return {"held": held, "outcome": outcome, "events": ev, "separation": {str(step): v for step, v in separation.items()},
             "first_layer_norm": [norm[t2], norm[t4]] if measured else None,
             "on_relevant_bits": [on_bits[t2], on_bits[t4]] if measured else None}, fig
@@ -70,14 +70,14 @@ def parity_representations(s: dict, folder: Path):
              "forward, up to a point: beyond it the network decays faster than it learns and never generalizes.",
        source=f"{THESIS}: the weight-decay switch",
        settings={"after_t2": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "seeds": [0, 1, 2], "max_steps": 5000},
-       quick={"after_t2": [0.01, 0.1, 1.0], "seeds": [0, 1], "max_steps": 3000}, seconds=(10, 45))
+       quick={"after_t2": [0.01, 0.1, 1.0], "seeds": [0, 1], "max_steps": 3000}, seconds=(8, 23))
 def weight_decay_switch(s: dict, folder: Path):
     """The first value is the run's own weight decay (0.01): no switch, the baseline; "never": not
     within max_steps (the baseline generalizes by about 1,800)."""
     t4, curves = {}, {}
     for decay in s["after_t2"]:
         for seed in s["seeds"]:
-            summary, rows, _ = _trained(folder, "parity", [f"optim.weight_decay_after_t2={decay}", f"seed={seed}",
+            summary, rows, _ = trained(folder, "parity", [f"optim.weight_decay_after_t2={decay}", f"seed={seed}",
                                                            f"train.max_steps={s['max_steps']}"])
             t4[decay, seed] = summary["events"].get("t4")
             if seed == s["seeds"][0]:
@@ -117,7 +117,7 @@ def weight_decay_switch(s: dict, folder: Path):
              "at the weakest.",
        source=f"{THESIS}, Table 3.1",
        settings={"n": [30, 50, 70], "weight_decay": [0.01, 0.05, 0.1], "iterations": 5},
-       quick={"n": [30, 50], "weight_decay": [0.01, 0.1], "iterations": 3}, seconds=(29, 170))
+       quick={"n": [30, 50], "weight_decay": [0.01, 0.1], "iterations": 3}, seconds=(28, 98))
 def label_noise_threshold(s: dict, folder: Path):
     """Each threshold by bisection of the noise in [0, 0.5): a bracket [low, high) of width 0.5 / 2^iterations."""
     from losslab.sweep.bisect import noise_table
@@ -150,13 +150,13 @@ def label_noise_threshold(s: dict, folder: Path):
              "network keeps a handful of units, which read only the 2 relevant bits, and pruned to them it still "
              "computes the parity.",
        source=f"{THESIS}: minimal circuits",
-       settings={"n": 12, "stop_after_t4": 3000}, quick={"n": 10, "stop_after_t4": 3000}, seconds=(5, 6))
+       settings={"n": 12, "stop_after_t4": 3000}, quick={"n": 10, "stop_after_t4": 3000}, seconds=(2, 2))
 def minimal_circuits(s: dict, folder: Path):
     from losslab.analysis.circuits import active_neurons, check_two_neuron, circuit
     from losslab.train.checkpoints import load_checkpoint
 
     hand_built = check_two_neuron(s["n"], out_bias=True)
-    summary, _, run = _trained(folder, "parity-l1", [f"train.stop_after_t4={s['stop_after_t4']}"])
+    summary, _, run = trained(folder, "parity-l1", [f"train.stop_after_t4={s['stop_after_t4']}"])
     last = load_checkpoint(run)
     model, task = last.model, last.cfg.task
     found = circuit(model, last.loss_fn.accuracy, last.data("val"), parity=(task.n, task.k))

@@ -169,7 +169,7 @@ def sgd_least_squares(s: dict, folder: Path):
     return {"held": stalled and gd and interpolated, "outcome": outcome, "excess_loss": excess}, fig
 
 
-def _trained(folder: Path, preset: str, overrides: list[str]):
+def trained(folder: Path, preset: str, overrides: list[str]):
     """A run of `preset` with `overrides` in the gallery's store: its summary, metric rows and folder.
     Its id is fixed by its config, as a sweep's points are: entries that share a run train it once,
     and one interrupted resumes."""
@@ -197,7 +197,7 @@ def deep_relu_init(s: dict, folder: Path):
     finals = {}
     fig, ax = plt.subplots(figsize=(6, 3.6))
     for init in ("kaiming", "normal"):
-        summary, rows, _ = _trained(folder, "deep-relu", [f"train.max_steps={s['steps']}", "train.eval_every=50",
+        summary, rows, _ = trained(folder, "deep-relu", [f"train.max_steps={s['steps']}", "train.eval_every=50",
                                                        f"model.init={init}"])
         val = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
         ax.plot(*zip(*val), label=f"{init} init")
@@ -274,7 +274,7 @@ def heavy_tailed_classes(s: dict, folder: Path):
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, (name, overrides) in zip(axes, {"gradient descent": ["optim.name=sgd", "optim.lr=1"],
                                             "Adam": []}.items()):
-        _, rows, _ = _trained(folder, "heavy-tail", [f"train.max_steps={s['steps']}", *overrides])
+        _, rows, _ = trained(folder, "heavy-tail", [f"train.max_steps={s['steps']}", *overrides])
         groups = sorted({n for _, split, n, _ in rows if split == "train" and n.startswith("loss_group")},
                         key=lambda g: int(g.removeprefix("loss_group")))
         curves = {g: sorted((step, v) for step, split, n, v in rows if (split, n) == ("train", g)) for g in groups}
@@ -354,7 +354,7 @@ def sam_flatness(s: dict, folder: Path):
        settings={"workloads": ["rosenbrock", "logreg", "digits-mlp"],
                  "optimizers": ["sgd", "momentum", "adam", "sam", "muon", "shampoo"], "trials": 8},
        quick={"workloads": ["rosenbrock", "logreg", "digits-mlp"],
-              "optimizers": ["sgd", "momentum", "adam", "sam", "muon", "shampoo"], "trials": 4}, seconds=(150, 300))
+              "optimizers": ["sgd", "momentum", "adam", "sam", "muon", "shampoo"], "trials": 4}, seconds=(61, 120))
 def algoperf_profile(s: dict, folder: Path):
     """Each optimizer's hyperparameters drawn quasi-randomly, `trials` per workload (external tuning):
     its fastest trial counts. Gradient evaluations are the clock the claim reads (seconds vary)."""
@@ -376,10 +376,10 @@ def algoperf_profile(s: dict, folder: Path):
         profile_figure(result)
 
 
-# ---------------------------------------------------------------- one grokking run, four figures
+# ---------------------------------------------------------------- one grokking run, six figures
 
 # a + b mod p, half the pairs to train on, the demo's transformer and AdamW (weight decay 1), probed
-# every `probe_every` steps (Hessian extremes, geometry, intrinsic dimension); the four entries below
+# every `probe_every` steps (Hessian extremes, geometry, intrinsic dimension); the six entries below
 # share the run (its id is fixed by its config) and read what it recorded
 GROKKING = {"p": 97, "train_fraction": 0.5, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "stop_after_t4": 500,
             "probe_every": 500}
@@ -390,7 +390,7 @@ GROKKING_SOURCE = "Predicting grokking long before it happens (Notsawo et al. 20
 
 def _grokking(folder: Path, s: dict):
     """The shared grokking run: its summary, metric rows and folder."""
-    return _trained(folder, "grokking", [
+    return trained(folder, "grokking", [
         f"task.p={s['p']}", f"task.train_fraction={s['train_fraction']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}",
         f"train.stop_after_t4={s['stop_after_t4']}", f"probes.every={s['probe_every']}", "probes.hessian=true",
         "probes.dimension=true", "train.checkpoint_per_decade=20"])  # a checkpoint at every log-spaced evaluation
@@ -410,7 +410,7 @@ def _phases(steps: np.ndarray, events: dict, every: int) -> tuple[np.ndarray, np
     return (steps > events["t2"]) & (steps <= halfway), (steps > halfway) & (steps <= events["t4"] + every)
 
 
-def _mark_events(ax, events: dict) -> None:
+def mark_events(ax, events: dict) -> None:
     for event, color in (("t2", "tab:blue"), ("t3", "tab:orange"), ("t4", "tab:red")):
         if events.get(event) is not None:
             ax.axvline(max(events[event], 1), color=color, ls="--", lw=1, label=f"{event} = {events[event]}")
@@ -466,7 +466,7 @@ def grokking_curvature(s: dict, folder: Path):
     right.set(xscale="log", yscale="log", xlabel="step", ylabel="|lambda_min| / lambda_max",
               title="how far from convex (Li et al.'s ratio)")
     for ax in (left, right):
-        _mark_events(ax, ev)
+        mark_events(ax, ev)
     left.legend(fontsize=7)
     fig.tight_layout()
     return {"held": held, "outcome": outcome, "indefinite": indefinite, "collapse": collapse, "slingshot_rise": rise,
@@ -506,7 +506,7 @@ def grokking_trajectory(s: dict, folder: Path):
              ylabel=f"PC 2 ({geometry['explained_variance'][1]:.1%})", title="the checkpoints on two principal axes")
     right.plot(np.maximum(steps, 1), to_start, "o-", ms=3, label="cos(theta_t, theta_0)")
     right.plot(previous_steps, consecutive, "s-", ms=3, label=f"cos(theta_t, theta_t-{s['probe_every']})")
-    _mark_events(right, ev)
+    mark_events(right, ev)
     right.set(xscale="log", xlabel="step", ylabel="cosine", title="cosines of the weights")
     right.legend(fontsize=7)
     fig.tight_layout()
@@ -540,7 +540,7 @@ def grokking_landscape(s: dict, folder: Path):
                        for obj in (at.objective("train"), at.objective("val"))]
     steps = np.array(list(lines))
     rise = np.array([train.loss.max() - max(train.loss[0], train.loss[-1]) for train, _ in lines.values()])
-    t1, t2, t3, t4 = (ev.get(e) or np.inf for e in ("t1", "t2", "t3", "t4"))
+    t1, t2, t3, t4 = (np.inf if ev.get(e) is None else ev[e] for e in ("t1", "t2", "t3", "t4"))
     memorized, flat = (t2 <= steps) & (steps <= t3), (steps < t1) | ((t4 <= steps) & (steps < last))
     measured = memorized.any() and flat.any()
     held = bool(measured and memorized[rise.argmax()] and rise[memorized].min() > 0.1
@@ -580,7 +580,7 @@ def grokking_dimension(s: dict, folder: Path):
     for layer, (layer_steps, dims) in series.items():
         ax.plot(np.maximum(layer_steps, 1), dims, "o-" if layer == "unembed" else "-", ms=3, label=layer,
                 lw=2 if layer == "unembed" else 1)
-    _mark_events(ax, ev)
+    mark_events(ax, ev)
     ax.set(xscale="log", xlabel="step", ylabel="TwoNN intrinsic dimension", title="what each Linear layer reads")
     ax.legend(fontsize=6, ncol=2)
     fig.tight_layout()
@@ -607,7 +607,7 @@ def epochwise_double_descent(s: dict, folder: Path):
                f"(t2 = {ev.get('t2')}), and is below its first minimum again from {found['second_descent']} "
                f"(t4 = {ev.get('t4')})" if found else "the validation loss does not descend twice")
     figure = epochwise_figure(steps, values, found, f"a + b mod {s['p']}: the validation loss")
-    _mark_events(figure.axes[0], ev)
+    mark_events(figure.axes[0], ev)
     figure.axes[0].legend(fontsize=7)
     return {"held": held, "outcome": outcome, "found": found, "events": ev}, figure
 
@@ -635,9 +635,9 @@ def exponential_lr(s: dict, folder: Path):
                     nn.BatchNorm1d(s["width"], eps=1e-12, affine=False, track_running_stats=False), nn.ReLU()]
         model = nn.Sequential(*normalized(64), *normalized(s["width"]), nn.Linear(s["width"], 10)).double()
         model[-1].requires_grad_(False)
-        trained = [p for p in model.parameters() if p.requires_grad]
+        invariant = [p for p in model.parameters() if p.requires_grad]
         exponential = name.startswith("no")
-        opt = torch.optim.SGD(trained, lr=eta, weight_decay=0 if exponential else lam)
+        opt = torch.optim.SGD(invariant, lr=eta, weight_decay=0 if exponential else lam)
         rate = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: (1 - eta * lam) ** (-2 * t - 1) if exponential else 1)
         order, losses, rates, norms = torch.Generator().manual_seed(1), [], [], []
         for _ in range(steps):
@@ -649,7 +649,7 @@ def exponential_lr(s: dict, folder: Path):
             opt.step()
             rate.step()
             losses.append(loss.item())
-            norms.append(float(torch.cat([p.detach().flatten() for p in trained]).norm()))
+            norms.append(float(torch.cat([p.detach().flatten() for p in invariant]).norm()))
         with torch.no_grad():
             accuracy = float((model(x_test).argmax(-1) == y_test).double().mean())
         found[name] = {"losses": losses, "rates": rates, "norms": norms, "test_accuracy": accuracy}
@@ -906,7 +906,7 @@ def multi_point(s: dict, folder: Path):
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.4, 0.5, 0.6, 0.7, 0.8],
                  "seeds": [0, 1]},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0, 1]},
-       seconds=(340, 2700))
+       seconds=(112, 2700))
 def grokking_power_law(s: dict, folder: Path):
     """One run per fraction and seed (the grokking preset at the gallery's size), stopped at t4; the
     seed draws both the split and the initialization."""
@@ -916,7 +916,7 @@ def grokking_power_law(s: dict, folder: Path):
     t4 = {}
     for r in s["fractions"]:
         for seed in s["seeds"]:
-            summary, _, _ = _trained(folder, "grokking", [
+            summary, _, _ = trained(folder, "grokking", [
                 f"task.p={s['p']}", f"task.train_fraction={r}", f"model.d_model={s['d_model']}",
                 f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}", "train.stop_after_t4=0", f"seed={seed}"])
             t4[r, seed] = summary["events"].get("t4")
@@ -939,6 +939,7 @@ def grokking_power_law(s: dict, folder: Path):
     grokked = [(r, t) for (r, _), t in t4.items() if t is not None]
     if grokked:
         figure.axes[0].plot(*zip(*grokked), "x", color="gray", label="each seed")
+        figure.axes[0].legend(fontsize=7)
     return {"held": held, "outcome": outcome, "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
             "mean_t4": {f"{r:g}": t for r, t in mean.items()}, "fit": fit}, figure
 
@@ -958,7 +959,7 @@ def gradient_clipping(s: dict, folder: Path):
     t4, spike, curves = {}, {}, {}
     every_step = load_config("grokking").train.max_steps
     for clip in s["clips"]:
-        summary, rows, run = _trained(folder, "grokking", [
+        summary, rows, run = trained(folder, "grokking", [
             f"task.p={s['p']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}",
             "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
             *([f"optim.clip_grad_norm={clip}"] if clip else [])])
