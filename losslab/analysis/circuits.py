@@ -56,11 +56,15 @@ def check_two_neuron(n: int, out_bias: bool) -> dict:
             "zero_margin_inputs": int((margin == 0).sum())}
 
 
+def unit_strength(model: torch.nn.Module) -> torch.Tensor:
+    """|incoming| * |outgoing| weight of each hidden unit of a one-hidden-layer MLP."""
+    return model.net[0].weight.detach().norm(dim=1) * model.net[-1].weight.detach().norm(dim=0)
+
+
 def active_neurons(model: torch.nn.Module, relative: float = 1e-2) -> list[int]:
-    """Hidden units of a one-hidden-layer MLP whose |incoming| * |outgoing| weight is at least
-    `relative` times the largest one's: the units that still carry signal."""
-    first, last = model.net[0], model.net[-1]
-    strength = first.weight.detach().norm(dim=1) * last.weight.detach().norm(dim=0)
+    """Hidden units of a one-hidden-layer MLP whose strength (unit_strength) is at least `relative`
+    times the largest one's: the units that still carry signal."""
+    strength = unit_strength(model)
     return torch.nonzero(strength >= relative * strength.max()).flatten().tolist()
 
 

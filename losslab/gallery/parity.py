@@ -152,7 +152,7 @@ def label_noise_threshold(s: dict, folder: Path):
        source=f"{THESIS}: minimal circuits",
        settings={"n": 12, "stop_after_t4": 3000}, quick={"n": 10, "stop_after_t4": 3000}, seconds=(2, 2))
 def minimal_circuits(s: dict, folder: Path):
-    from losslab.analysis.circuits import active_neurons, check_two_neuron, circuit
+    from losslab.analysis.circuits import check_two_neuron, circuit, unit_strength
     from losslab.train.checkpoints import load_checkpoint
 
     hand_built = check_two_neuron(s["n"], out_bias=True)
@@ -160,7 +160,7 @@ def minimal_circuits(s: dict, folder: Path):
     last = load_checkpoint(run)
     model, task = last.model, last.cfg.task
     found = circuit(model, last.loss_fn.accuracy, last.data("val"), parity=(task.n, task.k))
-    keep = active_neurons(model)
+    keep = found["active_neurons"]
     incoming = model.net[0].weight.detach()[keep]
     on_bits = float(incoming[:, :task.k].square().sum() / incoming.square().sum())
     held = (hand_built["accuracy"] == 1.0 and found["active"] <= 10 and found["accuracy_pruned"] == 1.0
@@ -169,7 +169,7 @@ def minimal_circuits(s: dict, folder: Path):
                f"trained: {found['active']} of {found['width']} units active, {on_bits:.1%} of their incoming "
                f"squared weight on the {task.k} relevant bits, pruned to them {found['accuracy_pruned']:.2%} of "
                f"{found['checked_inputs']:,} fresh inputs")
-    strength = (model.net[0].weight.detach().norm(dim=1) * model.net[-1].weight.detach().norm(dim=0)).numpy()
+    strength = unit_strength(model).numpy()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
     left.semilogy(np.sort(strength)[::-1], "o", ms=3)
     left.axhline(found["relative_threshold"] * strength.max(), color="gray", ls=":", label="active above this")

@@ -388,12 +388,17 @@ GROKKING_QUICK = {"p": 47, "train_fraction": 0.5, "d_model": 64, "d_mlp": 256, "
 GROKKING_SOURCE = "Predicting grokking long before it happens (Notsawo et al. 2023)"
 
 
+def grokking_size(s: dict) -> list[str]:
+    """The grokking preset's overrides for an entry's size: p, the model's widths, the rate."""
+    return [f"task.p={s['p']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}"]
+
+
 def _grokking(folder: Path, s: dict):
     """The shared grokking run: its summary, metric rows and folder."""
     return trained(folder, "grokking", [
-        f"task.p={s['p']}", f"task.train_fraction={s['train_fraction']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}",
-        f"train.stop_after_t4={s['stop_after_t4']}", f"probes.every={s['probe_every']}", "probes.hessian=true",
-        "probes.dimension=true", "train.checkpoint_per_decade=20"])  # a checkpoint at every log-spaced evaluation
+        *grokking_size(s), f"task.train_fraction={s['train_fraction']}", f"train.stop_after_t4={s['stop_after_t4']}",
+        f"probes.every={s['probe_every']}", "probes.hessian=true", "probes.dimension=true",
+        "train.checkpoint_per_decade=20"])  # a checkpoint at every log-spaced evaluation
 
 
 def _probed(rows, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -917,8 +922,7 @@ def grokking_power_law(s: dict, folder: Path):
     for r in s["fractions"]:
         for seed in s["seeds"]:
             summary, _, _ = trained(folder, "grokking", [
-                f"task.p={s['p']}", f"task.train_fraction={r}", f"model.d_model={s['d_model']}",
-                f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}", "train.stop_after_t4=0", f"seed={seed}"])
+                *grokking_size(s), f"task.train_fraction={r}", "train.stop_after_t4=0", f"seed={seed}"])
             t4[r, seed] = summary["events"].get("t4")
     mean = {r: float(np.mean([t4[r, seed] for seed in s["seeds"]])) for r in s["fractions"]
             if all(t4[r, seed] is not None for seed in s["seeds"])}
@@ -961,8 +965,7 @@ def gradient_clipping(s: dict, folder: Path):
     every_step = load_config("grokking").train.max_steps
     for clip in s["clips"]:
         summary, rows, run = trained(folder, "grokking", [
-            f"task.p={s['p']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}",
-            "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
+            *grokking_size(s), "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
             *([f"optim.clip_grad_norm={clip}"] if clip else [])])
         ev = summary["events"]
         steps, losses = map(np.array, zip(*sorted((st, v) for st, split, n, v in rows
