@@ -33,6 +33,8 @@ REDUCED = {
     "dropout-surfaces": {"width": 128, "steps": 600, "directions": 2, "points": 9},
     "multi-point": {"pattern": [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]], "width": 32, "examples": 100,
                     "steps": 300, "spacing": 1.0},
+    "grokking-phase-diagram": {"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-2], "weight_decays": [0.1, 0.3, 2.0],
+                               "max_steps": 800, "early_steps": 200},
     "grokking-power-law": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9],
                            "seeds": [0]},
     "gradient-clipping": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 0.01]},
@@ -54,7 +56,8 @@ def test_every_entry_has_a_reduced_instance_here():
 
 
 # claims that do not come out here, each with what was measured instead (shown so on the page)
-NOT_REPRODUCED = {"grokking-trajectory", "skip-connections", "grokking-power-law", "gradient-clipping"}
+NOT_REPRODUCED = {"grokking-trajectory", "skip-connections", "grokking-phase-diagram", "grokking-power-law",
+                  "gradient-clipping"}
 
 
 # several grokking runs each (minutes): run with -m slow
@@ -87,6 +90,13 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
         assert 0.85 < measured["explained_by_two"] < 0.98 and measured["cos_theta0"][-1] < 0.5 * measured["cos_theta0"][1]
     if name == "algoperf-profile":  # the profiles drawn are the scores' (a step at each ratio within r_max)
         assert figure.axes[1].get_legend().get_texts()[0].get_text().endswith(f"({max(measured['scores'].values()):.3f})")
+    if name == "grokking-phase-diagram":  # the region comes out, the energy does not rank; the maps are the runs'
+        runs = measured["runs"]
+        assert [r["grokked"] for r in runs] == [False, False, True] and measured["auc_energy"] <= 0.8
+        assert "at every rate the least weight decay did not and the most did" in measured["outcome"]
+        shown = [ax.images[0].get_array() for ax in figure.axes if ax.images]
+        assert np.allclose(shown[0].ravel(), [r["val_acc"] for r in runs])
+        assert np.allclose(shown[2].ravel(), np.log10([r["signature_energy"] for r in runs]))
     if name == "grokking-power-law":  # t4 does not fall steadily with r at one seed; the law drawn is the one fitted
         t4, fit = list(measured["mean_t4"].values()), measured["fit"]
         assert len(t4) == 4 and (t4 != sorted(t4, reverse=True) or fit["r2"] <= 0.95)

@@ -36,7 +36,7 @@ def test_failed_runs_are_left_out_and_unknown_axes_refused(tmp_path):
     with pytest.raises(LossLabError, match="no axis 'optim.beta'"):
         cell_means(rows, "optim.beta", "optim.lr", "val_acc")
     assert default_axes(ROWS) == ("optim.weight_decay", "optim.lr")
-    assert phase_figure(ROWS, "optim.weight_decay", "optim.lr", tmp_path / "p.png").stat().st_size > 10_000
+    assert save(phase_figure(ROWS, "optim.weight_decay", "optim.lr"), tmp_path / "p.png").stat().st_size > 10_000
 
 
 def test_the_power_law_is_recovered():

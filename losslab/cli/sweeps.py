@@ -304,7 +304,7 @@ def phase(
     """Phase diagrams of a sweep over two axes: validation accuracy, grokked, t4, early spectral energy."""
 
     from losslab.store import RunStore
-    from losslab.sweep.figures import default_axes, phase_figure
+    from losslab.sweep.figures import default_axes, phase_figure, save
     from losslab.sweep.phase import OUTCOMES, cell_means
     from losslab.sweep.run import read_results, sweep_dir
 
@@ -315,7 +315,7 @@ def phase(
             raise LossLabError(f"sweep {name} has fewer than two axes with more than one value")
         x, y = x or defaults[0], y or defaults[1]
     cells = {o: cell_means(rows, x, y, o) for o in OUTCOMES}
-    figure = phase_figure(rows, x, y, sweep_dir(RunStore(store), name) / "figures" / f"phase_{x}_{y}.png")
+    figure = save(phase_figure(rows, x, y), sweep_dir(RunStore(store), name) / "figures" / f"phase_{x}_{y}.png")
     if as_json:
         xs, ys, _ = cells[OUTCOMES[0]]
         return print_json({"x": x, "y": y, "xs": xs, "ys": ys, "figure": str(figure),

@@ -904,6 +904,52 @@ def multi_point(s: dict, folder: Path):
 
 # ---------------------------------------------------------------- grokking runs against a setting
 
+@entry("grokking-phase-diagram", title="The phase diagram of grokking, beside the early spectral energy",
+       claim="Over weight decay x learning rate, grokking within a budget of steps takes a region of the plane: at "
+             "every rate the least weight decay memorizes without generalizing and the most generalizes. Which runs "
+             "will grok shows in their first T steps, long before: their training loss oscillates, so its spectral "
+             "energy ranks them above the runs that will not (ROC AUC > 0.8).",
+       source=f"{GROKKING_SOURCE}, Fig. 2 and Sec. 3",
+       settings={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 2e-3, 3e-3, 5e-3, 1e-2],
+                 "weight_decays": [0.1, 0.3, 0.6, 1.0, 2.0], "max_steps": 3000, "early_steps": 200},
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 3e-3, 1e-2], "weight_decays": [0.1, 0.3, 1.0, 2.0],
+              "max_steps": 2000, "early_steps": 200},
+       seconds=(130, 330))
+def grokking_phase_diagram(s: dict, folder: Path):
+    """One run per (rate, weight decay), from one seed, for at most `max_steps`; every step's loss of
+    the first `early_steps` kept (each run lasts that long) and its spectral signature taken there."""
+    from sklearn.metrics import roc_auc_score
+
+    from losslab.sweep.figures import phase_figure
+
+    rows, early = [], s["early_steps"]
+    for lr in s["rates"]:
+        for wd in s["weight_decays"]:
+            summary, _, _ = trained(folder, "grokking", [
+                *grokking_size({**s, "lr": lr}), f"optim.weight_decay={wd}", f"train.max_steps={s['max_steps']}",
+                f"train.record_loss_steps={early}", f"train.stop_after_t4={early}"])
+            t4 = summary["events"].get("t4")
+            rows.append({"axis:optim.weight_decay": wd, "axis:optim.lr": lr, "status": summary["status"],
+                         "val_acc": summary["final"]["val_acc"], "grokked": t4 is not None, "t4": t4,
+                         "signature_energy": summary["signature"]["energy"]})
+    by_rate = [[r["grokked"] for r in rows if r["axis:optim.lr"] == lr] for lr in s["rates"]]
+    region = all(not grokked[0] and grokked[-1] for grokked in by_rate)  # weight decays ascending
+    grokked = [r["grokked"] for r in rows]
+    energy = [r["signature_energy"] for r in rows]
+    auc = float(roc_auc_score(grokked, energy)) if 0 < sum(grokked) < len(rows) else None
+    held = bool(region and auc is not None and auc > 0.8)
+    t4s = [r["t4"] for r in rows if r["grokked"]]
+    outcome = (f"{sum(grokked)} of {len(rows)} runs grokked within {s['max_steps']:,} steps"
+               + (f" (t4 {min(t4s)} to {max(t4s)})" if t4s else "")
+               + ("; at every rate the least weight decay did not and the most did" if region else
+                  "; not at every rate did the least weight decay fail and the most grok")
+               + (f"; the spectral energy of the first {early} steps ranks the grokking runs with ROC AUC {auc:.2f}"
+                  if auc is not None else "; the runs do not fall in two classes: no AUC"))
+    figure = phase_figure(rows, "optim.weight_decay", "optim.lr", ("val_acc", "t4", "signature_energy"))
+    figure.suptitle(f"a + b mod {s['p']}, r = 0.5, {s['max_steps']:,} steps at most; energy of the first {early}")
+    return {"held": held, "outcome": outcome, "auc_energy": auc, "runs": rows}, figure
+
+
 @entry("grokking-power-law", title="t4 against the training fraction: a power law",
        claim="The fewer pairs a grokking run trains on, the later it generalizes, as a power law of the training "
              "fraction r: t4(r) = a r^-gamma + b fits the mean t4 over seeds with R^2 > 0.95, t4 falling as r grows.",

@@ -23,7 +23,8 @@ def _label(value) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def phase_figure(rows: list[dict], x: str, y: str, path: Path, outcomes=OUTCOMES) -> Path:
+def phase_figure(rows: list[dict], x: str, y: str, outcomes=OUTCOMES):
+    """The outcomes' cell means over (x, y), a heatmap each, the values written in small grids."""
     fig, axes = plt.subplots(1, len(outcomes), figsize=(4.6 * len(outcomes), 4.2), constrained_layout=True)
     for ax, outcome in zip(np.atleast_1d(axes), outcomes):
         xs, ys, matrix = cell_means(rows, x, y, outcome)
@@ -39,7 +40,7 @@ def phase_figure(rows: list[dict], x: str, y: str, path: Path, outcomes=OUTCOMES
                     bright = image.norm(shown[i, j]) > 0.6
                     ax.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7,
                             color="black" if bright else "white")
-    return save(fig, path)
+    return fig
 
 
 def save(fig, path: Path) -> Path:

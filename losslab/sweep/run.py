@@ -178,7 +178,7 @@ def draw(directory: Path, rows: list[dict]) -> dict[str, str]:
     figures, axes = {}, default_axes(rows)
     (directory / "figures").mkdir(exist_ok=True)
     if axes:
-        figures["phase"] = str(phase_figure(rows, *axes, directory / "figures" / "phase.png"))
+        figures["phase"] = str(save(phase_figure(rows, *axes), directory / "figures" / "phase.png"))
     if any(k == "axis:task.train_fraction" for k in rows[0]):
         try:
             law = t4_against_fraction(rows)
