@@ -914,7 +914,7 @@ def multi_point(s: dict, folder: Path):
                  "weight_decays": [0.1, 0.3, 0.6, 1.0, 2.0], "max_steps": 3000, "early_steps": 200},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 3e-3, 1e-2], "weight_decays": [0.1, 0.3, 1.0, 2.0],
               "max_steps": 2000, "early_steps": 200},
-       seconds=(130, 330))
+       seconds=(176, 504))
 def grokking_phase_diagram(s: dict, folder: Path):
     """One run per (rate, weight decay), from one seed, for at most `max_steps`; every step's loss of
     the first `early_steps` kept (each run lasts that long) and its spectral signature taken there."""
