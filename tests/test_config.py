@@ -11,6 +11,19 @@ def test_every_preset_validates():
         assert load_config(name).name == name
 
 
+def test_a_folder_named_like_a_preset_does_not_hide_it(tmp_path, monkeypatch):
+    from losslab.presets import sweep_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s5").mkdir()  # a store named after the preset it holds
+    (tmp_path / "phase-diagram").mkdir()
+    assert load_config("s5").task.op == "s5" and sweep_file("phase-diagram").name == "phase-diagram.toml"
+    (tmp_path / "mine").write_text('name = "mine"\n')  # a file without .toml is still a file
+    assert load_config("mine").name == "mine"
+    with pytest.raises(LossLabError, match="config file not found: gone.toml"):
+        load_config("gone.toml")
+
+
 def test_overrides_are_typed():
     cfg = load_config("grokking", ["optim.lr=3e-4", "task.train_fraction=0.4", "optim.betas=[0.9, 0.95]",
                                    "model.layer_norm=true", "task.op=mul"], seed=7)

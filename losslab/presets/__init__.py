@@ -33,10 +33,16 @@ def read_toml(text: str, origin: str) -> dict:
         raise LossLabError(f"{origin}: not valid TOML ({e})") from None
 
 
+def _names_a_file(path: Path) -> bool:
+    """Whether a source is a file's path rather than a built-in's name: a folder of that name where
+    the command runs (a store called `s5`) does not hide the preset."""
+    return path.suffix == ".toml" or path.is_file()
+
+
 def load_raw(source: str | Path) -> dict:
     """The raw dict of a run preset's name or of a TOML file's path."""
     path = Path(source)
-    if path.suffix == ".toml" or path.exists():
+    if _names_a_file(path):
         if not path.is_file():
             raise LossLabError(f"config file not found: {path}")
         return read_toml(read_text(path, f"config file {path}"), str(path))
@@ -48,7 +54,7 @@ def load_raw(source: str | Path) -> dict:
 def sweep_file(source: str | Path) -> Path:
     """The file of a sweep given by its path or by the name of a built-in sweep."""
     path = Path(source)
-    if path.suffix == ".toml" or path.exists():
+    if _names_a_file(path):
         if not path.is_file():
             raise LossLabError(f"sweep file not found: {path}")
         return path
