@@ -48,9 +48,9 @@ def double_descent(s: dict, folder: Path):
 
 
 def _fit_exactly(width: int, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.Module:
-    """A tanh MLP 2 -> width -> 1 fitted to (x, y) by L-BFGS as far as it goes (float64)."""
+    """A ReLU MLP d -> width -> 1 fitted to (x, y) by L-BFGS as far as it goes (float64)."""
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(x.shape[1], width), nn.Tanh(), nn.Linear(width, 1)).double()
+    model = nn.Sequential(nn.Linear(x.shape[1], width), nn.ReLU(), nn.Linear(width, 1)).double()
     lbfgs = torch.optim.LBFGS(model.parameters(), lr=1, max_iter=3000, tolerance_grad=1e-15,
                               tolerance_change=1e-20, line_search_fn="strong_wolfe")
 
@@ -65,47 +65,65 @@ def _fit_exactly(width: int, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.
 
 @entry("hessian-rank", title="Hessian rank at MSE minima against overparameterization",
        claim="At a global minimum of the MSE the Hessian's rank equals that of the behavioral gradients (the "
-             "output Jacobian over the examples): at most the number of targets, however many parameters the "
-             "net has.",
-       source="the post on behavioral gradients and the information loss of basins, with its update on "
+             "output Jacobian over the examples), at most the number of examples n. The narrower the net, the more "
+             "of the solutions it trains to lose the information that tells some examples apart (rank of the "
+             "behavioral gradients below n, dead ReLUs): the fraction of such rank-deficient solutions falls as "
+             "the width grows, to under a quarter of the narrowest width's.",
+       source="the post \"Information loss --> basin flatness\" (behavioral gradients), with its update on "
               "ultra-small data sets",
-       settings={"examples": 5, "widths": [2, 3, 4, 6, 8, 12, 16], "seeds": 8},
-       quick={"examples": 5, "widths": [2, 4, 8, 16], "seeds": 3}, seconds=(2, 8))
+       settings={"examples": 10, "widths": [2, 3, 4, 6, 8, 16, 32, 64], "seeds": 20},
+       quick={"examples": 10, "widths": [2, 4, 8, 16, 32], "seeds": 8}, seconds=(4, 14))
 def hessian_rank(s: dict, folder: Path):
+    from scipy.stats import spearmanr
+
     from losslab.analysis.basin import basin
     from losslab.analysis.objective import Objective
 
+    n = s["examples"]
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(s["examples"], 2, generator=g, dtype=torch.float64)
-    y = torch.randn(s["examples"], 1, generator=g, dtype=torch.float64)
-    ranks = {w: [] for w in s["widths"]}  # width -> (rank H, rank G) of each seed that reached a global minimum
+    x = torch.randn(n, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(n, 1, generator=g, dtype=torch.float64)
+    solutions = {w: [] for w in s["widths"]}  # width -> one (rank G, rank H or None, global?) per seed
     params = {}
     for width in s["widths"]:
         for seed in range(s["seeds"]):
             obj = Objective(_fit_exactly(width, x, y, seed), nn.functional.mse_loss, (x, y))
             params[width] = obj.size
-            if obj.value > 1e-20:  # not interpolated: not a global minimum
-                continue
             # a minimum reached to a loss of 1e-20 leaves residuals of 1e-10, and terms of that relative
             # size in H: its rank is counted at 1e-8 of the largest eigenvalue (G's at 1e-4)
-            found = basin(obj, relative_tol=1e-4, hessian_rank=True)
-            ranks[width].append((found.rank_H, found.rank_G))
-    minima = [r for found in ranks.values() for r in found]
-    equal = all(h == g for h, g in minima)
-    held = bool(minima) and equal and all(h <= s["examples"] for h, _ in minima)
-    reached = ", ".join(f"width {w}: {len(r)}/{s['seeds']}" for w, r in ranks.items())
-    outcome = (f"rank(H) {'=' if equal else '!='} rank(G) at all {len(minima)} minima reached ({reached}); "
-               f"ranks {sorted({h for h, _ in minima})} against {min(params.values())}-{max(params.values())} parameters")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    widths = [w for w in s["widths"] if ranks[w]]
-    ax.plot(widths, [np.mean([h for h, _ in ranks[w]]) for w in widths], "o-", label="rank(H)")
-    ax.plot(widths, [np.mean([g for _, g in ranks[w]]) for w in widths], "x--", label="rank(G)")
-    ax.plot(s["widths"], [params[w] for w in s["widths"]], ":", color="gray", label="parameters")
-    ax.set(xscale="log", yscale="log", xlabel="hidden width", ylabel="rank at the minimum",
-           title=f"MSE minima on {s['examples']} targets")
-    ax.legend()
+            reached = obj.value <= 1e-20
+            found = basin(obj, relative_tol=1e-4, hessian_rank=reached)
+            solutions[width].append((found.rank_G, found.rank_H if reached else None, reached))
+    minima = [(rg, rh) for runs in solutions.values() for rg, rh, reached in runs if reached]
+    equal = all(rh == rg <= n for rg, rh in minima)
+    deficient = [float(np.mean([rg < n for rg, _, _ in solutions[w]])) for w in s["widths"]]
+    falls = spearmanr(s["widths"], deficient).statistic < 0 if len(set(deficient)) > 1 else False
+    held = bool(minima) and equal and bool(falls) and deficient[-1] < deficient[0] / 4
+    outcome = (f"rank(H) {'=' if equal else '!='} rank(G) <= {n} at all {len(minima)} global minima reached; "
+               "solutions with rank(G) < n: " + ", ".join(f"width {w}: {f:.0%}" for w, f in zip(s["widths"], deficient))
+               + f" ({min(params.values())}-{max(params.values())} parameters)")
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    left.plot(s["widths"], deficient, "o-", label="rank(G) < n (information lost)")
+    left.plot(s["widths"], [np.mean([r for _, _, r in solutions[w]]) for w in s["widths"]], "s--",
+              label="a global minimum reached")
+    left.set(ylabel=f"fraction of the {s['seeds']} seeds", ylim=(-0.05, 1.05), title=f"ReLU nets fitted to {n} examples")
+    left.legend()
+    for reached, style in ((False, dict(marker="x", color="tab:red", label="other solution")),
+                           (True, dict(marker="o", facecolors="none", edgecolors="tab:blue", label="global minimum: rank(H)"))):
+        points = [(w, rh if reached else rg) for w in s["widths"] for rg, rh, r in solutions[w] if r is reached]
+        if points:
+            right.scatter(*zip(*points), **style)
+    right.axhline(n, color="gray", ls=":", label="n")
+    right.set(ylabel="rank of the behavioral gradients", title="rank at each solution")
+    right.legend()
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.minorticks_off()
+        ax.set_xticks(s["widths"], [str(w) for w in s["widths"]])
+        ax.set_xlabel("hidden width")
     fig.tight_layout()
-    return {"held": held, "outcome": outcome, "ranks": {str(w): r for w, r in ranks.items()},
+    return {"held": held, "outcome": outcome, "deficient": dict(zip(map(str, s["widths"]), deficient)),
+            "solutions": {str(w): r for w, r in solutions.items()},
             "parameters": {str(w): p for w, p in params.items()}}, fig
 
 
