@@ -22,6 +22,7 @@ REDUCED = {
     "log-rosenbrock": {"steps": 1000, "optimizers": ["sgd", "adam"]},
     "heavy-tailed-classes": {"steps": 60},
     "sam-flatness": {"width": 64, "steps": 600, "rho": 0.05, "lr": 0.1},
+    "muon-logistic": {"epochs": 10, "lr": 0.02, "weight_decay": 0.01},
     "algoperf-profile": {"workloads": ["rosenbrock", "digits-mlp"], "optimizers": ["muon", "shampoo"], "trials": 2},
     # the grokking figures share one run (about a minute): the gallery's quick one
     **{name: select([name])[0].quick for name in ("grokking", "grokking-curvature", "grokking-trajectory",
@@ -91,6 +92,10 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
     if name == "grokking-trajectory":  # the cosines come out; two directions hold 93%, not the paper's > 98%
         assert measured["explained_by_two"] == pytest.approx(sum(measured["explained_variance"][:2]))
         assert 0.85 < measured["explained_by_two"] < 0.98 and measured["cos_theta0"][-1] < 0.5 * measured["cos_theta0"][1]
+    if name == "muon-logistic":  # the points drawn are each step's spread, the curves the test losses
+        for line, points, loss in zip(figure.axes[0].lines, figure.axes[1].lines, measured["test_loss"].values()):
+            assert list(line.get_ydata()) == loss and len(points.get_ydata()) == 10 * 40
+            assert np.median(points.get_ydata()) == pytest.approx(measured["median_spread"][line.get_label()])
     if name == "algoperf-profile":  # the profiles drawn are the scores' (a step at each ratio within r_max)
         assert figure.axes[1].get_legend().get_texts()[0].get_text().endswith(f"({max(measured['scores'].values()):.3f})")
     if name == "grokking-phase-diagram":  # the region comes out, the energy does not rank; the maps are the runs'
