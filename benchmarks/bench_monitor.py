@@ -1,7 +1,8 @@
 """The Monitor's overhead in a plain PyTorch loop, bare against the same loop with the monitor, in
 one process, the variants interleaved over repeats and the median taken, on two workloads: a
 small CNN on scikit-learn's digits (batches of 64, AdamW) and the grokking transformer (a + b mod
-97, full batch of 4,704 examples, AdamW), each probed on 256 of its training examples:
+97, full batch of 4,704 examples, AdamW), each probed on 256 of its training examples (`--probe N`;
+Cockpit's convention, the curvature of the training batch, is `--probe 64` for the CNN):
 
 The loop is timed apart from `close` (the last read and the run's figures, about 0.7 s once a run,
 whatever its length), which is printed beside it.
@@ -59,7 +60,7 @@ def grokking(device):
 WORKLOADS = {"cnn": (digits, 2000), "transformer": (grokking, 100)}
 
 
-def run(workload, steps, measures, every, device):
+def run(workload, steps, measures, every, device, probe=256):
     build, x, y, batch = workload
     torch.manual_seed(0)
     model = build().to(device)
@@ -67,7 +68,7 @@ def run(workload, steps, measures, every, device):
     mon = None
     with tempfile.TemporaryDirectory() as store:
         if measures is not None:
-            mon = ll.Monitor(model, optimizer, probe=(x[:256], y[:256]), loss=F.cross_entropy, store=store,
+            mon = ll.Monitor(model, optimizer, probe=(x[:probe], y[:probe]), loss=F.cross_entropy, store=store,
                              name="bench", every=every, measures=measures)
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=list(WORKLOADS))
+    parser.add_argument("--probe", type=int, default=256, help="probe examples (default 256)")
     args = parser.parse_args()
     device = torch.device(args.device)
     variants = {"bare loop": (None, 100), "loss only, read every 100": ([], 100),
@@ -110,9 +112,9 @@ def main() -> None:
         run(workload, 20, [], 10, device)  # warm-up
         for _ in range(args.repeats):
             for variant, (measures, every) in variants.items():
-                times[variant].append(run(workload, steps, measures, every, device))
+                times[variant].append(run(workload, steps, measures, every, device, args.probe))
         bare = statistics.median(t for t, _ in times["bare loop"])
-        print(f"{steps} steps of the {name} on {device}, median of {args.repeats} (close: once a run):", flush=True)
+        print(f"{steps} steps of the {name} on {device}, probed on {args.probe} examples, median of {args.repeats} (close: once a run):", flush=True)
         for variant, values in times.items():
             looped, closed = (statistics.median(v) for v in zip(*values))
             print(f"  {variant:48s} {looped:7.2f} s   {looped / bare:5.2f} x bare   close {closed:5.2f} s", flush=True)

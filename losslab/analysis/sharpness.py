@@ -113,14 +113,14 @@ class Preconditioned:
 
 
 def _symmetrized_max(h: HessianOperator, apply_inverse_sqrt: Callable[[torch.Tensor], torch.Tensor],
-                     v0: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+                     v0: np.ndarray | None = None, tol: float = 1e-6) -> tuple[float, np.ndarray]:
     """lambda_max(P^-1/2 H P^-1/2) and its eigenvector, given v -> P^-1/2 v on flat vectors (on the
     device); `v0` warm-starts (the previous eigenvector, when tracking it over training)."""
     def matvec(x):
         v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel()).to(h.device)
         return apply_inverse_sqrt(h @ apply_inverse_sqrt(v)).cpu().numpy()
     op = LinearOperator((h.size, h.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
-    values, vectors = extreme_eigenpairs(op, 1, "top", v0=v0)
+    values, vectors = extreme_eigenpairs(op, 1, "top", tol=tol, v0=v0)
     return float(values[0]), vectors[:, 0]
 
 
@@ -194,11 +194,12 @@ def reads_preconditioner(optimizer: torch.optim.Optimizer) -> bool:
 
 
 def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
-                             operator: HessianOperator | None = None, v0: np.ndarray | None = None) -> Preconditioned:
+                             operator: HessianOperator | None = None, v0: np.ndarray | None = None,
+                             tol: float = 1e-6) -> Preconditioned:
     """lambda_max(P^-1 H) for the preconditioner P in `optimizer`'s state (Adam, AdamW or losslab's
     Shampoo, built over the objective's model), and the threshold it is compared to. `operator`:
     a Hessian operator of this objective already built, to reuse; `v0`: a warm start (the previous
-    measurement's `vector`)."""
+    measurement's `vector`); `tol`: Lanczos's relative residual (see extreme_eigenpairs)."""
     kind = _preconditioners().get(type(optimizer))
     if kind is None:
         raise LossLabError(f"preconditioned sharpness reads Adam, AdamW or Shampoo, not {type(optimizer).__name__}")
@@ -206,5 +207,5 @@ def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
     states, group = _states(obj, optimizer)
     h = operator or HessianOperator(obj)
     apply, threshold = kind[1](h, states, group)
-    value, vector = _symmetrized_max(h, apply, v0)
+    value, vector = _symmetrized_max(h, apply, v0, tol)
     return Preconditioned(kind[0], value, threshold, h.products, round(time.perf_counter() - started, 3), vector)
