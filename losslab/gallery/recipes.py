@@ -67,7 +67,7 @@ def _fit_exactly(width: int, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.
        claim="At a global minimum of the MSE the Hessian's rank equals that of the behavioral gradients (the "
              "output Jacobian over the examples), at most the number of examples n. The narrower the net, the more "
              "of the solutions it trains to lose the information that tells some examples apart (rank of the "
-             "behavioral gradients below n, dead ReLUs): the fraction of such rank-deficient solutions falls as "
+             "behavioral gradients below n): the fraction of such rank-deficient solutions falls as "
              "the width grows, to under a quarter of the narrowest width's.",
        source="the post \"Information loss --> basin flatness\" (behavioral gradients), with its update on "
               "ultra-small data sets",
