@@ -60,7 +60,7 @@ def grokking(device):
 WORKLOADS = {"cnn": (digits, 2000), "transformer": (grokking, 100)}
 
 
-def run(workload, steps, measures, every, device, probe=256):
+def run(workload, steps, measures, every, device, probe):
     build, x, y, batch = workload
     torch.manual_seed(0)
     model = build().to(device)
@@ -109,7 +109,7 @@ def main() -> None:
             continue
         workload, steps = make(device), args.steps or default_steps
         times = {variant: [] for variant in variants}
-        run(workload, 20, [], 10, device)  # warm-up
+        run(workload, 20, [], 10, device, args.probe)  # warm-up
         for _ in range(args.repeats):
             for variant, (measures, every) in variants.items():
                 times[variant].append(run(workload, steps, measures, every, device, args.probe))
