@@ -38,6 +38,7 @@ REDUCED = {
                                "max_steps": 800, "early_steps": 200},
     "grokking-power-law": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9],
                            "seeds": [0]},
+    "s5": {"lr": 3e-3, "fractions": [0.9], "max_steps": 4000},
     "gradient-clipping": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 0.01]},
     "parity-representations": {"panels": 3, "examples": 200},
     "weight-decay-switch": {"after_t2": [0.01, 0.1, 1.0], "seeds": [0], "max_steps": 2500},
@@ -62,7 +63,7 @@ NOT_REPRODUCED = {"grokking-trajectory", "skip-connections", "grokking-phase-dia
 
 
 # several grokking runs each (minutes): run with -m slow
-SLOW = {"grokking-power-law", "gradient-clipping"}
+SLOW = {"grokking-power-law", "s5", "gradient-clipping"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in REDUCED])
@@ -111,6 +112,13 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
         assert figure.axes[0].collections[0].get_offsets()[:, 1].tolist() == t4
         law = figure.axes[0].lines[0]
         assert law.get_ydata()[0] == pytest.approx(fit["a"] * law.get_xdata()[0] ** -fit["gamma"] + fit["b"])
+    if name == "s5":  # generalized long after memorizing; the curves are the run's, marked at its events
+        events = measured["events"]["0.9"]
+        assert events["t4"] >= 3 * events["t2"] and measured["fit"] is None
+        marks = {line.get_label(): line.get_xdata()[0] for line in figure.axes[0].lines if line.get_label()[:2] in ("t2", "t4")}
+        assert marks == {f"t2 = {events['t2']}": events["t2"], f"t4 = {events['t4']}": events["t4"]}
+        val = next(line for line in figure.axes[0].lines if line.get_label() == "r = 0.9, val")
+        assert val.get_ydata()[-1] > 0.95 and max(val.get_xdata()) >= events["t4"]
     if name == "gradient-clipping":  # with AdamW the clipped run groks no later; the bars are the runs' t4
         t4 = measured["t4"]
         assert t4["clip 0.01"] <= t4["unclipped"] and min(measured["spike"].values()) > 1

@@ -991,9 +991,9 @@ def multi_point(s: dict, folder: Path):
        source=f"{GROKKING_SOURCE}, Fig. 2 and Sec. 3",
        settings={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 2e-3, 3e-3, 5e-3, 1e-2],
                  "weight_decays": [0.1, 0.3, 0.6, 1.0, 2.0], "max_steps": 3000, "early_steps": 200},
-       quick={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 3e-3, 1e-2], "weight_decays": [0.1, 0.3, 1.0, 2.0],
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 3e-3, 1e-2], "weight_decays": [0.1, 1.0, 2.0],
               "max_steps": 2000, "early_steps": 200},
-       seconds=(176, 504))
+       seconds=(125, 504))
 def grokking_phase_diagram(s: dict, folder: Path):
     """One run per (rate, weight decay), from one seed, for at most `max_steps`; every step's loss of
     the first `early_steps` kept (each run lasts that long) and its spectral signature taken there."""
@@ -1029,6 +1029,47 @@ def grokking_phase_diagram(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, "auc_energy": auc, "runs": rows}, figure
 
 
+def t4_by_fraction(folder: Path, preset: str, overrides: list[str], fractions: list, seeds: list) -> dict:
+    """One run of `preset` per training fraction and seed (the seed draws both the split and the
+    initialization), each stopped at t4: {(r, seed): (summary, metric rows)}."""
+    return {(r, seed): trained(folder, preset, [*overrides, f"task.train_fraction={r}", "train.stop_after_t4=0",
+                                                f"seed={seed}"])[:2]
+            for r in fractions for seed in seeds}
+
+
+def t4_law(t4: dict, fractions: list, seeds: list) -> dict:
+    """The mean t4 over seeds of each fraction where every seed grokked, t4(r) = a r^-gamma + b fitted
+    to them where there are 4 or more, whether t4 falls as r grows; the means and the fit in words."""
+    from losslab.sweep.phase import fit_power_law
+
+    mean = {r: float(np.mean([t4[r, seed] for seed in seeds])) for r in fractions
+            if all(t4[r, seed] is not None for seed in seeds)}
+    fit = fit_power_law(list(mean), list(mean.values())) if len(mean) >= 4 else None
+    falling = len(mean) > 1 and [mean[r] for r in sorted(mean)] == sorted(mean.values(), reverse=True)
+    means = "mean t4: " + ", ".join(
+        f"{r:g}: {mean[r]:.0f} ({'/'.join(str(t4[r, seed]) for seed in seeds)})" if r in mean
+        else f"{r:g}: not every seed grokked" for r in fractions)
+    fitted = (f"t4(r) = {fit['a']:.3g} r^-{fit['gamma']:.2f} + {fit['b']:.3g}, R^2 {fit['r2']:.3f}" if fit
+              else f"{len(mean)} grokked fractions: too few for a fit (4 needed)")
+    return {"mean": mean, "fit": fit, "falling": falling, "means": means, "fitted": fitted}
+
+
+def draw_t4(ax, t4: dict, law: dict) -> None:
+    """Each run's t4 against its fraction, their means and the law fitted to them."""
+    from losslab.sweep.figures import power_law_figure
+
+    mean, fit = law["mean"], law["fit"]
+    if fit:
+        power_law_figure({"r": list(mean), "t4": list(mean.values()), "fit": fit}, "training fraction r", ax=ax)
+    else:
+        ax.scatter(list(mean), list(mean.values()), s=18, label="mean t4")
+        ax.set(xlabel="training fraction r", ylabel="t4 (steps to generalize)", title="too few grokked fractions for a fit")
+    grokked = [(r, t) for (r, _), t in t4.items() if t is not None]
+    if grokked:
+        ax.plot(*zip(*grokked), "x", color="gray", label="each run")
+    ax.legend(fontsize=7)
+
+
 @entry("grokking-power-law", title="t4 against the training fraction: a power law",
        claim="The fewer pairs a grokking run trains on, the later it generalizes, as a power law of the training "
              "fraction r: t4(r) = a r^-gamma + b fits the mean t4 over seeds with R^2 > 0.95, t4 falling as r grows.",
@@ -1038,39 +1079,56 @@ def grokking_phase_diagram(s: dict, folder: Path):
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0, 1]},
        seconds=(112, 1860))  # full: estimated from the demo's 6 min at r = 0.5
 def grokking_power_law(s: dict, folder: Path):
-    """One run per fraction and seed (the grokking preset at the gallery's size), stopped at t4; the
-    seed draws both the split and the initialization."""
-    from losslab.sweep.figures import power_law_figure
-    from losslab.sweep.phase import fit_power_law
+    """The grokking preset at the gallery's size, one run per fraction and seed."""
+    runs = t4_by_fraction(folder, "grokking", grokking_size(s), s["fractions"], s["seeds"])
+    t4 = {key: summary["events"].get("t4") for key, (summary, _) in runs.items()}
+    law = t4_law(t4, s["fractions"], s["seeds"])
+    held = bool(law["fit"] and len(law["mean"]) == len(s["fractions"]) and law["fit"]["r2"] > 0.95 and law["falling"])
+    figure, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    draw_t4(ax, t4, law)
+    return {"held": held, "outcome": f"{law['means']}; {law['fitted']}", "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
+            "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": law["fit"]}, figure
 
-    t4 = {}
-    for r in s["fractions"]:
-        for seed in s["seeds"]:
-            summary, _, _ = trained(folder, "grokking", [
-                *grokking_size(s), f"task.train_fraction={r}", "train.stop_after_t4=0", f"seed={seed}"])
-            t4[r, seed] = summary["events"].get("t4")
-    mean = {r: float(np.mean([t4[r, seed] for seed in s["seeds"]])) for r in s["fractions"]
-            if all(t4[r, seed] is not None for seed in s["seeds"])}
-    fit = fit_power_law(list(mean), list(mean.values())) if len(mean) >= 4 else None
-    falling = [mean[r] for r in sorted(mean)] == sorted(mean.values(), reverse=True)
-    held = bool(fit and len(mean) == len(s["fractions"]) and fit["r2"] > 0.95 and falling)
-    outcome = "mean t4: " + ", ".join(
-        f"{r:g}: {mean[r]:.0f} ({'/'.join(str(t4[r, seed]) for seed in s['seeds'])})" if r in mean
-        else f"{r:g}: not every seed grokked" for r in s["fractions"]) + (
-        f"; t4(r) = {fit['a']:.3g} r^-{fit['gamma']:.2f} + {fit['b']:.3g}, R^2 {fit['r2']:.3f}" if fit
-        else "; too few fractions grokked for a fit")
-    if fit:
-        figure = power_law_figure({"r": list(mean), "t4": list(mean.values()), "fit": fit}, "training fraction r")
-    else:
-        figure, ax = plt.subplots(figsize=(5.5, 4))
-        ax.plot(list(mean), list(mean.values()), "o")
-        ax.set(xlabel="training fraction r", ylabel="mean t4", title="too few grokked fractions for a fit")
-    grokked = [(r, t) for (r, _), t in t4.items() if t is not None]
-    if grokked:
-        figure.axes[0].plot(*zip(*grokked), "x", color="gray", label="each seed")
-        figure.axes[0].legend(fontsize=7)
-    return {"held": held, "outcome": outcome, "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
-            "mean_t4": {f"{r:g}": t for r, t in mean.items()}, "fit": fit}, figure
+
+@entry("s5", title="Grokking of composition in S5, and its t4(r)",
+       claim="Composition in the permutation group S5 (120 x 120 products) groks as addition mod p does: at every "
+             "training fraction r the transformer fits its training pairs (t2) long before it generalizes (t4 >= 3 "
+             "t2); over several fractions t4 falls as r grows, and over 4 or more t4(r) = a r^-gamma + b fits with "
+             "R^2 > 0.95 (the paper fits gamma = 1.18 for S5).",
+       source=f"{GROKKING_SOURCE}, Sec. 3 and Fig. 5 (its second task); Power et al. 2022",
+       settings={"lr": 3e-3, "fractions": [0.8, 0.85, 0.9, 0.95], "max_steps": 4000},
+       quick={"lr": 3e-3, "fractions": [0.9], "max_steps": 4000},  # one of the full instance's runs
+       seconds=(230, 1700))  # full: 0.8, 0.85 and 0.9 took 1,000 s to t4; 0.95 had not grokked at step 2,577
+def s5(s: dict, folder: Path):
+    """The s5 preset (the demo's transformer and AdamW, full batch) at a rate of `lr` (3e-3: 1e-3 takes
+    twice as long, and at 6e-3 S5 generalizes as it memorizes), one run per fraction from one seed,
+    evaluated every 100 steps, for at most `max_steps`."""
+    runs = t4_by_fraction(folder, "s5", [f"optim.lr={s['lr']}", "train.eval_every=100", f"train.max_steps={s['max_steps']}"],
+                          s["fractions"], [0])
+    events = {r: summary["events"] for (r, _), (summary, _) in runs.items()}
+    t4 = {(r, 0): ev.get("t4") for r, ev in events.items()}
+    law, several = t4_law(t4, s["fractions"], [0]), len(runs) > 1
+    delayed = all(ev.get("t2") is not None and ev.get("t4") is not None and ev["t4"] >= 3 * ev["t2"]
+                  for ev in events.values())
+    held = bool(delayed and (law["falling"] or not several)
+                and (law["fit"] is None or law["fit"]["r2"] > 0.95))
+    outcome = "; ".join([*(f"r = {r:g}: t2 = {ev.get('t2')}, t4 = {ev.get('t4')}" for r, ev in events.items()),
+                         *([("t4 falls as r grows" if law["falling"] else "t4 does not fall steadily with r"),
+                            law["fitted"]] if several else [])])
+    fig, axes = plt.subplots(1, 1 + several, figsize=(5.5 * (1 + several), 4), squeeze=False, constrained_layout=True)
+    left = axes[0, 0]
+    for color, ((r, _), (_, rows)) in zip(plt.cm.viridis(np.linspace(0, 0.85, len(runs))), runs.items()):
+        for split, ls in (("train", ":"), ("val", "-")):
+            steps, acc = zip(*sorted((step, v) for step, sp, n, v in rows if (sp, n) == (split, "acc")))
+            left.plot(np.maximum(steps, 1), acc, ls=ls, color=color, label=f"r = {r:g}, {split}")
+    if not several:
+        mark_events(left, events[s["fractions"][0]])
+    left.set(xscale="log", xlabel="step", ylabel="accuracy", title=f"S5, AdamW lr {s['lr']:g}, full batch")
+    left.legend(fontsize=7)
+    if several:  # t4 against r beside the curves
+        draw_t4(axes[0, 1], t4, law)
+    return {"held": held, "outcome": outcome, "events": {f"{r:g}": ev for r, ev in events.items()},
+            "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": law["fit"]}, fig
 
 
 @entry("gradient-clipping", title="Gradient clipping and grokking",

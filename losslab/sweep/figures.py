@@ -49,17 +49,18 @@ def save(fig, path: Path) -> Path:
     return path
 
 
-def power_law_figure(result: dict, axis: str):
-    """The grokked runs' t4 against the train fraction, with the fitted law."""
+def power_law_figure(result: dict, axis: str, ax=None):
+    """The grokked runs' t4 against the train fraction, with the fitted law (on `ax` where given)."""
     fit = result["fit"]
-    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     ax.scatter(result["r"], result["t4"], s=18, label="grokked runs")
     r = np.linspace(min(result["r"]), max(result["r"]), 200)
     ax.plot(r, fit["a"] * r ** (-fit["gamma"]) + fit["b"], color="tab:red",
             label=f"{fit['a']:.3g} r^-{fit['gamma']:.3g} + {fit['b']:.3g}  (R² {fit['r2']:.3f})")
     ax.set(xlabel=axis, ylabel="t4 (steps to generalize)", title="generalization step against train fraction")
     ax.legend()
-    return fig
+    return ax.figure
 
 
 def default_axes(rows: list[dict]) -> tuple[str, str] | None:
