@@ -1063,7 +1063,8 @@ def draw_t4(ax, t4: dict, law: dict) -> None:
         power_law_figure({"r": list(mean), "t4": list(mean.values()), "fit": fit}, "training fraction r", ax=ax)
     else:
         ax.scatter(list(mean), list(mean.values()), s=18, label="mean t4")
-        ax.set(xlabel="training fraction r", ylabel="t4 (steps to generalize)", title="too few grokked fractions for a fit")
+        ax.set(xlabel="training fraction r", ylabel="t4 (steps to generalize)",
+               title="too few grokked fractions for a fit")
     grokked = [(r, t) for (r, _), t in t4.items() if t is not None]
     if grokked:
         ax.plot(*zip(*grokked), "x", color="gray", label="each run")
@@ -1083,11 +1084,13 @@ def grokking_power_law(s: dict, folder: Path):
     runs = t4_by_fraction(folder, "grokking", grokking_size(s), s["fractions"], s["seeds"])
     t4 = {key: summary["events"].get("t4") for key, (summary, _) in runs.items()}
     law = t4_law(t4, s["fractions"], s["seeds"])
-    held = bool(law["fit"] and len(law["mean"]) == len(s["fractions"]) and law["fit"]["r2"] > 0.95 and law["falling"])
+    fit = law["fit"]
+    held = bool(fit and len(law["mean"]) == len(s["fractions"]) and fit["r2"] > 0.95 and law["falling"])
     figure, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
     draw_t4(ax, t4, law)
-    return {"held": held, "outcome": f"{law['means']}; {law['fitted']}", "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
-            "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": law["fit"]}, figure
+    return {"held": held, "outcome": f"{law['means']}; {law['fitted']}",
+            "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
+            "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": fit}, figure
 
 
 @entry("s5", title="Grokking of composition in S5, and its t4(r)",
@@ -1103,8 +1106,8 @@ def s5(s: dict, folder: Path):
     """The s5 preset (the demo's transformer and AdamW, full batch) at a rate of `lr` (3e-3: 1e-3 takes
     twice as long, and at 6e-3 S5 generalizes as it memorizes), one run per fraction from one seed,
     evaluated every 100 steps, for at most `max_steps`."""
-    runs = t4_by_fraction(folder, "s5", [f"optim.lr={s['lr']}", "train.eval_every=100", f"train.max_steps={s['max_steps']}"],
-                          s["fractions"], [0])
+    setting = [f"optim.lr={s['lr']}", "train.eval_every=100", f"train.max_steps={s['max_steps']}"]
+    runs = t4_by_fraction(folder, "s5", setting, s["fractions"], [0])
     events = {r: summary["events"] for (r, _), (summary, _) in runs.items()}
     t4 = {(r, 0): ev.get("t4") for r, ev in events.items()}
     law, several = t4_law(t4, s["fractions"], [0]), len(runs) > 1
