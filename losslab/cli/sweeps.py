@@ -347,5 +347,5 @@ def power_law(
     if as_json:
         return print_json(law)
     fit = law["fit"]
-    out.print(f"t4(r) = {fit['a']:.4g} r^-{fit['gamma']:.4g} + {fit['b']:.4g}   gamma +- {fit['gamma_stderr']:.2g}, "
+    out.print(f"t4(r) = {fit['a']:.4g} r^{-fit['gamma']:.4g} + {fit['b']:.4g}   gamma +- {fit['gamma_stderr']:.2g}, "
               f"R^2 {fit['r2']:.4f}, {fit['points']} grokked runs\nfigure: {law['figure']}", highlight=False)

@@ -57,7 +57,7 @@ def power_law_figure(result: dict, axis: str, ax=None):
     ax.scatter(result["r"], result["t4"], s=18, label="grokked runs")
     r = np.linspace(min(result["r"]), max(result["r"]), 200)
     ax.plot(r, fit["a"] * r ** (-fit["gamma"]) + fit["b"], color="tab:red",
-            label=f"{fit['a']:.3g} r^-{fit['gamma']:.3g} + {fit['b']:.3g}  (R² {fit['r2']:.3f})")
+            label=f"{fit['a']:.3g} r^{-fit['gamma']:.3g} + {fit['b']:.3g}  (R² {fit['r2']:.3f})")
     ax.set(xlabel=axis, ylabel="t4 (steps to generalize)", title="generalization step against train fraction")
     ax.legend()
     return ax.figure
