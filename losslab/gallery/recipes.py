@@ -1037,11 +1037,13 @@ def t4_by_fraction(folder: Path, preset: str, overrides: list[str], fractions: l
             for r in fractions for seed in seeds}
 
 
-def t4_law(t4: dict, fractions: list, seeds: list) -> dict:
-    """The mean t4 over seeds of each fraction where every seed grokked, t4(r) = a r^-gamma + b fitted
-    to them where there are 4 or more, whether t4 falls as r grows; the means and the fit in words."""
+def t4_law(runs: dict, fractions: list, seeds: list) -> dict:
+    """Each run's t4 (of t4_by_fraction's runs), the mean over seeds of each fraction where every seed
+    grokked, t4(r) = a r^-gamma + b fitted to them where there are 4 or more, whether t4 falls as r
+    grows; the means and the fit in words."""
     from losslab.sweep.phase import fit_power_law
 
+    t4 = {key: summary["events"].get("t4") for key, (summary, _) in runs.items()}
     mean = {r: float(np.mean([t4[r, seed] for seed in seeds])) for r in fractions
             if all(t4[r, seed] is not None for seed in seeds)}
     fit = fit_power_law(list(mean), list(mean.values())) if len(mean) >= 4 else None
@@ -1051,14 +1053,14 @@ def t4_law(t4: dict, fractions: list, seeds: list) -> dict:
         else f"{r:g}: not every seed grokked" for r in fractions)
     fitted = (f"t4(r) = {fit['a']:.3g} r^{-fit['gamma']:.2f} + {fit['b']:.3g}, R^2 {fit['r2']:.3f}" if fit
               else f"{len(mean)} grokked fractions: too few for a fit (4 needed)")
-    return {"mean": mean, "fit": fit, "falling": falling, "means": means, "fitted": fitted}
+    return {"t4": t4, "mean": mean, "fit": fit, "falling": falling, "means": means, "fitted": fitted}
 
 
-def draw_t4(ax, t4: dict, law: dict) -> None:
-    """Each run's t4 against its fraction, their means and the law fitted to them."""
+def draw_t4(ax, law: dict) -> None:
+    """Each run's t4 against its fraction, their means and the law fitted to them (t4_law's)."""
     from losslab.sweep.figures import power_law_figure
 
-    mean, fit = law["mean"], law["fit"]
+    t4, mean, fit = law["t4"], law["mean"], law["fit"]
     if fit:
         power_law_figure({"r": list(mean), "t4": list(mean.values()), "fit": fit}, "training fraction r", ax=ax)
     else:
@@ -1082,12 +1084,11 @@ def draw_t4(ax, t4: dict, law: dict) -> None:
 def grokking_power_law(s: dict, folder: Path):
     """The grokking preset at the gallery's size, one run per fraction and seed."""
     runs = t4_by_fraction(folder, "grokking", grokking_size(s), s["fractions"], s["seeds"])
-    t4 = {key: summary["events"].get("t4") for key, (summary, _) in runs.items()}
-    law = t4_law(t4, s["fractions"], s["seeds"])
-    fit = law["fit"]
+    law = t4_law(runs, s["fractions"], s["seeds"])
+    t4, fit = law["t4"], law["fit"]
     held = bool(fit and len(law["mean"]) == len(s["fractions"]) and fit["r2"] > 0.95 and law["falling"])
     figure, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
-    draw_t4(ax, t4, law)
+    draw_t4(ax, law)
     return {"held": held, "outcome": f"{law['means']}; {law['fitted']}",
             "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
             "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": fit}, figure
@@ -1109,8 +1110,7 @@ def s5(s: dict, folder: Path):
     setting = [f"optim.lr={s['lr']}", "train.eval_every=100", f"train.max_steps={s['max_steps']}"]
     runs = t4_by_fraction(folder, "s5", setting, s["fractions"], [0])
     events = {r: summary["events"] for (r, _), (summary, _) in runs.items()}
-    t4 = {(r, 0): ev.get("t4") for r, ev in events.items()}
-    law, several = t4_law(t4, s["fractions"], [0]), len(runs) > 1
+    law, several = t4_law(runs, s["fractions"], [0]), len(runs) > 1
     delayed = all(ev.get("t2") is not None and ev.get("t4") is not None and ev["t4"] >= 3 * ev["t2"]
                   for ev in events.values())
     held = bool(delayed and (law["falling"] or not several)
@@ -1129,7 +1129,7 @@ def s5(s: dict, folder: Path):
     left.set(xscale="log", xlabel="step", ylabel="accuracy", title=f"S5, AdamW lr {s['lr']:g}, full batch")
     left.legend(fontsize=7)
     if several:  # t4 against r beside the curves
-        draw_t4(axes[0, 1], t4, law)
+        draw_t4(axes[0, 1], law)
     return {"held": held, "outcome": outcome, "events": {f"{r:g}": ev for r, ev in events.items()},
             "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": law["fit"]}, fig
 
