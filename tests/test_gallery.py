@@ -28,6 +28,7 @@ REDUCED = {
     **{name: select([name])[0].quick for name in ("grokking", "grokking-curvature", "grokking-trajectory",
                                                   "grokking-landscape", "grokking-dimension",
                                                   "epochwise-double-descent")},
+    "modular-division": select(["modular-division"])[0].quick,
     "exponential-lr": {"steps": 300, "lr": 0.1, "weight_decay": 0.05, "width": 32, "batch": 64},
     "skip-connections": {"depth": 8, "width": 16, "steps": 600, "surface": 7, "curvature": 3},
     "rastrigin": {"steps": 500, "optimizers": ["sgd", "adam"]},
@@ -63,7 +64,7 @@ NOT_REPRODUCED = {"grokking-trajectory", "skip-connections", "grokking-phase-dia
 
 
 # several grokking runs each (minutes): run with -m slow
-SLOW = {"grokking-power-law", "s5", "gradient-clipping"}
+SLOW = {"grokking-power-law", "s5", "gradient-clipping", "modular-division"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in REDUCED])
@@ -83,7 +84,7 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
         assert stalled["SGD, rate 0.1"] < stalled["SGD, rate 1"]  # the floor shrinks with the rate, but stays
     if name == "mode-connectivity":
         assert measured["barriers"]["bezier"] < measured["barriers"]["line"] / 4
-    if name == "grokking":  # the generalization line drawn at t4
+    if name in ("grokking", "modular-division"):  # the generalization line drawn at t4
         events = measured["events"]
         assert events["t4"] >= 5 * events["t2"]
         assert any(list(line.get_xdata()) == [events["t4"]] * 2 for line in figure.axes[0].lines)
@@ -173,6 +174,7 @@ def test_the_command_lists_makes_once_and_refuses(tmp_path):
     assert first.returncode == 0, first.stderr
     made = json.loads(first.stdout)
     assert [r["cached"] for r in made["entries"]] == [False, False] and made["held"] == 2
+    assert all(0 < r["seconds"] < 60 for r in made["entries"])  # what making each took
     stamps = [os.stat(r["figure"]).st_mtime_ns for r in made["entries"]]
     again = json.loads(losslab_here(*args).stdout)
     assert [r["cached"] for r in again["entries"]] == [True, True]
@@ -210,7 +212,11 @@ def test_the_page_shows_every_figure_beside_its_verdict(tmp_path, browser):  # n
     tab.goto(f"file://{page}")
     sections = tab.eval_on_selector_all("section", """els => els.map(s => ({
         id: s.id, loaded: s.querySelector('img').complete && s.querySelector('img').naturalWidth > 0,
-        verdict: s.querySelector('.verdict').textContent, claim: s.querySelector('.claim').textContent}))""")
+        verdict: s.querySelector('.verdict').textContent, claim: s.querySelector('.claim').textContent,
+        text: s.textContent}))""")
     assert [s["id"] for s in sections] == ["double-descent", "hessian-rank"]
     assert all(s["loaded"] and s["verdict"] == "claim held" and s["claim"] for s in sections)
+    made = [f"(made in {r['seconds']:.0f} s)" for r in json.loads(done.stdout)["entries"]]
+    assert tab.text_content(".sub").endswith(" s on this machine") and [
+        s["text"].count(m) for s, m in zip(sections, made)] == [1, 1]
     tab.close()

@@ -2,6 +2,7 @@
 `interrupted`, no new point starts, the command exits 128 + the signal, and a rerun finishes
 the sweep to the table an uninterrupted sweep gives."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -127,3 +128,25 @@ def test_commands_that_train_many_runs_stop_on_a_signal(tmp_path, command, at_on
     assert runs() == started  # no run started after the signal
     statuses = {RunStore(store).find(r).summary()["status"] for r in started}
     assert "running" not in statuses and "interrupted" in statuses
+
+
+def test_a_stopped_gallery_keeps_no_figure_of_runs_cut_short_and_a_rerun_finishes_it(tmp_path):
+    from tests.test_cli import losslab_here
+
+    args = ["gallery", "--only", "double-descent,weight-decay-switch", "--quick", "--out", tmp_path]
+    proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    store, deadline = tmp_path / "runs", time.time() + 120
+    runs = lambda: {p.name for p in store.glob("[!.]*") if (p / "run.json").is_file()}  # noqa: E731 - not drafts
+    while time.time() < deadline and not runs() and proc.poll() is None:
+        time.sleep(0.05)
+    assert runs() and proc.poll() is None
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "stopped by SIGINT" in stderr and "1 of 2 entries made" in stderr, stderr
+    assert "Traceback" not in stderr
+    # the entry whose runs were cut short kept nothing; they resume and it is made from them
+    assert [p.name.split("_")[0] for p in (tmp_path / "studies").glob("*_*")] == ["double-descent"]
+    assert "interrupted" in {RunStore(store).find(r).summary()["status"] for r in runs()}
+    again = json.loads(losslab_here(*args, "--json").stdout)
+    assert [(r["cached"], r["held"]) for r in again["entries"]] == [(True, True), (False, True)]

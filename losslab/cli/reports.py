@@ -122,9 +122,13 @@ def gallery(
     """Figures of the course, the study and the paper made again, each beside its claim, whether it
     held and what was measured, on one self-contained page (FOLDER/index.html: every entry kept
     there with these settings). An entry already made with the same settings is read back."""
+    import signal
+
     from losslab.cli import stages
+    from losslab.cli.sweeps import interrupted
     from losslab.gallery import kept, read_pattern, reproduce, select, settings_of
     from losslab.gallery.page import write_page
+    from losslab.train import stop
 
     entries = select([n.strip() for n in only.split(",") if n.strip()] if only else None)
     changes = {}
@@ -152,10 +156,16 @@ def gallery(
         raise LossLabError(f"cannot write the gallery into {folder}: {e.strerror or e}") from None
     results = []
     with stages(f"gallery{' (quick)' if quick else ''}: {len(entries)} entries") as stage:
-        for i, e in enumerate(entries):
-            left = sum(x.seconds[0 if quick else 1] for x in entries[i:])
-            with stage(f"{i + 1}/{len(entries)} {e.name} (about {left:g} s left)"):
-                results.append(reproduce(e, folder, quick, changes))
+        try:
+            for i, e in enumerate(entries):
+                left = sum(x.seconds[0 if quick else 1] for x in entries[i:])
+                with stage(f"{i + 1}/{len(entries)} {e.name} (about {left:g} s left)"):
+                    results.append(reproduce(e, folder, quick, changes))
+        except stop.Stopped:  # a signal while runs trained (elsewhere it aborts at once)
+            page = write_page(folder, kept(folder, quick, changes))
+            interrupted(signal.Signals(stop.requested or signal.SIGINT).name,
+                        f"{len(results)} of {len(entries)} entries made, on {page}; run it again: "
+                        f"{entries[len(results)].name}'s runs resume")
     page = write_page(folder, kept(folder, quick, changes))
     if as_json:
         return print_json({"page": str(page), "held": sum(bool(r["held"]) for r in results), "entries": results})

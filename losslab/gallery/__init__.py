@@ -11,6 +11,7 @@ back, not made again; `index.html` beside them shows every figure beside its cla
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +101,9 @@ def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None
     found = find_study(root, entry.name, settings)
     if found is not None:
         return {**found, "cached": True}
+    start = time.perf_counter()
     measured, figure = entry.make(settings, root)
+    # what making it took here (its runs included, those another entry had trained not)
     about = {"title": entry.title, "claim": entry.claim, "source": entry.source, "command": entry.command(quick),
-             "quick": quick}
+             "quick": quick, "seconds": round(time.perf_counter() - start, 1)}
     return {**save_study(root, entry.name, settings, {**about, **measured}, {"figure.png": figure}), "cached": False}

@@ -27,16 +27,27 @@ def _section(result: dict) -> str:
             f'{image(Path(result["figure"]))}'
             f'<p><span class="verdict {"held" if held else "not-reproduced"}">{verdict}</span> '
             f'measured: {e(result["outcome"])}</p>'
-            f'<p>Alone: <code>{e(result["command"])}</code></p>'
+            f'<p>Alone: <code>{e(result["command"])}</code>{made_in(result)}</p>'
             f'<details><summary>settings</summary><pre>{e(json.dumps(result["settings"], indent=2))}</pre></details>'
             "</section>")
+
+
+def minutes(seconds: float) -> str:
+    return f"{seconds:,.0f} s" if seconds < 120 else f"{seconds / 60:,.0f} minutes"
+
+
+def made_in(result: dict) -> str:
+    seconds = result.get("seconds")  # absent from results kept before it was measured
+    return "" if seconds is None else f" (made in {minutes(seconds)})"
 
 
 def write_page(root: Path, results: list[dict]) -> Path:
     held = sum(bool(r.get("held")) for r in results)
     quick = any(r.get("quick") for r in results)
+    timed = [r["seconds"] for r in results if r.get("seconds") is not None]
     body = (f"<h1>losslab gallery</h1><p class='sub'>{held} of {len(results)} claims held"
-            f"{' (the quick instances: losslab gallery --quick)' if quick else ''}</p>"
+            f"{' (the quick instances: losslab gallery --quick)' if quick else ''}"
+            f"{f'; made in {minutes(sum(timed))} on this machine' if len(timed) == len(results) else ''}</p>"
             + "".join(_section(r) for r in results))
     text = (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><link rel="icon" href="data:,">'
             f"<title>losslab gallery</title><style>{STYLE}{VERDICT_STYLE}</style></head>\n<body>{body}</body></html>\n")

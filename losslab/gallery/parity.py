@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from losslab.gallery import entry
-from losslab.gallery.recipes import mark_events, trained
+from losslab.gallery.recipes import mark_events, trained, trained_each
 
 THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
 
@@ -75,13 +75,14 @@ def weight_decay_switch(s: dict, folder: Path):
     """The first value is the run's own weight decay (0.01): no switch, the baseline; "never": not
     within max_steps (the baseline generalizes by about 1,800)."""
     t4, curves = {}, {}
-    for decay in s["after_t2"]:
-        for seed in s["seeds"]:
-            summary, rows, _ = trained(folder, "parity", [f"optim.weight_decay_after_t2={decay}", f"seed={seed}",
-                                                           f"train.max_steps={s['max_steps']}"])
-            t4[decay, seed] = summary["events"].get("t4")
-            if seed == s["seeds"][0]:
-                curves[decay] = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
+    keys = [(decay, seed) for decay in s["after_t2"] for seed in s["seeds"]]
+    runs = trained_each(folder, "parity", [[f"optim.weight_decay_after_t2={decay}", f"seed={seed}",
+                                            f"train.max_steps={s['max_steps']}"] for decay, seed in keys],
+                        parallel=True)
+    for (decay, seed), (summary, rows, _) in zip(keys, runs):
+        t4[decay, seed] = summary["events"].get("t4")
+        if seed == s["seeds"][0]:
+            curves[decay] = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
     mean = {d: np.mean([t4[d, seed] for seed in s["seeds"]]) if all(t4[d, seed] for seed in s["seeds"]) else None
             for d in s["after_t2"]}
     baseline, *switched = s["after_t2"]
@@ -121,8 +122,14 @@ def weight_decay_switch(s: dict, folder: Path):
 def label_noise_threshold(s: dict, folder: Path):
     """Each threshold by bisection of the noise in [0, 0.5): a bracket [low, high) of width 0.5 / 2^iterations."""
     from losslab.sweep.bisect import noise_table
+    from losslab.sweep.executors import LocalExecutor
+    from losslab.train.stop import Stopped
 
-    table = noise_table(s["n"], s["weight_decay"], str(folder / "runs"), iterations=s["iterations"])
+    settings = len(s["n"]) * len(s["weight_decay"])
+    table = noise_table(s["n"], s["weight_decay"], str(folder / "runs"), iterations=s["iterations"],
+                        workers=min(settings, LocalExecutor().workers))
+    if len(table) < settings:  # stopped by a signal: no table from the settings done
+        raise Stopped(f"{len(table)} of {settings} settings bisected")
     found = {(r["n"], r["weight_decay"]): (r["low"], r["high"]) for r in table}
     weakest, strongest = s["weight_decay"][0], s["weight_decay"][-1]
     rising = [n for n in s["n"] if found[n, strongest][0] is not None and found[n, weakest][1] is not None

@@ -188,22 +188,41 @@ def sgd_least_squares(s: dict, folder: Path):
 
 
 def trained(folder: Path, preset: str, overrides: list[str]):
-    """A run of `preset` with `overrides` in the gallery's store: its summary, metric rows and folder.
-    Its id is fixed by its config, as a sweep's points are: entries that share a run train it once,
-    and one interrupted resumes."""
-    from losslab.config import load_config
-    from losslab.store import RunStore
-    from losslab.sweep.run import finished_summary, prepare_point
-    from losslab.sweep.spec import Point
-    from losslab.train.loop import finish
+    """A run of `preset` with `overrides` in the gallery's store: its summary, metric rows and folder."""
+    return trained_each(folder, preset, [overrides])[0]
 
-    cfg = load_config(preset, overrides)
-    store, run_id = RunStore(folder / "runs"), Point(0, {}, cfg).run_id
-    summary = finished_summary(store, run_id) or finish(
-        prepare_point({"store": str(store.root), "run_id": run_id, "config": cfg.model_dump(mode="json")}),
-        figures=False)
-    run = store.find(run_id)
-    return summary, run.metric_rows(), run
+
+def trained_each(folder: Path, preset: str, variants: list[list[str]], parallel: bool = False) -> list[tuple]:
+    """Runs of `preset`, one per list of overrides, in the gallery's store: for each its summary,
+    metric rows and folder. Their ids are fixed by their configs, as a sweep's points are: entries
+    that share a run train it once, and one interrupted resumes. `parallel`: the runs still to
+    train share the cores as a sweep's do, a process each (a small net barely gains from a second
+    thread; a process takes about 3 s to start, more than a run of a few seconds gains)."""
+    from losslab.config import load_config
+    from losslab.errors import LossLabError
+    from losslab.store import RunStore
+    from losslab.sweep.executors import LocalExecutor
+    from losslab.sweep.run import finished_summary
+    from losslab.sweep.spec import Point
+    from losslab.train.stop import Stopped, stop_on_signals
+
+    store = RunStore(folder / "runs")
+    cfgs = [load_config(preset, overrides) for overrides in variants]
+    ids = [Point(0, {}, cfg).run_id for cfg in cfgs]
+    configs = dict(zip(ids, cfgs))  # an entry may ask for one run twice
+    todo = [run_id for run_id in configs if finished_summary(store, run_id) is None]
+    if todo:
+        executor = LocalExecutor(min(len(todo), LocalExecutor().workers) if parallel else 1)
+        jobs = [{"store": str(store.root), "run_id": run_id, "config": configs[run_id].model_dump(mode="json"),
+                 "threads": executor.threads, "figures": False} for run_id in todo]
+        with stop_on_signals():  # a signal stops the runs at their next step, and their workers
+            failed = [r for r in executor(jobs) if r["status"] == "failed"]
+        if failed:
+            raise LossLabError(f"the gallery's run {failed[0]['run_id']} failed: {failed[0]['error']}")
+    summaries = {run_id: finished_summary(store, run_id) for run_id in configs}
+    if None in summaries.values():  # stopped by a signal: no figure from a run cut short
+        raise Stopped(f"{list(summaries.values()).count(None)} of {len(summaries)} runs unfinished")
+    return [(summaries[run_id], (run := store.find(run_id)).metric_rows(), run) for run_id in ids]
 
 
 @entry("deep-relu-init", title="A deep ReLU net from Kaiming's and from a naive initialization",
@@ -214,9 +233,10 @@ def trained(folder: Path, preset: str, overrides: list[str]):
 def deep_relu_init(s: dict, folder: Path):
     finals = {}
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    for init in ("kaiming", "normal"):
-        summary, rows, _ = trained(folder, "deep-relu", [f"train.max_steps={s['steps']}", "train.eval_every=50",
-                                                       f"model.init={init}"])
+    inits = ("kaiming", "normal")
+    runs = trained_each(folder, "deep-relu", [[f"train.max_steps={s['steps']}", "train.eval_every=50",
+                                               f"model.init={init}"] for init in inits])
+    for init, (summary, rows, _) in zip(inits, runs):
         val = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
         ax.plot(*zip(*val), label=f"{init} init")
         finals[init] = summary["final"]["val_acc"]
@@ -290,9 +310,10 @@ def log_rosenbrock(s: dict, folder: Path):
 def heavy_tailed_classes(s: dict, folder: Path):
     rare = {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    for ax, (name, overrides) in zip(axes, {"gradient descent": ["optim.name=sgd", "optim.lr=1"],
-                                            "Adam": []}.items()):
-        _, rows, _ = trained(folder, "heavy-tail", [f"train.max_steps={s['steps']}", *overrides])
+    optimizers = {"gradient descent": ["optim.name=sgd", "optim.lr=1"], "Adam": []}
+    runs = trained_each(folder, "heavy-tail", [[f"train.max_steps={s['steps']}", *overrides]
+                                               for overrides in optimizers.values()])
+    for ax, name, (_, rows, _) in zip(axes, optimizers, runs):
         groups = sorted({n for _, split, n, _ in rows if split == "train" and n.startswith("loss_group")},
                         key=lambda g: int(g.removeprefix("loss_group")))
         curves = {g: sorted((step, v) for step, split, n, v in rows if (split, n) == ("train", g)) for g in groups}
@@ -506,16 +527,21 @@ def mark_events(ax, events: dict) -> None:
        source=f"Power et al. 2022; {GROKKING_SOURCE}, Fig. 1; the course's lecture on grokking",
        settings=GROKKING, quick=GROKKING_QUICK, seconds=(65, 1500))
 def grokking(s: dict, folder: Path):
+    summary, rows, _ = _grokking(folder, s)
+    return delayed_generalization(summary, rows, f"a + b mod {s['p']}, r = {s['train_fraction']:g}")
+
+
+def delayed_generalization(summary: dict, rows, task: str) -> tuple[dict, object]:
+    """Whether a run generalized (t4) at least 5 times later than it memorized (t2), and its curves
+    with t1..t4 marked."""
     from losslab.report.figures import grokking_figure
 
-    summary, rows, _ = _grokking(folder, s)
     ev = summary["events"]
     held = ev.get("t4") is not None and ev.get("t2") is not None and ev["t4"] >= 5 * ev["t2"]
     outcome = ", ".join(f"{k} = {ev.get(k)}" for k in ("t1", "t2", "t3", "t4")) + (
         f": generalization {ev['t4'] / ev['t2']:.0f} times later than memorization" if held else
         f" ({summary['outcome']})")
-    figure = grokking_figure([r for r in rows if r[1] in ("train", "val")], ev,
-                             f"a + b mod {s['p']}, r = 0.5: {summary['outcome']}")
+    figure = grokking_figure([r for r in rows if r[1] in ("train", "val")], ev, f"{task}: {summary['outcome']}")
     return {"held": held, "outcome": outcome, "events": ev, "steps": summary["steps"]}, figure
 
 
@@ -694,6 +720,22 @@ def epochwise_double_descent(s: dict, folder: Path):
     mark_events(figure.axes[0], ev)
     figure.axes[0].legend(fontsize=7)
     return {"held": held, "outcome": outcome, "found": found, "events": ev}, figure
+
+
+@entry("modular-division", title="Grokking of modular division with a 2-layer transformer",
+       claim="On a / b mod p with half of the pairs (b != 0) to train on, the lecture's 2-layer transformer (width "
+             "128, 4 heads) trained by AdamW (weight decay 1) fits its training set (t2) long before it generalizes "
+             "(t4, at least 5 times later).",
+       source="Power et al. 2022, Fig. 1 (a / b mod 97); the course's lecture on grokking",
+       settings={"p": 97, "train_fraction": 0.5, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "stop_after_t4": 500},
+       # quick: smaller, faster and on 70% of the pairs (at r = 0.5 it memorizes and stays at chance for
+       # 6,000 steps at this size)
+       quick={"p": 47, "train_fraction": 0.7, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "stop_after_t4": 200},
+       seconds=(75, 2300))  # full: the division preset, 0.42 s a step to t4 = 5,200 and 500 steps on
+def modular_division(s: dict, folder: Path):
+    summary, rows, _ = trained(folder, "division", [*grokking_size(s), f"task.train_fraction={s['train_fraction']}",
+                                                    f"train.stop_after_t4={s['stop_after_t4']}"])
+    return delayed_generalization(summary, rows, f"a / b mod {s['p']}, r = {s['train_fraction']:g}, 2 layers")
 
 
 @entry("exponential-lr", title="An exponentially increasing learning rate, with BatchNorm",
@@ -1002,15 +1044,15 @@ def grokking_phase_diagram(s: dict, folder: Path):
     from losslab.sweep.figures import phase_figure
 
     rows, early = [], s["early_steps"]
-    for lr in s["rates"]:
-        for wd in s["weight_decays"]:
-            summary, _, _ = trained(folder, "grokking", [
-                *grokking_size({**s, "lr": lr}), f"optim.weight_decay={wd}", f"train.max_steps={s['max_steps']}",
-                f"train.record_loss_steps={early}", f"train.stop_after_t4={early}"])
-            t4 = summary["events"].get("t4")
-            rows.append({"axis:optim.weight_decay": wd, "axis:optim.lr": lr, "status": summary["status"],
-                         "val_acc": summary["final"]["val_acc"], "grokked": t4 is not None, "t4": t4,
-                         "signature_energy": summary["signature"]["energy"]})
+    grid = [(lr, wd) for lr in s["rates"] for wd in s["weight_decays"]]
+    runs = trained_each(folder, "grokking", [
+        [*grokking_size({**s, "lr": lr}), f"optim.weight_decay={wd}", f"train.max_steps={s['max_steps']}",
+         f"train.record_loss_steps={early}", f"train.stop_after_t4={early}"] for lr, wd in grid], parallel=True)
+    for (lr, wd), (summary, _, _) in zip(grid, runs):
+        t4 = summary["events"].get("t4")
+        rows.append({"axis:optim.weight_decay": wd, "axis:optim.lr": lr, "status": summary["status"],
+                     "val_acc": summary["final"]["val_acc"], "grokked": t4 is not None, "t4": t4,
+                     "signature_energy": summary["signature"]["energy"]})
     by_rate = [[r["grokked"] for r in rows if r["axis:optim.lr"] == lr] for lr in s["rates"]]
     region = all(not grokked[0] and grokked[-1] for grokked in by_rate)  # weight decays ascending
     grokked = [r["grokked"] for r in rows]
@@ -1032,9 +1074,10 @@ def grokking_phase_diagram(s: dict, folder: Path):
 def t4_by_fraction(folder: Path, preset: str, overrides: list[str], fractions: list, seeds: list) -> dict:
     """One run of `preset` per training fraction and seed (the seed draws both the split and the
     initialization), each stopped at t4: {(r, seed): (summary, metric rows)}."""
-    return {(r, seed): trained(folder, preset, [*overrides, f"task.train_fraction={r}", "train.stop_after_t4=0",
-                                                f"seed={seed}"])[:2]
-            for r in fractions for seed in seeds}
+    keys = [(r, seed) for r in fractions for seed in seeds]
+    runs = trained_each(folder, preset, [[*overrides, f"task.train_fraction={r}", "train.stop_after_t4=0",
+                                          f"seed={seed}"] for r, seed in keys], parallel=True)
+    return {key: run[:2] for key, run in zip(keys, runs)}
 
 
 def t4_law(runs: dict, fractions: list, seeds: list) -> dict:
@@ -1079,8 +1122,8 @@ def draw_t4(ax, law: dict) -> None:
        source=f"{GROKKING_SOURCE}, Fig. 5 and Sec. 3",
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.5, 0.6, 0.7, 0.8],
                  "seeds": [0, 1]},
-       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0, 1]},
-       seconds=(112, 1860))  # full: estimated from the demo's 6 min at r = 0.5
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0]},
+       seconds=(40, 1860))  # full: estimated from the demo's 6 min at r = 0.5
 def grokking_power_law(s: dict, folder: Path):
     """The grokking preset at the gallery's size, one run per fraction and seed."""
     runs = t4_by_fraction(folder, "grokking", grokking_size(s), s["fractions"], s["seeds"])
@@ -1140,8 +1183,8 @@ def s5(s: dict, folder: Path):
              "are smaller.",
        source=f"{GROKKING_SOURCE}, appendix G.4",
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "clips": [None, 1.0, 0.01]},
-       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 1.0, 0.1, 0.01]},
-       seconds=(62, 1100))  # full: estimated from the demo's 6 min
+       quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 1.0, 0.01]},
+       seconds=(47, 1100))  # full: estimated from the demo's 6 min
 def gradient_clipping(s: dict, folder: Path):
     """One run per threshold (None: unclipped), from one seed, stopped at t4, every step's loss kept. A
     spike: the training loss's largest rise after t2 above its lowest value so far, in decades."""
@@ -1149,10 +1192,10 @@ def gradient_clipping(s: dict, folder: Path):
 
     t4, spike, curves = {}, {}, {}
     every_step = load_config("grokking").train.max_steps
-    for clip in s["clips"]:
-        summary, rows, run = trained(folder, "grokking", [
-            *grokking_size(s), "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
-            *([f"optim.clip_grad_norm={clip}"] if clip else [])])
+    runs = trained_each(folder, "grokking", [
+        [*grokking_size(s), "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
+         *([f"optim.clip_grad_norm={clip}"] if clip else [])] for clip in s["clips"]], parallel=True)
+    for clip, (summary, rows, _) in zip(s["clips"], runs):
         ev = summary["events"]
         steps, losses = map(np.array, zip(*sorted((st, v) for st, split, n, v in rows
                                                   if (split, n) == ("train", "step_loss"))))
