@@ -103,7 +103,7 @@ def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None
         return {**found, "cached": True}
     start = time.perf_counter()
     measured, figure = entry.make(settings, root)
-    # what making it took here (its runs included, those another entry had trained not)
+    # what making it took here: its runs too, unless another entry trained them first
     about = {"title": entry.title, "claim": entry.claim, "source": entry.source, "command": entry.command(quick),
              "quick": quick, "seconds": round(time.perf_counter() - start, 1)}
     return {**save_study(root, entry.name, settings, {**about, **measured}, {"figure.png": figure}), "cached": False}

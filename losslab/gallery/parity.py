@@ -118,7 +118,7 @@ def weight_decay_switch(s: dict, folder: Path):
              "at the weakest.",
        source=f"{THESIS}, Table 3.1",
        settings={"n": [30, 50, 70], "weight_decay": [0.01, 0.05, 0.1], "iterations": 5},
-       quick={"n": [30, 50], "weight_decay": [0.01, 0.1], "iterations": 3}, seconds=(28, 98))
+       quick={"n": [30, 50], "weight_decay": [0.01, 0.1], "iterations": 3}, seconds=(22, 98))
 def label_noise_threshold(s: dict, folder: Path):
     """Each threshold by bisection of the noise in [0, 0.5): a bracket [low, high) of width 0.5 / 2^iterations."""
     from losslab.sweep.bisect import noise_table

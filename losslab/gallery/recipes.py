@@ -731,7 +731,7 @@ def epochwise_double_descent(s: dict, folder: Path):
        # quick: smaller, faster and on 70% of the pairs (at r = 0.5 it memorizes and stays at chance for
        # 6,000 steps at this size)
        quick={"p": 47, "train_fraction": 0.7, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "stop_after_t4": 200},
-       seconds=(75, 2300))  # full: the division preset, 0.42 s a step to t4 = 5,200 and 500 steps on
+       seconds=(67, 2300))  # full: the division preset, 0.42 s a step to t4 = 5,200 and 500 steps on
 def modular_division(s: dict, folder: Path):
     summary, rows, _ = trained(folder, "division", [*grokking_size(s), f"task.train_fraction={s['train_fraction']}",
                                                     f"train.stop_after_t4={s['stop_after_t4']}"])
@@ -1035,7 +1035,7 @@ def multi_point(s: dict, folder: Path):
                  "weight_decays": [0.1, 0.3, 0.6, 1.0, 2.0], "max_steps": 3000, "early_steps": 200},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 3e-3, 1e-2], "weight_decays": [0.1, 1.0, 2.0],
               "max_steps": 2000, "early_steps": 200},
-       seconds=(125, 504))
+       seconds=(71, 504))
 def grokking_phase_diagram(s: dict, folder: Path):
     """One run per (rate, weight decay), from one seed, for at most `max_steps`; every step's loss of
     the first `early_steps` kept (each run lasts that long) and its spectral signature taken there."""
@@ -1123,7 +1123,7 @@ def draw_t4(ax, law: dict) -> None:
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.5, 0.6, 0.7, 0.8],
                  "seeds": [0, 1]},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0]},
-       seconds=(40, 1860))  # full: estimated from the demo's 6 min at r = 0.5
+       seconds=(26, 1860))  # full: estimated from the demo's 6 min at r = 0.5
 def grokking_power_law(s: dict, folder: Path):
     """The grokking preset at the gallery's size, one run per fraction and seed."""
     runs = t4_by_fraction(folder, "grokking", grokking_size(s), s["fractions"], s["seeds"])
@@ -1184,7 +1184,7 @@ def s5(s: dict, folder: Path):
        source=f"{GROKKING_SOURCE}, appendix G.4",
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "clips": [None, 1.0, 0.01]},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 1.0, 0.01]},
-       seconds=(47, 1100))  # full: estimated from the demo's 6 min
+       seconds=(37, 1100))  # full: estimated from the demo's 6 min
 def gradient_clipping(s: dict, folder: Path):
     """One run per threshold (None: unclipped), from one seed, stopped at t4, every step's loss kept. A
     spike: the training loss's largest rise after t2 above its lowest value so far, in decades."""

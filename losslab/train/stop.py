@@ -17,15 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+requested: int | None = None  # the signal that asked this process to stop, if one did
+_depth = 0  # nested stop_on_signals: only the outermost installs and resets
 
 
 class Stopped(Exception):
     """What was being made needs runs that a stop request left unfinished: none of it is kept (the
     runs resume when it is made again)."""
-
-
-requested: int | None = None  # the signal that asked this process to stop, if one did
-_depth = 0  # nested stop_on_signals: only the outermost installs and resets
 
 
 def _request(sig: int, frame) -> None:
