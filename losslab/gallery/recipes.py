@@ -525,7 +525,7 @@ def mark_events(ax, events: dict) -> None:
        claim="On a + b mod p with half of the pairs to train on, a 1-layer transformer trained by AdamW (weight decay "
              "1) fits its training set (t2) long before it generalizes (t4, at least 5 times later).",
        source=f"Power et al. 2022; {GROKKING_SOURCE}, Fig. 1; the course's lecture on grokking",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(65, 1500))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(75, 630))
 def grokking(s: dict, folder: Path):
     summary, rows, _ = _grokking(folder, s)
     return delayed_generalization(summary, rows, f"a + b mod {s['p']}, r = {s['train_fraction']:g}")
@@ -588,7 +588,7 @@ def grokking_curvature(s: dict, folder: Path):
              "directions hold more than 98% of its variance, while it moves steadily away from its start "
              "(cos(theta_t, theta_0) falls) along nearly parallel steps (cos(theta_t, theta_t+1) near 1).",
        source=f"{GROKKING_SOURCE}, appendix G.3 and Fig. 14",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 200))  # reads 70 checkpoints at full size
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 5))
 def grokking_trajectory(s: dict, folder: Path):
     from losslab.analysis.trajectory import trajectory_geometry
     from losslab.train.checkpoints import checkpoint_paths
@@ -631,7 +631,7 @@ def grokking_trajectory(s: dict, folder: Path):
              "barrier, highest once the net has memorized, worn down over the plateau; from the checkpoints before "
              "t1 and from t4 on the line barely rises (less than a tenth of the barrier's height).",
        source=f"{GROKKING_SOURCE}, Fig. 4 and its summary (the memorization phase is separated from comprehension)",
-       settings={**GROKKING, "points": 21}, quick={**GROKKING_QUICK, "points": 11}, seconds=(9, 180))
+       settings={**GROKKING, "points": 21}, quick={**GROKKING_QUICK, "points": 11}, seconds=(9, 67))
 def grokking_landscape(s: dict, folder: Path):
     from losslab.analysis.directions import direction_to
     from losslab.analysis.figures import checkpoint_heatmap
