@@ -1123,7 +1123,7 @@ def draw_t4(ax, law: dict) -> None:
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.5, 0.6, 0.7, 0.8],
                  "seeds": [0, 1]},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0]},
-       seconds=(26, 1860))  # full: estimated from the demo's 6 min at r = 0.5
+       seconds=(26, 1194))
 def grokking_power_law(s: dict, folder: Path):
     """The grokking preset at the gallery's size, one run per fraction and seed."""
     runs = t4_by_fraction(folder, "grokking", grokking_size(s), s["fractions"], s["seeds"])
