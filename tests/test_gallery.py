@@ -185,6 +185,29 @@ def test_the_command_lists_makes_once_and_refuses(tmp_path):
         assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
 
 
+def test_the_runs_of_the_entries_train_together_each_once_the_longest_first(tmp_path):
+    from losslab.gallery import runs_to_train
+    from losslab.gallery.runs import configs
+
+    entries = select(None)
+    ids = {e.name: [run_id for run_id, _ in configs(*e.runs(e.settings))] for e in entries if e.runs}
+    full = runs_to_train(entries, tmp_path, quick=False)
+    assert set(full) == {run_id for each in ids.values() for run_id in each}
+    # the six grokking figures read one run; gradient-clipping's unclipped run is the power law's at r = 0.5, seed 0
+    assert [full[ids[name][0]][0] for name in ("grokking", "grokking-landscape")] == ["grokking", "grokking"]
+    assert full[ids["gradient-clipping"][0]][0] == "grokking-power-law" and ids["gradient-clipping"][0] in ids[
+        "grokking-power-law"]
+    assert full[next(iter(full))][0] == "modular-division"  # one run of 38 minutes: the longest
+    # made from the command: its runs trained in one pool, their time counted in the entries'
+    args = ["gallery", "--only", "deep-relu-init,heavy-tailed-classes", "--quick", "--out", tmp_path, "--json"]
+    done = losslab_here(*args)
+    assert done.returncode == 0 and "training the entries' 4 runs: 4/4" in done.stderr, done.stderr
+    made = json.loads(done.stdout)["entries"]
+    assert [r["held"] for r in made] == [True, True] and all(r["seconds"] > 1 for r in made)
+    left = {owner for owner, _ in runs_to_train(entries, tmp_path, quick=True).values()}
+    assert "grokking" in left and not left & {"deep-relu-init", "heavy-tailed-classes"}
+
+
 def test_a_picture_for_multi_point_is_read_small_and_a_bad_one_refused(tmp_path):
     from PIL import Image
 

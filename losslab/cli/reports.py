@@ -126,7 +126,7 @@ def gallery(
 
     from losslab.cli import stages
     from losslab.cli.sweeps import interrupted
-    from losslab.gallery import kept, read_pattern, reproduce, select, settings_of
+    from losslab.gallery import kept, read_pattern, reproduce, runs_to_train, select, settings_of, train_runs
     from losslab.gallery.page import write_page
     from losslab.train import stop
 
@@ -154,18 +154,21 @@ def gallery(
         (folder / ".writable").unlink()
     except OSError as e:
         raise LossLabError(f"cannot write the gallery into {folder}: {e.strerror or e}") from None
-    results = []
+    results, trained_for = [], {}
     with stages(f"gallery{' (quick)' if quick else ''}: {len(entries)} entries") as stage:
         try:
+            if todo := runs_to_train(entries, folder, quick, changes):
+                with stage(f"training the entries' {len(todo)} runs", total=len(todo)):
+                    trained_for = train_runs(folder, todo)
             for i, e in enumerate(entries):
-                left = sum(x.seconds[0 if quick else 1] for x in entries[i:])
-                with stage(f"{i + 1}/{len(entries)} {e.name} (about {left:g} s left)"):
-                    results.append(reproduce(e, folder, quick, changes))
+                left = sum(max(x.seconds[0 if quick else 1] - trained_for.get(x.name, 0.0), 0.0) for x in entries[i:])
+                with stage(f"{i + 1}/{len(entries)} {e.name} (about {left:.0f} s left)"):
+                    results.append(reproduce(e, folder, quick, changes, trained_for.get(e.name, 0.0)))
         except stop.Stopped:  # a signal while runs trained (elsewhere it aborts at once)
             page = write_page(folder, kept(folder, quick, changes))
             interrupted(signal.Signals(stop.requested or signal.SIGINT).name,
                         f"{len(results)} of {len(entries)} entries made, on {page}; run it again: "
-                        f"{entries[len(results)].name}'s runs resume")
+                        "the runs cut short resume")
     page = write_page(folder, kept(folder, quick, changes))
     if as_json:
         return print_json({"page": str(page), "held": sum(bool(r["held"]) for r in results), "entries": results})

@@ -31,6 +31,10 @@ class Entry:
     quick: dict  # a smaller instance of it (--quick)
     seconds: tuple[float, float]  # measured on a 2-core CPU: (quick, full)
     make: Callable[[dict, Path], tuple[dict, object]]  # (settings, folder) -> (measured with held/outcome, Figure)
+    # the runs it trains (settings -> a preset and overrides, one list per run), trained with those of
+    # the other entries before any is made (losslab.gallery.runs); None: it trains none, or decides
+    # what to train as it goes
+    runs: Callable[[dict], tuple[str, list[list[str]]]] | None = None
 
     def command(self, quick: bool) -> str:
         return f"losslab gallery --only {self.name}" + (" --quick" if quick else "")
@@ -40,10 +44,10 @@ ENTRIES: dict[str, Entry] = {}
 
 
 def entry(name: str, *, title: str, claim: str, source: str, settings: dict, quick: dict,
-          seconds: tuple[float, float]):
+          seconds: tuple[float, float], runs: Callable[[dict], tuple[str, list[list[str]]]] | None = None):
     """Register the recipe it decorates under `name`."""
     def register(make):
-        ENTRIES[name] = Entry(name, title, claim, source, settings, quick, seconds, make)
+        ENTRIES[name] = Entry(name, title, claim, source, settings, quick, seconds, make, runs)
         return make
     return register
 
@@ -92,9 +96,43 @@ def kept(root: Path, quick: bool, changes: dict | None = None) -> list[dict]:
     return [f for f in found if f is not None]
 
 
-def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None) -> dict:
+def runs_to_train(entries: list[Entry], root: Path, quick: bool, changes: dict | None = None) -> dict:
+    """{run id: (entry name, config)} of the runs that the entries not yet kept with these settings
+    will read and that are not yet trained, each once (for the first entry that reads it), the
+    longest first by its entry's estimated time per run: what train_runs trains together."""
+    from losslab.gallery.runs import configs, unfinished
+    from losslab.store.studies import find_study
+
+    wanted = {}  # run id -> (estimated seconds, entry name, config)
+    for e in entries:
+        settings = settings_of(e, quick, changes)
+        if e.runs is not None and find_study(root, e.name, settings) is None:
+            preset, variants = e.runs(settings)
+            for run_id, cfg in configs(preset, variants):
+                wanted.setdefault(run_id, (e.seconds[0 if quick else 1] / len(variants), e.name, cfg))
+    longest_first = dict(sorted(((run_id, cfg) for run_id, (_, _, cfg) in wanted.items()),
+                                key=lambda run: -wanted[run[0]][0]))
+    return {run_id: (wanted[run_id][1], cfg) for run_id, cfg in unfinished(root, longest_first).items()}
+
+
+def train_runs(root: Path, todo: dict) -> dict:
+    """Train runs_to_train's runs together: every core busy, each run on one (losslab.gallery.runs).
+    Each entry's share of the time it took, in proportion to its runs' own training times."""
+    from losslab.gallery.runs import train
+
+    start = time.perf_counter()
+    trained = train(root, {run_id: cfg for run_id, (_, cfg) in todo.items()})
+    took, total = time.perf_counter() - start, sum(trained.values()) or 1.0
+    share = {}
+    for run_id, (name, _) in todo.items():
+        share[name] = share.get(name, 0.0) + took * trained[run_id] / total
+    return share
+
+
+def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None, trained_for: float = 0.0) -> dict:
     """The entry's result in the gallery at `root`: read back if made with these settings, else made
-    (its runs under root/runs) and kept."""
+    (its runs under root/runs) and kept; `trained_for`: the seconds its runs took where train_runs
+    trained them, counted in what making it took."""
     from losslab.store.studies import find_study, save_study
 
     settings = settings_of(entry, quick, changes)
@@ -105,5 +143,5 @@ def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None
     measured, figure = entry.make(settings, root)
     # what making it took here: its runs too, unless another entry trained them first
     about = {"title": entry.title, "claim": entry.claim, "source": entry.source, "command": entry.command(quick),
-             "quick": quick, "seconds": round(time.perf_counter() - start, 1)}
+             "quick": quick, "seconds": round(time.perf_counter() - start + trained_for, 1)}
     return {**save_study(root, entry.name, settings, {**about, **measured}, {"figure.png": figure}), "cached": False}

@@ -10,9 +10,11 @@ import numpy as np
 import torch
 
 from losslab.gallery import entry
-from losslab.gallery.recipes import mark_events, trained, trained_each
+from losslab.gallery.recipes import mark_events
+from losslab.gallery.runs import trained_each
 
 THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
+REPRESENTATIONS_RUN = "parity", [["train.checkpoint_per_decade=20"]]  # a checkpoint at every log-spaced evaluation
 
 
 @entry("parity-representations", title="What a sparse-parity network learns between memorization and generalization",
@@ -20,13 +22,14 @@ THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
              "layer's weights shrink and turn to the 2 relevant bits, and the last hidden layer's representations "
              "come to cluster by those bits (t-SNE panels: a nearest-neighbour vote recovers them at t4, far less at t2).",
        source=f"{THESIS}: the t-SNE panels, the output-weight KDE and the spectral norms",
-       settings={"panels": 6, "examples": 300}, quick={"panels": 4, "examples": 300}, seconds=(6, 13))
+       settings={"panels": 6, "examples": 300}, quick={"panels": 4, "examples": 300}, seconds=(6, 13),
+       runs=lambda s: REPRESENTATIONS_RUN)
 def parity_representations(s: dict, folder: Path):
     from losslab.analysis.figures import output_weight_densities, tsne_panels, weight_norms
     from losslab.analysis.representations import chosen_steps, parity_colors, representations
     from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 
-    summary, _, run = trained(folder, "parity", ["train.checkpoint_per_decade=20"])
+    summary, _, run = trained_each(folder, *REPRESENTATIONS_RUN)[0]
     ev, k = summary["events"], 2
     steps = list(checkpoint_paths(run))
     models = {step: load_checkpoint(run, step).model for step in steps}
@@ -65,21 +68,27 @@ def parity_representations(s: dict, folder: Path):
             "on_relevant_bits": [on_bits[t2], on_bits[t4]] if measured else None}, fig
 
 
+def switch_keys(s: dict) -> list[tuple[float, int]]:
+    return [(decay, seed) for decay in s["after_t2"] for seed in s["seeds"]]
+
+
+def switch_runs(s: dict) -> tuple[str, list[list[str]]]:
+    return "parity", [[f"optim.weight_decay_after_t2={decay}", f"seed={seed}", f"train.max_steps={s['max_steps']}"]
+                      for decay, seed in switch_keys(s)]
+
+
 @entry("weight-decay-switch", title="Weight decay switched at memorization",
        claim="Raising the weight decay of a sparse-parity run when it has memorized (t2) brings generalization (t4) "
              "forward, up to a point: beyond it the network decays faster than it learns and never generalizes.",
        source=f"{THESIS}: the weight-decay switch",
        settings={"after_t2": [0.01, 0.03, 0.1, 0.3, 1.0, 3.0], "seeds": [0, 1, 2], "max_steps": 5000},
-       quick={"after_t2": [0.01, 0.1, 1.0], "seeds": [0, 1], "max_steps": 3000}, seconds=(8, 23))
+       quick={"after_t2": [0.01, 0.1, 1.0], "seeds": [0, 1], "max_steps": 3000}, seconds=(8, 23), runs=switch_runs)
 def weight_decay_switch(s: dict, folder: Path):
     """The first value is the run's own weight decay (0.01): no switch, the baseline; "never": not
     within max_steps (the baseline generalizes by about 1,800)."""
     t4, curves = {}, {}
-    keys = [(decay, seed) for decay in s["after_t2"] for seed in s["seeds"]]
-    runs = trained_each(folder, "parity", [[f"optim.weight_decay_after_t2={decay}", f"seed={seed}",
-                                            f"train.max_steps={s['max_steps']}"] for decay, seed in keys],
-                        parallel=True)
-    for (decay, seed), (summary, rows, _) in zip(keys, runs):
+    runs = trained_each(folder, *switch_runs(s), parallel=True)
+    for (decay, seed), (summary, rows, _) in zip(switch_keys(s), runs):
         t4[decay, seed] = summary["events"].get("t4")
         if seed == s["seeds"][0]:
             curves[decay] = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
@@ -152,18 +161,23 @@ def label_noise_threshold(s: dict, folder: Path):
         {"n": n, "weight_decay": wd, "low": low, "high": high} for (n, wd), (low, high) in found.items()]}, fig
 
 
+def circuit_run(s: dict) -> tuple[str, list[list[str]]]:
+    return "parity-l1", [[f"train.stop_after_t4={s['stop_after_t4']}"]]
+
+
 @entry("minimal-circuits", title="Minimal circuits for sparse parity",
        claim="Two ReLU units compute (n, 2)-parity exactly, on every input; trained with an L1 penalty, a width-100 "
              "network keeps a handful of units, which read only the 2 relevant bits, and pruned to them it still "
              "computes the parity.",
        source=f"{THESIS}: minimal circuits",
-       settings={"n": 12, "stop_after_t4": 3000}, quick={"n": 10, "stop_after_t4": 3000}, seconds=(2, 2))
+       settings={"n": 12, "stop_after_t4": 3000}, quick={"n": 10, "stop_after_t4": 3000}, seconds=(2, 2),
+       runs=circuit_run)
 def minimal_circuits(s: dict, folder: Path):
     from losslab.analysis.circuits import check_two_neuron, circuit, unit_strength
     from losslab.train.checkpoints import load_checkpoint
 
     hand_built = check_two_neuron(s["n"], out_bias=True)
-    summary, _, run = trained(folder, "parity-l1", [f"train.stop_after_t4={s['stop_after_t4']}"])
+    summary, _, run = trained_each(folder, *circuit_run(s))[0]
     last = load_checkpoint(run)
     model, task = last.model, last.cfg.task
     found = circuit(model, last.loss_fn.accuracy, last.data("val"), parity=(task.n, task.k))

@@ -14,6 +14,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from losslab.gallery import entry  # noqa: E402
+from losslab.gallery.runs import trained_each  # noqa: E402
 
 
 def _digits(train: int, dtype=torch.float32):
@@ -187,56 +188,23 @@ def sgd_least_squares(s: dict, folder: Path):
     return {"held": stalled and gd and interpolated, "outcome": outcome, "excess_loss": excess}, fig
 
 
-def trained(folder: Path, preset: str, overrides: list[str]):
-    """A run of `preset` with `overrides` in the gallery's store: its summary, metric rows and folder."""
-    return trained_each(folder, preset, [overrides])[0]
+INITS = ("kaiming", "normal")
 
 
-def trained_each(folder: Path, preset: str, variants: list[list[str]], parallel: bool = False) -> list[tuple]:
-    """Runs of `preset`, one per list of overrides, in the gallery's store: for each its summary,
-    metric rows and folder. Their ids are fixed by their configs, as a sweep's points are: entries
-    that share a run train it once, and one interrupted resumes. `parallel`: the runs still to
-    train share the cores as a sweep's do, a process each (a small net barely gains from a second
-    thread; a process takes about 3 s to start, more than a run of a few seconds gains)."""
-    from losslab.config import load_config
-    from losslab.errors import LossLabError
-    from losslab.store import RunStore
-    from losslab.sweep.executors import LocalExecutor
-    from losslab.sweep.run import finished_summary
-    from losslab.sweep.spec import Point
-    from losslab.train.stop import Stopped, stop_on_signals
-
-    store = RunStore(folder / "runs")
-    cfgs = [load_config(preset, overrides) for overrides in variants]
-    ids = [Point(0, {}, cfg).run_id for cfg in cfgs]
-    configs = dict(zip(ids, cfgs))  # an entry may ask for one run twice
-    todo = [run_id for run_id in configs if finished_summary(store, run_id) is None]
-    if todo:
-        executor = LocalExecutor(min(len(todo), LocalExecutor().workers) if parallel else 1)
-        jobs = [{"store": str(store.root), "run_id": run_id, "config": configs[run_id].model_dump(mode="json"),
-                 "threads": executor.threads, "figures": False} for run_id in todo]
-        with stop_on_signals():  # a signal stops the runs at their next step, and their workers
-            failed = [r for r in executor(jobs) if r["status"] == "failed"]
-        if failed:
-            raise LossLabError(f"the gallery's run {failed[0]['run_id']} failed: {failed[0]['error']}")
-    summaries = {run_id: finished_summary(store, run_id) for run_id in configs}
-    if None in summaries.values():  # stopped by a signal: no figure from a run cut short
-        raise Stopped(f"{list(summaries.values()).count(None)} of {len(summaries)} runs unfinished")
-    return [(summaries[run_id], (run := store.find(run_id)).metric_rows(), run) for run_id in ids]
+def deep_relu_runs(s: dict) -> tuple[str, list[list[str]]]:
+    return "deep-relu", [[f"train.max_steps={s['steps']}", "train.eval_every=50", f"model.init={init}"]
+                         for init in INITS]
 
 
 @entry("deep-relu-init", title="A deep ReLU net from Kaiming's and from a naive initialization",
        claim="A 30-layer ReLU MLP learns digits from Kaiming's initialization; from N(0, 0.01^2) its signal and "
              "gradients vanish and it stays at chance.",
        source="He et al. 2015, Fig. 3; the course's lecture on initialization",
-       settings={"steps": 1000}, quick={"steps": 300}, seconds=(5, 9))
+       settings={"steps": 1000}, quick={"steps": 300}, seconds=(5, 9), runs=deep_relu_runs)
 def deep_relu_init(s: dict, folder: Path):
     finals = {}
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    inits = ("kaiming", "normal")
-    runs = trained_each(folder, "deep-relu", [[f"train.max_steps={s['steps']}", "train.eval_every=50",
-                                               f"model.init={init}"] for init in inits])
-    for init, (summary, rows, _) in zip(inits, runs):
+    for init, (summary, rows, _) in zip(INITS, trained_each(folder, *deep_relu_runs(s))):
         val = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
         ax.plot(*zip(*val), label=f"{init} init")
         finals[init] = summary["final"]["val_acc"]
@@ -302,18 +270,22 @@ def log_rosenbrock(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, "final_distance": final}, trajectory_figure(task, list(runs.values()))
 
 
+OPTIMIZERS = {"gradient descent": ["optim.name=sgd", "optim.lr=1"], "Adam": []}
+
+
+def heavy_tail_runs(s: dict) -> tuple[str, list[list[str]]]:
+    return "heavy-tail", [[f"train.max_steps={s['steps']}", *overrides] for overrides in OPTIMIZERS.values()]
+
+
 @entry("heavy-tailed-classes", title="SGD and Adam on heavy-tailed classes",
        claim="With heavy-tailed class frequencies, gradient descent learns the frequent classes and leaves the rare "
              "ones near where they started, while Adam learns every frequency group.",
        source="Kunstner et al. 2024, Fig. 1; the course's lecture on Adam",
-       settings={"steps": 300}, quick={"steps": 100}, seconds=(9, 22))
+       settings={"steps": 300}, quick={"steps": 100}, seconds=(9, 22), runs=heavy_tail_runs)
 def heavy_tailed_classes(s: dict, folder: Path):
     rare = {}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    optimizers = {"gradient descent": ["optim.name=sgd", "optim.lr=1"], "Adam": []}
-    runs = trained_each(folder, "heavy-tail", [[f"train.max_steps={s['steps']}", *overrides]
-                                               for overrides in optimizers.values()])
-    for ax, name, (_, rows, _) in zip(axes, optimizers, runs):
+    for ax, name, (_, rows, _) in zip(axes, OPTIMIZERS, trained_each(folder, *heavy_tail_runs(s))):
         groups = sorted({n for _, split, n, _ in rows if split == "train" and n.startswith("loss_group")},
                         key=lambda g: int(g.removeprefix("loss_group")))
         curves = {g: sorted((step, v) for step, split, n, v in rows if (split, n) == ("train", g)) for g in groups}
@@ -493,12 +465,17 @@ def grokking_size(s: dict) -> list[str]:
     return [f"task.p={s['p']}", f"model.d_model={s['d_model']}", f"model.d_mlp={s['d_mlp']}", f"optim.lr={s['lr']}"]
 
 
-def _grokking(folder: Path, s: dict):
-    """The shared grokking run: its summary, metric rows and folder."""
-    return trained(folder, "grokking", [
+def grokking_run(s: dict) -> tuple[str, list[list[str]]]:
+    """The shared grokking run: probed, a checkpoint at every log-spaced evaluation."""
+    return "grokking", [[
         *grokking_size(s), f"task.train_fraction={s['train_fraction']}", f"train.stop_after_t4={s['stop_after_t4']}",
         f"probes.every={s['probe_every']}", "probes.hessian=true", "probes.dimension=true",
-        "train.checkpoint_per_decade=20"])  # a checkpoint at every log-spaced evaluation
+        "train.checkpoint_per_decade=20"]]
+
+
+def _grokking(folder: Path, s: dict):
+    """The shared grokking run: its summary, metric rows and folder."""
+    return trained_each(folder, *grokking_run(s))[0]
 
 
 def _probed(rows, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -525,7 +502,7 @@ def mark_events(ax, events: dict) -> None:
        claim="On a + b mod p with half of the pairs to train on, a 1-layer transformer trained by AdamW (weight decay "
              "1) fits its training set (t2) long before it generalizes (t4, at least 5 times later).",
        source=f"Power et al. 2022; {GROKKING_SOURCE}, Fig. 1; the course's lecture on grokking",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(75, 630))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(75, 630), runs=grokking_run)
 def grokking(s: dict, folder: Path):
     summary, rows, _ = _grokking(folder, s)
     return delayed_generalization(summary, rows, f"a + b mod {s['p']}, r = {s['train_fraction']:g}")
@@ -550,7 +527,8 @@ def delayed_generalization(summary: dict, rows, task: str) -> tuple[dict, object
              "basin); its top curvature rises while the net memorizes, collapses on the plateau that follows, and "
              "spikes again on the way to generalization (t4): the slingshot that accompanies delayed generalization.",
        source=f"{GROKKING_SOURCE}, Fig. 11 and Sec. 5 (slingshots, Thilak et al. 2022)",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1))  # after `grokking`, whose run it reads
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1),  # after `grokking`, whose run it reads
+       runs=grokking_run)
 def grokking_curvature(s: dict, folder: Path):
     summary, rows, _ = _grokking(folder, s)
     ev = summary["events"]
@@ -588,7 +566,7 @@ def grokking_curvature(s: dict, folder: Path):
              "directions hold more than 98% of its variance, while it moves steadily away from its start "
              "(cos(theta_t, theta_0) falls) along nearly parallel steps (cos(theta_t, theta_t+1) near 1).",
        source=f"{GROKKING_SOURCE}, appendix G.3 and Fig. 14",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 5))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 5), runs=grokking_run)
 def grokking_trajectory(s: dict, folder: Path):
     from losslab.analysis.trajectory import trajectory_geometry
     from losslab.train.checkpoints import checkpoint_paths
@@ -631,7 +609,8 @@ def grokking_trajectory(s: dict, folder: Path):
              "barrier, highest once the net has memorized, worn down over the plateau; from the checkpoints before "
              "t1 and from t4 on the line barely rises (less than a tenth of the barrier's height).",
        source=f"{GROKKING_SOURCE}, Fig. 4 and its summary (the memorization phase is separated from comprehension)",
-       settings={**GROKKING, "points": 21}, quick={**GROKKING_QUICK, "points": 11}, seconds=(9, 67))
+       settings={**GROKKING, "points": 21}, quick={**GROKKING_QUICK, "points": 11}, seconds=(9, 67),
+       runs=grokking_run)
 def grokking_landscape(s: dict, folder: Path):
     from losslab.analysis.directions import direction_to
     from losslab.analysis.figures import checkpoint_heatmap
@@ -673,7 +652,8 @@ def grokking_landscape(s: dict, folder: Path):
        claim="The intrinsic dimension of what the unembedding reads collapses when the net generalizes: after t4 it "
              "is less than half of what it was while the net memorized.",
        source=f"{GROKKING_SOURCE}, appendix H (TwoNN, Facco et al. 2017)",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1))  # after `grokking`, whose run it reads
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1),  # after `grokking`, whose run it reads
+       runs=grokking_run)
 def grokking_dimension(s: dict, folder: Path):
     summary, rows, _ = _grokking(folder, s)
     ev = summary["events"]
@@ -702,7 +682,7 @@ def grokking_dimension(s: dict, folder: Path):
              "descends a second time as it generalizes: epoch-wise double descent.",
        source=f"Nakkiran et al. 2019 (Deep double descent), Fig. 2; Davies et al. 2023 (Unifying grokking and double "
               f"descent); {GROKKING_SOURCE}",
-       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1))
+       settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1), runs=grokking_run)
 def epochwise_double_descent(s: dict, folder: Path):
     from losslab.analysis.double_descent import epochwise
     from losslab.analysis.figures import epochwise_figure
@@ -722,19 +702,24 @@ def epochwise_double_descent(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, "found": found, "events": ev}, figure
 
 
+def division_run(s: dict) -> tuple[str, list[list[str]]]:
+    return "division", [[*grokking_size(s), f"task.train_fraction={s['train_fraction']}",
+                         f"train.stop_after_t4={s['stop_after_t4']}"]]
+
+
 @entry("modular-division", title="Grokking of modular division with a 2-layer transformer",
        claim="On a / b mod p with half of the pairs (b != 0) to train on, the lecture's 2-layer transformer (width "
              "128, 4 heads) trained by AdamW (weight decay 1) fits its training set (t2) long before it generalizes "
              "(t4, at least 5 times later).",
        source="Power et al. 2022, Fig. 1 (a / b mod 97); the course's lecture on grokking",
-       settings={"p": 97, "train_fraction": 0.5, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "stop_after_t4": 500},
-       # quick: smaller, faster and on 70% of the pairs (at r = 0.5 it memorizes and stays at chance for
-       # 6,000 steps at this size)
+       # full: the division preset at a rate of 3e-3, 0.4 s a step to t4 = 1,200 and 500 steps on (at
+       # its own 1e-3, t4 = 5,200: 38.5 minutes); quick: smaller and on 70% of the pairs (at r = 0.5 it
+       # memorizes and stays at chance for 6,000 steps at this size)
+       settings={"p": 97, "train_fraction": 0.5, "d_model": 128, "d_mlp": 512, "lr": 3e-3, "stop_after_t4": 500},
        quick={"p": 47, "train_fraction": 0.7, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "stop_after_t4": 200},
-       seconds=(67, 2300))  # full: the division preset, 0.42 s a step to t4 = 5,200 and 500 steps on
+       seconds=(67, 700), runs=division_run)
 def modular_division(s: dict, folder: Path):
-    summary, rows, _ = trained(folder, "division", [*grokking_size(s), f"task.train_fraction={s['train_fraction']}",
-                                                    f"train.stop_after_t4={s['stop_after_t4']}"])
+    summary, rows, _ = trained_each(folder, *division_run(s))[0]
     return delayed_generalization(summary, rows, f"a / b mod {s['p']}, r = {s['train_fraction']:g}, 2 layers")
 
 
@@ -1025,6 +1010,18 @@ def multi_point(s: dict, folder: Path):
 
 # ---------------------------------------------------------------- grokking runs against a setting
 
+def phase_grid(s: dict) -> list[tuple[float, float]]:
+    return [(lr, wd) for lr in s["rates"] for wd in s["weight_decays"]]
+
+
+def phase_runs(s: dict) -> tuple[str, list[list[str]]]:
+    """One run per (rate, weight decay), for at most `max_steps`; every step's loss of the first
+    `early_steps` kept (each run lasts that long)."""
+    early = s["early_steps"]
+    return "grokking", [[*grokking_size({**s, "lr": lr}), f"optim.weight_decay={wd}", f"train.max_steps={s['max_steps']}",
+                         f"train.record_loss_steps={early}", f"train.stop_after_t4={early}"] for lr, wd in phase_grid(s)]
+
+
 @entry("grokking-phase-diagram", title="The phase diagram of grokking, beside the early spectral energy",
        claim="Over weight decay x learning rate, grokking within a budget of steps takes a region of the plane: at "
              "every rate the least weight decay memorizes without generalizing and the most generalizes. Which runs "
@@ -1035,20 +1032,16 @@ def multi_point(s: dict, folder: Path):
                  "weight_decays": [0.1, 0.3, 0.6, 1.0, 2.0], "max_steps": 3000, "early_steps": 200},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-3, 3e-3, 1e-2], "weight_decays": [0.1, 1.0, 2.0],
               "max_steps": 2000, "early_steps": 200},
-       seconds=(71, 504))
+       seconds=(71, 504), runs=phase_runs)
 def grokking_phase_diagram(s: dict, folder: Path):
-    """One run per (rate, weight decay), from one seed, for at most `max_steps`; every step's loss of
-    the first `early_steps` kept (each run lasts that long) and its spectral signature taken there."""
+    """One run per (rate, weight decay), from one seed (phase_runs), its spectral signature taken
+    from its first `early_steps` losses."""
     from sklearn.metrics import roc_auc_score
 
     from losslab.sweep.figures import phase_figure
 
     rows, early = [], s["early_steps"]
-    grid = [(lr, wd) for lr in s["rates"] for wd in s["weight_decays"]]
-    runs = trained_each(folder, "grokking", [
-        [*grokking_size({**s, "lr": lr}), f"optim.weight_decay={wd}", f"train.max_steps={s['max_steps']}",
-         f"train.record_loss_steps={early}", f"train.stop_after_t4={early}"] for lr, wd in grid], parallel=True)
-    for (lr, wd), (summary, _, _) in zip(grid, runs):
+    for (lr, wd), (summary, _, _) in zip(phase_grid(s), trained_each(folder, *phase_runs(s), parallel=True)):
         t4 = summary["events"].get("t4")
         rows.append({"axis:optim.weight_decay": wd, "axis:optim.lr": lr, "status": summary["status"],
                      "val_acc": summary["final"]["val_acc"], "grokked": t4 is not None, "t4": t4,
@@ -1071,13 +1064,17 @@ def grokking_phase_diagram(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, "auc_energy": auc, "runs": rows}, figure
 
 
-def t4_by_fraction(folder: Path, preset: str, overrides: list[str], fractions: list, seeds: list) -> dict:
+def by_fraction(preset: str, overrides: list[str], fractions: list, seeds: list) -> tuple[str, list[list[str]]]:
     """One run of `preset` per training fraction and seed (the seed draws both the split and the
-    initialization), each stopped at t4: {(r, seed): (summary, metric rows)}."""
-    keys = [(r, seed) for r in fractions for seed in seeds]
-    runs = trained_each(folder, preset, [[*overrides, f"task.train_fraction={r}", "train.stop_after_t4=0",
-                                          f"seed={seed}"] for r, seed in keys], parallel=True)
-    return {key: run[:2] for key, run in zip(keys, runs)}
+    initialization), each stopped at t4."""
+    return preset, [[*overrides, f"task.train_fraction={r}", "train.stop_after_t4=0", f"seed={seed}"]
+                    for r in fractions for seed in seeds]
+
+
+def t4_by_fraction(folder: Path, runs: tuple[str, list[list[str]]], fractions: list, seeds: list) -> dict:
+    """The runs of by_fraction: {(r, seed): (summary, metric rows)}."""
+    runs = trained_each(folder, *runs, parallel=True)
+    return {key: run[:2] for key, run in zip([(r, seed) for r in fractions for seed in seeds], runs)}
 
 
 def t4_law(runs: dict, fractions: list, seeds: list) -> dict:
@@ -1116,6 +1113,20 @@ def draw_t4(ax, law: dict) -> None:
     ax.legend(fontsize=7)
 
 
+def every_step_loss() -> str:
+    """The override that keeps the training loss of every step of a grokking run."""
+    from losslab.config import load_config
+
+    return f"train.record_loss_steps={load_config('grokking').train.max_steps}"
+
+
+def power_law_runs(s: dict) -> tuple[str, list[list[str]]]:
+    """The grokking preset at the gallery's size, one run per fraction and seed, every step's loss
+    kept: at r = 0.5, seed 0 the run is gradient-clipping's unclipped one (the same config), trained
+    once for both."""
+    return by_fraction("grokking", [*grokking_size(s), every_step_loss()], s["fractions"], s["seeds"])
+
+
 @entry("grokking-power-law", title="t4 against the training fraction: a power law",
        claim="The fewer pairs a grokking run trains on, the later it generalizes, as a power law of the training "
              "fraction r: t4(r) = a r^-gamma + b fits the mean t4 over seeds with R^2 > 0.95, t4 falling as r grows.",
@@ -1123,10 +1134,9 @@ def draw_t4(ax, law: dict) -> None:
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "fractions": [0.5, 0.6, 0.7, 0.8],
                  "seeds": [0, 1]},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9], "seeds": [0]},
-       seconds=(26, 1194))
+       seconds=(26, 1194), runs=power_law_runs)
 def grokking_power_law(s: dict, folder: Path):
-    """The grokking preset at the gallery's size, one run per fraction and seed."""
-    runs = t4_by_fraction(folder, "grokking", grokking_size(s), s["fractions"], s["seeds"])
+    runs = t4_by_fraction(folder, power_law_runs(s), s["fractions"], s["seeds"])
     law = t4_law(runs, s["fractions"], s["seeds"])
     t4, fit = law["t4"], law["fit"]
     held = bool(fit and len(law["mean"]) == len(s["fractions"]) and fit["r2"] > 0.95 and law["falling"])
@@ -1137,6 +1147,14 @@ def grokking_power_law(s: dict, folder: Path):
             "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": fit}, figure
 
 
+def s5_runs(s: dict) -> tuple[str, list[list[str]]]:
+    """The s5 preset (the demo's transformer and AdamW, full batch) at a rate of `lr` (3e-3: at 1e-3 t4
+    comes 1.8 times later, at 6e-3 S5 generalizes as it memorizes), evaluated every 100 steps, for at
+    most `max_steps`, one run per fraction from one seed."""
+    return by_fraction("s5", [f"optim.lr={s['lr']}", "train.eval_every=100", f"train.max_steps={s['max_steps']}"],
+                       s["fractions"], [0])
+
+
 @entry("s5", title="Grokking of composition in S5, and its t4(r)",
        claim="Composition in the permutation group S5 (120 x 120 products) groks as addition mod p does: at every "
              "training fraction r the transformer fits its training pairs (t2) long before it generalizes (t4 >= 3 "
@@ -1145,13 +1163,9 @@ def grokking_power_law(s: dict, folder: Path):
        source=f"{GROKKING_SOURCE}, Sec. 3 and Fig. 5 (its second task); Power et al. 2022",
        settings={"lr": 3e-3, "fractions": [0.8, 0.85, 0.9, 0.95], "max_steps": 4000},
        quick={"lr": 3e-3, "fractions": [0.9], "max_steps": 4000},  # one of the full instance's runs
-       seconds=(230, 1300))
+       seconds=(230, 1300), runs=s5_runs)
 def s5(s: dict, folder: Path):
-    """The s5 preset (the demo's transformer and AdamW, full batch) at a rate of `lr` (3e-3: at 1e-3 t4
-    comes 1.8 times later, at 6e-3 S5 generalizes as it memorizes), one run per fraction from one
-    seed, evaluated every 100 steps, for at most `max_steps`."""
-    setting = [f"optim.lr={s['lr']}", "train.eval_every=100", f"train.max_steps={s['max_steps']}"]
-    runs = t4_by_fraction(folder, "s5", setting, s["fractions"], [0])
+    runs = t4_by_fraction(folder, s5_runs(s), s["fractions"], [0])
     events = {r: summary["events"] for (r, _), (summary, _) in runs.items()}
     law, several = t4_law(runs, s["fractions"], [0]), len(runs) > 1
     delayed = all(ev.get("t2") is not None and ev.get("t4") is not None and ev["t4"] >= 3 * ev["t2"]
@@ -1177,6 +1191,12 @@ def s5(s: dict, folder: Path):
             "mean_t4": {f"{r:g}": t for r, t in law["mean"].items()}, "fit": law["fit"]}, fig
 
 
+def clipping_runs(s: dict) -> tuple[str, list[list[str]]]:
+    """One run per threshold (None: unclipped), from one seed, stopped at t4, every step's loss kept."""
+    return "grokking", [[*grokking_size(s), "train.stop_after_t4=0", every_step_loss(),
+                         *([f"optim.clip_grad_norm={clip}"] if clip else [])] for clip in s["clips"]]
+
+
 @entry("gradient-clipping", title="Gradient clipping and grokking",
        claim="Clipping the gradient norm slows grokking but does not prevent it: every clipped run still "
              "generalizes, the later the tighter the clip, and the spikes of its training loss after memorization "
@@ -1184,18 +1204,11 @@ def s5(s: dict, folder: Path):
        source=f"{GROKKING_SOURCE}, appendix G.4",
        settings={"p": 97, "d_model": 128, "d_mlp": 512, "lr": 1e-3, "clips": [None, 1.0, 0.01]},
        quick={"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 1.0, 0.01]},
-       seconds=(37, 1100))  # full: estimated from the demo's 6 min
+       seconds=(37, 1100), runs=clipping_runs)
 def gradient_clipping(s: dict, folder: Path):
-    """One run per threshold (None: unclipped), from one seed, stopped at t4, every step's loss kept. A
-    spike: the training loss's largest rise after t2 above its lowest value so far, in decades."""
-    from losslab.config import load_config
-
+    """A spike: the training loss's largest rise after t2 above its lowest value so far, in decades."""
     t4, spike, curves = {}, {}, {}
-    every_step = load_config("grokking").train.max_steps
-    runs = trained_each(folder, "grokking", [
-        [*grokking_size(s), "train.stop_after_t4=0", f"train.record_loss_steps={every_step}",
-         *([f"optim.clip_grad_norm={clip}"] if clip else [])] for clip in s["clips"]], parallel=True)
-    for clip, (summary, rows, _) in zip(s["clips"], runs):
+    for clip, (summary, rows, _) in zip(s["clips"], trained_each(folder, *clipping_runs(s), parallel=True)):
         ev = summary["events"]
         steps, losses = map(np.array, zip(*sorted((st, v) for st, split, n, v in rows
                                                   if (split, n) == ("train", "step_loss"))))
