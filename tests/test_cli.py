@@ -128,3 +128,23 @@ def test_corrupt_run_folder(finished_run, tmp_path):
         assert out.returncode == 2 and "corrupt run.json" in out.stderr and out.stderr.count("\n") == 1
     out = losslab_here("resume", s["run_dir"])
     assert out.returncode == 2 and "nothing to resume" in out.stderr
+
+
+def test_off_a_terminal_a_long_stage_says_where_it_is_even_while_nothing_is_counted(monkeypatch, capsys):
+    """A stage whose units are long (a gallery's run in a pool) still writes a line every
+    PROGRESS_LINE_S seconds to a log, with its count so far, and one as it ends."""
+    import time
+
+    from losslab import cli, progress
+
+    monkeypatch.setattr(cli, "PROGRESS_LINE_S", 0.1)
+    with cli.stages("gallery") as stage:
+        with stage("training 2 runs", total=2):
+            time.sleep(0.35)
+            progress.advance()
+            time.sleep(0.25)
+            progress.advance()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1].startswith("losslab: gallery: training 2 runs: 2/2 in ") and lines[-1].endswith(", done")
+    assert len(lines) >= 4 and lines[0].startswith("losslab: gallery: training 2 runs: 0/2 in ")
+    assert any(": 1/2 in " in line and ", ETA " in line for line in lines)

@@ -13,34 +13,34 @@ from tests.test_cli import losslab_here
 from tests.test_report import browser  # noqa: F401 - the fixture
 
 REDUCED = {
-    "double-descent": {"n_train": 60, "noise": 0.5, "seeds": 3, "features": [10, 30, 50, 60, 70, 100, 300, 600]},
-    "hessian-rank": {"examples": 10, "widths": [2, 32], "seeds": 4},
-    "sgd-least-squares": {"n": 60, "dims": {"not interpolating": 6, "interpolating": 120}, "noise": 0.5,
-                          "epochs": 150, "rates": [1.0, 0.1]},
-    "deep-relu-init": {"steps": 300},
-    "mode-connectivity": {"width": 16, "train_steps": 400, "curve_steps": 200},
-    "log-rosenbrock": {"steps": 1000, "optimizers": ["sgd", "adam"]},
-    "heavy-tailed-classes": {"steps": 60},
-    "sam-flatness": {"width": 64, "steps": 600, "rho": 0.05, "lr": 0.1},
-    "muon-logistic": {"epochs": 10, "lr": 0.02, "weight_decay": 0.01},
-    "algoperf-profile": {"workloads": ["rosenbrock", "digits-mlp"], "optimizers": ["muon", "shampoo"], "trials": 2},
     # the grokking figures share one run (about a minute): the gallery's quick one
     **{name: select([name])[0].quick for name in ("grokking", "grokking-curvature", "grokking-trajectory",
                                                   "grokking-landscape", "grokking-dimension",
                                                   "epochwise-double-descent")},
     "modular-division": select(["modular-division"])[0].quick,
-    "exponential-lr": {"steps": 300, "lr": 0.1, "weight_decay": 0.05, "width": 32, "batch": 64},
-    "skip-connections": {"depth": 8, "width": 16, "steps": 600, "surface": 7, "curvature": 3},
-    "rastrigin": {"steps": 500, "optimizers": ["sgd", "adam"]},
-    "dropout-surfaces": {"width": 128, "steps": 600, "directions": 2, "points": 9},
-    "multi-point": {"pattern": [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]], "width": 32, "examples": 100,
-                    "steps": 300, "spacing": 1.0},
     "grokking-phase-diagram": {"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-2], "weight_decays": [0.1, 0.3, 2.0],
                                "max_steps": 800, "early_steps": 200},
     "grokking-power-law": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9],
                            "seeds": [0]},
     "s5": {"lr": 3e-3, "fractions": [0.9], "max_steps": 4000},
     "gradient-clipping": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "clips": [None, 0.01]},
+    "double-descent": {"n_train": 60, "noise": 0.5, "seeds": 3, "features": [10, 30, 50, 60, 70, 100, 300, 600]},
+    "hessian-rank": {"examples": 10, "widths": [2, 32], "seeds": 4},
+    "mode-connectivity": {"width": 16, "train_steps": 400, "curve_steps": 200},
+    "sam-flatness": {"width": 64, "steps": 600, "rho": 0.05, "lr": 0.1},
+    "skip-connections": {"depth": 8, "width": 16, "steps": 600, "surface": 7, "curvature": 3},
+    "dropout-surfaces": {"width": 128, "steps": 600, "directions": 2, "points": 9},
+    "multi-point": {"pattern": [[1, 1, 1, 1], [1, 0, 0, 1], [1, 0, 0, 1], [1, 1, 1, 1]], "width": 32, "examples": 100,
+                    "steps": 300, "spacing": 1.0},
+    "sgd-least-squares": {"n": 60, "dims": {"not interpolating": 6, "interpolating": 120}, "noise": 0.5,
+                          "epochs": 150, "rates": [1.0, 0.1]},
+    "deep-relu-init": {"steps": 300},
+    "log-rosenbrock": {"steps": 1000, "optimizers": ["sgd", "adam"]},
+    "rastrigin": {"steps": 500, "optimizers": ["sgd", "adam"]},
+    "heavy-tailed-classes": {"steps": 60},
+    "muon-logistic": {"epochs": 10, "lr": 0.02, "weight_decay": 0.01},
+    "exponential-lr": {"steps": 300, "lr": 0.1, "weight_decay": 0.05, "width": 32, "batch": 64},
+    "algoperf-profile": {"workloads": ["rosenbrock", "digits-mlp"], "optimizers": ["muon", "shampoo"], "trials": 2},
     "parity-representations": {"panels": 3, "examples": 200},
     "weight-decay-switch": {"after_t2": [0.01, 0.1, 1.0], "seeds": [0], "max_steps": 2500},
     "label-noise-threshold": {"n": [30], "weight_decay": [0.01, 0.1], "iterations": 2},
@@ -194,17 +194,21 @@ def test_the_runs_of_the_entries_train_together_each_once_the_longest_first(tmp_
     full = runs_to_train(entries, tmp_path, quick=False)
     assert set(full) == {run_id for each in ids.values() for run_id in each}
     # the six grokking figures read one run; gradient-clipping's unclipped run is the power law's at r = 0.5, seed 0
-    assert [full[ids[name][0]][0] for name in ("grokking", "grokking-landscape")] == ["grokking", "grokking"]
-    assert full[ids["gradient-clipping"][0]][0] == "grokking-power-law" and ids["gradient-clipping"][0] in ids[
+    assert [full[ids[name][0]].entry for name in ("grokking", "grokking-landscape")] == ["grokking", "grokking"]
+    assert full[ids["gradient-clipping"][0]].entry == "grokking-power-law" and ids["gradient-clipping"][0] in ids[
         "grokking-power-law"]
-    assert full[next(iter(full))][0] == "modular-division"  # one run of 38 minutes: the longest
+    assert next(iter(full.values())).entry == "modular-division"  # one run of about 12 minutes: the longest
+    assert [p.seconds for p in full.values()] == sorted((p.seconds for p in full.values()), reverse=True)
     # made from the command: its runs trained in one pool, their time counted in the entries'
     args = ["gallery", "--only", "deep-relu-init,heavy-tailed-classes", "--quick", "--out", tmp_path, "--json"]
+    work = sum(p.seconds for p in runs_to_train(select(["deep-relu-init", "heavy-tailed-classes"]), tmp_path,
+                                                 quick=True).values())
     done = losslab_here(*args)
-    assert done.returncode == 0 and "training the entries' 4 runs: 4/4" in done.stderr, done.stderr
+    assert done.returncode == 0 and f"training the entries' 4 runs (counted in seconds of work, as estimated): " \
+        f"{work:.0f}/{work:.0f}" in done.stderr, done.stderr
     made = json.loads(done.stdout)["entries"]
     assert [r["held"] for r in made] == [True, True] and all(r["seconds"] > 1 for r in made)
-    left = {owner for owner, _ in runs_to_train(entries, tmp_path, quick=True).values()}
+    left = {p.entry for p in runs_to_train(entries, tmp_path, quick=True).values()}
     assert "grokking" in left and not left & {"deep-relu-init", "heavy-tailed-classes"}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,7 +83,7 @@ StoreOpt = Annotated[Path, typer.Option("--out", "--store", callback=_store_fold
 EXIT_INTERRUPTED = 130
 
 
-PROGRESS_LINE_S = 30  # off a terminal, a progress line at most this often within a stage
+PROGRESS_LINE_S = 30  # off a terminal, a progress line this often within a stage
 
 
 @contextmanager
@@ -114,8 +115,8 @@ def stages(title: str):
 
     @contextmanager
     def stage(name: str, total: int | None = None):
-        started = last = time.monotonic()
-        count = 0
+        started = time.monotonic()
+        count, ended = 0, threading.Event()
 
         def said(now: float) -> str:
             text = f"losslab: {title}: {name}: {count:,}" + (f"/{total:,}" if total else "")
@@ -125,14 +126,21 @@ def stages(title: str):
             return text
 
         def tick(n: int) -> None:
-            nonlocal count, last
+            nonlocal count
             count += n
-            now = time.monotonic()
-            if now - last >= PROGRESS_LINE_S:
-                last = now
-                err.print(said(now), highlight=False)
-        with progress.reporting(tick):
-            yield
+
+        def every_while() -> None:  # a line even while nothing is counted (a long run in a pool)
+            while not ended.wait(PROGRESS_LINE_S):
+                err.print(said(time.monotonic()), highlight=False)
+
+        lines = threading.Thread(target=every_while, daemon=True)
+        lines.start()
+        try:
+            with progress.reporting(tick):
+                yield
+        finally:
+            ended.set()
+            lines.join()
         err.print(said(time.monotonic()) + ", done", highlight=False)
 
     yield stage

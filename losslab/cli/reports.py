@@ -158,7 +158,9 @@ def gallery(
     with stages(f"gallery{' (quick)' if quick else ''}: {len(entries)} entries") as stage:
         try:
             if todo := runs_to_train(entries, folder, quick, changes):
-                with stage(f"training the entries' {len(todo)} runs", total=len(todo)):
+                work = sum(p.seconds for p in todo.values())
+                with stage(f"training the entries' {len(todo)} runs (counted in seconds of work, as estimated)",
+                           total=work):
                     trained_for = train_runs(folder, todo)
             for i, e in enumerate(entries):
                 left = sum(max(x.seconds[0 if quick else 1] - trained_for.get(x.name, 0.0), 0.0) for x in entries[i:])

@@ -1,9 +1,9 @@
 """The gallery: figures of the course, the study and the paper, each made again beside the claim it
 states, by one command (`losslab gallery`).
 
-An entry is a short recipe (losslab.gallery.recipes): a function of its settings and a folder
-that trains or analyses with the library, draws its figure and says what it measured and whether
-the claim held. A claim that does not come out is reported as not reproduced, with what was
+An entry is a short recipe (in losslab.gallery.grokking, .landscapes, .optimizers and .parity):
+a function of its settings and a folder that trains or analyses with the library, draws its figure
+and says what it measured and whether the claim held. A claim that does not come out is reported as not reproduced, with what was
 measured. Each result is kept as a study (studies/NAME_<digest of its settings>/result.json and
 figure.png under the gallery's folder), so an entry already made with the same settings is read
 back, not made again; `index.html` beside them shows every figure beside its claim.
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,7 +55,7 @@ def entry(name: str, *, title: str, claim: str, source: str, settings: dict, qui
 
 def select(names: list[str] | None) -> list[Entry]:
     """The entries named (all, in the gallery's order, for None); an unknown name is refused."""
-    from losslab.gallery import parity, recipes  # noqa: F401 - register the entries
+    from losslab.gallery import grokking, landscapes, optimizers, parity  # noqa: F401 - register the entries, in this order
 
     if not names:
         return list(ENTRIES.values())
@@ -96,36 +97,46 @@ def kept(root: Path, quick: bool, changes: dict | None = None) -> list[dict]:
     return [f for f in found if f is not None]
 
 
+class Planned(NamedTuple):
+    """A run to train before the entries are made: the first entry that reads it, its config, and
+    its share of that entry's estimated time, in whole seconds (the progress it counts for)."""
+    entry: str
+    config: object
+    seconds: int
+
+
 def runs_to_train(entries: list[Entry], root: Path, quick: bool, changes: dict | None = None) -> dict:
-    """{run id: (entry name, config)} of the runs that the entries not yet kept with these settings
-    will read and that are not yet trained, each once (for the first entry that reads it), the
-    longest first by its entry's estimated time per run: what train_runs trains together."""
+    """{run id: Planned} of the runs that the entries not yet kept with these settings will read and
+    that are not yet trained, each once, the longest first: what train_runs trains together."""
     from losslab.gallery.runs import configs, unfinished
     from losslab.store.studies import find_study
 
-    wanted = {}  # run id -> (estimated seconds, entry name, config)
+    wanted = {}
     for e in entries:
         settings = settings_of(e, quick, changes)
         if e.runs is not None and find_study(root, e.name, settings) is None:
             preset, variants = e.runs(settings)
+            each = max(1, round(e.seconds[0 if quick else 1] / len(variants)))
             for run_id, cfg in configs(preset, variants):
-                wanted.setdefault(run_id, (e.seconds[0 if quick else 1] / len(variants), e.name, cfg))
-    longest_first = dict(sorted(((run_id, cfg) for run_id, (_, _, cfg) in wanted.items()),
-                                key=lambda run: -wanted[run[0]][0]))
-    return {run_id: (wanted[run_id][1], cfg) for run_id, cfg in unfinished(root, longest_first).items()}
+                wanted.setdefault(run_id, Planned(e.name, cfg, each))
+    left = unfinished(root, {run_id: p.config for run_id, p in sorted(wanted.items(), key=lambda w: -w[1].seconds)})
+    return {run_id: wanted[run_id] for run_id in left}
 
 
 def train_runs(root: Path, todo: dict) -> dict:
-    """Train runs_to_train's runs together: every core busy, each run on one (losslab.gallery.runs).
-    Each entry's share of the time it took, in proportion to its runs' own training times."""
+    """Train runs_to_train's runs together: every core busy, each run on one (losslab.gallery.runs),
+    each counting its estimated seconds as progress (a count of runs, the longest first, would
+    promise an ETA several times too long). Each entry's share of the time it took, in proportion
+    to its runs' own training times."""
     from losslab.gallery.runs import train
 
     start = time.perf_counter()
-    trained = train(root, {run_id: cfg for run_id, (_, cfg) in todo.items()})
+    trained = train(root, {run_id: p.config for run_id, p in todo.items()},
+                    counts={run_id: p.seconds for run_id, p in todo.items()})
     took, total = time.perf_counter() - start, sum(trained.values()) or 1.0
     share = {}
-    for run_id, (name, _) in todo.items():
-        share[name] = share.get(name, 0.0) + took * trained[run_id] / total
+    for run_id, p in todo.items():
+        share[p.entry] = share.get(p.entry, 0.0) + took * trained[run_id] / total
     return share
 
 
@@ -141,7 +152,8 @@ def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None
         return {**found, "cached": True}
     start = time.perf_counter()
     measured, figure = entry.make(settings, root)
-    # what making it took here: its runs too, unless another entry trained them first
+    # what making it took here, with its runs (train_runs' share, or trained just now) unless another
+    # entry trained them first
     about = {"title": entry.title, "claim": entry.claim, "source": entry.source, "command": entry.command(quick),
              "quick": quick, "seconds": round(time.perf_counter() - start + trained_for, 1)}
     return {**save_study(root, entry.name, settings, {**about, **measured}, {"figure.png": figure}), "cached": False}

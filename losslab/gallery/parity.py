@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from losslab.gallery import entry
-from losslab.gallery.recipes import mark_events
+from losslab.gallery.grokking import mark_events
 from losslab.gallery.runs import trained_each
 
 THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"

@@ -15,6 +15,7 @@ from pathlib import Path
 from losslab import progress
 from losslab.errors import LossLabError
 
+
 def unfinished(folder: Path, runs: dict) -> dict:
     """Those of the `runs` ({run id: config}) not yet finished in the gallery's store, in their order."""
     from losslab.store import RunStore
@@ -24,11 +25,11 @@ def unfinished(folder: Path, runs: dict) -> dict:
     return {run_id: cfg for run_id, cfg in runs.items() if finished_summary(store, run_id) is None}
 
 
-def train(folder: Path, todo: dict, workers: int | None = None) -> dict:
+def train(folder: Path, todo: dict, workers: int | None = None, counts: dict | None = None) -> dict:
     """Train the runs `todo` ({run id: config}) in the gallery's store, in their order, `workers` at
     a time (None: a process per core, one thread each; 1: in this process, every core's threads),
-    each finished one counted as progress; {run id: seconds it trained}. Raises Stopped if a signal
-    left one unfinished, LossLabError if one failed."""
+    each finished one counted as progress (1, or its `counts`); {run id: seconds it trained}. Raises
+    Stopped if a signal left one unfinished, LossLabError if one failed."""
     from losslab.store import RunStore
     from losslab.sweep.executors import LocalExecutor
     from losslab.sweep.run import finished_summary
@@ -45,7 +46,7 @@ def train(folder: Path, todo: dict, workers: int | None = None) -> dict:
         for result in executor(jobs):
             failed += [result] if result["status"] == "failed" else []
             seconds[result["run_id"]] = result.get("wall_s", 0.0)
-            progress.advance()
+            progress.advance((counts or {}).get(result["run_id"], 1))
     if failed:
         raise LossLabError(f"the gallery's run {failed[0]['run_id']} failed: {failed[0]['error']}")
     left = sum(finished_summary(store, run_id) is None for run_id in todo)
