@@ -77,6 +77,43 @@ def test_the_bottom_to_a_tolerance_of_lambda_max_is_right_to_it_in_a_fraction_of
     assert found[90.0][1] < found[None][1] / 2  # 271 against 721 (121 against 3,642 on a grokking transformer)
 
 
+def test_a_warm_started_top_eigenpair_is_tracked_as_right_as_arpack_in_fewer_products():
+    """Tracking lambda_max over training: each measurement starts from the previous eigenvector of a
+    slowly rotating matrix; losslab's Lanczos stops once the residual meets tol, ARPACK builds six
+    vectors first."""
+    rng = np.random.default_rng(1)
+    n = 300
+    values = np.concatenate([[10.0, 7.0], rng.uniform(-1, 5, n - 2)])
+    basis = np.linalg.qr(rng.standard_normal((n, n)))[0]
+    generator = rng.standard_normal((n, n)) * 0.002
+    rotation = np.linalg.qr(np.eye(n) + generator - generator.T)[0]
+    v, tracked, arpack = None, [], []
+    for _ in range(6):
+        matrix = (basis * values) @ basis.T
+        op = MatrixOperator(torch.from_numpy(matrix))
+        counted = {"products": 0}
+
+        def product(x, matrix=matrix):
+            counted["products"] += 1
+            return matrix @ x
+        if v is None:
+            v = extreme_eigenpairs(op, 1, "top")[1][:, 0]  # a cold start: ARPACK
+        else:
+            found, vectors = extreme_eigenpairs(op, 1, "top", tol=1e-3, v0=v)
+            reference = extreme_eigenpairs(LinearOperator(matrix.shape, matvec=product, dtype=np.float64), 1, "top",
+                                           tol=1e-3, v0=v)[0]
+            assert found[0] == pytest.approx(10.0, rel=1e-6) and reference[0] == pytest.approx(10.0, rel=1e-6)
+            assert abs(vectors[:, 0] @ basis[:, 0]) == pytest.approx(1.0, abs=1e-6)
+            tracked.append(op.products)
+            arpack.append(counted["products"])
+            v = vectors[:, 0]
+        basis = rotation @ basis
+    assert max(tracked) <= 5 and sum(tracked) < 0.75 * sum(arpack), (tracked, arpack)
+    op = MatrixOperator(torch.from_numpy((basis * values) @ basis.T))
+    assert extreme_eigenpairs(op, 1, "top", v0=basis[:, 0])[0][0] == pytest.approx(10.0, rel=1e-12)
+    assert op.products == 1  # the eigenvector itself: an invariant subspace after one product
+
+
 def test_slq_with_full_lanczos_puts_its_nodes_on_the_eigenvalues():
     obj, _ = quadratic(EIGS)
     density = spectral_density(HessianOperator(obj), steps=20, runs=3)

@@ -41,6 +41,7 @@ CURVATURES = ("hessian", "ggn")
 
 TRACE_PRODUCTS = 99  # the trace estimators' default budget of products
 SLQ_STEPS, SLQ_RUNS = 80, 5  # SLQ's default Lanczos steps and random starts
+TRACK_STEPS = 100  # at most, for a warm-started top eigenpair (it stops far earlier: see extreme_eigenpairs)
 
 
 class CurvatureOperator:
@@ -191,7 +192,7 @@ def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which
                        v0: np.ndarray | None = None, seed: int = 0,
                        scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The k largest ('top', algebraic) or smallest ('bottom') eigenpairs of a curvature operator
-    (or any symmetric scipy LinearOperator) by Lanczos (eigsh), ascending. tol is ARPACK's relative
+    (or any symmetric scipy LinearOperator) by Lanczos (eigsh), ascending. tol is the relative
     residual tolerance; 1e-6 leaves the eigenvalues right to 1e-4 relative or better (tested against
     the dense matrix). `v0` warm-starts (the previous top eigenvector when tracking curvature over
     training). With `scale` (e.g. lambda_max), the residuals are bounded by tol * scale instead of
@@ -199,17 +200,32 @@ def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which
     cluster near 0, where a relative tolerance asks for residuals far below what matters (3,642
     products instead of 121 on a grokking transformer at step 95, for the same value to 2e-5 of
     lambda_max). Lanczos is shift-invariant: eigsh on H + scale I builds the same Krylov spaces and
-    only its stopping rule changes."""
+    only its stopping rule changes.
+
+    The top eigenpair of a curvature operator from a warm start is tracked by losslab's own Lanczos
+    (`lanczos`), which checks the residual after every product: ARPACK builds its whole basis (at
+    least 6 vectors) before it first checks, where a start near the eigenvector is done in 2-6
+    products (measured on the digits CNN over training: 4.9 products against 7.6 on a 64-example
+    probe, 6.1 against 7.2 on 256, as accurate). The eigenvector found is the one whose residual is
+    small first: a warm start nearly orthogonal to a new top eigenvector (two eigenvalues crossing
+    between measurements) can miss it for a measurement, as ARPACK's six vectors can."""
     if which not in ("top", "bottom"):
         raise LossLabError(f"which must be top or bottom, got {which!r}")
-    linear = op if isinstance(op, LinearOperator) else op.scipy()
-    size = linear.shape[0]
+    size = op.shape[0] if isinstance(op, LinearOperator) else op.size
     if not 1 <= k < size:
         raise LossLabError(f"k={k} eigenpairs of a {size:,} x {size:,} matrix: Lanczos finds 1 to "
                            f"{size - 1:,} (all of them: the dense matrix)")
+    if v0 is not None and k == 1 and which == "top" and isinstance(op, CurvatureOperator):
+        steps = min(size, TRACK_STEPS)
+        check_fits(steps * size * 8, f"Lanczos on {size:,} parameters ({steps} basis vectors)")
+        start = torch.as_tensor(np.asarray(v0, dtype=np.float64).ravel()).to(op.device)
+        alpha, beta, basis = lanczos(op, steps, start, tol=tol, scale=scale)
+        values, vectors = eigh_tridiagonal(alpha, beta, select="i", select_range=(len(alpha) - 1, len(alpha) - 1))
+        return values, (basis.T @ torch.from_numpy(vectors).to(basis)).cpu().numpy()
+    linear = op if isinstance(op, LinearOperator) else op.scipy()
     # the bottom of a Hessian is a dense cluster near 0: a wider Krylov space saves ~6x the products
-    # there; a top eigenvector warm-started from near itself needs a third of the space (7-13
-    # products, not 21; ARPACK builds the whole space before it first checks)
+    # there; a top eigenvector warm-started from near itself (a LinearOperator, or k > 1) needs a
+    # third of the space (7-13 products, not 21)
     top_ncv = 6 if v0 is not None else 20
     ncv = min(size, max(2 * k + 1, top_ncv) if which == "top" else max(4 * k, 60))
     if v0 is None:
@@ -353,8 +369,12 @@ def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", pr
 # ---------------------------------------------------------------- spectral density
 
 
-def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """m-step Lanczos from v with full reorthogonalization: (alpha, beta) of the tridiagonal T."""
+def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor,
+            tol: float | None = None, scale: float | None = None) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """Lanczos from v with full reorthogonalization: (alpha, beta) of the tridiagonal T and the
+    basis (its rows), for `steps` steps, or with `tol` until T's top Ritz pair (theta, y) has
+    ||op y - theta y|| <= tol * (scale or |theta|): with full reorthogonalization that residual is
+    beta_j |s_j|, the last component of T's top eigenvector times the next beta."""
     basis = torch.zeros(steps, op.size, dtype=v.dtype, device=v.device)
     alpha, beta = [], []
     q = v / v.norm()
@@ -368,9 +388,16 @@ def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor) -> tuple[np.ndar
         alpha.append(a)
         if j == steps - 1 or float(b) < 1e-10 * max(abs(float(a)), 1.0):  # an invariant subspace: T is exact
             break
+        if tol is not None:
+            theta, s = eigh_tridiagonal(torch.stack(alpha).cpu().double().numpy(),
+                                        torch.stack(beta).cpu().double().numpy() if beta else np.zeros(0),
+                                        select="i", select_range=(j, j))
+            if float(b) * abs(s[-1, 0]) <= tol * (abs(scale) if scale else abs(theta[0])):
+                break
         beta.append(b)
         q = w / b
-    return torch.stack(alpha).cpu().double().numpy(), torch.stack(beta).cpu().double().numpy() if beta else np.zeros(0)
+    return (torch.stack(alpha).cpu().double().numpy(), torch.stack(beta).cpu().double().numpy() if beta else np.zeros(0),
+            basis[: len(alpha)])
 
 
 @dataclass
@@ -411,7 +438,7 @@ def spectral_density(op: CurvatureOperator, steps: int = SLQ_STEPS, runs: int = 
     g = torch.Generator(device=op.device).manual_seed(seed)
     nodes, weights = np.zeros((runs, steps)), np.zeros((runs, steps))
     for r in range(runs):
-        alpha, beta = lanczos(op, steps, torch.randn(op.size, generator=g, device=op.device, dtype=dtype))
+        alpha, beta, _ = lanczos(op, steps, torch.randn(op.size, generator=g, device=op.device, dtype=dtype))
         theta, u = eigh_tridiagonal(alpha, beta)
         nodes[r, : len(theta)], weights[r, : len(theta)] = theta, u[0] ** 2  # zero-weight padding if T stopped early
     return Density(nodes, weights, op.products - before, round(time.perf_counter() - started, 3))

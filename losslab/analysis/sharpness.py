@@ -21,10 +21,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from scipy.sparse.linalg import LinearOperator
 
 from losslab import progress
-from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs
+from losslab.analysis.curvature import CurvatureOperator, HessianOperator, extreme_eigenpairs
 from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
 
@@ -112,16 +111,15 @@ class Preconditioned:
         return {k: v for k, v in asdict(self).items() if k != "vector"}
 
 
-def _symmetrized_max(h: HessianOperator, apply_inverse_sqrt: Callable[[torch.Tensor], torch.Tensor],
-                     v0: np.ndarray | None = None, tol: float = 1e-6) -> tuple[float, np.ndarray]:
-    """lambda_max(P^-1/2 H P^-1/2) and its eigenvector, given v -> P^-1/2 v on flat vectors (on the
-    device); `v0` warm-starts (the previous eigenvector, when tracking it over training)."""
-    def matvec(x):
-        v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel()).to(h.device)
-        return apply_inverse_sqrt(h @ apply_inverse_sqrt(v)).cpu().numpy()
-    op = LinearOperator((h.size, h.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
-    values, vectors = extreme_eigenpairs(op, 1, "top", tol=tol, v0=v0)
-    return float(values[0]), vectors[:, 0]
+class _Symmetrized(CurvatureOperator):
+    """P^-1/2 H P^-1/2 (its eigenvalues are those of P^-1 H), given v -> P^-1/2 v on flat vectors."""
+
+    def __init__(self, h: HessianOperator, apply_inverse_sqrt: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__(h.obj)
+        self.h, self.apply = h, apply_inverse_sqrt
+
+    def _product(self, v: torch.Tensor) -> torch.Tensor:
+        return self.apply(self.h._product(self.apply(v).to(self.dtype)))
 
 
 def _states(obj: Objective, optimizer: torch.optim.Optimizer) -> tuple[list[dict], dict]:
@@ -207,5 +205,7 @@ def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
     states, group = _states(obj, optimizer)
     h = operator or HessianOperator(obj)
     apply, threshold = kind[1](h, states, group)
-    value, vector = _symmetrized_max(h, apply, v0, tol)
-    return Preconditioned(kind[0], value, threshold, h.products, round(time.perf_counter() - started, 3), vector)
+    op = _Symmetrized(h, apply)
+    values, vectors = extreme_eigenpairs(op, 1, "top", tol=tol, v0=v0)
+    return Preconditioned(kind[0], float(values[0]), threshold, op.products, round(time.perf_counter() - started, 3),
+                          vectors[:, 0])
