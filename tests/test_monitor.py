@@ -95,6 +95,49 @@ def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the
                                                               rel=1e-4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_dimension_of_chosen_layers_equals_the_estimators_on_what_they_see(tmp_path, device):
+    from losslab.analysis.dimension import levina_bickel, two_nn
+
+    mon, model, _, probe, weights, _ = loop(tmp_path, ["dimension"], steps=10, device=device, layers=["b"])
+    mon.close()
+    model.load_state_dict(weights[5])
+    with torch.no_grad():
+        seen = torch.tanh(model.a(probe[0])).double().cpu().numpy()  # what b sees after step 5
+    measured = {k: v for k, v in rows_at(mon, 5).items() if k.startswith("dim_")}
+    assert measured == pytest.approx({"dim_twonn/b": two_nn(seen), "dim_mle/b": levina_bickel(seen)}, rel=1e-12)
+
+
+def test_the_measures_see_no_dropout_and_leave_the_loops_randomness_alone(tmp_path):
+    """With dropout in the model, a measured loop goes through the weights of the unmeasured one (the
+    measures draw no random numbers), and lambda_max is that of the network without dropout."""
+    def train(measures):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Dropout(0.3),
+                                    torch.nn.Linear(16, 3)).double()
+        opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+        x, y = torch.randn(64, 6, dtype=torch.float64), torch.randint(0, 3, (64,))
+        mon = ll.Monitor(model, opt, (x[:32], y[:32]), F.cross_entropy, store=tmp_path / str(measures), every=3,
+                         measures=measures) if measures else None
+        for _ in range(7):
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+            opt.zero_grad()
+            if mon is not None:
+                mon.step(0.0)
+        if mon is not None:
+            mon.close()
+        return model, mon, (x[:32], y[:32])
+    bare, _, _ = train([])
+    measured, mon, probe = train(["sharpness", "gradient_noise", "trace"])
+    for a, b in zip(bare.parameters(), measured.parameters()):
+        assert torch.equal(a, b)
+    assert measured.training and measured[2].training  # given back as it was
+    measured.eval()
+    dense = torch.linalg.eigvalsh(ll.hessian_matrix(ll.Objective(measured, F.cross_entropy, probe)))
+    assert rows_at(mon, 7)["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
+
+
 def test_every_step_measures_loss_series_and_signature_are_the_loops_own(tmp_path):
     """At every step, recomputed from the weights the loop went through: the norm of the step's own
     gradient (at theta_t, on its batch), the Frobenius norms after it and ||w_t+1 - w_t|| / ||w_t||;
@@ -140,6 +183,20 @@ def test_a_step_the_optimizer_skipped_is_recorded_as_nan(tmp_path):
     assert np.isnan(norms[2]) and np.isfinite(norms[:2] + norms[3:]).all()
 
 
+def test_a_parameter_without_a_gradient_adds_nothing_to_the_gradient_norm(tmp_path):
+    model = Net()
+    model.unused = torch.nn.Linear(2, 2)  # in the optimizer, never in the forward: its grad stays None
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=2, measures=["grad_norm"])
+    F.cross_entropy(model(x), y).backward()
+    expected = float(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).norm())
+    opt.step()
+    mon.step(0.0)
+    mon.close()
+    assert rows_at(mon, 0)["grad_norm"] == pytest.approx(expected, rel=1e-6)
+
+
 def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     mon, *_ = loop(tmp_path, ["grad_norm", "weight_norms", "gradient_noise"], steps=15)
     summary = mon.close()
@@ -168,6 +225,8 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     ({"measures": ["dimension"], "probe": [(torch.randn(4, 6), torch.zeros(4).long())] * 2},
      "give the probe as (inputs, targets)"),
     ({"store": "FILE"}, "is a file, not a folder"),
+    ({"measures": ["dimension"], "layers": ["a", "c"]}, "layers ['c'] are not modules of the model"),
+    ({"measures": ["sharpness"], "layers": ["a"]}, "add 'dimension' to the measures"),
 ])
 def test_bad_input_is_refused_at_construction_and_writes_nothing(tmp_path, change, message):
     (tmp_path / "FILE").write_text("")

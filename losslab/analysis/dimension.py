@@ -49,21 +49,23 @@ def levina_bickel(x, k: int = 20) -> float:
 
 
 @torch.no_grad()
-def layer_inputs(model: torch.nn.Module, x: torch.Tensor) -> dict[str, np.ndarray]:
-    """What every Linear layer of `model` sees on the inputs x (the representation the layer
-    before it made), one row per example; sequences are represented by their last position."""
+def layer_inputs(model: torch.nn.Module, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, np.ndarray]:
+    """What the modules named `layers` see on the inputs x (the representation the module before
+    made), by default every Linear layer's, one row per example, on the CPU, in the order the
+    forward pass reaches them; sequences are represented by their last position."""
     seen: dict[str, np.ndarray] = {}
+    modules = dict(model.named_modules())
+    chosen = layers if layers is not None else [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
 
     def keep(name):
         def hook(module, args):
             a = args[0]
-            seen[name] = (a[:, -1] if a.ndim == 3 else a.flatten(1)).double().numpy()
+            seen[name] = (a[:, -1] if a.ndim == 3 else a.flatten(1)).double().cpu().numpy()
         return hook
-    handles = [m.register_forward_pre_hook(keep(n)) for n, m in model.named_modules()
-               if isinstance(m, torch.nn.Linear)]
+    handles = [modules[n].register_forward_pre_hook(keep(n)) for n in chosen]
     try:
         model(x)
     finally:
         for h in handles:
             h.remove()
-    return seen
+    return seen  # in the order of the forward pass

@@ -19,14 +19,19 @@ One engine for every loop: losslab's Trainer and the Monitor of a user's loop bo
   signal-to-noise ratio |mean g|^2 / (tr(Sigma) / n).                          n per-example gradients
 - trace: the trace of the probe loss's Hessian by Hutch++ (99 products).
 - dimension: the intrinsic dimension (TwoNN and the Levina-Bickel MLE) of the inputs of every
-  Linear layer (the representation before it), on up to 1000 probe examples.
+  Linear layer (the representation before it), or of the modules named in `layers`, on up to 1000
+  probe examples.
 The learning rate is read from the optimizer's first param group at each measurement, so
-schedules apply.
+schedules apply. The measures see the network without dropout (a random loss has no Hessian;
+BatchNorm stays as the model is) and draw nothing from the loop's random number generators, so a
+training measured follows the same trajectory as one that is not.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -47,6 +52,22 @@ NOISE_CHUNK = 256  # per-example gradients held at once
 # worst on the digits CNN, against eigsh at 1e-12); warm-started, Lanczos stops there after 3-11
 # products (4.9 on average over 2,000 steps of the digits CNN on a 64-example probe, 6.1 on 256)
 TRACKING_TOL = 1e-3
+
+
+@contextmanager
+def deterministic(model: torch.nn.Module) -> Iterator[None]:
+    """The model's dropout layers off and the random number generators (the CPU's, and the
+    model's CUDA device's) restored after, whatever the measures drew."""
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training]
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
+        for m in dropouts:
+            m.eval()
+        try:
+            yield
+        finally:
+            for m in dropouts:
+                m.train()
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -87,16 +108,25 @@ class Measurements:
     measurement to the next (the previous weights, the Lanczos warm starts)."""
 
     def __init__(self, model: torch.nn.Module, loss_fn, data, optimizer: torch.optim.Optimizer,
-                 measures: set[str] | list[str], inputs: torch.Tensor | None = None):
+                 measures: set[str] | list[str], inputs: torch.Tensor | None = None, layers: list[str] | None = None):
         unknown = sorted(set(measures) - set(MEASURES))
         if unknown:
             raise LossLabError(f"unknown measures {unknown} (known: {', '.join(MEASURES)})")
+        if layers is not None:
+            if "dimension" not in measures:
+                raise LossLabError("layers chooses where the dimension measure looks: add 'dimension' to the measures")
+            modules = dict(model.named_modules())
+            missing = [n for n in layers if n not in modules or n == ""]
+            if missing or not layers:
+                raise LossLabError(f"layers {missing} are not modules of the model (its modules: "
+                                   f"{', '.join(list(n for n in modules if n)[:8])}, ...)")
         if "preconditioned_sharpness" in measures and not reads_preconditioner(optimizer):
             raise LossLabError(f"preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not "
                                f"{type(optimizer).__name__}")
         self.model, self.loss_fn, self.data, self.optimizer = model, loss_fn, data, optimizer
         self.measures = set(measures)
         self.inputs = None if inputs is None else inputs[:DIMENSION_EXAMPLES]
+        self.layers = layers
         self.theta0 = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
         self.previous: torch.Tensor | None = None
         self.warm: dict[str, np.ndarray] = {}
@@ -114,6 +144,10 @@ class Measurements:
         self.warm = {k: v.numpy() for k, v in state.get("warm", {}).items()}
 
     def measure(self, step: int) -> list[tuple[int, str, str, float]]:
+        with deterministic(self.model):
+            return self._measure(step)
+
+    def _measure(self, step: int) -> list[tuple[int, str, str, float]]:
         self._before_step, self._before = step, (self.previous, dict(self.warm))
         obj = Objective(self.model, self.loss_fn, self.data)
         rows: list[tuple[int, str, str, float]] = []
@@ -139,7 +173,7 @@ class Measurements:
         if "dimension" in m and self.inputs is not None:
             from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn  # scikit-learn: only here
 
-            for layer, acts in layer_inputs(self.model, self.inputs).items():
+            for layer, acts in layer_inputs(self.model, self.inputs, self.layers).items():
                 try:
                     add(f"dim_twonn/{layer}", two_nn(acts))
                     add(f"dim_mle/{layer}", levina_bickel(acts))
