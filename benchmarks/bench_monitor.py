@@ -128,5 +128,6 @@ def main() -> None:
             print(f"  {variant:48s} {looped:7.2f} s   {statistics.median(ratios[variant]):5.2f} x bare "
                   f"({min(ratios[variant]):.2f}-{max(ratios[variant]):.2f})   close {closed:5.2f} s", flush=True)
 
+
 if __name__ == "__main__":
     main()
