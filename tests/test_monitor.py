@@ -215,6 +215,13 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
 
 
+class Noisy(Net):
+    """Noise drawn in the forward, not by an nn.Dropout: the monitor cannot turn it off."""
+
+    def forward(self, x):
+        return super().forward(x + 0.1 * torch.randn_like(x))
+
+
 @pytest.mark.parametrize("change,message", [
     ({"measures": ["sharpnes"]}, "unknown measures ['sharpnes']"),
     ({"measures": ["preconditioned_sharpness"], "optimizer": torch.optim.SGD},
@@ -227,10 +234,11 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     ({"store": "FILE"}, "is a file, not a folder"),
     ({"measures": ["dimension"], "layers": ["a", "c"]}, "layers ['c'] are not modules of the model"),
     ({"measures": ["sharpness"], "layers": ["a"]}, "add 'dimension' to the measures"),
+    ({"measures": ["sharpness"], "model": "noisy"}, "the probe measures need a loss without randomness"),
 ])
 def test_bad_input_is_refused_at_construction_and_writes_nothing(tmp_path, change, message):
     (tmp_path / "FILE").write_text("")
-    model = Net()
+    model = Noisy() if change.pop("model", None) == "noisy" else Net()
     optimizer = change.pop("optimizer", torch.optim.AdamW)(model.parameters(), lr=0.1)
     options = {"probe": (torch.randn(4, 6), torch.zeros(4).long()), "loss": F.cross_entropy,
                "store": tmp_path / "runs", **change}

@@ -32,10 +32,10 @@ own records them: `losslab predict SWEEP --run RUN` reads them.
 
 At close: the spectral signature of the first `signature_steps` losses, and with weight_norms
 the slingshots (Thilak et al. 2022: a loss spike between two readings with a jump of the last
-weight matrix's norm). The run on disk is
-brought up to date at most every WRITE_EVERY_S seconds and whole at close. A measure the
-optimizer cannot give, a probe the model cannot take or a store that cannot be written is
-refused at construction, before the loop starts.
+weight matrix's norm). The run on disk is brought up to date at most every WRITE_EVERY_S seconds
+and whole at close. A measure the optimizer cannot give, a probe the model cannot take, a probe
+loss with randomness the measures cannot turn off, or a store that cannot be written is refused at
+construction, before the loop starts.
 """
 
 from __future__ import annotations
@@ -87,6 +87,11 @@ class Monitor(Recorded):
                 except (RuntimeError, ValueError, TypeError, IndexError) as e:
                     raise LossLabError(f"the {what} does not fit the model: {str(e).splitlines()[0]}") from None
             self.events = _event_detector(checked["validation set"], events or EventsConfig())
+            again = checked["probe"].loss()
+        if set(measures) & set(PROBE_MEASURES) and not math.isclose(again, checked["probe"].value, rel_tol=1e-5):
+            raise LossLabError(f"the probe loss is {checked['probe'].value:.6g}, then {again:.6g} at the same weights: "
+                               "the probe measures need a loss without randomness (nn.Dropout is turned off for "
+                               "them; other random draws in the forward are not)")
         self.model, self.optimizer, self.every, self.signature_steps = model, optimizer, every, signature_steps
         self.loss, self.probe, self.validation = loss, probe, validation
         pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
