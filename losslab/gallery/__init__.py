@@ -3,10 +3,11 @@ states, by one command (`losslab gallery`).
 
 An entry is a short recipe (in losslab.gallery.grokking, .landscapes, .optimizers and .parity):
 a function of its settings and a folder that trains or analyses with the library, draws its figure
-and says what it measured and whether the claim held. A claim that does not come out is reported as not reproduced, with what was
-measured. Each result is kept as a study (studies/NAME_<digest of its settings>/result.json and
-figure.png under the gallery's folder), so an entry already made with the same settings is read
-back, not made again; `index.html` beside them shows every figure beside its claim.
+and says what it measured and whether the claim held. A claim that does not come out is reported
+as not reproduced, with what was measured. Each result is kept as a study (studies/NAME_<digest
+of its settings>/result.json and figure.png under the gallery's folder), so an entry already made
+with the same settings is read back, not made again; `index.html` beside them shows every figure
+beside its claim.
 """
 
 from __future__ import annotations

@@ -87,8 +87,9 @@ class Monitor(Recorded):
                 except (RuntimeError, ValueError, TypeError, IndexError) as e:
                     raise LossLabError(f"the {what} does not fit the model: {str(e).splitlines()[0]}") from None
             self.events = _event_detector(checked["validation set"], events or EventsConfig())
-            again = checked["probe"].loss()
-        if set(measures) & set(PROBE_MEASURES) and not math.isclose(again, checked["probe"].value, rel_tol=1e-5):
+            probe_measures = [m for m in measures if m in PROBE_MEASURES]
+            again = checked["probe"].loss() if probe_measures else checked["probe"].value
+        if not math.isclose(again, checked["probe"].value, rel_tol=1e-5):
             raise LossLabError(f"the probe loss is {checked['probe'].value:.6g}, then {again:.6g} at the same weights: "
                                "the probe measures need a loss without randomness (nn.Dropout is turned off for "
                                "them; other random draws in the forward are not)")
@@ -97,7 +98,7 @@ class Monitor(Recorded):
         pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
         if "dimension" in measures and not pair:
             raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
-        self.measures = Measurements(model, loss, probe, optimizer, [m for m in measures if m in PROBE_MEASURES],
+        self.measures = Measurements(model, loss, probe, optimizer, probe_measures,
                                      inputs=probe[0] if pair else None, layers=layers)
         n_params = sum(p.numel() for p in model.parameters())
         info = {"name": name, "description": description or (

@@ -100,7 +100,7 @@ def gradient_noise(obj: Objective) -> tuple[float, float]:
             for name, piece in g.items():
                 total[name] += piece.sum(0, dtype=torch.float64)
                 squares += torch.linalg.vector_norm(piece, dtype=torch.float64).square()
-            n += len(x[start: start + chunk])
+            n += min(chunk, len(x) - start)
     if n < 2:
         raise LossLabError("gradient noise needs at least 2 probe examples")
     mean = torch.cat([t.flatten() for t in total.values()]) / n
@@ -151,6 +151,8 @@ class Measurements:
         self.warm = {k: v.numpy() for k, v in state.get("warm", {}).items()}
 
     def measure(self, step: int) -> list[tuple[int, str, str, float]]:
+        if not self.measures:  # no probe to build at every reading of a loop that only keeps its loss
+            return []
         with deterministic(self.model):
             return self._measure(step)
 
