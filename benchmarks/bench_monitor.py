@@ -1,8 +1,8 @@
 """The Monitor's overhead in a plain PyTorch loop, bare against the same loop with the monitor, in
-one process, on two workloads: a small CNN on scikit-learn's digits (batches of 64, AdamW) and the
-grokking transformer (a + b mod 97, full batch of 4,704 examples, AdamW), each probed on 256 of its
-training examples (`--probe N`; Cockpit's convention, the curvature of the training batch, is
-`--probe 64` for the CNN). The variants:
+one process, on two workloads: the Objective issue's CNN on scikit-learn's digits (bench_curvature's
+DigitsCNN, 994 parameters; batches of 64, AdamW) and the grokking transformer (a + b mod 97, full
+batch of 4,704 examples, AdamW), each probed on 256 of its training examples (`--probe N`; Cockpit's
+convention, the curvature of the training batch, is `--probe 64` for the CNN). The variants:
 
 - loss only (every step's loss kept on the device, read every 100 steps);
 - the every-step measures (grad_norm, weight_norms, update_ratio), read every 100 steps;
@@ -28,27 +28,16 @@ import time
 
 import torch
 import torch.nn.functional as F
+from bench_curvature import DigitsCNN
 from sklearn.datasets import load_digits
-from torch import nn
 
 import losslab as ll
-
-
-class CNN(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                                      nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
-        self.head = nn.Linear(16 * 2 * 2, 10)
-
-    def forward(self, x):
-        return self.head(self.features(x))
 
 
 def digits(device):
     data, target = load_digits(return_X_y=True)
     x = torch.tensor(data, dtype=torch.float32, device=device).reshape(-1, 1, 8, 8) / 16
-    return CNN, x, torch.tensor(target, device=device), 64
+    return DigitsCNN, x, torch.tensor(target, device=device), 64
 
 
 def grokking(device):
