@@ -375,8 +375,10 @@ def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor,
     basis (its rows), for `steps` steps, or with `tol` until T's top Ritz pair (theta, y) has
     ||op y - theta y|| <= tol * (scale or |theta|): with full reorthogonalization that residual is
     beta_j |s_j|, the last component of T's top eigenvector times the next beta."""
-    basis = torch.zeros(steps, op.size, dtype=v.dtype, device=v.device)
-    alpha, beta = [], []
+    # empty, not zeros: only the rows written are touched (100 rows of a large model's parameters
+    # would be faulted in at every measurement)
+    basis = torch.empty(steps, op.size, dtype=v.dtype, device=v.device)
+    alpha, beta = [], []  # floats: T's top pair is checked on the host at every step
     q = v / v.norm()
     for j in range(steps):
         basis[j] = q
@@ -385,19 +387,17 @@ def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor,
         w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)  # twice is enough (Giraud et al.)
         w = w - basis[: j + 1].T @ (basis[: j + 1] @ w)
         b = w.norm()
-        alpha.append(a)
-        if j == steps - 1 or float(b) < 1e-10 * max(abs(float(a)), 1.0):  # an invariant subspace: T is exact
+        b_value = float(b)  # the step's one wait for the device (a is done by then)
+        alpha.append(float(a))
+        if j == steps - 1 or b_value < 1e-10 * max(abs(alpha[-1]), 1.0):  # an invariant subspace: T is exact
             break
         if tol is not None:
-            theta, s = eigh_tridiagonal(torch.stack(alpha).cpu().double().numpy(),
-                                        torch.stack(beta).cpu().double().numpy() if beta else np.zeros(0),
-                                        select="i", select_range=(j, j))
-            if float(b) * abs(s[-1, 0]) <= tol * (abs(scale) if scale else abs(theta[0])):
+            theta, s = eigh_tridiagonal(np.array(alpha), np.array(beta), select="i", select_range=(j, j))
+            if b_value * abs(s[-1, 0]) <= tol * (abs(scale) if scale else abs(theta[0])):
                 break
-        beta.append(b)
+        beta.append(b_value)
         q = w / b
-    return (torch.stack(alpha).cpu().double().numpy(), torch.stack(beta).cpu().double().numpy() if beta else np.zeros(0),
-            basis[: len(alpha)])
+    return np.array(alpha), np.array(beta), basis[: len(alpha)]
 
 
 @dataclass
