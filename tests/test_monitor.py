@@ -108,32 +108,63 @@ def test_the_dimension_of_chosen_layers_equals_the_estimators_on_what_they_see(t
     assert measured == pytest.approx({"dim_twonn/b": two_nn(seen), "dim_mle/b": levina_bickel(seen)}, rel=1e-12)
 
 
+def seven_steps(tmp_path, build, measures, device="cpu"):
+    """Seven full-batch AdamW steps of build() (float64) from seed 0, with a monitor of `measures`
+    every 3 steps, or bare where there are none: (the model, the monitor, its probe)."""
+    torch.manual_seed(0)
+    model = build().to(device).double()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+    x, y = torch.randn(64, 6, dtype=torch.float64, device=device), torch.randint(0, 3, (64,), device=device)
+    mon = ll.Monitor(model, opt, (x[:32], y[:32]), F.cross_entropy, store=tmp_path / "-".join(measures), every=3,
+                     measures=measures) if measures else None
+    for _ in range(7):
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+        if mon is not None:
+            mon.step(0.0)
+    if mon is not None:
+        mon.close()
+    return model, mon, (x[:32], y[:32])
+
+
 def test_the_measures_see_no_dropout_and_leave_the_loops_randomness_alone(tmp_path):
     """With dropout in the model, a measured loop goes through the weights of the unmeasured one (the
     measures draw no random numbers), and lambda_max is that of the network without dropout."""
-    def train(measures):
-        torch.manual_seed(0)
-        model = torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Dropout(0.3),
-                                    torch.nn.Linear(16, 3)).double()
-        opt = torch.optim.AdamW(model.parameters(), lr=0.05)
-        x, y = torch.randn(64, 6, dtype=torch.float64), torch.randint(0, 3, (64,))
-        mon = ll.Monitor(model, opt, (x[:32], y[:32]), F.cross_entropy, store=tmp_path / str(measures), every=3,
-                         measures=measures) if measures else None
-        for _ in range(7):
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            opt.zero_grad()
-            if mon is not None:
-                mon.step(0.0)
-        if mon is not None:
-            mon.close()
-        return model, mon, (x[:32], y[:32])
-    bare, _, _ = train([])
-    measured, mon, probe = train(["sharpness", "gradient_noise", "trace"])
+    def build():
+        return torch.nn.Sequential(torch.nn.Linear(6, 16), torch.nn.Tanh(), torch.nn.Dropout(0.3),
+                                   torch.nn.Linear(16, 3))
+    bare, _, _ = seven_steps(tmp_path, build, [])
+    measured, mon, probe = seven_steps(tmp_path, build, ["sharpness", "gradient_noise", "trace"])
     for a, b in zip(bare.parameters(), measured.parameters()):
         assert torch.equal(a, b)
     assert measured.training and measured[2].training  # given back as it was
     measured.eval()
+    dense = torch.linalg.eigvalsh(ll.hessian_matrix(ll.Objective(measured, F.cross_entropy, probe)))
+    assert rows_at(mon, 7)["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
+
+
+class Normalized(Net):
+    """BatchNorm in training mode between the layers: each batch normalized by its own statistics."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm = torch.nn.BatchNorm1d(8)
+
+    def forward(self, x):
+        return self.b(torch.tanh(self.norm(self.a(x))))
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_measures_leave_batchnorms_statistics_as_they_were(tmp_path, device):
+    """The probe measures' forwards in training mode (the dimension measure's on the model itself)
+    leave BatchNorm's running statistics as the loop left them: a measured loop ends with the
+    weights and the buffers of the unmeasured one; lambda_max is the train-mode probe loss's."""
+    bare, _, _ = seven_steps(tmp_path, Normalized, [], device)
+    measured, mon, probe = seven_steps(tmp_path, Normalized, ["sharpness", "dimension", "trace"], device)
+    assert measured.norm.num_batches_tracked == bare.norm.num_batches_tracked == 7
+    for a, b in zip([*bare.parameters(), *bare.buffers()], [*measured.parameters(), *measured.buffers()]):
+        assert torch.equal(a, b)
     dense = torch.linalg.eigvalsh(ll.hessian_matrix(ll.Objective(measured, F.cross_entropy, probe)))
     assert rows_at(mon, 7)["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
 
@@ -235,10 +266,13 @@ class Noisy(Net):
     ({"measures": ["dimension"], "layers": ["a", "c"]}, "layers ['c'] are not modules of the model"),
     ({"measures": ["sharpness"], "layers": ["a"]}, "add 'dimension' to the measures"),
     ({"measures": ["sharpness"], "model": "noisy"}, "the probe measures need a loss without randomness"),
+    ({"measures": ["gradient_noise"], "model": "normalized"},
+     "gradient_noise takes per-example gradients (torch.func.vmap), which this model has not: BatchNorm in training "
+     "mode normalizes each example by its batch"),
 ])
 def test_bad_input_is_refused_at_construction_and_writes_nothing(tmp_path, change, message):
     (tmp_path / "FILE").write_text("")
-    model = Noisy() if change.pop("model", None) == "noisy" else Net()
+    model = {"noisy": Noisy, "normalized": Normalized}.get(change.pop("model", None), Net)()
     optimizer = change.pop("optimizer", torch.optim.AdamW)(model.parameters(), lr=0.1)
     options = {"probe": (torch.randn(4, 6), torch.zeros(4).long()), "loss": F.cross_entropy,
                "store": tmp_path / "runs", **change}

@@ -22,8 +22,9 @@ Two kinds of measures:
   losslab.monitor.measures (the engine losslab's own Trainer measures with), each with its cost:
   spectral_norms, cosines, sharpness, preconditioned_sharpness, gradient_noise, trace, dimension
   (of every Linear layer's input, or of the modules named in `layers`). They see the network
-  without dropout and draw nothing from the loop's random number generators. The learning rate
-  is read from the optimizer's param groups at each (schedules apply).
+  without dropout, leave its buffers (BatchNorm's running statistics) as they were and draw
+  nothing from the loop's random number generators. The learning rate is read from the
+  optimizer's param groups at each (schedules apply).
 
 With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
 on the probe (split "train") and on the validation data ("val"), the model in eval mode, and the
@@ -34,7 +35,8 @@ At close: the spectral signature of the first `signature_steps` losses, and with
 the slingshots (Thilak et al. 2022: a loss spike between two readings with a jump of the last
 weight matrix's norm). The run on disk is brought up to date at most every WRITE_EVERY_S seconds
 and whole at close. A measure the optimizer cannot give, a probe the model cannot take, a probe
-loss with randomness the measures cannot turn off, or a store that cannot be written is refused at
+loss with randomness the measures cannot turn off, gradient noise of a model without per-example
+gradients (BatchNorm in training mode), or a store that cannot be written is refused at
 construction, before the loop starts.
 """
 
@@ -53,7 +55,7 @@ from losslab.analysis.objective import Objective
 from losslab.config import EventsConfig
 from losslab.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
-from losslab.monitor.measures import MEASURES, Measurements, deterministic
+from losslab.monitor.measures import MEASURES, Measurements, check_per_example, deterministic
 from losslab.monitor.record import Recorded, RunRecord
 
 STEP_MEASURES = ("grad_norm", "weight_norms", "update_ratio")
@@ -89,6 +91,8 @@ class Monitor(Recorded):
             self.events = _event_detector(checked["validation set"], events or EventsConfig())
             probe_measures = [m for m in measures if m in PROBE_MEASURES]
             again = checked["probe"].loss() if probe_measures else checked["probe"].value
+            if "gradient_noise" in measures:
+                check_per_example(checked["probe"])
         if not math.isclose(again, checked["probe"].value, rel_tol=1e-5):
             raise LossLabError(f"the probe loss is {checked['probe'].value:.6g}, then {again:.6g} at the same weights: "
                                "the probe measures need a loss without randomness (nn.Dropout is turned off for "

@@ -23,8 +23,9 @@ One engine for every loop: losslab's Trainer and the Monitor of a user's loop bo
   probe examples.
 The learning rate is read from the optimizer's first param group at each measurement, so
 schedules apply. The measures see the network without dropout (a random loss has no Hessian;
-BatchNorm stays as the model is) and draw nothing from the loop's random number generators, so a
-training measured follows the same trajectory as one that is not.
+BatchNorm stays in the model's mode), leave its buffers as they were (a forward in training mode
+updates BatchNorm's running statistics) and draw nothing from the loop's random number generators,
+so a training measured follows the same trajectory as one that is not.
 """
 
 from __future__ import annotations
@@ -59,9 +60,12 @@ TRACKING_TOL = 1e-3
 
 @contextmanager
 def deterministic(model: torch.nn.Module) -> Iterator[None]:
-    """The model's dropout layers off and the random number generators (the CPU's, and the
-    model's CUDA device's) restored after, whatever the measures drew."""
+    """The model's dropout layers off, and after, its buffers (BatchNorm's running statistics,
+    which a forward in training mode updates) and the random number generators (the CPU's, and
+    the model's CUDA device's) as they were, whatever the measures did."""
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training]
+    buffers = list(model.buffers())
+    saved = [b.clone() for b in buffers]
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
         for m in dropouts:
@@ -71,23 +75,47 @@ def deterministic(model: torch.nn.Module) -> Iterator[None]:
         finally:
             for m in dropouts:
                 m.train()
+            if buffers:
+                with torch.no_grad():
+                    torch._foreach_copy_(buffers, saved)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b / (a.norm() * b.norm()).clamp_min(1e-30))
 
 
-def gradient_noise(obj: Objective) -> tuple[float, float]:
-    """(B_simple, SNR) of the objective's data from its per-example gradients (see the module);
-    every batch of the objective is a set of examples, each example's loss its own."""
+def per_example_gradients(obj: Objective):
+    """(params, x, y) -> the gradient of each example's loss (torch.func: vmap of grad)."""
     if obj.forward_fn is not None:
         raise LossLabError("gradient noise takes per-example losses: give the objective a loss, not a forward")
-    params = obj.params
 
     def one(p, x, y):
         out = functional_call(obj.model, {**obj.buffers, **p}, (x[None],))
         return obj.loss_fn(out, y[None])
-    per_example = vmap(grad(one), in_dims=(None, 0, 0))
+    return vmap(grad(one), in_dims=(None, 0, 0))
+
+
+def check_per_example(obj: Objective) -> None:
+    """The per-example gradients of the first two examples, now: a forward that has none (BatchNorm
+    in training mode normalizes an example by its batch, and updates its statistics in place, which
+    vmap refuses) is one line before training, not a crash at the first measurement."""
+    x, y, *_ = next(iter(obj.batches()))
+    try:
+        per_example_gradients(obj)(obj.params, x[:2], y[:2])
+    except (RuntimeError, ValueError) as e:
+        normalized = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training
+                         for m in obj.model.modules())
+        why = ("BatchNorm in training mode normalizes each example by its batch (use GroupNorm or LayerNorm, or "
+               "leave gradient_noise out)" if normalized else str(e).splitlines()[0])
+        raise LossLabError(f"gradient_noise takes per-example gradients (torch.func.vmap), which this model has "
+                           f"not: {why}") from None
+
+
+def gradient_noise(obj: Objective) -> tuple[float, float]:
+    """(B_simple, SNR) of the objective's data from its per-example gradients (see the module);
+    every batch of the objective is a set of examples, each example's loss its own."""
+    params = obj.params
+    per_example = per_example_gradients(obj)
     one_gradient = sum(p.numel() * p.element_size() for p in params.values())
     check_fits(one_gradient, f"a per-example gradient of {obj.size:,} parameters")
     chunk = max(1, min(NOISE_CHUNK, NOISE_CHUNK_BYTES // one_gradient))
