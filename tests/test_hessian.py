@@ -235,8 +235,45 @@ def test_adam_preconditioned_sharpness_against_the_dense_matrix():
     assert result.optimizer == "adam" and result.lambda_max == pytest.approx(exact, rel=1e-6)
     assert result.threshold == pytest.approx(3.8 / (0.1 * 0.01))
     from losslab.errors import LossLabError
-    with pytest.raises(LossLabError, match="reads Adam, AdamW or Shampoo, not SGD"):
+    with pytest.raises(LossLabError, match="reads the state of Adam, AdamW or Shampoo, not SGD"):
         preconditioned_sharpness(obj, torch.optim.SGD(obj.model.parameters(), lr=0.1))
+
+
+def matrix_and_vector_quadratic():
+    """A 3 x 4 matrix w and a vector b of 2 (seed 0) under 0.5 x^T A x, x = (w row-major, b), A with
+    eigenvalues from 0.1 to 3: (the model, A, the objective)."""
+    torch.manual_seed(0)
+    model = Weights(w=torch.randn(3, 4, dtype=torch.float64), b=torch.randn(2, dtype=torch.float64))
+    q, _ = torch.linalg.qr(torch.randn(14, 14, dtype=torch.float64))
+    a = q @ torch.diag(torch.linspace(0.1, 3, 14, dtype=torch.float64)) @ q.T
+
+    def forward(model, p, batch):
+        flat = torch.cat([p["w"].flatten(), p["b"]])
+        return 0.5 * flat @ a @ flat, 1
+    return model, a, Objective(model, forward=forward, data=[()])
+
+
+def test_adam_preconditioned_sharpness_over_param_groups_of_several_rates_against_the_dense_matrix():
+    """Two param groups (the usual decay / no-decay split, here with rates 0.01 and 0.03 and their
+    own eps): a parameter of the second is stepped by 0.03 P^-1 m = 0.01 (P / 3)^-1 m, so P^-1 H is
+    diag(1 / P, 3 / P) H against the first group's threshold; one beta1 for all, or refused."""
+    from losslab.analysis.sharpness import preconditioned_sharpness
+    from losslab.errors import LossLabError
+    model, a, obj = matrix_and_vector_quadratic()
+    opt = torch.optim.AdamW([{"params": [model.w]}, {"params": [model.b], "lr": 0.03, "eps": 1e-3}], lr=0.01,
+                            betas=(0.9, 0.99))
+    v = {p: torch.rand(p.shape, dtype=torch.float64) + 0.1 for p in (model.w, model.b)}
+    for p, step in ((model.w, 10), (model.b, 4)):  # each parameter its own count (one skipped steps)
+        opt.state[p] = {"exp_avg_sq": v[p] * (1 - 0.99**step), "step": torch.tensor(float(step)),
+                        "exp_avg": torch.zeros_like(p)}
+    p_inv = torch.cat([1 / (v[model.w].flatten().sqrt() + 1e-8), 3 / (v[model.b].sqrt() + 1e-3)])
+    exact = torch.linalg.eigvalsh(p_inv.sqrt()[:, None] * a * p_inv.sqrt()[None, :]).max().item()
+    result = preconditioned_sharpness(obj, opt)
+    assert result.lambda_max == pytest.approx(exact, rel=1e-6)
+    assert result.threshold == pytest.approx(3.8 / (0.1 * 0.01))
+    opt.param_groups[1]["betas"] = (0.5, 0.99)
+    with pytest.raises(LossLabError, match=r"the param groups' beta1 differ \(0.5, 0.9\)"):
+        preconditioned_sharpness(obj, opt)
 
 
 def test_behavioral_gradients_of_a_linear_model_have_the_rank_of_the_data():
@@ -306,21 +343,12 @@ def test_shampoo_preconditioned_sharpness_against_the_dense_matrix():
     """P^-1 = L^-1/4 (x) R^-1/4 on a matrix parameter (row-major flattening), AdaGrad on a vector."""
     from losslab.analysis.sharpness import preconditioned_sharpness
     from losslab.optim.shampoo import Shampoo
-    torch.manual_seed(0)
-    model = Weights(w=torch.randn(3, 4, dtype=torch.float64), b=torch.randn(2, dtype=torch.float64))
+    model, a, obj = matrix_and_vector_quadratic()
     w, b = model.w, model.b
     opt = Shampoo([w, b], lr=0.1, graft="none")
     for _ in range(3):
         w.grad, b.grad = torch.randn(3, 4, dtype=torch.float64), torch.randn(2, dtype=torch.float64)
         opt.step()
-    n = 14
-    q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64))
-    a = q @ torch.diag(torch.linspace(0.1, 3, n, dtype=torch.float64)) @ q.T
-
-    def forward(model, p, batch):
-        flat = torch.cat([p["w"].flatten(), p["b"]])
-        return 0.5 * flat @ a @ flat, 1
-    obj = Objective(model, forward=forward, data=[()])
     state = opt.state
     p_inv = torch.block_diag(torch.kron(state[w]["L_root"], state[w]["R_root"]),
                              torch.diag(1 / (state[b]["diagonal"].sqrt() + 1e-8)))

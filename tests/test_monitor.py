@@ -253,10 +253,17 @@ class Noisy(Net):
         return super().forward(x + 0.1 * torch.randn_like(x))
 
 
+def two_betas(params, lr):
+    """AdamW with its second param group (the second layer) at another beta1."""
+    params = list(params)
+    return torch.optim.AdamW([{"params": params[:2]}, {"params": params[2:], "betas": (0.5, 0.999)}], lr=lr)
+
+
 @pytest.mark.parametrize("change,message", [
     ({"measures": ["sharpnes"]}, "unknown measures ['sharpnes']"),
     ({"measures": ["preconditioned_sharpness"], "optimizer": torch.optim.SGD},
      "preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not SGD"),
+    ({"measures": ["preconditioned_sharpness"], "optimizer": two_betas}, "the param groups' beta1 differ (0.5, 0.9)"),
     ({"probe": (torch.randn(4, 7), torch.zeros(4).long())}, "the probe does not fit the model"),
     ({"validation": (torch.randn(4, 7), torch.zeros(4).long())}, "the validation set does not fit the model"),
     ({"every": 0}, "every must be an integer >= 1"),

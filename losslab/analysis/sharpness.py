@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -122,31 +123,28 @@ class _Symmetrized(CurvatureOperator):
         return self.apply(self.h._product(self.apply(v).to(self.dtype)))
 
 
-def _states(obj: Objective, optimizer: torch.optim.Optimizer) -> tuple[list[dict], dict]:
-    """The optimizer's state of each of the objective's parameters (in its order), and the
-    hyperparameters of the group that holds them (one group for all)."""
+def _states(obj: Objective, optimizer: torch.optim.Optimizer) -> tuple[list[dict], list[dict]]:
+    """The optimizer's state of each of the objective's parameters (in its order), and the param
+    group that holds each."""
     names = {id(p): n for n, p in obj.model.named_parameters()}
     groups = {names.get(id(p)): g for g in optimizer.param_groups for p in g["params"]}
     if not set(obj.params) <= set(groups):
         raise LossLabError("the optimizer does not hold every parameter of the objective")
-    if len({id(groups[n]) for n in obj.params}) > 1:
-        raise LossLabError("the objective's parameters are in several param groups: one preconditioner is read "
-                           "from one group")
     by_name = {names[id(p)]: optimizer.state.get(p, {}) for g in optimizer.param_groups for p in g["params"]}
     states = [by_name[n] for n in obj.params]
     if not all(states):
         raise LossLabError("the optimizer has no state yet (its preconditioner exists after its first step)")
-    return states, groups[next(iter(obj.params))]
+    return states, [groups[n] for n in obj.params]
 
 
-def _adam(h: HessianOperator, states: list[dict], group: dict) -> tuple[Callable, float]:
-    beta1, beta2 = group["betas"]
+def _adam(h: HessianOperator, states: list[dict], groups: list[dict]) -> tuple[Callable, float]:
     if "exp_avg_sq" not in states[0]:
         raise LossLabError("the optimizer's state holds no Adam second moments")
-    step = float(states[0]["step"])
-    p = torch.cat([(s["exp_avg_sq"].flatten() / (1 - beta2**step)).sqrt() + group["eps"] for s in states])
+    p = torch.cat([(s["exp_avg_sq"].flatten() / (1 - g["betas"][1] ** float(s["step"]))).sqrt() + g["eps"]
+                   for s, g in zip(states, groups)])
     scale = p.to(h.device, torch.float64).rsqrt()
-    return (lambda v: scale * v), (2 + 2 * beta1) / ((1 - beta1) * float(group["lr"]))
+    beta1 = groups[0]["betas"][0]  # one for every group (preconditioner_refusal)
+    return (lambda v: scale * v), (2 + 2 * beta1) / ((1 - beta1) * float(groups[0]["lr"]))
 
 
 def _sqrt_spd(m: torch.Tensor) -> torch.Tensor:
@@ -154,9 +152,9 @@ def _sqrt_spd(m: torch.Tensor) -> torch.Tensor:
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
-def _shampoo(h: HessianOperator, states: list[dict], group: dict) -> tuple[Callable, float]:
+def _shampoo(h: HessianOperator, states: list[dict], groups: list[dict]) -> tuple[Callable, float]:
     factors = []  # per parameter: (left, right) square roots of the roots, or the diagonal scale
-    for s, p in zip(states, h.obj.params.values()):
+    for s, p, group in zip(states, h.obj.params.values(), groups):
         if "L_root" in s or "R_root" in s:
             left = _sqrt_spd(s["L_root"]).to(h.device) if "L_root" in s else None
             right = _sqrt_spd(s["R_root"]).to(h.device) if "R_root" in s else None
@@ -177,7 +175,7 @@ def _shampoo(h: HessianOperator, states: list[dict], group: dict) -> tuple[Calla
             m = m @ b if b is not None else m
             out.append(m.flatten())
         return torch.cat(out)
-    return apply, 2 / float(group["lr"])
+    return apply, 2 / float(groups[0]["lr"])
 
 
 def _preconditioners() -> dict[type, tuple[str, Callable]]:
@@ -186,9 +184,16 @@ def _preconditioners() -> dict[type, tuple[str, Callable]]:
     return {torch.optim.Adam: ("adam", _adam), torch.optim.AdamW: ("adamw", _adam), Shampoo: ("shampoo", _shampoo)}
 
 
-def reads_preconditioner(optimizer: torch.optim.Optimizer) -> bool:
-    """Whether preconditioned_sharpness can read this optimizer's state (Adam, AdamW, Shampoo)."""
-    return type(optimizer) in _preconditioners()
+def preconditioner_refusal(optimizer: torch.optim.Optimizer) -> str | None:
+    """Why preconditioned_sharpness cannot read this optimizer, or None: it reads Adam's, AdamW's
+    and losslab's Shampoo's state, with one beta1 over the param groups (Adam's threshold has it)."""
+    if type(optimizer) not in _preconditioners():
+        return f"preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not {type(optimizer).__name__}"
+    beta1 = sorted({g["betas"][0] for g in optimizer.param_groups if "betas" in g})
+    if len(beta1) > 1:
+        return (f"preconditioned_sharpness compares with (2 + 2 beta1) / ((1 - beta1) lr), and the param groups' "
+                f"beta1 differ ({', '.join(map(str, beta1))})")
+    return None
 
 
 def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
@@ -197,15 +202,24 @@ def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
     """lambda_max(P^-1 H) for the preconditioner P in `optimizer`'s state (Adam, AdamW or losslab's
     Shampoo, built over the objective's model), and the threshold it is compared to. `operator`:
     a Hessian operator of this objective already built, to reuse; `v0`: a warm start (the previous
-    measurement's `vector`); `tol`: Lanczos's relative residual (see extreme_eigenpairs)."""
-    kind = _preconditioners().get(type(optimizer))
-    if kind is None:
-        raise LossLabError(f"preconditioned sharpness reads Adam, AdamW or Shampoo, not {type(optimizer).__name__}")
+    measurement's `vector`); `tol`: Lanczos's relative residual (see extreme_eigenpairs).
+    With several param groups, the threshold is at the first group's learning rate and a parameter
+    of a group with rate lr_g is preconditioned by P / (lr_g / lr): the step the optimizer takes is
+    lr P^-1 m either way."""
+    refusal = preconditioner_refusal(optimizer)
+    if refusal:
+        raise LossLabError(refusal)
     started = time.perf_counter()
-    states, group = _states(obj, optimizer)
+    states, groups = _states(obj, optimizer)
     h = operator or HessianOperator(obj)
-    apply, threshold = kind[1](h, states, group)
-    op = _Symmetrized(h, apply)
+    apply, threshold = _preconditioners()[type(optimizer)][1](h, states, groups)
+    rates = [float(g["lr"]) / float(groups[0]["lr"]) for g in groups]
+    if any(rate != 1 for rate in rates):  # a scalar a parameter: it commutes with its block of P^-1/2
+        spread = torch.cat([torch.full((p.numel(),), math.sqrt(rate), dtype=torch.float64, device=h.device)
+                            for rate, p in zip(rates, obj.params.values())])
+        op = _Symmetrized(h, lambda v: spread * apply(v))
+    else:
+        op = _Symmetrized(h, apply)
     values, vectors = extreme_eigenpairs(op, 1, "top", tol=tol, v0=v0)
-    return Preconditioned(kind[0], float(values[0]), threshold, op.products, round(time.perf_counter() - started, 3),
-                          vectors[:, 0])
+    return Preconditioned(_preconditioners()[type(optimizer)][0], float(values[0]), threshold, op.products,
+                          round(time.perf_counter() - started, 3), vectors[:, 0])

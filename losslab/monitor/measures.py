@@ -12,7 +12,8 @@ One engine for every loop: losslab's Trainer and the Monitor of a user's loop bo
   measures too), and the condition number where the Hessian is positive definite.  ~60-200 products
 - preconditioned_sharpness (Adam, AdamW: lambda_max(P^-1 H) against the adaptive edge of
   stability (2 + 2 beta1) / ((1 - beta1) lr), Cohen et al. 2022; Shampoo: with its roots,
-  against 2 / lr), warm-started like lambda_max.                              ~3-21 products
+  against 2 / lr; param groups of several rates as analysis.sharpness states), warm-started
+  like lambda_max.                                                             ~3-21 products
 - gradient_noise: from the probe's per-example gradients (torch.func.vmap), the simple gradient
   noise scale B = tr(Sigma) / |G|^2 (McCandlish et al. 2018; |G|^2 estimated without bias as
   |mean g|^2 - tr(Sigma) / n, NaN where the noise swamps it) and the probe gradient's
@@ -40,7 +41,7 @@ from torch.func import functional_call, grad, vmap
 
 from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs, hessian_trace
 from losslab.analysis.objective import Objective
-from losslab.analysis.sharpness import preconditioned_sharpness, reads_preconditioner
+from losslab.analysis.sharpness import preconditioned_sharpness, preconditioner_refusal
 from losslab.errors import LossLabError
 from losslab.memory import check_fits
 
@@ -155,9 +156,9 @@ class Measurements:
             if missing or not layers:
                 raise LossLabError(f"layers {missing} are not modules of the model (its modules: "
                                    f"{', '.join(list(n for n in modules if n)[:8])}, ...)")
-        if "preconditioned_sharpness" in measures and not reads_preconditioner(optimizer):
-            raise LossLabError(f"preconditioned_sharpness reads the state of Adam, AdamW or Shampoo, not "
-                               f"{type(optimizer).__name__}")
+        refusal = preconditioner_refusal(optimizer) if "preconditioned_sharpness" in measures else None
+        if refusal:
+            raise LossLabError(refusal)
         self.model, self.loss_fn, self.data, self.optimizer = model, loss_fn, data, optimizer
         self.measures = set(measures)
         self.inputs = None if inputs is None else inputs[:DIMENSION_EXAMPLES]

@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 
-from losslab.analysis.sharpness import reads_preconditioner
+from losslab.analysis.sharpness import preconditioner_refusal
 from losslab.config import ProbesConfig, RunConfig
 from losslab.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
@@ -57,7 +57,8 @@ def _probe_measures(cfg: ProbesConfig, optimizer: torch.optim.Optimizer) -> set[
     chosen = {"grad_norm", "cosines", "weight_norms", "spectral_norms"} if cfg.geometry else set()
     chosen |= {"sharpness", "lambda_min"} if cfg.hessian else set()
     chosen |= {"dimension"} if cfg.dimension else set()
-    chosen |= {"preconditioned_sharpness"} if cfg.preconditioned and reads_preconditioner(optimizer) else set()
+    if cfg.preconditioned and preconditioner_refusal(optimizer) is None:
+        chosen.add("preconditioned_sharpness")
     return chosen
 
 
