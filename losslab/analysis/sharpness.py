@@ -212,14 +212,15 @@ def preconditioned_sharpness(obj: Objective, optimizer: torch.optim.Optimizer,
     started = time.perf_counter()
     states, groups = _states(obj, optimizer)
     h = operator or HessianOperator(obj)
-    apply, threshold = _preconditioners()[type(optimizer)][1](h, states, groups)
+    kind, precondition = _preconditioners()[type(optimizer)]
+    apply, threshold = precondition(h, states, groups)
     rates = [float(g["lr"]) / float(groups[0]["lr"]) for g in groups]
-    if any(rate != 1 for rate in rates):  # a scalar a parameter: it commutes with its block of P^-1/2
+    if any(rate != 1 for rate in rates):  # one number per parameter: it commutes with its block of P^-1/2
         spread = torch.cat([torch.full((p.numel(),), math.sqrt(rate), dtype=torch.float64, device=h.device)
                             for rate, p in zip(rates, obj.params.values())])
         op = _Symmetrized(h, lambda v: spread * apply(v))
     else:
         op = _Symmetrized(h, apply)
     values, vectors = extreme_eigenpairs(op, 1, "top", tol=tol, v0=v0)
-    return Preconditioned(_preconditioners()[type(optimizer)][0], float(values[0]), threshold, op.products,
-                          round(time.perf_counter() - started, 3), vectors[:, 0])
+    return Preconditioned(kind, float(values[0]), threshold, op.products, round(time.perf_counter() - started, 3),
+                          vectors[:, 0])
