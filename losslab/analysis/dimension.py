@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
+from torch.func import functional_call
 
 
 def _neighbour_distances(x: np.ndarray, k: int) -> np.ndarray:
@@ -52,7 +53,8 @@ def levina_bickel(x, k: int = 20) -> float:
 def layer_inputs(model: torch.nn.Module, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, np.ndarray]:
     """What the modules named `layers` see on the inputs x (the representation the module before
     made), by default every Linear layer's, one row per example, on the CPU, in the order the
-    forward pass reaches them; sequences are represented by their last position."""
+    forward pass reaches them; sequences are represented by their last position. The model's
+    buffers are left as they were."""
     seen: dict[str, np.ndarray] = {}
     modules = dict(model.named_modules())
     chosen = layers if layers is not None else [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
@@ -63,8 +65,8 @@ def layer_inputs(model: torch.nn.Module, x: torch.Tensor, layers: list[str] | No
             seen[name] = (a[:, -1] if a.ndim == 3 else a.flatten(1)).double().cpu().numpy()
         return hook
     handles = [modules[n].register_forward_pre_hook(keep(n)) for n in chosen]
-    try:
-        model(x)
+    try:  # on copies of the buffers, as an Objective evaluates: BatchNorm in training mode updates the copies
+        functional_call(model, {n: b.clone() for n, b in model.named_buffers()}, (x,))
     finally:
         for h in handles:
             h.remove()

@@ -61,12 +61,10 @@ TRACKING_TOL = 1e-3
 
 @contextmanager
 def deterministic(model: torch.nn.Module) -> Iterator[None]:
-    """The model's dropout layers off, and after, its buffers (BatchNorm's running statistics,
-    which a forward in training mode updates) and the random number generators (the CPU's, and
-    the model's CUDA device's) as they were, whatever the measures did."""
+    """The model's dropout layers off and the random number generators (the CPU's, and the
+    model's CUDA device's) restored after, whatever the measures drew. (Its buffers need no
+    restoring: every forward of the measures runs on copies of them.)"""
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.training]
-    buffers = list(model.buffers())
-    saved = [b.clone() for b in buffers]
     device = next(model.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else [], device_type=device.type):
         for m in dropouts:
@@ -76,9 +74,6 @@ def deterministic(model: torch.nn.Module) -> Iterator[None]:
         finally:
             for m in dropouts:
                 m.train()
-            if buffers:
-                with torch.no_grad():
-                    torch._foreach_copy_(buffers, saved)
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
