@@ -12,6 +12,7 @@ import torch.nn.functional as F
 import losslab as ll
 from losslab.analysis.signature import run_signature
 from losslab.errors import LossLabError
+from losslab.monitor import series
 from losslab.monitor.measures import gradient_noise
 from tests.test_cli import losslab
 from tests.test_report import browser, drawn, open_page  # noqa: F401 - the browser fixture
@@ -169,39 +170,48 @@ def test_the_measures_leave_batchnorms_statistics_as_they_were(tmp_path, device)
     assert rows_at(mon, 7)["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
 
 
-def test_every_step_measures_loss_series_and_signature_are_the_loops_own(tmp_path):
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("every, ring_rows", [(1, None), (4, None), (4, 3)],
+                         ids=["norms at every step", "a ring of the window", "a ring emptied within the window"])
+def test_every_step_measures_loss_series_and_signature_are_the_loops_own(tmp_path, monkeypatch, device, every,
+                                                                         ring_rows):
     """At every step, recomputed from the weights the loop went through: the norm of the step's own
     gradient (at theta_t, on its batch), the Frobenius norms after it and ||w_t+1 - w_t|| / ||w_t||;
-    the last, unfinished window read at close."""
+    the last, unfinished window read at close. Whether the norms are taken at every step (a ring of
+    fewer than two rows) or from a ring of copies, emptied at the reading or before."""
     from torch.func import functional_call
 
-    for every in (1, 4):
-        mon, model, _, _, weights, losses = loop(tmp_path / str(every), ["grad_norm", "weight_norms", "update_ratio"],
-                                                 every=every, steps=13)
-        summary = mon.close()
-        data = loop.data
-        for step in range(13):
-            batch = slice(32 * (step % 3), 32 * (step % 3 + 1))
-            params = {k: v.clone().requires_grad_() for k, v in weights[step].items()}
-            loss = F.cross_entropy(functional_call(model, params, (data[0][batch],)), data[1][batch])
-            gradient = torch.autograd.grad(loss, list(params.values()))
-            assert rows_at(mon, step)["grad_norm"] == pytest.approx(
-                float(torch.cat([g.flatten() for g in gradient]).norm()), rel=1e-12)
-            before, after = weights[step]["a.weight"], weights[step + 1]["a.weight"]
-            assert rows_at(mon, step + 1)["update_ratio/a.weight"] == pytest.approx(
-                float((after - before).norm() / before.norm()), rel=1e-12)
-            assert rows_at(mon, step + 1)["norm_fro/b.weight"] == pytest.approx(
-                float(weights[step + 1]["b.weight"].norm()), rel=1e-12)
-        recorded = sorted((s, v) for s, split, name, v in mon.rows if (split, name) == ("train", "step_loss"))
-        assert recorded == list(enumerate(losses))
-        assert summary["signature"] == run_signature(mon.rows, "train_loss", 400)
+    if ring_rows:  # a step keeps Net's 72 matrix entries before and after it and its 83 gradients, float64
+        monkeypatch.setattr(series, "RING_BYTES", ring_rows * 8 * (2 * 72 + 83))
+    mon, model, _, _, weights, losses = loop(tmp_path, ["grad_norm", "weight_norms", "update_ratio"],
+                                             every=every, steps=13, device=device)
+    assert mon._series.capacity == (ring_rows or (every if every > 1 else 0))
+    summary = mon.close()
+    data = loop.data
+    for step in range(13):
+        batch = slice(32 * (step % 3), 32 * (step % 3 + 1))
+        params = {k: v.clone().requires_grad_() for k, v in weights[step].items()}
+        loss = F.cross_entropy(functional_call(model, params, (data[0][batch],)), data[1][batch])
+        gradient = torch.autograd.grad(loss, list(params.values()))
+        assert rows_at(mon, step)["grad_norm"] == pytest.approx(
+            float(torch.cat([g.flatten() for g in gradient]).norm()), rel=1e-12)
+        before, after = weights[step]["a.weight"], weights[step + 1]["a.weight"]
+        assert rows_at(mon, step + 1)["update_ratio/a.weight"] == pytest.approx(
+            float((after - before).norm() / before.norm()), rel=1e-12)
+        assert rows_at(mon, step + 1)["norm_fro/b.weight"] == pytest.approx(
+            float(weights[step + 1]["b.weight"].norm()), rel=1e-12)
+    recorded = sorted((s, v) for s, split, name, v in mon.rows if (split, name) == ("train", "step_loss"))
+    assert recorded == list(enumerate(losses))
+    assert summary["signature"] == run_signature(mon.rows, "train_loss", 400)
 
 
-def test_a_step_the_optimizer_skipped_is_recorded_as_nan(tmp_path):
+@pytest.mark.parametrize("every", [1, 4], ids=["norms at every step", "a ring"])
+def test_a_step_the_optimizer_skipped_is_recorded_as_nan(tmp_path, every):
     model = Net()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
-    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=4, measures=["grad_norm"])
+    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=every,
+                     measures=["grad_norm", "update_ratio"])
     for step in range(4):
         loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -212,6 +222,8 @@ def test_a_step_the_optimizer_skipped_is_recorded_as_nan(tmp_path):
     mon.close()
     norms = [v for s, split, name, v in sorted(mon.rows) if name == "grad_norm"]
     assert np.isnan(norms[2]) and np.isfinite(norms[:2] + norms[3:]).all()
+    ratios = [v for s, split, name, v in sorted(mon.rows) if name == "update_ratio/a.weight"]  # at steps 1..4
+    assert np.isnan(ratios[2]) and np.isfinite(ratios[:2] + ratios[3:]).all()
 
 
 def test_a_parameter_without_a_gradient_adds_nothing_to_the_gradient_norm(tmp_path):

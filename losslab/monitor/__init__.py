@@ -15,8 +15,9 @@ Two kinds of measures:
   - weight_norms: the Frobenius norm of every weight matrix (and convolution kernel) after the step,
   - update_ratio: ||w_t+1 - w_t|| / ||w_t|| of every weight matrix over the step.
   They are read from the optimizer's step hooks (torch.optim's register_step_pre_hook and
-  register_step_post_hook: a few foreach norms a step, and for update_ratio one copy of the
-  weight matrices); a `mon.step` without an optimizer step between (a skipped step) records NaN.
+  register_step_post_hook: a foreach copy of what a step keeps into a ring, whose norms are taken
+  a window at a time; see losslab.monitor.series); a `mon.step` without an optimizer step between
+  (a skipped step) records NaN.
 - Every `every` steps, on the probe (a fixed batch, or re-iterable of batches, the loss is
   evaluated on), with the weights as they are after that step: the measures of
   losslab.monitor.measures (the engine losslab's own Trainer measures with), each with its cost:
@@ -48,7 +49,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from losslab.analysis.objective import Objective
@@ -57,8 +57,8 @@ from losslab.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.measures import MEASURES, Measurements, check_per_example, deterministic
 from losslab.monitor.record import Recorded, RunRecord
+from losslab.monitor.series import STEP_MEASURES, StepSeries
 
-STEP_MEASURES = ("grad_norm", "weight_norms", "update_ratio")
 PROBE_MEASURES = tuple(m for m in MEASURES if m not in STEP_MEASURES)
 ALL_MEASURES = STEP_MEASURES + PROBE_MEASURES
 WRITE_EVERY_S = 10.0  # the run on disk trails the loop by at most this (and is whole at close)
@@ -117,7 +117,7 @@ class Monitor(Recorded):
         self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params,
                                                   **({"events": dict(self.events.events)} if self.events else {})})
         self.steps = 0
-        self._series = _StepSeries(model, optimizer, [m for m in measures if m in STEP_MEASURES], every)
+        self._series = StepSeries(model, optimizer, [m for m in measures if m in STEP_MEASURES], every)
         self._write()
 
     def step(self, loss) -> None:
@@ -200,89 +200,3 @@ def _event_detector(obj: Objective | None, cfg: EventsConfig) -> EventDetector |
     x = next(iter(obj.batches()))[0]
     with torch.no_grad():
         return EventDetector(cfg, 1 / obj.outputs(obj.params, x[:1]).shape[-1])
-
-
-class _StepSeries:
-    """The every-step measures of a loop, on the device: row i of a buffer holds step i's loss and
-    the norms the optimizer's step hooks took (each gradient's, each weight matrix's after the
-    step, each matrix's update and its norm before), until `read` combines them into metric rows.
-    A step is a few foreach norms written into its row: the sums and ratios wait for the reading,
-    where they are one vectorized pass over the rows (each op a step costs ~5 us of dispatch)."""
-
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, measures: list[str], every: int):
-        stepped = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        named = [(n, p) for n, p in model.named_parameters() if id(p) in stepped]
-        self.params = [p for _, p in named]
-        self.matrices = [p for _, p in named if p.ndim >= 2]
-        self.matrix_names = [n for n, p in named if p.ndim >= 2]
-        self.last_matrix = self.matrix_names[-1] if self.matrix_names else None
-        self.grad_norm, self.weight_norms, self.update_ratio = (m in measures for m in STEP_MEASURES)
-        self.weight_norms &= bool(self.matrices)
-        self.update_ratio &= bool(self.matrices)
-        # columns: the loss, then the gradients' norms (at theta_t, like the loss), the matrices'
-        # norms after the step (theta_t+1), their updates' norms and their norms before
-        self.columns = 1 + (len(self.params) if self.grad_norm else 0) + (
-            len(self.matrices) if self.weight_norms else 0) + (2 * len(self.matrices) if self.update_ratio else 0)
-        device = next(model.parameters()).device
-        self.buffer = torch.full((every, self.columns), math.nan, dtype=torch.float64, device=device)
-        self.losses = list(self.buffer[:, 0])  # views: one copy_ a step, no indexing
-        self.norms = list(self.buffer[:, 1:])
-        self.zero = torch.zeros((), device=device)  # the norm of a gradient that is None
-        self.kept = 0
-        self.hooks = []
-        if self.columns > 1:
-            self.hooks.append(optimizer.register_step_post_hook(self._after_step))
-        if self.update_ratio:
-            self.weights_before = [p.detach().clone() for p in self.matrices]
-            self.hooks.append(optimizer.register_step_pre_hook(self._before_step))
-
-    @torch.no_grad()
-    def _before_step(self, optimizer, args, kwargs) -> None:
-        torch._foreach_copy_(self.weights_before, self.matrices)
-
-    @torch.no_grad()
-    def _after_step(self, optimizer, args, kwargs) -> None:
-        tensors = []  # under no_grad the parameters themselves: no detached views to make each step
-        if self.grad_norm:
-            tensors += [self.zero if p.grad is None else p.grad for p in self.params]
-        if self.weight_norms:
-            tensors += self.matrices
-        if self.update_ratio:
-            tensors += [*torch._foreach_sub(self.matrices, self.weights_before), *self.weights_before]
-        self.norms[self.kept].copy_(torch.stack(torch._foreach_norm(tensors)))
-
-    def keep_loss(self, loss) -> None:
-        if isinstance(loss, torch.Tensor):
-            self.losses[self.kept].copy_(loss.detach())
-        else:
-            self.losses[self.kept].fill_(float(loss))
-        self.kept += 1
-
-    def read(self, first_step: int) -> tuple[list[tuple[int, str, str, float]], float]:
-        """The kept steps (the first of them `first_step`) as metric rows, and the last loss."""
-        kept = self.buffer[: self.kept].to("cpu", copy=True).numpy()  # a copy: the buffer is refilled below
-        self.buffer.fill_(math.nan)
-        self.kept = 0
-        steps = np.arange(first_step, first_step + len(kept))
-        before, after = {"step_loss": kept[:, 0]}, {}  # the columns of theta_t, and of theta_t+1
-        column, n = 1, len(self.matrices)
-        if self.grad_norm:
-            before["grad_norm"] = np.sqrt(np.square(kept[:, column: column + len(self.params)]).sum(1))
-            column += len(self.params)
-        if self.weight_norms:
-            after.update({f"norm_fro/{name}": kept[:, column + i] for i, name in enumerate(self.matrix_names)})
-            column += n
-        if self.update_ratio:
-            moved, norm = kept[:, column: column + n], kept[:, column + n: column + 2 * n]
-            after.update({f"update_ratio/{name}": moved[:, i] / np.maximum(norm[:, i], 1e-30)
-                          for i, name in enumerate(self.matrix_names)})
-        rows = [(int(step), "train" if name == "step_loss" else "probe", name, float(v))
-                for name, values in before.items() for step, v in zip(steps, values)]
-        rows += [(int(step) + 1, "probe", name, float(v)) for name, values in after.items()
-                 for step, v in zip(steps, values)]
-        return rows, float(kept[-1, 0])
-
-    def remove_hooks(self) -> None:
-        for hook in self.hooks:
-            hook.remove()
-        self.hooks = []
