@@ -22,10 +22,11 @@ Two kinds of measures:
   evaluated on), with the weights as they are after that step: the measures of
   losslab.monitor.measures (the engine losslab's own Trainer measures with), each with its cost:
   spectral_norms, cosines, sharpness, preconditioned_sharpness, gradient_noise, trace, dimension
-  (of every Linear layer's input, or of the modules named in `layers`). They see the network
-  without dropout, leave its buffers (BatchNorm's running statistics) as they were and draw
-  nothing from the loop's random number generators. The learning rate is read from the
-  optimizer's param groups at each (schedules apply).
+  (of every Linear layer's input, or of the modules named in `layers`); the top eigenvalues to a
+  Lanczos residual of `tolerance` (1e-2: right to ~1e-4; 1e-3: ~1e-6, for a third more products).
+  They see the network without dropout, leave its buffers (BatchNorm's running statistics) as
+  they were and draw nothing from the loop's random number generators. The learning rate is read
+  from the optimizer's param groups at each (schedules apply).
 
 With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
 on the probe (split "train") and on the validation data ("val"), the model in eval mode, and the
@@ -55,7 +56,7 @@ from losslab.analysis.objective import Objective
 from losslab.config import EventsConfig
 from losslab.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
-from losslab.monitor.measures import MEASURES, Measurements, check_per_example, deterministic
+from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, check_per_example, deterministic
 from losslab.monitor.record import Recorded, RunRecord
 from losslab.monitor.series import STEP_MEASURES, StepSeries
 
@@ -69,7 +70,7 @@ class Monitor(Recorded):
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
                  validation=None, events: EventsConfig | None = None, layers: list[str] | None = None,
-                 description: str = ""):
+                 tolerance: float = TRACKING_TOL, description: str = ""):
         from losslab.store import RunStore
 
         if not isinstance(model, torch.nn.Module):
@@ -103,7 +104,7 @@ class Monitor(Recorded):
         if "dimension" in measures and not pair:
             raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
         self.measures = Measurements(model, loss, probe, optimizer, probe_measures,
-                                     inputs=probe[0] if pair else None, layers=layers)
+                                     inputs=probe[0] if pair else None, layers=layers, tolerance=tolerance)
         n_params = sum(p.numel() for p in model.parameters())
         info = {"name": name, "description": description or (
                     f"{type(model).__name__} ({n_params:,} parameters) trained by {type(optimizer).__name__} in "
@@ -111,7 +112,8 @@ class Monitor(Recorded):
                 "model": type(model).__name__, "n_params": n_params, "optimizer": type(optimizer).__name__,
                 "hyperparameters": {k: v for k, v in optimizer.param_groups[0].items() if k != "params"
                                     and isinstance(v, int | float | str | bool | tuple | type(None))},
-                "measures": list(measures), "every": every, "validation": validation is not None}
+                "measures": list(measures), "every": every, "tolerance": tolerance,
+                "validation": validation is not None}
         self.store = RunStore(store)
         run = self.store.create(None, monitor=info)
         self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params,

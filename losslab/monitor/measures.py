@@ -6,15 +6,15 @@ One engine for every loop: losslab's Trainer and the Monitor of a user's loop bo
 - spectral_norms: the spectral norm of every weight matrix.                  an SVD a matrix
 - cosines: cos(theta_t, theta_0) and cos(theta_t, theta at the previous measurement).   free
 - sharpness: lambda_max of the probe loss's Hessian (Lanczos warm-started from the previous
-  measurement's eigenvector: 3-11 products; the first from a fixed random start, 5-9 where the
-  top stands apart from the rest; see TRACKING_TOL) and the edge of stability 2 / lr (Cohen et al.).
-                                                                              ~3-11 Hessian-vector products
+  measurement's eigenvector, to a relative residual of `tolerance`, 1e-2 by default: lambda_max
+  right to ~1e-4, see TRACKING_TOL; the first from a fixed random start) and the edge of
+  stability 2 / lr (Cohen et al.).                                            ~2-10 Hessian-vector products
 - lambda_min: the smallest Hessian eigenvalue (warm-started too), to 1e-4 of lambda_max (which it
   measures too), and the condition number where the Hessian is positive definite.  ~60-200 products
 - preconditioned_sharpness (Adam, AdamW: lambda_max(P^-1 H) against the adaptive edge of
   stability (2 + 2 beta1) / ((1 - beta1) lr), Cohen et al. 2022; Shampoo: with its roots,
   against 2 / lr; param groups of several rates as analysis.sharpness states), warm-started
-  like lambda_max.                                                             ~3-11 products
+  like lambda_max.                                                             ~2-10 products
 - gradient_noise: from the probe's per-example gradients (torch.func.vmap), the simple gradient
   noise scale B = tr(Sigma) / |G|^2 (McCandlish et al. 2018; |G|^2 estimated without bias as
   |mean g|^2 - tr(Sigma) / n, NaN where the noise swamps it) and the probe gradient's
@@ -46,18 +46,21 @@ from losslab.analysis.sharpness import preconditioned_sharpness, preconditioner_
 from losslab.errors import LossLabError
 from losslab.memory import check_fits
 
-MEASURES = ("grad_norm", "weight_norms", "spectral_norms", "cosines", "sharpness", "lambda_min", "preconditioned_sharpness", "gradient_noise",
-            "trace", "dimension")
+MEASURES = ("grad_norm", "weight_norms", "spectral_norms", "cosines", "sharpness", "lambda_min",
+            "preconditioned_sharpness", "gradient_noise", "trace", "dimension")
 DIMENSION_EXAMPLES = 1000
 # per-example gradients held at once: up to 256, in at most 64 MB (measured: a grokking transformer's
 # 223k parameters take 343 ms for 256 examples in chunks of 64, 557 ms in one of 256; the digits
 # CNN's 1.9k, 5 ms in one chunk, 11 ms in chunks of 64)
 NOISE_CHUNK, NOISE_CHUNK_BYTES = 256, 2**26
-# Lanczos's relative residual for the tracked top eigenvalues: a Ritz value's error is about the
-# square of its residual over the spectral gap, so 1e-3 leaves lambda_max right to ~1e-6 (6e-6 at
-# worst on the digits CNN, against eigsh at 1e-12); warm-started, Lanczos stops there after 3-11
-# products (4.9 on average over 2,000 steps of the digits CNN on a 64-example probe, 6.1 on 256)
-TRACKING_TOL = 1e-3
+# Lanczos's relative residual for the tracked top eigenvalues (the default `tolerance`): a Ritz
+# value's error is about the square of its residual over the spectral gap (and never more than the
+# residual), so 1e-2 leaves lambda_max and the preconditioned lambda_max right to ~1e-4, far finer
+# than their step-to-step motion (measured against eigsh at 1e-10, every 100 steps: at worst 1.5e-4
+# over 2,000 steps of the digits CNN, 1.8e-4 over 600 of the grokking transformer). Warm-started,
+# Lanczos stops there after 3.5 products on average on the CNN (64 probe examples), 5 at 1e-3
+# (which gives ~1e-6).
+TRACKING_TOL = 1e-2
 
 
 @contextmanager
@@ -140,7 +143,8 @@ class Measurements:
     measurement to the next (the previous weights, the Lanczos warm starts)."""
 
     def __init__(self, model: torch.nn.Module, loss_fn, data, optimizer: torch.optim.Optimizer,
-                 measures: set[str] | list[str], inputs: torch.Tensor | None = None, layers: list[str] | None = None):
+                 measures: set[str] | list[str], inputs: torch.Tensor | None = None, layers: list[str] | None = None,
+                 tolerance: float = TRACKING_TOL):
         unknown = sorted(set(measures) - set(MEASURES))
         if unknown:
             raise LossLabError(f"unknown measures {unknown} (known: {', '.join(MEASURES)})")
@@ -152,11 +156,13 @@ class Measurements:
             if missing or not layers:
                 raise LossLabError(f"layers {missing} are not modules of the model (its modules: "
                                    f"{', '.join(list(n for n in modules if n)[:8])}, ...)")
+        if not 0 < tolerance < 1:
+            raise LossLabError(f"tolerance is Lanczos's relative residual, between 0 and 1; got {tolerance!r}")
         refusal = preconditioner_refusal(optimizer) if "preconditioned_sharpness" in measures else None
         if refusal:
             raise LossLabError(refusal)
         self.model, self.loss_fn, self.data, self.optimizer = model, loss_fn, data, optimizer
-        self.measures = set(measures)
+        self.measures, self.tolerance = set(measures), tolerance
         self.inputs = None if inputs is None else inputs[:DIMENSION_EXAMPLES]
         self.layers = layers
         self.theta0 = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
@@ -214,7 +220,7 @@ class Measurements:
                 except ValueError:  # collapsed: too few distinct representations
                     continue
         if m & {"sharpness", "lambda_min"}:
-            top = self._extreme(h, "top", tol=TRACKING_TOL)
+            top = self._extreme(h, "top", tol=self.tolerance)
         if "sharpness" in m:
             add("lambda_max", top)
             add("edge_of_stability", 2 / lr)
@@ -225,7 +231,7 @@ class Measurements:
                 add("condition_number", top / bottom)
         if "preconditioned_sharpness" in m and self.optimizer.state:  # from the first step on
             pre = preconditioned_sharpness(obj, self.optimizer, operator=h, v0=self._start("preconditioned", h.size),
-                                           tol=TRACKING_TOL)
+                                           tol=self.tolerance)
             self.warm["preconditioned"] = pre.vector
             add("preconditioned_lambda_max", pre.lambda_max)
             add("adaptive_edge_of_stability", pre.threshold)
@@ -246,6 +252,6 @@ class Measurements:
     def _start(self, name: str, size: int) -> np.ndarray:
         """Where a tracked top eigenvector's Lanczos starts: the previous measurement's vector, or at
         the first a fixed random one. Even cold, losslab's Lanczos, which checks its residual after
-        every product, stops at TRACKING_TOL in a few products where the top is apart from the rest
+        every product, stops at the tolerance in a few products where the top is apart from the rest
         (5-8 on the digits CNN), where ARPACK would first fill a basis of 20."""
         return self.warm[name] if name in self.warm else np.random.default_rng(0).standard_normal(size)
