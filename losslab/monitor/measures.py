@@ -58,7 +58,7 @@ NOISE_CHUNK, NOISE_CHUNK_BYTES = 256, 2**26
 # residual), so 1e-2 leaves lambda_max and the preconditioned lambda_max right to ~1e-4, far finer
 # than their step-to-step motion (measured against eigsh at 1e-10, every 100 steps: at worst 1.5e-4
 # over 2,000 steps of the digits CNN, 1.8e-4 over 600 of the grokking transformer). Warm-started,
-# Lanczos stops there after 3.5 products on average on the CNN (64 probe examples), 5 at 1e-3
+# Lanczos stops there after 3.6 products on average on the CNN (64 probe examples), 4.7 at 1e-3
 # (which gives ~1e-6).
 TRACKING_TOL = 1e-2
 
@@ -253,5 +253,5 @@ class Measurements:
         """Where a tracked top eigenvector's Lanczos starts: the previous measurement's vector, or at
         the first a fixed random one. Even cold, losslab's Lanczos, which checks its residual after
         every product, stops at the tolerance in a few products where the top is apart from the rest
-        (5-8 on the digits CNN), where ARPACK would first fill a basis of 20."""
+        (5-9 on the digits CNN), where ARPACK would first fill a basis of 20."""
         return self.warm[name] if name in self.warm else np.random.default_rng(0).standard_normal(size)
