@@ -189,6 +189,12 @@ class MatrixOperator(CurvatureOperator):
 # ---------------------------------------------------------------- extreme eigenvalues
 
 
+def random_start(size: int, seed: int = 0) -> np.ndarray:
+    """A Lanczos start drawn from NumPy's generator (nothing drawn from torch's, which a training
+    loop measured may be using)."""
+    return np.random.default_rng(seed).standard_normal(size)
+
+
 def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which: str = "top", tol: float = 1e-6,
                        v0: np.ndarray | None = None, seed: int = 0,
                        scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -231,7 +237,7 @@ def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which
     top_ncv = 6 if v0 is not None else 20
     ncv = min(size, max(2 * k + 1, top_ncv) if which == "top" else max(4 * k, 60))
     if v0 is None:
-        v0 = np.random.default_rng(seed).standard_normal(size)
+        v0 = random_start(size, seed)
     check_fits(ncv * size * 8, f"Lanczos for k={k} on {size:,} parameters ({ncv} basis vectors)")
     # ARPACK's own BLAS work is small; OpenBLAS threads left spinning would slow torch's products 2.5x
     shift = 0.0 if scale is None else abs(scale)

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, grad, vmap
 
-from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs, hessian_trace
+from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs, hessian_trace, random_start
 from losslab.analysis.objective import Objective
 from losslab.analysis.sharpness import preconditioned_sharpness, preconditioner_refusal
 from losslab.errors import LossLabError
@@ -254,4 +254,4 @@ class Measurements:
         the first a fixed random one. Even cold, losslab's Lanczos, which checks its residual after
         every product, stops at the tolerance in a few products where the top is apart from the rest
         (5-9 on the digits CNN), where ARPACK would first fill a basis of 20."""
-        return self.warm[name] if name in self.warm else np.random.default_rng(0).standard_normal(size)
+        return self.warm[name] if name in self.warm else random_start(size)
