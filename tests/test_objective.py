@@ -56,12 +56,54 @@ def test_a_loader_of_uneven_batches_gives_the_full_batch_numbers(pair):
 
 
 def test_kept_graphs_and_rebuilt_ones_give_the_same_products(pair):
-    _, batched = pair
+    full, batched = pair
     v = torch.randn(batched.size, dtype=torch.float64)
     kept = ll.HessianOperator(batched)
     rebuilt = ll.HessianOperator(batched, keep_bytes=0)
-    assert len(kept.kept) == 5 and len(rebuilt.kept) == 0
-    assert torch.allclose(kept @ v, rebuilt @ v, rtol=1e-12, atol=1e-14)
+    partly = ll.HessianOperator(batched, keep_bytes=kept.kept_bytes // 2)
+    assert len(kept.kept) == 5 and len(rebuilt.kept) == 0 and 0 < len(partly.kept) < 5
+    one = ll.HessianOperator(full)  # a lone batch: kept whatever its size
+    assert len(one.kept) == 1
+    for op in (rebuilt, partly, one):
+        assert torch.allclose(kept @ v, op @ v, rtol=1e-12, atol=1e-14)
+
+
+def test_a_parameter_the_loss_does_not_use_has_zero_rows_in_the_hessian():
+    net, x, y = mlp_and_data()
+
+    class WithUnused(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net, self.unused = net, nn.Linear(2, 2).to(torch.float64)
+
+        def forward(self, x):
+            return self.net(x)
+    obj = ll.Objective(WithUnused(), F.cross_entropy, (x, y))
+    h = ll.HessianOperator(obj)
+    dense = h.matrix()
+    used = obj.size - 6  # the unused layer's 4 weights and 2 biases come last
+    assert dense[used:].abs().max() == 0 and dense[:, used:].abs().max() == 0
+    assert dense[:used].abs().max() > 0 and h.grad[used:].abs().max() == 0
+
+
+def test_a_refreshed_objective_reads_the_model_again_but_not_its_data():
+    model, x, y = mlp_and_data()
+    passes = []
+
+    class Counted(list):  # a re-iterable of batches that counts its passes
+        def __iter__(self):
+            passes.append(1)
+            return super().__iter__()
+    obj = ll.Objective(model, F.cross_entropy, Counted([(x[:50], y[:50]), (x[50:], y[50:])]))
+    read = len(passes)
+    with torch.no_grad():
+        model[0].weight.mul_(2)
+    now = obj.refreshed()
+    assert len(passes) == read  # the batches were kept on the device: not read again
+    fresh = ll.Objective(model, F.cross_entropy, [(x[:50], y[:50]), (x[50:], y[50:])])
+    assert now.value == fresh.value != obj.value
+    assert all(torch.equal(now.params[n], fresh.params[n]) for n in fresh.params)
+    assert not torch.equal(now.params["0.weight"], obj.params["0.weight"])  # the first is left as it was
 
 
 class SmallCNN(nn.Module):

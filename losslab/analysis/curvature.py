@@ -3,10 +3,10 @@ eigenvalues, trace and spectral density, and the dense matrix of a small model.
 
 - Hessian-vector products: per batch, autograd's double backward through the batch's gradient
   graph, weighted by its share of the examples. The graphs of as many batches as fit
-  `keep_bytes` (measured on the first batch by saved-tensor hooks; default a quarter of the
-  memory available) are built once and kept: a product then costs one backward a batch instead
-  of a forward and two backwards (2-3x cheaper, measured on this CPU). Other batches are
-  rebuilt at every product, as curvlinops does.
+  `keep_bytes` (each measured by saved-tensor hooks as it is built; default a quarter of the
+  memory available; a lone batch's is kept unmeasured) are built once and kept: a product then
+  costs one backward a batch instead of a forward and two backwards (2-3x cheaper, measured on
+  this CPU). Other batches are rebuilt at every product, as curvlinops does.
 - Gauss-Newton products G v = J^T H_out J v (torch.func: a jvp through the model, the Hessian of
   the loss in the outputs, a vjp): positive semi-definite for a convex loss; equal to the
   Hessian for MSE at an interpolating minimum.
@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from itertools import chain, islice
 
 import numpy as np
 import torch
@@ -96,48 +97,47 @@ class HessianOperator(CurvatureOperator):
         super().__init__(obj)
         self.names = list(obj.params)
         self.leaves = [p.detach().clone().requires_grad_(True) for p in obj.params.values()]
-        budget = available_bytes(self.device) // 4 if keep_bytes is None else keep_bytes
-        self.kept: list[tuple[torch.Tensor, ...]] = []  # the gradient graphs kept, one per batch
+        # one batch's graph is kept unmeasured (rebuilt at every product it would take as much memory
+        # at its peak); with more, each graph's bytes are measured against the budget
+        measured = keep_bytes is not None or not obj.one_batch
+        budget = (available_bytes(self.device) // 4 if keep_bytes is None else keep_bytes) if measured else 0
+        self.kept: list[torch.Tensor] = []  # each batch's flat gradient kept with its graph
         self.kept_bytes, keeping = 0, True
-        grad = [torch.zeros_like(p) for p in self.leaves]
-        total = 0.0
-        with torch.enable_grad():
-            for batch in obj.batches():
-                def build(batch=batch):
-                    loss, n = obj.batch_loss(dict(zip(self.names, self.leaves)), batch)
-                    return loss.detach() * n, torch.autograd.grad(loss * n, self.leaves, create_graph=True,
-                                                                  allow_unused=True)
-                (weighted, g), graph = _graph_bytes(build) if keeping else (build(), 0)
-                keeping = keeping and self.kept_bytes + graph <= budget
-                if keeping:
-                    self.kept.append(g)
-                    self.kept_bytes += graph
-                total = total + weighted
-                for acc, piece in zip(grad, g):
-                    if piece is not None:
-                        acc.add_(piece.detach())
+        grad, total = 0.0, 0.0
+        for batch in obj.batches():
+            (weighted, g), graph = _graph_bytes(lambda: self._gradient(batch)) if keeping and measured \
+                else (self._gradient(batch), 0)
+            keeping = keeping and self.kept_bytes + graph <= budget
+            if keeping:
+                self.kept.append(g)
+                self.kept_bytes += graph
+            total, grad = total + weighted, grad + g.detach()
+        self.all_kept = keeping
         self.loss = float(total / obj.n_examples)
-        self.grad = torch.cat([g.flatten() for g in grad]) / obj.n_examples
+        self.grad = grad / obj.n_examples
+
+    def _gradient(self, batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's summed loss and its flat gradient, with the gradient's graph: one vector to
+        differentiate, so that a product passes v whole (no unflattening, one shape check)."""
+        with torch.enable_grad():
+            loss, n = self.obj.batch_loss(dict(zip(self.names, self.leaves)), batch)
+            pieces = torch.autograd.grad(loss * n, self.leaves, create_graph=True, allow_unused=True)
+            return loss.detach() * n, self._flat(pieces)
 
     def _product(self, v: torch.Tensor) -> torch.Tensor:
-        pieces = list(self.obj.unflatten(v / self.obj.n_examples).values())
-        out: list[torch.Tensor | None] = [None] * len(self.leaves)  # summed over the batches as they come
+        v = v / self.obj.n_examples
+        rebuilt = () if self.all_kept else (  # the batches whose graphs did not fit, for this product
+            self._gradient(batch)[1] for batch in islice(self.obj.batches(), len(self.kept), None))
+        out = None
+        for g in chain(self.kept, rebuilt):
+            if g.requires_grad:  # else the batch's loss does not depend on the parameters
+                hv = self._flat(torch.autograd.grad(g, self.leaves, v, retain_graph=True, allow_unused=True))
+                out = hv if out is None else out + hv
+        return torch.zeros_like(v) if out is None else out
 
-        def add(g):
-            used = [(i, gi) for i, gi in enumerate(g) if gi is not None and gi.requires_grad]
-            hv = torch.autograd.grad([gi for _, gi in used], self.leaves, [pieces[i] for i, _ in used],
-                                     retain_graph=True, allow_unused=True)
-            for i, piece in enumerate(hv):  # out of place: a piece may be a view of the vector
-                if piece is not None:
-                    out[i] = piece if out[i] is None else out[i] + piece
-        for g in self.kept:
-            add(g)
-        with torch.enable_grad():
-            for i, batch in enumerate(self.obj.batches()):
-                if i >= len(self.kept):  # its graph did not fit: rebuilt for this product
-                    loss, n = self.obj.batch_loss(dict(zip(self.names, self.leaves)), batch)
-                    add(torch.autograd.grad(loss * n, self.leaves, create_graph=True, allow_unused=True))
-        return torch.cat([(torch.zeros_like(p) if o is None else o).flatten() for o, p in zip(out, self.leaves)])
+    def _flat(self, pieces: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
+        """Tensors shaped like the parameters (None: one the loss does not use) as one flat vector."""
+        return torch.cat([(torch.zeros_like(p) if t is None else t).flatten() for t, p in zip(pieces, self.leaves)])
 
 
 class GGNOperator(CurvatureOperator):
@@ -228,8 +228,8 @@ def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which
         check_fits(steps * size * 8, f"Lanczos on {size:,} parameters ({steps} basis vectors)")
         start = torch.as_tensor(np.asarray(v0, dtype=np.float64).ravel()).to(op.device)
         alpha, beta, basis = lanczos(op, steps, start, tol=tol, scale=scale)
-        values, vectors = eigh_tridiagonal(alpha, beta, select="i", select_range=(len(alpha) - 1, len(alpha) - 1))
-        return values, (basis.T @ torch.from_numpy(vectors).to(basis)).cpu().numpy()
+        theta, y = _top_ritz(alpha, beta)
+        return np.array([theta]), (basis.T @ torch.from_numpy(y).to(basis)).cpu().numpy()[:, None]
     linear = op if isinstance(op, LinearOperator) else op.scipy()
     # the bottom of a Hessian is a dense cluster near 0: a wider Krylov space saves ~6x the products
     # there; a top eigenvector warm-started from near itself (a LinearOperator, or k > 1) needs a
@@ -377,13 +377,13 @@ def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", pr
 # ---------------------------------------------------------------- spectral density
 
 
-def _top_ritz(alpha: list[float], beta: list[float]) -> tuple[float, float]:
-    """T's top eigenvalue and the last component of its eigenvector (LAPACK's dstev: all of a small
-    T, in microseconds, where scipy's eigh_tridiagonal checks its input for ten times as long)."""
+def _top_ritz(alpha, beta) -> tuple[float, np.ndarray]:
+    """T's top eigenvalue and its eigenvector (LAPACK's dstev: all of a small T, in microseconds,
+    where scipy's eigh_tridiagonal checks its input for ten times as long)."""
     if len(alpha) == 1:
-        return alpha[0], 1.0
-    values, vectors, _ = dstev(np.array(alpha), np.array(beta))
-    return float(values[-1]), float(vectors[-1, -1])
+        return float(alpha[0]), np.ones(1)
+    values, vectors, _ = dstev(np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64))
+    return float(values[-1]), vectors[:, -1]
 
 
 def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor,
@@ -396,7 +396,7 @@ def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor,
     # would be faulted in at every measurement)
     basis = torch.empty(steps, op.size, dtype=v.dtype, device=v.device)
     alpha, beta = [], []  # floats: T's top pair is checked on the host at every step
-    q = v / v.norm()
+    q = v / torch.linalg.vector_norm(v)  # Tensor.norm is torch.functional's, microseconds slower
     for j in range(steps):
         basis[j] = q
         w = op @ q
@@ -404,13 +404,13 @@ def lanczos(op: CurvatureOperator, steps: int, v: torch.Tensor,
         c = known @ w  # its last entry is alpha_j = q_j . w
         w = w - c @ known  # twice is enough (Giraud et al.)
         w = w - (known @ w) @ known
-        a_value, b_value = torch.stack([c[j], w.norm()]).tolist()  # the step's one wait for the device
+        a_value, b_value = torch.stack([c[j], torch.linalg.vector_norm(w)]).tolist()  # the step's one wait
         alpha.append(a_value)
         if j == steps - 1 or b_value < 1e-10 * max(abs(a_value), 1.0):  # an invariant subspace: T is exact
             break
         if tol is not None:
-            theta, s = _top_ritz(alpha, beta)
-            if b_value * abs(s) <= tol * (abs(scale) if scale else abs(theta)):
+            theta, y = _top_ritz(alpha, beta)
+            if b_value * abs(y[-1]) <= tol * (abs(scale) if scale else abs(theta)):
                 break
         beta.append(b_value)
         q = w / b_value

@@ -21,6 +21,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -100,9 +101,23 @@ class Objective:
         self.accuracy_fn = accuracy
         self._source, self._cached = self._read(data)
         self.n_examples = 0  # set by the first pass of the loss, which checks what the loss returns
+        self._evaluate()
+
+    def _evaluate(self) -> None:
         self.value = self.loss()
         if not math.isfinite(self.value):
             raise LossLabError(f"the loss is {self.value} at the model's weights")
+
+    def refreshed(self) -> Objective:
+        """This objective at the model's weights now (a training measured as it goes): the data, read
+        and checked once, are shared, not read again; the parameters and buffers are copied anew and
+        the loss is evaluated there."""
+        new = copy.copy(self)
+        parameters = dict(self.model.named_parameters())
+        new.params = {n: parameters[n].detach().clone() for n in self.params}
+        new.buffers = {n: b.detach().clone() for n, b in self.model.named_buffers()}
+        new._evaluate()
+        return new
 
     # ------------------------------------------------------------ data
 
@@ -156,7 +171,7 @@ class Objective:
         on the device are joined up to MERGED_EXAMPLES examples (the same mean loss from fewer,
         larger calls), unless a BatchNorm in training mode makes each batch's own statistics
         part of the loss."""
-        if self.forward_fn is not None or self._cached is None or len(self._cached) == 1 or any(
+        if self.forward_fn is not None or self._cached is None or self.one_batch or any(
                 isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training for m in self.model.modules()):
             yield from self.batches()
             return
@@ -167,6 +182,11 @@ class Objective:
                 group = []
             if batch is not None:
                 group.append(batch)
+
+    @property
+    def one_batch(self) -> bool:
+        """The data are one batch, kept on the device."""
+        return self._cached is not None and len(self._cached) == 1
 
     @property
     def n_batches(self) -> int:

@@ -49,9 +49,9 @@ from losslab.memory import check_fits
 MEASURES = ("grad_norm", "weight_norms", "spectral_norms", "cosines", "sharpness", "lambda_min",
             "preconditioned_sharpness", "gradient_noise", "trace", "dimension")
 DIMENSION_EXAMPLES = 1000
-# per-example gradients held at once: up to 256, in at most 64 MB (measured: a grokking transformer's
-# 223k parameters take 343 ms for 256 examples in chunks of 64, 557 ms in one of 256; the digits
-# CNN's 1.9k, 5 ms in one chunk, 11 ms in chunks of 64)
+# per-example gradients held at once: up to 256, in at most 64 MB, and their flat copy (measured: a
+# grokking transformer's 223k parameters take 343 ms for 256 examples in chunks of 64, 557 ms in one
+# of 256; the digits CNN's 1.9k, 5 ms in one chunk, 11 ms in chunks of 64)
 NOISE_CHUNK, NOISE_CHUNK_BYTES = 256, 2**26
 # Lanczos's relative residual for the tracked top eigenvalues (the default `tolerance`): a Ritz
 # value's error is about the square of its residual over the spectral gap (and never more than the
@@ -119,23 +119,22 @@ def gradient_noise(obj: Objective) -> tuple[float, float]:
     one_gradient = sum(p.numel() * p.element_size() for p in params.values())
     check_fits(one_gradient, f"a per-example gradient of {obj.size:,} parameters")
     chunk = max(1, min(NOISE_CHUNK, NOISE_CHUNK_BYTES // one_gradient))
-    # summed tensor by tensor in float64: no flat float64 copy of every example's gradient
-    total = {name: torch.zeros(p.shape, dtype=torch.float64, device=obj.device) for name, p in params.items()}
-    squares, n = torch.zeros((), dtype=torch.float64, device=obj.device), 0
+    total, squares, n = 0.0, 0.0, 0  # the sum of the gradients and of their squared norms, in float64
     for x, y, *_ in obj.batches():
         for start in range(0, len(x), chunk):
             g = per_example(params, x[start: start + chunk], y[start: start + chunk])
-            for name, piece in g.items():
-                total[name] += piece.sum(0, dtype=torch.float64)
-                squares += torch.linalg.vector_norm(piece, dtype=torch.float64).square()
-            n += min(chunk, len(x) - start)
+            flat = torch.cat([piece.flatten(1) for piece in g.values()], 1)  # a row an example
+            total = total + flat.sum(0, dtype=torch.float64)
+            squares = squares + torch.linalg.vector_norm(flat, dtype=torch.float64).square()
+            n += len(flat)
     if n < 2:
         raise LossLabError("gradient noise needs at least 2 probe examples")
-    mean = torch.cat([t.flatten() for t in total.values()]) / n
-    trace = (float(squares) - n * float(mean @ mean)) / (n - 1)  # tr(Sigma), unbiased
-    signal = float(mean @ mean) - trace / n  # |G|^2, unbiased
+    mean = total / n
+    mean_square, squares = torch.stack([mean @ mean, squares]).tolist()  # one wait for the device
+    trace = (squares - n * mean_square) / (n - 1)  # tr(Sigma), unbiased
+    signal = mean_square - trace / n  # |G|^2, unbiased
     scale = trace / signal if signal > 0 else math.nan
-    return scale, float(mean @ mean) / (trace / n) if trace > 0 else math.inf
+    return scale, mean_square / (trace / n) if trace > 0 else math.inf
 
 
 class Measurements:
@@ -165,8 +164,10 @@ class Measurements:
         self.measures, self.tolerance = set(measures), tolerance
         self.inputs = None if inputs is None else inputs[:DIMENSION_EXAMPLES]
         self.layers = layers
-        self.theta0 = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+        self.theta0 = torch.cat([p.detach().flatten().clone() for p in model.parameters()]) \
+            if "cosines" in measures else None
         self.previous: torch.Tensor | None = None
+        self.objective: Objective | None = None  # the probe's: built at the first measurement, then refreshed
         self.warm: dict[str, np.ndarray] = {}
         self._before_step, self._before = None, (None, {})  # the state before the last measurement, and its step
 
@@ -189,7 +190,9 @@ class Measurements:
 
     def _measure(self, step: int) -> list[tuple[int, str, str, float]]:
         self._before_step, self._before = step, (self.previous, dict(self.warm))
-        obj = Objective(self.model, self.loss_fn, self.data)
+        # the probe data are read and checked once: a loader's two passes, not two a measurement
+        self.objective = obj = Objective(self.model, self.loss_fn, self.data) if self.objective is None else \
+            self.objective.refreshed()
         rows: list[tuple[int, str, str, float]] = []
 
         def add(name: str, value) -> None:
