@@ -49,9 +49,9 @@ from losslab.memory import check_fits
 MEASURES = ("grad_norm", "weight_norms", "spectral_norms", "cosines", "sharpness", "lambda_min",
             "preconditioned_sharpness", "gradient_noise", "trace", "dimension")
 DIMENSION_EXAMPLES = 1000
-# per-example gradients held at once: up to 256, in at most 64 MB, and their flat copy (measured: a
-# grokking transformer's 223k parameters take 343 ms for 256 examples in chunks of 64, 557 ms in one
-# of 256; the digits CNN's 1.9k, 5 ms in one chunk, 11 ms in chunks of 64)
+# per-example gradients held at once: up to 256, in at most 64 MB (measured: a grokking transformer's
+# 223k parameters take 343 ms for 256 examples in chunks of 64, 557 ms in one of 256; the digits
+# CNN's 1.9k, 5 ms in one chunk, 11 ms in chunks of 64)
 NOISE_CHUNK, NOISE_CHUNK_BYTES = 256, 2**26
 # Lanczos's relative residual for the tracked top eigenvalues (the default `tolerance`): a Ritz
 # value's error is about the square of its residual over the spectral gap (and never more than the
@@ -122,11 +122,11 @@ def gradient_noise(obj: Objective) -> tuple[float, float]:
     total, squares, n = 0.0, 0.0, 0  # the sum of the gradients and of their squared norms, in float64
     for x, y, *_ in obj.batches():
         for start in range(0, len(x), chunk):
-            g = per_example(params, x[start: start + chunk], y[start: start + chunk])
-            flat = torch.cat([piece.flatten(1) for piece in g.values()], 1)  # a row an example
-            total = total + flat.sum(0, dtype=torch.float64)
-            squares = squares + torch.linalg.vector_norm(flat, dtype=torch.float64).square()
-            n += len(flat)
+            g = list(per_example(params, x[start: start + chunk], y[start: start + chunk]).values())
+            total = total + torch.cat([piece.sum(0, dtype=torch.float64).flatten() for piece in g])
+            # one foreach norm for every tensor: no flat copy of the chunk (a large model's is tens of MB)
+            squares = squares + torch.stack(torch._foreach_norm(g, 2, torch.float64)).square().sum()
+            n += len(g[0])
     if n < 2:
         raise LossLabError("gradient noise needs at least 2 probe examples")
     mean = total / n
