@@ -97,8 +97,8 @@ class HessianOperator(CurvatureOperator):
         super().__init__(obj)
         self.names = list(obj.params)
         self.leaves = [p.detach().clone().requires_grad_(True) for p in obj.params.values()]
-        # one batch's graph is kept unmeasured (rebuilt at every product it would take as much memory
-        # at its peak); with more, each graph's bytes are measured against the budget
+        # a lone batch's graph is kept unmeasured (rebuilt at every product, it would take as much
+        # memory at its peak); with more batches, each graph's bytes are measured against the budget
         measured = keep_bytes is not None or not obj.one_batch
         budget = (available_bytes(self.device) // 4 if keep_bytes is None else keep_bytes) if measured else 0
         self.kept: list[torch.Tensor] = []  # each batch's flat gradient kept with its graph
@@ -378,8 +378,9 @@ def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", pr
 
 
 def _top_ritz(alpha, beta) -> tuple[float, np.ndarray]:
-    """T's top eigenvalue and its eigenvector (LAPACK's dstev: all of a small T, in microseconds,
-    where scipy's eigh_tridiagonal checks its input for ten times as long)."""
+    """The top eigenvalue and eigenvector of T (diagonal alpha, off-diagonal beta): LAPACK's dstev
+    solves a small T whole in microseconds, where scipy's eigh_tridiagonal checks its input for ten
+    times as long."""
     if len(alpha) == 1:
         return float(alpha[0]), np.ones(1)
     values, vectors, _ = dstev(np.asarray(alpha, dtype=np.float64), np.asarray(beta, dtype=np.float64))
