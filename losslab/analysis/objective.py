@@ -11,8 +11,9 @@
   augmentation is refused (products with a Hessian over changing data are not one matrix).
 - The point is the model's trainable parameters at construction (or those named in `params`),
   copied: the model is never written (`refreshed()`: the same loss and data, their batches not
-  read again, at the model's weights now, for measures taken as it trains). Every evaluation is a torch.func.functional_call with
-  other weights, on copies of the model's buffers (a BatchNorm in train mode updates the copies).
+  read again, at the model's weights now, for measures taken as it trains). Every evaluation is
+  a torch.func.functional_call with other weights, on copies of the model's buffers (a BatchNorm
+  in train mode updates the copies).
 - Device and dtype are the parameters'. Batches are moved there (floating inputs cast to the
   dtype) and kept there when they fit in a quarter of the memory available; otherwise they are
   read from the loader at every pass. Numbers reach the CPU only as results. Evaluations
