@@ -2,6 +2,7 @@
 at the same step, what it writes is an ordinary run, and bad input is refused before the loop."""
 
 import json
+import math
 import re
 
 import numpy as np
@@ -242,6 +243,34 @@ def test_a_parameter_without_a_gradient_adds_nothing_to_the_gradient_norm(tmp_pa
     mon.step(0.0)
     mon.close()
     assert rows_at(mon, 0)["grad_norm"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_training_that_diverges_is_measured_no_further_and_goes_on(tmp_path):
+    """Weights gone NaN in a user's loop: the measurements there record the losses and NaN
+    evaluations but no probe measures, and never raise into the loop, which goes on to close."""
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 6, dtype=torch.float64), torch.randint(0, 3, (64,))
+    model = Net().double()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
+    mon = ll.Monitor(model, opt, probe=(x[:32], y[:32]), loss=F.cross_entropy, store=tmp_path, every=5,
+                     measures=["grad_norm", "sharpness", "preconditioned_sharpness", "gradient_noise"],
+                     validation=(x[32:], y[32:]))
+    for step in range(1, 16):
+        if step == 8:
+            with torch.no_grad():
+                model.a.weight.fill_(math.nan)
+        loss = F.cross_entropy(model(x[:32]), y[:32])
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        mon.step(loss)
+    summary = mon.close()
+    assert {"lambda_max", "preconditioned_lambda_max", "gradient_noise_scale"} <= set(rows_at(mon, 5))
+    for step in (10, 15):
+        assert not {"lambda_max", "preconditioned_lambda_max", "gradient_noise_scale"} & set(rows_at(mon, step))
+        evaluated = {(split, name): v for s, split, name, v in mon.rows if s == step and split in ("train", "val")}
+        assert math.isnan(evaluated[("val", "loss")]) and math.isnan(evaluated[("train", "loss")])
+    assert math.isnan(summary["final"]["val_loss"])
 
 
 def test_a_monitored_run_is_an_ordinary_run(tmp_path):

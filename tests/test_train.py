@@ -130,10 +130,20 @@ def test_a_run_trained_on_cuda_loads_on_the_cpu_and_resumes(store, tiny_cfg):
 def test_divergence_ends_the_run_and_keeps_what_was_written(store, tiny_cfg):
     cfg = tiny_cfg("train.diverge_loss=3.0", "optim.lr=0.5")
     s = train(cfg, store)
-    assert s["status"] == "diverged"
+    assert s["status"] == "diverged" and s["outcome"] == "diverged"
     run = store.find(s["run_id"])
     assert run.metric_rows() and run.summary()["status"] == "diverged"
     assert (run.figure_dir / "grokking.png").exists()
+
+
+def test_weights_gone_nan_between_evaluations_end_the_run_diverged_not_failed(store, tiny_cfg):
+    """The probes, due before the evaluation, find a loss that is not finite: they measure nothing
+    there, and the evaluation ends the run as diverged."""
+    s = train(tiny_cfg("optim.lr=1e30", "probes.every=5", "probes.hessian=true", "train.eval_every=20",
+                       "train.eval_per_decade=0"), store)
+    assert s["status"] == "diverged" and s["outcome"] == "diverged"
+    rows = store.find(s["run_id"]).metric_rows()
+    assert {step for step, _, name, _ in rows if name == "lambda_max"} == {0}  # finite at the start only
 
 
 def test_budget_and_stop_after_t4(store, tiny_cfg):

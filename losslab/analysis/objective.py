@@ -43,6 +43,10 @@ ForwardFn = Callable[[nn.Module, Params, Batch], tuple[torch.Tensor, int]]
 MERGED_EXAMPLES = 4096  # evaluations without gradients join batches up to this many examples
 
 
+class NonFiniteLoss(LossLabError):
+    """The loss is not finite at the point: nothing there can be measured (a diverged training)."""
+
+
 def argmax_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The fraction of examples whose largest output is the target class."""
     return (output.argmax(-1) == target).to(output.dtype).mean()
@@ -108,7 +112,7 @@ class Objective:
     def _evaluate(self) -> None:
         self.value = self.loss()
         if not math.isfinite(self.value):
-            raise LossLabError(f"the loss is {self.value} at the model's weights")
+            raise NonFiniteLoss(f"the loss is {self.value} at the model's weights")
 
     def refreshed(self) -> Objective:
         """This objective at the model's weights now (a training measured as it goes): the data, read

@@ -25,7 +25,8 @@ Two kinds of measures:
   (of every Linear layer's input, or of the modules named in `layers`); the top eigenvalues to a
   Lanczos residual of `tolerance` (1e-2: right to ~1e-4; 1e-3: ~1e-6, for a third more products).
   They see the network without dropout, leave its buffers (BatchNorm's running statistics) as
-  they were and draw nothing from the loop's random number generators. The learning rate is read
+  they were and draw nothing from the loop's random number generators. Where the probe loss is
+  not finite (a diverged training) they measure nothing, and the loop goes on. The learning rate is read
   from the optimizer's param groups at each (schedules apply).
 
 With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
@@ -52,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from losslab.analysis.objective import Objective
+from losslab.analysis.objective import NonFiniteLoss, Objective
 from losslab.config import EventsConfig
 from losslab.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
@@ -169,8 +170,12 @@ class Monitor(Recorded):
         final = {}
         with _evaluating(self.model):
             for split, data in (("train", self.probe), ("val", self.validation)):
-                obj = Objective(self.model, self.loss, data)
-                final[f"{split}_loss"], final[f"{split}_acc"] = obj.loss(), obj.accuracy()
+                try:
+                    obj = Objective(self.model, self.loss, data)
+                except NonFiniteLoss:  # diverged: recorded as such, the loop left to go on
+                    final[f"{split}_loss"] = final[f"{split}_acc"] = math.nan
+                    continue
+                final[f"{split}_loss"], final[f"{split}_acc"] = obj.value, obj.accuracy()
         final = {k: v for k, v in final.items() if v is not None}
         self.rows.extend((self.steps, *key.split("_"), v) for key, v in final.items())
         self.summary["final"] = final

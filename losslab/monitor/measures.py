@@ -41,7 +41,7 @@ import torch
 from torch.func import functional_call, grad, vmap
 
 from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs, hessian_trace, random_start
-from losslab.analysis.objective import Objective
+from losslab.analysis.objective import NonFiniteLoss, Objective
 from losslab.analysis.sharpness import preconditioned_sharpness, preconditioner_refusal
 from losslab.errors import LossLabError
 from losslab.memory import check_fits
@@ -190,9 +190,11 @@ class Measurements:
 
     def _measure(self, step: int) -> list[tuple[int, str, str, float]]:
         self._before_step, self._before = step, (self.previous, dict(self.warm))
-        # the probe data are read and checked once: a loader's two passes, not two a measurement
-        self.objective = obj = Objective(self.model, self.loss_fn, self.data) if self.objective is None else \
-            self.objective.refreshed()
+        try:  # the probe data are read and checked once: a loader's two passes, not two a measurement
+            self.objective = obj = Objective(self.model, self.loss_fn, self.data) if self.objective is None else \
+                self.objective.refreshed()
+        except NonFiniteLoss:  # diverged: nothing to measure (the Trainer stops at its evaluation; a loop goes on)
+            return []
         rows: list[tuple[int, str, str, float]] = []
 
         def add(name: str, value) -> None:

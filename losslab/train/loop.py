@@ -214,7 +214,8 @@ class Trainer(Recorded):
             if self.cfg.probes.every and self.cfg.probes.geometry:
                 matrices = [n for n, p in self.stepper.model.named_parameters() if p.ndim == 2]
                 self.record.record_slingshots(matrices[-1] if matrices else None)
-            self.summary["outcome"] = outcome(self.events.events, self.rows, reason)
+            stop = "diverged" if status == "diverged" else reason  # a divergence's reason is its description
+            self.summary["outcome"] = outcome(self.events.events, self.rows, stop)
         self.record.write_metrics()
         self._write_summary(status, reason)
 
