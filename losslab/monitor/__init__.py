@@ -26,8 +26,8 @@ Two kinds of measures:
   Lanczos residual of `tolerance` (1e-2: right to ~1e-4; 1e-3: ~1e-6, for a third more products).
   They see the network without dropout, leave its buffers (BatchNorm's running statistics) as
   they were and draw nothing from the loop's random number generators. Where the probe loss is
-  not finite (a diverged training) they measure nothing, and the loop goes on. The learning rate is read
-  from the optimizer's param groups at each (schedules apply).
+  not finite (a diverged training) they measure nothing, and the loop goes on. The learning rate
+  is read from the optimizer's param groups at each (schedules apply).
 
 With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
 on the probe (split "train") and on the validation data ("val"), the model in eval mode, and the
@@ -173,7 +173,7 @@ class Monitor(Recorded):
                 try:
                     obj = Objective(self.model, self.loss, data)
                 except NonFiniteLoss:  # diverged: recorded as such, the loop left to go on
-                    final[f"{split}_loss"] = final[f"{split}_acc"] = math.nan
+                    final[f"{split}_loss"], final[f"{split}_acc"] = math.nan, math.nan if self.events else None
                     continue
                 final[f"{split}_loss"], final[f"{split}_acc"] = obj.value, obj.accuracy()
         final = {k: v for k, v in final.items() if v is not None}
