@@ -151,6 +151,15 @@ def test_budget_and_stop_after_t4(store, tiny_cfg):
     assert s["status"] == "completed" and s["stop_reason"] == "budget" and s["steps"] < 100000
 
 
+def appeared(root, pattern: str) -> bool:
+    """Whether a file matching `pattern` is under `root` yet. A run's folder is renamed from its
+    .creating name once made: a walk that meets the old name gone has not seen the file yet."""
+    try:
+        return any(root.rglob(pattern))
+    except FileNotFoundError:
+        return False
+
+
 def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     """A run killed with SIGKILL resumes from its last checkpoint and ends as the whole run does."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -164,7 +173,7 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store_b = RunStore(tmp_path / "b")
     deadline = time.time() + 60
-    while time.time() < deadline and not list((tmp_path / "b").rglob("last.pt")):
+    while time.time() < deadline and not appeared(tmp_path / "b", "last.pt"):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)  # at once: the run must still be far from its end
     proc.wait()
@@ -183,7 +192,7 @@ def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
             "--set", "train.stop_after_t4=100000", "--set", "train.eval_every=50", "--out", str(tmp_path), "--json"]
     proc = subprocess.Popen([*cli, "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not list(tmp_path.rglob("step_*.pt")):
+    while time.time() < deadline and not appeared(tmp_path, "step_*.pt"):
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=60)
