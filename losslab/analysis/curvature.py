@@ -137,7 +137,8 @@ class HessianOperator(CurvatureOperator):
 
     def _flat(self, pieces: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         """Tensors shaped like the parameters (None: one the loss does not use) as one flat vector."""
-        return torch.cat([(torch.zeros_like(p) if t is None else t).flatten() for t, p in zip(pieces, self.leaves)])
+        return self.obj.flatten({n: torch.zeros_like(p) if t is None else t
+                                 for n, t, p in zip(self.names, pieces, self.leaves)})
 
 
 class GGNOperator(CurvatureOperator):
