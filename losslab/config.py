@@ -16,15 +16,24 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 
 from losslab.errors import LossLabError
 from losslab.presets import load_raw
-from losslab.limits import MAX_EVALUATIONS, MAX_EXAMPLES, MAX_SEED, MAX_STEPS
+from losslab.limits import MAX_EVALUATIONS, MAX_EXAMPLES, MAX_MAGNITUDE, MAX_SEED, MAX_STEPS
 from losslab.optim.registry import OPTIMIZERS, accepted_arguments, base_of, construct
 from losslab.store.names import name_problem
 
 
 class Strict(BaseModel):
-    """Every number of a config is finite (no inf or nan) and has a stated range."""
+    """Every number of a config is finite (no inf or nan) and has a stated range; types are strict
+    (true is no step count, "0" is no seed)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+
+    @model_validator(mode="after")
+    def _numbers_bounded(self):
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, float) and abs(value) > MAX_MAGNITUDE:
+                raise ValueError(f"{name} = {value:g} is beyond +-{MAX_MAGNITUDE:g}")
+        return self
 
 
 def _folder_name(name: str) -> str:
@@ -40,14 +49,14 @@ Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
 Examples = Annotated[int, Field(ge=1, le=MAX_EXAMPLES)]
 
 
-def _finite_numbers(value: Any) -> bool:
-    """Whether every number in a (nested) value is finite."""
-    if isinstance(value, float):
-        return math.isfinite(value)
+def _bounded_numbers(value: Any) -> bool:
+    """Whether every number in a (nested) value is finite and within +-MAX_MAGNITUDE."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return math.isfinite(value) and abs(value) <= MAX_MAGNITUDE
     if isinstance(value, list | tuple):
-        return all(_finite_numbers(v) for v in value)
+        return all(_bounded_numbers(v) for v in value)
     if isinstance(value, dict):
-        return all(_finite_numbers(v) for v in value.values())
+        return all(_bounded_numbers(v) for v in value.values())
     return True
 
 
@@ -203,15 +212,15 @@ class OptimConfig(BaseModel):
     misspelled `weight_decy` is refused by name.
     """
 
-    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False, strict=True)
 
     name: str = "adamw"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    weight_decay_after_t2: float | None = Field(None, ge=0, description="switch the weight decay to this at "
+    lr: float = Field(1e-3, gt=0, le=MAX_MAGNITUDE)
+    weight_decay: float = Field(0.0, ge=0, le=MAX_MAGNITUDE)
+    weight_decay_after_t2: float | None = Field(None, ge=0, le=MAX_MAGNITUDE, description="switch the weight decay to this at "
                                                                          "memorization (t2)")
-    clip_grad_norm: float | None = Field(None, gt=0)
-    l1: float = Field(0.0, ge=0, description="add l1 * sum |w| over the weight matrices to the training loss "
+    clip_grad_norm: float | None = Field(None, gt=0, le=MAX_MAGNITUDE)
+    l1: float = Field(0.0, ge=0, le=MAX_MAGNITUDE, description="add l1 * sum |w| over the weight matrices to the training loss "
                                              "(prunes units toward a minimal circuit)")
     schedule: ScheduleConfig = ScheduleConfig()
     reference: bool = Field(False, description="float64 reference mode: model and optimizer state in float64, "
@@ -221,6 +230,10 @@ class OptimConfig(BaseModel):
     def _known_optimizer_and_arguments(self):
         if self.name not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.name!r} (known: {', '.join(sorted(OPTIMIZERS))})")
+        decay = max(self.weight_decay, self.weight_decay_after_t2 or 0.0)
+        if self.lr * decay > MAX_MAGNITUDE:
+            raise ValueError(f"lr x weight_decay = {self.lr * decay:g} is beyond {MAX_MAGNITUDE:g}: a step would "
+                             "overflow")
         base = base_of(self.name, self.model_extra or {})
         if base not in OPTIMIZERS:
             raise ValueError(f"unknown base optimizer {base!r} (known: {', '.join(sorted(OPTIMIZERS))})")
@@ -230,8 +243,8 @@ class OptimConfig(BaseModel):
                 raise ValueError(
                     f"{key!r} is not an argument of {self.name} (it takes: {', '.join(sorted(accepted))})"
                 )
-            if not _finite_numbers(value):
-                raise ValueError(f"{key} must be finite, got {value!r}")
+            if not _bounded_numbers(value):
+                raise ValueError(f"{key} must be finite and within +-{MAX_MAGNITUDE:g}, got {value!r}")
         try:  # the values too (rho > 0, betas, ...): build it once on a small stand-in model
             construct(self.name, _STAND_IN, self.kwargs)
         except Exception as e:  # noqa: BLE001 - whatever the constructor raises is a refusal of its arguments
@@ -350,11 +363,16 @@ class RunConfig(Strict):
 
 
 def parse_value(text: str) -> Any:
-    """A `--set` value as TOML (3e-4, true, [0.9, 0.98], "x"); a bare word stays a string."""
+    """A `--set` value as TOML (3e-4, true, [0.9, 0.98], "x"); a bare word stays a string. One
+    value per `--set`: a line break would let TOML read a second assignment, silently dropped."""
+    if "\n" in text or "\r" in text:
+        raise LossLabError(f"--set takes one key=value (the value {text.splitlines()[0]!r}... holds a line break)")
     try:
         return tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
         return text
+    except RecursionError:
+        raise LossLabError(f"--set: the value {text[:20]!r}... is nested too deep") from None
 
 
 def apply_override(raw: dict, assignment: str) -> None:

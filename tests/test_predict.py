@@ -31,7 +31,7 @@ def fake_run(store: RunStore, i: int, oscillates: bool, rng) -> dict:
     run = store.create(load_config("grokking", ["name=fake"]), f"fake-{i}")
     run.write_metrics(rows)
     summary = {"run_id": run.path.name, "status": "completed", "steps": 1000 if oscillates else 3000,
-               "stop_reason": "max_steps", "events": {"t4": 900 if oscillates else None}}
+               "stop_reason": "max_steps", "events": {"t4": 900 if oscillates else None}, "final": {}, "wall_s": 1.0}
     run.write_summary(summary)
     return {"run_id": run.path.name, "status": "completed", "steps": summary["steps"], "grokked": oscillates,
             "stop_reason": "max_steps"}

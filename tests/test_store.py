@@ -12,7 +12,7 @@ def _writer(root, worker, n):
     index = RunIndex(root)
     for i in range(n):
         index.upsert({"run_id": f"w{worker}-{i}", "name": "x", "status": "running", "steps": i,
-                      "run_dir": "/", "created": f"{i:04d}", "updated": "", "events": {}})
+                      "run_dir": "/", "created": f"{i:04d}", "updated": "", "events": {}, "final": {}, "wall_s": 0.0})
 
 
 def test_index_under_concurrent_writers_loses_no_rows(tmp_path):

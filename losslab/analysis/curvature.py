@@ -42,6 +42,7 @@ CURVATURES = ("hessian", "ggn")
 
 
 TRACE_PRODUCTS = 99  # the trace estimators' default budget of products
+TRACE_METHODS = ("hutch++", "hutchinson")
 SLQ_STEPS, SLQ_RUNS = 80, 5  # SLQ's default Lanczos steps and random starts
 TRACK_STEPS = 100  # at most, for a warm-started top eigenpair (it stops far earlier: see extreme_eigenpairs)
 
@@ -344,6 +345,8 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
                    seed: int = 0) -> Trace:
     """tr(op) from `products` matrix-vector products, by Hutchinson or Hutch++, with the standard
     error of the random part (Hutch++'s top-subspace part is exact)."""
+    if method not in TRACE_METHODS:
+        raise LossLabError(f"unknown trace method {method!r} ({' or '.join(TRACE_METHODS)})")
     started, before = time.perf_counter(), op.products
     g = torch.Generator(device=op.device).manual_seed(seed)
     dtype = torch.float64 if op.device.type == "cpu" else op.dtype
@@ -352,7 +355,7 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
             raise LossLabError("Hutchinson's trace needs at least 2 products")
         draws = _quadratic_forms(op, _rademacher(op.size, products, g, op.device, dtype))
         estimate, exact = draws.mean(), 0.0
-    elif method == "hutch++":
+    else:
         third = products // 3
         if third < 2:
             raise LossLabError("Hutch++ needs at least 6 products (a third each: sketch, subspace, residual)")
@@ -363,8 +366,6 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
         residual = residual - q @ (q.T @ residual)
         draws = _quadratic_forms(op, residual)
         estimate = exact + draws.mean()
-    else:
-        raise LossLabError(f"unknown trace method {method!r} (hutchinson or hutch++)")
     error = float(draws.std() / math.sqrt(len(draws)))
     return Trace(float(estimate), error, method, op.products - before, round(time.perf_counter() - started, 3))
 
@@ -450,6 +451,11 @@ class Density:
 
 
 def spectral_density(op: CurvatureOperator, steps: int = SLQ_STEPS, runs: int = SLQ_RUNS, seed: int = 0) -> Density:
+    """The spectral density of `op` by stochastic Lanczos quadrature: `runs` Lanczos runs of `steps`
+    steps each from Gaussian starts (Ghorbani et al. 2019)."""
+    for name, value in (("steps", steps), ("runs", runs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise LossLabError(f"SLQ needs {name} >= 1 (an integer), got {value!r}")
     started, before = time.perf_counter(), op.products
     steps = min(steps, op.size)
     check_fits(steps * op.size * 8, f"SLQ with {steps} Lanczos steps on {op.size:,} parameters")

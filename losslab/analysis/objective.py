@@ -43,6 +43,10 @@ ForwardFn = Callable[[nn.Module, Params, Batch], tuple[torch.Tensor, int]]
 MERGED_EXAMPLES = 4096  # evaluations without gradients join batches up to this many examples
 
 
+class DataMismatch(LossLabError):
+    """The model or the loss cannot take the data (a wrong width, a class out of range, ...)."""
+
+
 class NonFiniteLoss(LossLabError):
     """The loss is not finite at the point: nothing there can be measured (a diverged training)."""
 
@@ -107,7 +111,10 @@ class Objective:
         self.accuracy_fn = accuracy
         self._source, self._cached = self._read(data)
         self.n_examples = 0  # set by the first pass of the loss, which checks what the loss returns
-        self._evaluate()
+        try:  # the data must fit the model and the loss now, before any analysis starts
+            self._evaluate()
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            raise DataMismatch(f"the data does not fit the model and loss: {str(e).strip().splitlines()[0]}") from None
 
     def _evaluate(self) -> None:
         self.value = self.loss()

@@ -20,12 +20,15 @@ from torch.func import functional_call, vmap
 from losslab import progress
 from losslab.analysis.objective import Objective
 from losslab.errors import LossLabError
+from losslab.limits import MAX_COEFFICIENT
 
 
 def axis(start: float, stop: float, points: int) -> np.ndarray:
     """`points` evenly spaced values from start to stop, with 0 added when inside and missing."""
     if not (math.isfinite(start) and math.isfinite(stop)):
         raise LossLabError(f"a range must be finite, got {start}:{stop}")
+    if max(abs(start), abs(stop)) > MAX_COEFFICIENT:
+        raise LossLabError(f"a range lies within +-{MAX_COEFFICIENT:g} (theta + a d must fit a float), got {start:g}:{stop:g}")
     if points < 2 or not start < stop:
         raise LossLabError(f"range {start}:{stop} with {points} points holds no grid (need start < stop, points >= 2)")
     values = np.linspace(start, stop, points)
@@ -41,6 +44,8 @@ def parse_range(text: str) -> tuple[float, float]:
         raise LossLabError(f"--range expects START:STOP, e.g. -1:1, got {text!r}") from None
     if not (math.isfinite(start) and math.isfinite(stop)):
         raise LossLabError(f"--range must be finite, got {text!r}")
+    if max(abs(start), abs(stop)) > MAX_COEFFICIENT:
+        raise LossLabError(f"--range lies within +-{MAX_COEFFICIENT:g}, got {text!r}")
     return start, stop
 
 
@@ -78,6 +83,8 @@ def _check(obj: Objective, direction: torch.Tensor, name: str) -> dict[str, torc
         shape = tuple(direction.shape) if isinstance(direction, torch.Tensor) else type(direction).__name__
         raise LossLabError(f"{name} has shape {shape}: a direction is a flat vector of the model's {obj.size:,} "
                            "parameters")
+    if not torch.isfinite(direction).all():
+        raise LossLabError(f"{name} holds NaN or infinite entries: every point of the surface would be NaN")
     return obj.unflatten(direction.to(obj.device, obj.dtype))
 
 

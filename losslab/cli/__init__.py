@@ -24,9 +24,10 @@ from losslab.errors import LossLabError
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None, help="A laboratory for loss landscapes and training dynamics.")
-# Off a terminal (pipes, CI logs) rich would squeeze tables into 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+# Off a terminal (pipes, CI logs) rich would squeeze tables into 80 columns. No markup: what is
+# printed holds text from the store ("[/bold]" in a run's status), which must print as it is.
+out = Console(width=None if sys.stdout.isatty() else 160, markup=False)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160, markup=False)
 
 # ---------------------------------------------------------------- options: every value checked as it is parsed
 
@@ -75,6 +76,40 @@ def output_file(*suffixes: str):
             raise typer.BadParameter(f"{text}: no folder {path.parent}")
         return path
     return parse
+
+
+MAX_LISTED = 64  # names in one comma-separated option (optimizers, entries, workloads)
+
+
+def name_list(text: str, option: str, what: str, most: int = MAX_LISTED) -> list[str]:
+    """The names of a comma-separated option: at least one `what`, each once, at most `most`."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise LossLabError(f"{option} names no {what}: {text!r}")
+    if len(names) > most:
+        raise LossLabError(f"{option} names {len(names):,} entries; at most {most}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise LossLabError(f"{option} names {', '.join(twice[:5])} more than once")
+    return names
+
+
+def stoppable(command):
+    """A command that stops on SIGINT / SIGTERM through losslab.train.stop: the handlers stay for
+    the whole command, and a signal that came at any moment of it exits 130 / 143, even one that
+    arrived after the last piece of work had finished."""
+    import functools
+
+    @functools.wraps(command)
+    def run(*args, **kwargs):
+        from losslab.train import stop
+
+        with stop.stop_on_signals():
+            result = command(*args, **kwargs)
+        if stop.requested is not None:
+            raise typer.Exit(stop.exit_code())
+        return result
+    return run
 
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object on stdout.")]

@@ -22,12 +22,14 @@ SplitOpt = Annotated[str, typer.Option(help="train or val.")]
 
 
 def _checkpoint(store: Path, run_ref: str, checkpoint: int | None = None, split: str = "train"):
-    """The run's checkpoint and its objective on `split`; a missing run, step or split is refused
-    in one line before anything runs."""
+    """The run's checkpoint and its objective on `split`; a missing run, step or split, or a run
+    folder its result could not be saved in, is refused in one line before anything runs."""
     from losslab.store import RunStore
     from losslab.train.checkpoints import load_checkpoint
 
-    ck = load_checkpoint(RunStore(store).find(run_ref), checkpoint)
+    run = RunStore(store).find(run_ref)
+    run.check_writable()
+    ck = load_checkpoint(run, checkpoint)
     return ck, ck.objective(split)
 
 
@@ -39,7 +41,7 @@ def _save(ck, name: str, settings: dict, result: dict, figures: dict | None = No
 
     stem = settings_stem(name, settings)
     for key, (fig, suffix) in (figures or {}).items():
-        result[key] = str(save_figure(fig, ck.run.figure_dir / f"{stem}{suffix}"))
+        result[key] = str(save_figure(fig, ck.run.figure_path(f"{stem}{suffix}")))
     result["file"] = str(ck.run.save_analysis(stem, settings, result))
     return result
 
@@ -73,6 +75,10 @@ def hessian(
 
     if which not in ("top", "bottom", "both"):
         raise LossLabError(f"--which must be top, bottom or both, got {which!r}")
+    if curvature not in cv.CURVATURES:
+        raise LossLabError(f"--curvature must be one of {', '.join(cv.CURVATURES)}, got {curvature!r}")
+    if trace_method not in cv.TRACE_METHODS:
+        raise LossLabError(f"--trace-method must be one of {', '.join(cv.TRACE_METHODS)}, got {trace_method!r}")
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     if dense and obj.size > DENSE_LIMIT:
         raise LossLabError(f"--dense builds the {obj.size} x {obj.size} Hessian: only for models of at most "
@@ -311,10 +317,11 @@ def connect(
 def double_descent(
     run_ref: Annotated[Optional[str], typer.Option("--run", metavar="RUN",
                                                    help="Epoch-wise: this run's validation loss.")] = None,
-    model: Annotated[str, typer.Option(help="Model-wise: 'features' (random-features least squares) or "
-                                            "'mlp' (MLPs of growing width on digits).")] = "features",
-    n_train: Annotated[int, number("Model-wise: training samples n (mlp: at most 1,500 of digits' 1,797).", 2,
-                                   2000, kind=int)] = 100,
+    model: Annotated[Optional[str], typer.Option(help="Model-wise: 'features' (random-features least squares) "
+                                                      "or 'mlp' (MLPs of growing width on digits) [default: "
+                                                      "features].")] = None,
+    n_train: Annotated[Optional[int], number("Model-wise: training samples n (mlp: at most 1,500 of digits' "
+                                             "1,797) [default 100].", 2, 2000, kind=int)] = None,
     noise: Annotated[Optional[float], number("features: std of the label noise [default 0.5].", 0, 100)] = None,
     label_noise: Annotated[Optional[float], number("mlp: fraction of the training labels flipped, below 0.9 "
                                                    "[default 0.2].", 0, 0.9)] = None,
@@ -333,14 +340,21 @@ def double_descent(
     from losslab.store.files import save_figure
     from losslab.store.studies import save_study
 
+    model_wise = {"--model": model, "--n-train": n_train, "--noise": noise, "--label-noise": label_noise,
+                  "--steps": steps, "--seeds": seeds}
+    if run_ref is not None and any(v is not None for v in model_wise.values()):
+        given = ", ".join(flag for flag, v in model_wise.items() if v is not None)
+        raise LossLabError(f"{given}: settings of the model-wise curve, not of --run (the epoch-wise one)")
+    model, n_train = model or "features", n_train or 100
     if run_ref is not None:
         run_folder = RunStore(store).find(run_ref)
+        run_folder.check_writable()
         series = sorted((s, v) for s, split, n, v in run_folder.metric_rows() if (split, n) == ("val", "loss"))
         steps_seen, values = zip(*series) if series else ((), ())
         found = dd.epochwise(steps_seen, values)
         result = {"run_id": run_folder.path.name, "epochwise": found, "events": run_folder.summary()["events"],
                   "figure": str(save_figure(figures.epochwise_figure(steps_seen, values, found, run_folder.path.name),
-                                            run_folder.figure_dir / "double_descent.png"))}
+                                            run_folder.figure_path("double_descent.png")))}
     else:
         if model not in ("features", "mlp"):
             raise LossLabError(f"--model must be 'features' or 'mlp', not {model!r}")
@@ -504,17 +518,20 @@ def landscape(
     from losslab.analysis.figures import checkpoint_heatmap, line_figure, plane_3d, plane_figure
     from losslab.analysis.directions import project_trajectory, trajectory_directions
     from losslab.analysis.surface import axis, loss_line, loss_plane, parse_range
-    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint, named_direction, trajectory
+    from losslab.train.checkpoints import (check_direction, checkpoint_paths, load_checkpoint, named_direction,
+                                          trajectory)
 
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")
-    start, stop = parse_range(span or "-1:1")
+    start, stop = parse_range("-1:1" if span is None else span)
+    for d in (direction, direction2):
+        check_direction(d)
     span2 = (start, stop)
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     on_pca_plane = dims == 2 and all(re.fullmatch(r"pca\d+", d) for d in (direction, direction2))
     if on_pca_plane:  # Li et al.: the trajectory drawn on its PCA plane, each axis spanning it
         visited, states = trajectory(ck.run)  # every checkpoint read once, for both directions and the path
-        first, second = (max(int(d.removeprefix("pca")), 1) for d in (direction, direction2))
+        first, second = (int(d.removeprefix("pca")) for d in (direction, direction2))
         found, _ = trajectory_directions(obj, states, max(first, second))
         d1, d2 = found[first - 1], found[second - 1]
         path = project_trajectory(obj, states, [d1, d2])

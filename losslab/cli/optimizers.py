@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, name_list, number, out, print_json, stoppable
 from losslab.errors import LossLabError
 
 # ---------------------------------------------------------------- optimize
@@ -38,9 +38,7 @@ def optimize(
 
     try:
         prob = make_problem(function, dim)
-        specs = [s.strip() for s in optimizers.split(",") if s.strip()]
-        if not specs:
-            raise ValueError(f"--optimizers names no optimizer: {optimizers!r}")
+        specs = name_list(optimizers, "--optimizers", "optimizer")
         with err.status(f"{function}: {len(specs)} optimizers x {steps} steps"):
             runs = run_optimizers(prob, specs, steps)
     except ValueError as e:
@@ -65,6 +63,7 @@ def optimize(
 
 
 @app.command("bench-optim")
+@stoppable
 def bench_optim(
     suite: Annotated[str, typer.Argument(help="quick (test problems and digits) or default (also parity "
                                               "and grokking).")] = "quick",
@@ -82,8 +81,8 @@ def bench_optim(
     from losslab.bench.run import jsonable, resolve, run_benchmark
     from losslab.store import RunStore
 
-    opts = [o.strip() for o in optimizers.split(",") if o.strip()]
-    chosen = [w.strip() for w in workloads.split(",")] if workloads else None
+    opts = name_list(optimizers, "--optimizers", "optimizer")
+    chosen = name_list(workloads, "--workloads", "workload") if workloads is not None else None
     try:
         resolve(suite, chosen, opts)
     except ValueError as e:

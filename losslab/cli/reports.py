@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, number, out, output_file, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, name_list, number, out, output_file, print_json, stoppable
 from losslab.errors import LossLabError, NotFound
 
 
@@ -60,6 +60,8 @@ def serve(
 
     if not store.is_dir():
         raise LossLabError(f"no run store at {store}")
+    if not host.isascii():
+        raise LossLabError(f"--host {host!r}: an address or an ASCII host name (a non-ASCII name in its punycode form)")
     try:
         server = make_server(store, host, port)
     except OSError as e:
@@ -108,6 +110,7 @@ def export(
 
 
 @app.command()
+@stoppable
 def gallery(
     only: Annotated[Optional[str], typer.Option("--only", metavar="NAME,...",
                                                 help="Only these entries (--list names them).")] = None,
@@ -130,7 +133,7 @@ def gallery(
     from losslab.gallery.page import write_page
     from losslab.train import stop
 
-    entries = select([n.strip() for n in only.split(",") if n.strip()] if only else None)
+    entries = select(name_list(only, "--only", "entry") if only is not None else None)
     changes = {}
     if image is not None:
         drawing = next((e for e in entries if e.name == "multi-point"), None)

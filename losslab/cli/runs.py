@@ -10,7 +10,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stoppable
 from losslab.limits import MAX_SEED
 
 # ---------------------------------------------------------------- presets
@@ -80,6 +80,7 @@ def _print_summary(s: dict) -> None:
 
 
 @app.command()
+@stoppable
 def run(
     source: Annotated[str, typer.Argument(help="A preset name or a TOML config file.")],
     overrides: Annotated[Optional[list[str]], typer.Option("--set", help="key=value, e.g. optim.lr=3e-4")] = None,
@@ -98,6 +99,7 @@ def run(
 
 
 @app.command()
+@stoppable
 def resume(
     run_dir: Annotated[str, typer.Argument(help="The run folder (or its id in the store).")],
     store: StoreOpt = Path("runs"),
@@ -123,7 +125,7 @@ def list_runs(store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     runs = RunStore(store)
     summaries = runs.summaries()
     for problem in runs.problems:  # listed anyway: what could be read
-        err.print(f"losslab: warning: {problem}", highlight=False, markup=False)
+        err.print(f"losslab: warning: {problem}", highlight=False)
     if as_json:
         return print_json(summaries)
     table = Table("status", "steps", "t2", "t4", "train acc", "val acc", "wall s", box=None)
@@ -154,6 +156,7 @@ def show(
 ):
     """Show one run: config, events, final metrics and where its files are."""
     from losslab.store import RunStore
+    from losslab.store.files import read_text
 
     run_folder = RunStore(store).find(run_ref)
     summary = run_folder.summary()
@@ -167,11 +170,11 @@ def show(
                            "analyses": analyses})
     _print_summary(summary)
     if cfg is None:  # written by a Monitor in the user's own loop
-        out.print("\n[bold]monitored in your own training loop[/bold]")
-        out.print(json.dumps(summary["monitor"], indent=2), highlight=False, markup=False)
+        out.print("\nmonitored in your own training loop", style="bold")
+        out.print(json.dumps(summary["monitor"], indent=2), highlight=False)
     else:
-        out.print("\n[bold]config[/bold]")
-        out.print(run_folder.config_path.read_text(), highlight=False, markup=False)
+        out.print("\nconfig", style="bold")
+        out.print(read_text(run_folder.config_path, f"run {run_folder.path.name}: config.toml"), highlight=False)
     out.print(f"checkpoints: {len(files['checkpoints'])} in {run_folder.checkpoint_dir}", highlight=False)
     if analyses:
         table = Table("analysis", "settings", box=None, title="analyses (each kept, keyed by its settings)")

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json
+from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stoppable
 from losslab.errors import LossLabError
 from losslab.limits import MAX_STEPS
 
@@ -37,6 +37,7 @@ def _executor(name: str, workers: int | None, address: str | None):
 
 
 @app.command()
+@stoppable
 def sweep(
     file: Annotated[Path, typer.Argument(metavar="FILE|NAME", help="A sweep file (TOML: base, set, [grid], "
                                          "[random]) or a built-in sweep's name (losslab presets).")],
@@ -61,6 +62,7 @@ def sweep(
     if executor not in EXECUTORS:
         raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     planned = Sweep(file, RunStore(store), force)  # refusals come before anything starts
+    RunStore(store).check_writable()
     stop = policy = None
     if stop_unpromising:
         source = read_results(RunStore(store), stop_unpromising)
@@ -115,6 +117,7 @@ def _print_sweep(rows: list[dict]) -> None:
 
 
 @app.command()
+@stoppable
 def tune(
     file: Annotated[Path, typer.Argument(metavar="FILE|NAME", help="A sweep file or a built-in sweep's name: "
                                          "its axes are the search space.")],
@@ -259,6 +262,7 @@ def _numbers(text: str, kind, option: str) -> list:
 
 
 @app.command("noise-threshold")
+@stoppable
 def noise_threshold(
     n: Annotated[str, typer.Option(help="Parity sizes n, comma-separated.")] = "30,50,70",
     weight_decay: Annotated[str, typer.Option(help="Weight decays, comma-separated.")] = "0.01,0.05,0.1",
@@ -308,6 +312,8 @@ def phase(
     from losslab.sweep.phase import OUTCOMES, cell_means
     from losslab.sweep.run import read_results, sweep_dir
 
+    if x is not None and x == y:
+        raise LossLabError(f"--x and --y are both {x}: a phase diagram needs two different axes")
     rows = read_results(RunStore(store), name)
     if x is None or y is None:
         defaults = default_axes(rows)

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import torch
 
-from losslab.analysis.objective import NonFiniteLoss, Objective
+from losslab.analysis.objective import DataMismatch, NonFiniteLoss, Objective
 from losslab.config import EventsConfig
 from losslab.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
@@ -78,8 +78,16 @@ class Monitor(Recorded):
             raise LossLabError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not isinstance(optimizer, torch.optim.Optimizer):
             raise LossLabError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
-        if not isinstance(every, int) or every < 1:
-            raise LossLabError(f"every must be an integer >= 1, got {every!r}")
+        for arg, value, low in (("every", every, 1), ("signature_steps", signature_steps, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise LossLabError(f"{arg} must be an integer >= {low}, got {value!r}")
+        if not isinstance(measures, list | tuple) or not all(isinstance(m, str) for m in measures):
+            raise LossLabError(f"measures must be a list of measure names (known: {', '.join(ALL_MEASURES)}), "
+                               f"got {measures!r}")
+        if probe is None:
+            raise LossLabError("probe must be data the loss is evaluated on: a pair (inputs, targets) or a "
+                               "re-iterable of batches")
+        RunStore(store).check_writable()
         unknown = sorted(set(measures) - set(ALL_MEASURES))
         if unknown:
             raise LossLabError(f"unknown measures {unknown} (known: {', '.join(ALL_MEASURES)})")
@@ -88,8 +96,8 @@ class Monitor(Recorded):
             for what, data in (("probe", probe), ("validation set", validation)):
                 try:  # the data must fit the model now, not at step 10,000
                     checked[what] = Objective(model, loss, data) if data is not None else None
-                except (RuntimeError, ValueError, TypeError, IndexError) as e:
-                    raise LossLabError(f"the {what} does not fit the model: {str(e).splitlines()[0]}") from None
+                except DataMismatch as e:
+                    raise DataMismatch(str(e).replace("the data", f"the {what}", 1)) from None
             self.events = _event_detector(checked["validation set"], events or EventsConfig())
             probe_measures = [m for m in measures if m in PROBE_MEASURES]
             again = checked["probe"].loss() if probe_measures else checked["probe"].value

@@ -4,12 +4,11 @@ them is instant."""
 
 from __future__ import annotations
 
-import tomllib
 from importlib import resources
 from pathlib import Path
 
 from losslab.errors import LossLabError
-from losslab.store.files import read_text
+from losslab.store.files import read_text, read_toml
 
 _HERE = resources.files(__name__)
 
@@ -24,13 +23,6 @@ def preset_names() -> list[str]:
 
 def sweep_names() -> list[str]:
     return _names(_HERE / "sweeps")
-
-
-def read_toml(text: str, origin: str) -> dict:
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise LossLabError(f"{origin}: not valid TOML ({e})") from None
 
 
 def _names_a_file(path: Path) -> bool:

@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from losslab.store import RunDir  # noqa: E402
+from losslab.store.files import save_figure  # noqa: E402
 
 COLORS = {"train": "tab:blue", "val": "tab:red"}
 EVENT_STYLE = {"t2": ("memorization t2", "tab:blue"), "t4": ("generalization t4", "tab:red")}
@@ -117,7 +118,4 @@ def write_run_figures(run: RunDir, rows, summary: dict) -> list[Path]:
         figures["curvature.png"] = curvature_figure(rows, title)
     if any(name.startswith("loss_group") for _, _, name, _ in rows):
         figures["class_groups.png"] = class_group_figure(rows, title)
-    for name, fig in figures.items():
-        fig.savefig(run.figure_dir / name, dpi=120)
-        plt.close(fig)
-    return [run.figure_dir / name for name in figures]
+    return [save_figure(fig, run.figure_path(name)) for name, fig in figures.items()]

@@ -141,7 +141,7 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     other = plots.other_series(series)
     if other is not None:
         body += ["<h2>Probes over training</h2>", figure_div(other, "probes")]
-    analyses = sorted((run.path / "analyses").glob("*.json")) if (run.path / "analyses").is_dir() else []
+    analyses = run.analyses()
     if analyses:
         body.append("<h2>Analyses</h2>")
     for i, path in enumerate(analyses):

@@ -35,7 +35,7 @@ def link_list(section: str, names: list[str]) -> str:
 
 
 def index_page(store: RunStore) -> str:
-    runs = store.summaries() if store.index.path.is_file() else []
+    runs = store.summaries()
     rows = []
     for s in reversed(runs):  # the newest first
         link = f'<td data-value="{html.escape(s["run_id"])}"><a href="/runs/{quote(s["run_id"])}">' \

@@ -12,7 +12,10 @@ from __future__ import annotations
 import errno
 import json
 import os
+import shutil
 import signal
+import stat
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -45,6 +48,7 @@ def _fsync(path: Path, directory: bool = False) -> None:
 
 
 DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+ALMOST_FULL = 1 << 20  # bytes free below which a failed write is put down to a full disk
 
 
 class StoreWriteError(LossLabError):
@@ -60,26 +64,67 @@ class StoreWriteError(LossLabError):
         return cls(path, error.strerror or str(error), error.errno in DISK_FULL)
 
 
+def first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
-    """`write(tmp)`, then `tmp` durably renamed to `path`: never a half file at `path`."""
+    """`write(tmp)`, then `tmp` durably renamed to `path`: never a half file at `path`, and no
+    temporary left behind whatever the write raised (torch.save and pyarrow report a full disk
+    as a RuntimeError or an ArrowException, not an OSError)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
+        tmp.unlink(missing_ok=True)  # a link planted at the temporary name is not written through
         write(tmp)
         _fsync(tmp)
         boundary(f"{path.name} written")
         os.replace(tmp, path)
         _fsync(path.parent, directory=True)
-    except OSError as e:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise StoreWriteError.of(path, e) from None
+        if isinstance(e, OSError):
+            raise StoreWriteError.of(path, e) from None
+        if isinstance(e, Exception):
+            raise StoreWriteError(path, first_line(e), almost_full(path.parent)) from None
+        raise
     boundary(f"{path.name} in place")
+
+
+def almost_full(folder: Path) -> bool:
+    try:
+        return shutil.disk_usage(folder).free < ALMOST_FULL
+    except OSError:
+        return False
+
+
+def regular_file(path: Path, what: str) -> Path:
+    """`path` if it is a regular file (a link to one counts); a FIFO, a device or a folder is
+    refused in one line before anything opens it (opening a FIFO would wait for a writer)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise LossLabError(f"{what}: cannot read ({e.strerror or e})") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise LossLabError(f"{what}: {path} is {kind}, not a file")
+    return Path(path)
+
+
+def contained(path: Path, folder: Path, what: str) -> Path:
+    """`path` if it lies inside `folder` once every link on the way is followed: the store never
+    reads or writes through a link that leads out of it."""
+    if not Path(path).resolve().is_relative_to(Path(folder).resolve()):
+        raise LossLabError(f"{what} {path} leads out of {folder} through a link: losslab does not follow "
+                           "links out of the store")
+    return Path(path)
 
 
 def read_text(path: Path, what: str) -> str:
     """A text file that must be UTF-8; anything else is one line naming it."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        return regular_file(path, what).read_text(encoding="utf-8")
     except UnicodeDecodeError as e:
         raise LossLabError(f"{what}: not UTF-8 text (byte {e.start}: {e.object[e.start:e.start + 1]!r})") from None
     except OSError as e:
@@ -92,6 +137,16 @@ def read_json(path: Path, what: str):
         return json.loads(read_text(path, what))
     except ValueError as e:
         raise LossLabError(f"{what}: not valid JSON ({e})") from None
+
+
+def read_toml(text: str, origin: str) -> dict:
+    """A TOML document; invalid or nested beyond Python's recursion is one line naming `origin`."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise LossLabError(f"{origin}: not valid TOML ({e})") from None
+    except RecursionError:
+        raise LossLabError(f"{origin}: nested too deep to be a config") from None
 
 
 def save_figure(fig, path: Path, dpi: int = 120) -> Path:

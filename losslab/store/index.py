@@ -8,14 +8,12 @@ not be read is said.
 
 import json
 import random
-import shutil
 import sqlite3
 import time
 from pathlib import Path
 
-from losslab.store.files import StoreWriteError, boundary
+from losslab.store.files import StoreWriteError, almost_full, boundary
 
-ALMOST_FULL = 1 << 20  # bytes free below which a failed write is put down to a full disk
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -59,7 +57,7 @@ class RunIndex:
                 con.close()
         except sqlite3.OperationalError as e:  # a full or read-only disk, as the other writes say it
             # SQLite reports a full disk as "disk I/O error" when its journal cannot grow
-            full = "full" in str(e) or shutil.disk_usage(self.path.parent).free < ALMOST_FULL
+            full = "full" in str(e) or almost_full(self.path.parent)
             raise StoreWriteError(self.path, str(e), full) from None
         boundary("index row")
 

@@ -18,15 +18,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from losslab.errors import LossLabError
-from losslab.store.files import atomic_write, boundary, read_text
+from losslab.store.files import atomic_write, boundary, contained, first_line, read_text, regular_file
+from losslab.store.records import summary_problem
 
 if TYPE_CHECKING:
     from losslab.config import RunConfig
 
 METRICS_SCHEMA = pa.schema([("step", pa.int64()), ("split", pa.string()), ("name", pa.string()),
                             ("value", pa.float64())])
-# what a summary (run.json) and a checkpoint must hold to be read at all
-SUMMARY_KEYS = {"run_id": str, "status": str, "steps": int, "events": dict}
+# what every stored config.toml holds (to_toml writes every section)
+WRITTEN_SECTIONS = ("name", "seed", "task", "model", "optim", "train")
+# what a checkpoint must hold to be read at all
 CHECKPOINT_KEYS = ("step", "model", "optimizer", "scheduler", "wall_s", "overhead_s", "grad_evals")
 
 
@@ -37,20 +39,35 @@ def _plain(value):
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 class RunDir:
+    """A run folder. Every path it reads or writes lies inside it once links are followed: a link
+    planted in the store (a linked `analyses/`, a run folder that is a link) is refused, never
+    written through."""
+
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    config_path = property(lambda self: self.path / "config.toml")
-    summary_path = property(lambda self: self.path / "run.json")
-    metrics_path = property(lambda self: self.path / "metrics.parquet")
-    checkpoint_dir = property(lambda self: self.path / "checkpoints")
-    figure_dir = property(lambda self: self.path / "figures")
+    def _inside(self, name: str) -> Path:
+        return contained(self.path / name, self.path, f"run {self.path.name}:")
+
+    config_path = property(lambda self: self._inside("config.toml"))
+    summary_path = property(lambda self: self._inside("run.json"))
+    metrics_path = property(lambda self: self._inside("metrics.parquet"))
+    checkpoint_dir = property(lambda self: self._inside("checkpoints"))
+    figure_dir = property(lambda self: self._inside("figures"))
+    analysis_dir = property(lambda self: self._inside("analyses"))
+
+    def figure_path(self, name: str) -> Path:
+        """Where the figure `name` of this run is written (its folder made if missing)."""
+        self.figure_dir.mkdir(exist_ok=True)
+        return self._inside(f"figures/{name}")
+
+    def check_writable(self) -> None:
+        """Refuse, before any work, a run folder whose results could not be saved: read-only, or
+        with a folder for them that is a link out of it."""
+        for folder in (self.path, self.analysis_dir, self.figure_dir):
+            if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+                raise LossLabError(f"run {self.path.name}: {folder} is not writable")
 
     @classmethod
     def create(cls, path: Path, cfg: RunConfig | None, monitor: dict | None = None) -> RunDir:
@@ -87,6 +104,8 @@ class RunDir:
     def open(cls, path: Path) -> RunDir:
         """An existing run folder, checked to hold a readable config and summary."""
         run = cls(path)
+        if run.path.is_symlink():
+            raise LossLabError(f"run folder {path} is a link: losslab does not follow links in the store")
         if not run.summary_path.is_file():
             raise LossLabError(f"not a losslab run folder: {path}")
         if not run.config_path.is_file() and "monitor" not in run.summary():
@@ -101,12 +120,18 @@ class RunDir:
 
     def config(self) -> RunConfig:
         from losslab.config import load_config
+        from losslab.presets import load_raw
 
         if not self.config_path.is_file() and self.monitored is not None:
             raise LossLabError(f"run {self.path.name} was written by a Monitor in your own training loop: it has no "
                                "losslab config to rebuild its model from (show, report, export and predict read it)")
         try:
-            return load_config(self.config_path)
+            raw = load_raw(self.config_path)
+            # a run's config is written whole: an empty or partial file would read as defaults
+            missing = [key for key in WRITTEN_SECTIONS if key not in raw]
+            if missing:
+                raise LossLabError(f"no {', '.join(missing)}: not a run's whole config")
+            return load_config(raw)
         except LossLabError as e:
             raise LossLabError(f"run {self.path.name}: corrupt config.toml ({e})") from None
 
@@ -114,12 +139,10 @@ class RunDir:
         try:
             summary = json.loads(read_text(self.summary_path, "run.json"))
         except (LossLabError, ValueError) as e:
-            raise LossLabError(f"run {self.path.name}: corrupt run.json ({_first_line(e)})") from None
-        wrong = ([k for k, kind in SUMMARY_KEYS.items() if not isinstance(summary.get(k), kind)]
-                 if isinstance(summary, dict) else None)
-        if wrong is None or wrong:
-            what = f"no valid {', '.join(wrong)}" if wrong else f"a JSON {type(summary).__name__}"
-            raise LossLabError(f"run {self.path.name}: corrupt run.json ({what}: not a run's summary)")
+            raise LossLabError(f"run {self.path.name}: corrupt run.json ({first_line(e)})") from None
+        problem = summary_problem(summary)
+        if problem:
+            raise LossLabError(f"run {self.path.name}: corrupt run.json ({problem}: not a run's summary)")
         return summary
 
     def write_summary(self, summary: dict) -> None:
@@ -140,15 +163,14 @@ class RunDir:
     # -- analyses: results keyed by their settings, and their figures
 
     def save_analysis(self, stem: str, settings: dict, result: dict) -> Path:
-        folder = self.path / "analyses"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{stem}.json"
+        self.analysis_dir.mkdir(exist_ok=True)
+        path = self._inside(f"analyses/{stem}.json")
         payload = {**result, "settings": settings, "file": str(path)}
         atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, default=_plain) + "\n"))
         return path
 
     def analyses(self) -> list[Path]:
-        folder = self.path / "analyses"
+        folder = self.analysis_dir
         return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
     # -- metrics: rows of (step, split, name, value)
@@ -163,9 +185,9 @@ class RunDir:
         if not self.metrics_path.exists():
             return METRICS_SCHEMA.empty_table()
         try:
-            table = pq.read_table(self.metrics_path)
+            table = pq.read_table(regular_file(self.metrics_path, f"run {self.path.name}: metrics.parquet"))
         except (OSError, pa.ArrowException) as e:
-            raise LossLabError(f"run {self.path.name}: corrupt metrics.parquet ({_first_line(e)})") from None
+            raise LossLabError(f"run {self.path.name}: corrupt metrics.parquet ({first_line(e)})") from None
         if not table.schema.equals(METRICS_SCHEMA):
             raise LossLabError(f"run {self.path.name}: metrics.parquet has columns {table.schema.names} of "
                                f"other types than losslab's {METRICS_SCHEMA.names}")
@@ -180,12 +202,15 @@ class RunDir:
     def save_checkpoint(self, state: dict, name: str) -> Path:
         import torch  # here: the store's other uses (listing, metrics) need no torch
 
-        path = self.checkpoint_dir / f"{name}.pt"
+        path = self._inside(f"checkpoints/{name}.pt")
         atomic_write(path, lambda p: torch.save(state, p))
         return path
 
     def checkpoints(self) -> list[Path]:
-        return sorted(self.checkpoint_dir.glob("*.pt"))
+        folder = self.checkpoint_dir
+        if folder.exists() and not folder.is_dir():
+            raise LossLabError(f"run {self.path.name}: checkpoints/ is a file, not a folder")
+        return sorted(folder.glob("*.pt"))
 
     def load_checkpoint(self, path: Path) -> dict:
         """A checkpoint's state; one line if it is unreadable, would run code, or is not a losslab
@@ -194,12 +219,14 @@ class RunDir:
 
         import torch
 
+        contained(path, self.path, f"run {self.path.name}: checkpoint")
+        regular_file(path, f"run {self.path.name}: checkpoint {Path(path).name}")
         try:
             with warnings.catch_warnings():  # damaged bytes also draw warnings ("pickle protocol 202")
                 warnings.simplefilter("ignore")
                 state = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as e:  # noqa: BLE001 - the unpickler of damaged bytes raises anything (IndexError, ...)
-            raise LossLabError(f"run {self.path.name}: unreadable checkpoint {path.name} ({_first_line(e)})") from None
+            raise LossLabError(f"run {self.path.name}: unreadable checkpoint {path.name} ({first_line(e)})") from None
         missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else None
         if missing is None or missing or not isinstance(state["step"], int) or state["step"] < 0:
             what = (f"a {type(state).__name__}" if missing is None else f"no {', '.join(missing)}" if missing

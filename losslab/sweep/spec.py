@@ -34,13 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 from pydantic import Field, ValidationError, model_validator
 
 from losslab.config import FolderName, RunConfig, Seed, Strict, apply_override, set_value, validate
 from losslab.errors import LossLabError
 from losslab.presets import load_raw, sweep_file
-from losslab.store.files import read_text
+from losslab.store.files import read_text, read_toml
 
 
 class Range(Strict):
@@ -128,10 +127,7 @@ class Point:
 def load_spec(source: str | Path) -> SweepSpec:
     """The sweep of a TOML file, or of a built-in sweep by its name."""
     path = sweep_file(source)
-    try:
-        raw = tomllib.loads(read_text(path, f"sweep file {path}"))
-    except tomllib.TOMLDecodeError as e:
-        raise LossLabError(f"{path}: not valid TOML ({e})") from None
+    raw = read_toml(read_text(path, f"sweep file {path}"), str(path))
     try:
         spec = SweepSpec.model_validate(raw)
     except ValidationError as e:

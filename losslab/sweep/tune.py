@@ -69,6 +69,13 @@ def storage_for(storage: str | None, store: RunStore, name: str):
     sqlite:///...) for studies shared across machines."""
     optuna = _optuna()
     if storage and "://" in storage:
+        from sqlalchemy.engine import make_url
+
+        try:  # a scheme SQLAlchemy has no dialect for is refused here, not deep inside Optuna
+            make_url(storage).get_dialect()
+        except Exception as e:  # noqa: BLE001 - ArgumentError, NoSuchModuleError, a missing driver's ImportError
+            raise LossLabError(f"storage {storage!r}: not a database URL this machine can open "
+                               f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
         return storage
     path = Path(storage) if storage else sweep_dir(store, name) / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)

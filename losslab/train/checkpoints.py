@@ -112,6 +112,14 @@ def training_step(checkpoint: Checkpoint) -> torch.Tensor:
 
 
 DIRECTIONS = "random, init, final, checkpoint:STEP, run:RUN[@STEP], step, pcaN, hessianN"
+_DIRECTION = re.compile(r"random|init|final|step|checkpoint:\d+|run:[^@]+(@\d+)?|(pca|hessian)[1-9]\d{0,3}")
+
+
+def check_direction(spec: str) -> str:
+    """`spec` if it names a direction (pcaN and hessianN count from 1), before any work is done."""
+    if not _DIRECTION.fullmatch(spec):
+        raise LossLabError(f"unknown direction {spec!r} ({DIRECTIONS}; N from 1)")
+    return spec
 
 
 def named_direction(checkpoint: Checkpoint, obj: Objective, spec: str, seed: int = 0, normalization: str = "filter",
@@ -123,6 +131,7 @@ def named_direction(checkpoint: Checkpoint, obj: Objective, spec: str, seed: int
     from losslab.analysis import directions
     from losslab.store import RunStore
 
+    check_direction(spec)
     run, steps = checkpoint.run, checkpoint_paths(checkpoint.run)
     if spec == "random":
         return directions.random_direction(obj, seed, normalization, include_biases)
@@ -138,8 +147,8 @@ def named_direction(checkpoint: Checkpoint, obj: Objective, spec: str, seed: int
         return training_step(checkpoint)
     if m := re.fullmatch(r"pca(\d+)", spec):
         i = int(m.group(1))
-        return directions.trajectory_directions(obj, trajectory(run)[1], max(i, 1))[0][i - 1]
+        return directions.trajectory_directions(obj, trajectory(run)[1], i)[0][i - 1]
     if m := re.fullmatch(r"hessian(\d+)", spec):
         i = int(m.group(1))
-        return directions.hessian_directions(obj, max(i, 1))[i - 1]
+        return directions.hessian_directions(obj, i)[i - 1]
     raise LossLabError(f"unknown direction {spec!r} ({DIRECTIONS})")

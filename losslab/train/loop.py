@@ -308,6 +308,7 @@ def prepare(cfg: RunConfig, store: RunStore, run_id: str | None = None) -> Train
 
 def prepare_resume(run: RunDir, store: RunStore) -> Trainer:
     """An interrupted (or killed) run restored from its latest checkpoint, ready to train on."""
+    run.check_writable()
     summary = run.summary()
     if summary.get("status") in ("completed", "diverged"):
         raise LossLabError(f"run {run.path.name} has {summary['status']}; nothing to resume")

@@ -1,0 +1,50 @@
+"""The shape of what the store reads back: a run's summary (run.json, and its row in the index).
+
+One model, checked at every read, so that a file that parses but is not a run's summary (a
+string where a mapping belongs, no `final`) is one line naming it, never a KeyError in a command.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+Number = float | None  # a metric may be NaN (a diverged run) or missing
+Text = str | None
+
+
+class RunSummary(BaseModel):
+    """What every run.json holds (losslab's runs and Monitor runs alike); other keys pass unchecked."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    run_id: str
+    status: str
+    steps: int = Field(ge=0)
+    events: dict[str, int | None]
+    final: dict[str, Number]
+    wall_s: float = Field(ge=0)
+    name: Text = None
+    created: Text = None
+    updated: Text = None
+    stop_reason: Text = None
+    outcome: Text = None
+    run_dir: Text = None
+    peak_rss_mb: Number = None
+    figures: list[str] | None = None
+    signature: dict[str, str | int | float | None] | None = None
+    slingshots: list | None = None
+    monitor: dict | None = None
+
+
+def summary_problem(summary) -> str | None:
+    """Why `summary` (parsed JSON) is not a run's summary, or None if it is."""
+    if not isinstance(summary, dict):
+        return f"a JSON {type(summary).__name__}, not a mapping"
+    try:
+        RunSummary.model_validate(summary)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        more = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
+        return f"{where}: {first['msg']}{more}"
+    return None
