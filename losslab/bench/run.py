@@ -85,12 +85,12 @@ def find_benchmark(store: RunStore, ref: str) -> Path:
     benchmark: the names end in their start time)."""
     bench = store.root / "bench"
     if ref and "/" not in ref and (bench / ref / "results.json").is_file():
-        return bench / ref
+        return store.inside("bench", ref)
     of_suite = sorted(p.parent for p in bench.glob("*/results.json")
                       if re.fullmatch(rf"{re.escape(ref)}-\d{{8}}-\d{{6}}", p.parent.name))
     if not of_suite:
         raise NotFound(f"no finished benchmark {ref!r} in {bench}")
-    return of_suite[-1]
+    return store.inside("bench", of_suite[-1].name)
 
 
 def read_benchmark(folder: Path) -> tuple[dict, list[dict]]:

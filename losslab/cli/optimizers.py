@@ -35,6 +35,7 @@ def optimize(
     from losslab.optimize.figures import write_figures
     from losslab.optimize.functions import problem as make_problem
     from losslab.optimize.run import run as run_optimizers
+    from losslab.store.files import atomic_write
 
     try:
         prob = make_problem(function, dim)
@@ -48,7 +49,7 @@ def optimize(
     result = {"function": function, "dim": prob.start.numel(), "steps": steps, "tolerance": tolerance,
               "folder": str(folder), "figures": [str(f) for f in figures],
               "optimizers": [t.summary(tolerance) for t in runs]}
-    (folder / "results.json").write_text(json.dumps(result, indent=2) + "\n")
+    atomic_write(folder / "results.json", lambda p: p.write_text(json.dumps(result, indent=2) + "\n"))
     if as_json:
         return print_json(result)
     table = Table("optimizer", "lr", "final f - f*", "||x - x*||", f"steps to {tolerance:g}", box=None)

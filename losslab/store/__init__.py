@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from losslab.errors import LossLabError, NotFound
 from losslab.store.index import RunIndex
+from losslab.store.files import contained
 from losslab.store.names import check_name
 from losslab.store.records import summary_problem
 from losslab.store.run_dir import RunDir
@@ -29,6 +30,11 @@ class RunStore:
             raise LossLabError(f"the run store {self.root} is a file, not a folder")
         self.index = RunIndex(self.root)
         self.problems: list[str] = []  # what the last summaries() could not read
+
+    def inside(self, *parts: str) -> Path:
+        """The store's folder or file at `parts` (sweeps/NAME, bench/NAME), refused where a link
+        planted in the store leads out of it."""
+        return contained(self.root.joinpath(*parts), self.root, "store path")
 
     def check_writable(self) -> None:
         """Refuse, before any work, a store where no run could be written: read-only, or under a

@@ -65,7 +65,9 @@ class RunDir:
     def check_writable(self) -> None:
         """Refuse, before any work, a run folder whose results could not be saved: read-only, or
         with a folder for them that is a link out of it."""
-        for folder in (self.path, self.analysis_dir, self.figure_dir):
+        for folder in (self.path, self.analysis_dir, self.figure_dir, self.checkpoint_dir):
+            if folder.exists() and not folder.is_dir():
+                raise LossLabError(f"run {self.path.name}: {folder.name}/ is a file, not a folder")
             if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
                 raise LossLabError(f"run {self.path.name}: {folder} is not writable")
 

@@ -32,7 +32,7 @@ FINAL = ("completed", "diverged")
 
 
 def sweep_dir(store: RunStore, name: str) -> Path:
-    return store.root / "sweeps" / name
+    return store.inside("sweeps", name)
 
 
 def finished_summary(store: RunStore, run_id: str) -> dict | None:
