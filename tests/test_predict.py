@@ -94,3 +94,41 @@ def test_predict_command(known, tmp_path):
     assert json.loads(out.stdout)["roc_auc"] == 1.0
     bad = losslab_here("predict", "fake", "--threshold", "1.5", "--out", store.root)
     assert bad.returncode == 2 and "--threshold': 1.5 is not in (0, 1]" in bad.stderr
+
+
+def test_a_run_that_grokked_by_T_is_neither_fitted_nor_scored(known):
+    """Its validation accuracy at T is its outcome already: it is reported apart. The signature, the
+    metrics and the predictor are scored each on its own."""
+    store, rows = known
+    early = {**rows[0], "t4": T - 10}  # grokked before the window closed
+    result = evaluate(store, [early, *rows[1:]], steps=T)
+    assert result["grokked_by_T"] == [early["run_id"]] and result["runs"] == 19
+    assert early["run_id"] not in {p["run_id"] for p in result["predictions"]}
+    assert set(result["roc_auc_by_features"]) == {"signature+metrics", "signature", "metrics"}
+    assert result["roc_auc_by_features"]["signature"] == 1.0  # the fake runs oscillate exactly when they grok
+
+
+def test_a_run_that_stopped_inside_its_window_has_no_features(known):
+    store, rows = known
+    run = store.find(rows[0]["run_id"])
+    run.write_metrics([r for r in run.metric_rows() if not (r[2] == "step_loss" and r[0] >= T // 2)])
+    with pytest.raises(ValueError, match=f"cover {T // 2} of the first {T} steps"):
+        early_features(run.metric_rows(), T)
+    assert evaluate(store, rows, steps=T)["no_features"] == [rows[0]["run_id"]]
+
+
+def test_the_predictor_figure_shows_each_roc_and_the_chosen_thresholds_trade_off(known):
+    from losslab.sweep.figures import predictor_figure
+    from losslab.sweep.predict import trade_off
+
+    store, rows = known
+    result = evaluate(store, rows, steps=T, threshold=0.5)
+    roc, cost = predictor_figure(result).axes
+    labels = [line.get_label() for line in roc.get_lines() if not line.get_label().startswith("_")]
+    assert labels == [f"{name} (AUC {auc:.2f})" for name, auc in result["roc_auc_by_features"].items()]
+    curve, marker = cost.get_lines()
+    assert tuple(marker.get_xydata()[0]) == (result["compute_saved"], result["grokking_runs_lost"])
+    thresholds, saved, lost = trade_off(result)
+    at = np.searchsorted(thresholds, 0.5, side="left")  # the rule stops p < 0.5: the first threshold >= 0.5
+    assert (saved[at], lost[at]) == (pytest.approx(result["compute_saved"]), result["grokking_runs_lost"])
+    assert saved[0] == 0 and lost[0] == 0 and lost[-1] == result["grokked"]  # nothing stopped; everything stopped

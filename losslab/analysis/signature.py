@@ -115,4 +115,17 @@ def run_signature(rows, metric: str = "train_loss", steps: int = 400, trend: Tre
     series, spacing = metric_series(rows, metric, steps)
     sig = spectral_signature(series, trend)
     sig["mobility"] /= spacing  # rad per sample -> rad per step
-    return {"metric": metric, "steps": steps, "trend": trend, "points": len(series), **sig}
+    # the energy is a sum over the window: a run that stopped inside it (at t4, say) has a shorter
+    # series and a smaller sum, not comparable with a whole window's (see full_window)
+    window = "full" if len(series) * spacing >= steps else "partial"
+    return {"metric": metric, "steps": steps, "trend": trend, "points": len(series), "window": window, **sig}
+
+
+def full_window(signature: dict | None) -> bool:
+    """Whether a signature covers its whole window of steps: only those are compared (a phase
+    diagram's energy, the predictor's features). Signatures from before `window` was recorded
+    are judged by their points, one a step."""
+    if not signature:
+        return False
+    return signature.get("window", "full" if signature.get("points", 0) >= signature.get("steps", 0) else
+                         "partial") == "full"

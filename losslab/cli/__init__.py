@@ -150,35 +150,68 @@ def stages(title: str):
 
     @contextmanager
     def stage(name: str, total: int | None = None):
-        started = time.monotonic()
-        count, ended = 0, threading.Event()
-
-        def said(now: float) -> str:
-            text = f"losslab: {title}: {name}: {count:,}" + (f"/{total:,}" if total else "")
-            text += f" in {now - started:.1f} s"
-            if total and count and count < total:
-                text += f", ETA {(now - started) / count * (total - count):.0f} s"
-            return text
-
-        def tick(n: int) -> None:
-            nonlocal count
-            count += n
-
-        def every_while() -> None:  # a line even while nothing is counted (a long run in a pool)
-            while not ended.wait(PROGRESS_LINE_S):
-                err.print(said(time.monotonic()), highlight=False)
-
-        lines = threading.Thread(target=every_while, daemon=True)
-        lines.start()
-        try:
-            with progress.reporting(tick):
-                yield
-        finally:
-            ended.set()
-            lines.join()
-        err.print(said(time.monotonic()) + ", done", highlight=False)
+        with _Lines(f"{title}: {name}", total) as lines, progress.reporting(lines.advance):
+            yield
+        err.print(lines.said() + ", done", highlight=False)
 
     yield stage
+
+
+class _Lines:
+    """Progress off a terminal: the count so far, with its ETA, said every PROGRESS_LINE_S seconds
+    (even while nothing is counted: a long run in a pool) by a thread, and on request."""
+
+    def __init__(self, title: str, total: int | None):
+        self.title, self.total, self.count = title, total, 0
+        self.started, self._ended = time.monotonic(), threading.Event()
+        self._thread = threading.Thread(target=self._every_while, daemon=True)
+
+    def advance(self, n: int) -> None:
+        self.count += n
+
+    def said(self) -> str:
+        elapsed = time.monotonic() - self.started
+        text = f"losslab: {self.title}: {self.count:,}" + (f"/{self.total:,}" if self.total else "")
+        text += f" in {elapsed:.1f} s"
+        if self.total and self.count and self.count < self.total:
+            text += f", ETA {elapsed / self.count * (self.total - self.count):.0f} s"
+        return text
+
+    def _every_while(self) -> None:
+        while not self._ended.wait(PROGRESS_LINE_S):
+            err.print(self.said(), highlight=False)
+
+    def __enter__(self) -> "_Lines":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._ended.set()
+        self._thread.join()
+
+
+@contextmanager
+def counting(title: str, unit: str):
+    """Progress of work that ends a piece at a time (a sweep's runs, a benchmark's trials, a study's
+    trials, a threshold's settings): `with counting(t, "runs") as done: done(count, total, what)`
+    after each piece. On a terminal a bar with the count, the ETA and the last piece; off one (a
+    pipe, a log) a line per piece, with its count, ETA and what it was, and one every
+    PROGRESS_LINE_S seconds between."""
+    if err.is_terminal:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
+
+        with Progress(TextColumn(unit), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                      TimeRemainingColumn(), TextColumn("{task.fields[last]}", markup=False), console=err) as bar:
+            task = bar.add_task(title, total=None, last="")
+            yield lambda count, total, what: bar.update(task, completed=count, total=total, last=what)
+        return
+
+    with _Lines(f"{title}: {unit}", None) as lines:
+        def done(count: int, total: int | None, what: str) -> None:
+            lines.count, lines.total = count, total
+            err.print(f"{lines.said()}: {what}", highlight=False)
+        yield done
 
 
 def print_json(obj) -> None:

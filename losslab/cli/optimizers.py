@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, name_list, number, out, print_json, stoppable
+from losslab.cli import JsonFlag, StoreOpt, app, counting, err, fmt, name_list, number, out, print_json, stoppable
 from losslab.errors import LossLabError
 
 # ---------------------------------------------------------------- optimize
@@ -88,12 +87,9 @@ def bench_optim(
         resolve(suite, chosen, opts)
     except ValueError as e:
         raise LossLabError(str(e)) from None
-    with Progress(TextColumn("{task.description}"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-                  console=err) as progress:
-        task_id = progress.add_task("trials", total=None)
-
+    with counting(f"bench-optim {suite}", "trials") as tick:
         def on_trial(t, done, total):
-            progress.update(task_id, completed=done, total=total, description=f"{t.workload} / {t.optimizer}")
+            tick(done, total, f"{t.workload} / {t.optimizer}")
         result = run_benchmark(suite, opts, trials, studies, RunStore(store), chosen, on_trial=on_trial)
     if result["interrupted"]:
         from losslab.cli.sweeps import interrupted

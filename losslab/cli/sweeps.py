@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stoppable
+from losslab.cli import JsonFlag, StoreOpt, app, counting, err, fmt, number, out, print_json, stoppable
 from losslab.errors import LossLabError
 from losslab.limits import MAX_STEPS
 
@@ -70,15 +69,12 @@ def sweep(
         policy.pop("predictions")
         stop = {"predictor": fit(RunStore(store), source, steps), "threshold": threshold}
     pool = _executor(executor, workers, address)
-    columns = [TextColumn("runs"), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[last]}")]
-    with Progress(*columns, console=err, transient=False) as progress:
-        task_id = progress.add_task("sweep", total=None, last="")
-
+    with counting(f"sweep {planned.name} ({executor})", "runs") as tick:
         def on_result(row: dict, done: int, total: int) -> None:
             shown = ", ".join(f"{k.removeprefix('axis:')}={fmt(v, 3)}" for k, v in row.items() if k.startswith("axis:"))
-            progress.update(task_id, completed=done, total=total,
-                            last=f"{shown}: {row['status']}" + (f" t4={row['t4']}" if row["t4"] is not None else ""))
+            group = f" (trained in a group of {row['trained_with']})" if row.get("trained_with") else ""
+            tick(done, total, f"{row['run_id']}{group}: {shown}: {row['status']}"
+                 + (f" t4={row['t4']}" if row["t4"] is not None else ""))
         result = planned.run(pool, on_result, stop)
     if policy:
         result["policy_on_source"] = policy
@@ -142,9 +138,9 @@ def tune(
 
     predictor = (fit(RunStore(store), read_results(RunStore(store), predictor_from), steps)
                  if predictor_from else None)
-    with err.status("tuning") as status:
+    with counting(f"tune {file}", "trials") as tick:
         def on_trial(t) -> None:
-            status.update(f"trial {t.number}: {t.state.name} {fmt(t.value)}")
+            tick(t.number + 1, trials, f"trial {t.number}: {t.state.name} {fmt(t.value)}")
         result = search(file, RunStore(store), trials, objective, pruner, predictor, threshold, storage,
                         report_every, on_trial)
     if result["interrupted"]:
@@ -193,8 +189,10 @@ def predict(
     """How well the first T steps predict grokking on a sweep (cross-validated), and the compute that
     stopping the runs predicted not to grok would have saved; with --run, p(grok) of those runs."""
     from losslab.store import RunStore
+    from losslab.store.files import save_figure
+    from losslab.sweep.figures import predictor_figure
     from losslab.sweep.predict import evaluate, fit, predict_run
-    from losslab.sweep.run import read_results
+    from losslab.sweep.run import read_results, sweep_dir
 
     if runs:
         predictor = fit(RunStore(store), read_results(RunStore(store), name), steps)
@@ -205,15 +203,21 @@ def predict(
             out.print(f"{r['run_id']}: p(grok) = {r['p_grok']:.3f} from its first {steps} steps", highlight=False)
         return
     result = evaluate(RunStore(store), read_results(RunStore(store), name), steps, threshold)
+    figure = sweep_dir(RunStore(store), name) / "figures" / "predictor.png"
+    figure.parent.mkdir(exist_ok=True)
+    result["figure"] = str(save_figure(predictor_figure(result), figure))
     if as_json:
         return print_json(result)
+    by = result["roc_auc_by_features"]
     out.print(f"{result['runs']} runs ({result['grokked']} grokked), first {steps} steps, "
-              f"{result['folds']}-fold cross-validation:\n"
-              f"  ROC AUC {result['roc_auc']:.3f} (spectral energy alone: {result['roc_auc_energy_alone']:.3f}), "
-              f"accuracy {result['accuracy']:.1%}\n"
+              f"{result['folds']}-fold cross-validation (left apart: {len(result['grokked_by_T'])} grokked by step "
+              f"{steps}, {len(result['no_features'])} without whole features):\n"
+              f"  ROC AUC {result['roc_auc']:.3f} (signature and metrics), accuracy {result['accuracy']:.1%}\n"
+              f"  each alone: " + ", ".join(f"{name} {auc:.3f}" for name, auc in by.items() if name != "signature+metrics")
+              + f"; the spectral energy, unfitted: {result['roc_auc_energy_alone']:.3f}\n"
               f"  stopping at step {steps} when p(grok) < {threshold}: {result['stopped']} runs stopped, "
-              f"{result['compute_saved']:.1%} of the compute saved, {result['grokking_runs_lost']} grokking runs lost",
-              highlight=False)
+              f"{result['compute_saved']:.1%} of the compute saved, {result['grokking_runs_lost']} grokking runs lost\n"
+              f"figure: {result['figure']}", highlight=False)
 
 
 @app.command()
@@ -279,8 +283,10 @@ def noise_threshold(
     from losslab.train import stop
 
     ns, decays = _numbers(n, int, "--n"), _numbers(weight_decay, float, "--weight-decay")
-    with err.status(f"bisecting the noise threshold of {len(ns) * len(decays)} settings"):
-        table = noise_table(ns, decays, str(store), iterations=iterations, workers=workers, extra=overrides or [])
+    with counting("noise threshold", "settings") as tick:
+        table = noise_table(ns, decays, str(store), iterations=iterations, workers=workers, extra=overrides or [],
+                            on_setting=lambda done, total, r: tick(done, total, f"n={r['n']}, weight decay "
+                                                                              f"{r['weight_decay']:g}"))
     if stop.requested is not None:
         interrupted(signal.Signals(stop.requested).name, f"{len(table)} of {len(ns) * len(decays)} settings were "
                     "bisected (their runs are in the store); the table is written whole: run it again")
@@ -300,8 +306,10 @@ def noise_threshold(
 @app.command()
 def phase(
     name: Annotated[str, typer.Argument(metavar="SWEEP", help="The sweep's name.")],
-    x: Annotated[Optional[str], typer.Option(help="The axis across (default: optim.weight_decay).")] = None,
-    y: Annotated[Optional[str], typer.Option(help="The axis up (default: optim.lr).")] = None,
+    x: Annotated[Optional[str], typer.Option(help="The axis across (default: optim.weight_decay where the sweep "
+                                                  "varies it and optim.lr, else its first varied axis).")] = None,
+    y: Annotated[Optional[str], typer.Option(help="The axis up (default: optim.lr with optim.weight_decay, else the "
+                                                  "second varied axis).")] = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):

@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from losslab.analysis.signature import full_window  # noqa: E402
 from losslab.gallery import entry  # noqa: E402
 from losslab.gallery.runs import trained_each  # noqa: E402
 
@@ -329,20 +330,23 @@ def grokking_phase_diagram(s: dict, folder: Path):
         t4 = summary["events"].get("t4")
         rows.append({"axis:optim.weight_decay": wd, "axis:optim.lr": lr, "status": summary["status"],
                      "val_acc": summary["final"]["val_acc"], "grokked": t4 is not None, "t4": t4,
-                     "signature_energy": summary["signature"]["energy"]})
+                     "signature_energy": summary["signature"]["energy"] if full_window(summary["signature"])
+                     else None})
     by_rate = [[r["grokked"] for r in rows if r["axis:optim.lr"] == lr] for lr in s["rates"]]
     region = all(not grokked[0] and grokked[-1] for grokked in by_rate)  # weight decays ascending
     grokked = [r["grokked"] for r in rows]
-    energy = [r["signature_energy"] for r in rows]
-    auc = float(roc_auc_score(grokked, energy)) if 0 < sum(grokked) < len(rows) else None
+    # ranked: the runs whose window of early losses is whole (one that stopped inside it has no comparable energy)
+    ranked = [(r["grokked"], r["signature_energy"]) for r in rows if r["signature_energy"] is not None]
+    auc = (float(roc_auc_score(*zip(*ranked))) if 0 < sum(g for g, _ in ranked) < len(ranked) else None)
     held = bool(region and auc is not None and auc > 0.8)
     t4s = [r["t4"] for r in rows if r["grokked"]]
     outcome = (f"{sum(grokked)} of {len(rows)} runs grokked within {s['max_steps']:,} steps"
                + (f" (t4 {min(t4s)} to {max(t4s)})" if t4s else "")
                + ("; at every rate the least weight decay did not and the most did" if region else
                   "; not at every rate did the least weight decay fail and the most grok")
-               + (f"; the spectral energy of the first {early} steps ranks the grokking runs with ROC AUC {auc:.2f}"
-                  if auc is not None else "; the runs do not fall in two classes: no AUC"))
+               + (f"; the spectral energy of the first {early} steps ranks the {len(ranked)} runs with a whole "
+                  f"window with ROC AUC {auc:.2f}" if auc is not None else
+                  f"; the {len(ranked)} runs with a whole window of {early} steps do not fall in two classes: no AUC"))
     figure = phase_figure(rows, "optim.weight_decay", "optim.lr", ("val_acc", "t4", "signature_energy"))
     figure.suptitle(f"a + b mod {s['p']}, r = 0.5, {s['max_steps']:,} steps at most; energy of the first {early}")
     return {"held": held, "outcome": outcome, "auc_energy": auc, "runs": rows}, figure

@@ -29,13 +29,17 @@ class RunRecord:
                         "updated": now(), "peak_rss_mb": None, **summary}
         self.rows: list[Row] = []
         self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
-        self._t0 = time.perf_counter()
+        # the run's clock: wall time, or for a run trained in a batched group the seconds of its own
+        # work and its share of the group's joint steps (losslab.train.batched), so that the runs'
+        # times add up to the group's
+        self.clock = time.perf_counter
+        self._t0 = self.clock()
 
     def start_clock(self) -> None:
-        self._t0 = time.perf_counter()
+        self._t0 = self.clock()
 
     def wall(self) -> float:
-        return self.wall_before + time.perf_counter() - self._t0
+        return self.wall_before + self.clock() - self._t0
 
     def write_metrics(self) -> None:
         self.run.write_metrics(self.rows)

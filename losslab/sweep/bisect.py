@@ -63,14 +63,19 @@ def _bisect_setting(base: str, store_root: str, iterations: int, setting: tuple[
 
 
 def noise_table(ns: list[int], decays: list[float], store_root: str, base: str = "parity", iterations: int = 5,
-                workers: int = 1, extra: list[str] = ()) -> list[dict]:
+                workers: int = 1, extra: list[str] = (), on_setting=None) -> list[dict]:
     """The threshold for every (n, weight decay), settings in parallel over `workers` processes,
-    in the order of the settings; after a stop request (SIGINT, SIGTERM), the settings done."""
+    in the order of the settings; after a stop request (SIGINT, SIGTERM), the settings done.
+    `on_setting(done, total, row)` after each setting bisected."""
     settings = [(n, wd, [*extra, f"task.n={n}", f"optim.weight_decay={wd}"]) for n in ns for wd in decays]
     for _, _, overrides in settings:
         load_config(base, [*overrides, "task.noise=0.25"])  # refuse a bad setting before any run
     with stop.stop_on_signals():
-        found = [r for r in in_pool(workers, partial(_bisect_setting, base, store_root, iterations), settings)
-                 if r is not None]
+        found = []
+        for r in in_pool(workers, partial(_bisect_setting, base, store_root, iterations), settings):
+            if r is not None:
+                found.append(r)
+                if on_setting:
+                    on_setting(len(found), len(settings), r)
     order = {(n, wd): i for i, (n, wd, _) in enumerate(settings)}
     return sorted(found, key=lambda r: order[r["n"], r["weight_decay"]])

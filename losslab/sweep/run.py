@@ -20,6 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from losslab.analysis.signature import full_window
 from losslab.errors import LossLabError, NotFound
 from losslab.store import RunDir, RunStore
 from losslab.presets import sweep_file
@@ -126,13 +127,18 @@ def result_row(point: Point, summary: dict | None, error: str | None = None) -> 
     row = {"index": point.index, "run_id": point.run_id, **{f"axis:{k}": v for k, v in point.values.items()},
            "status": summary.get("status", "failed" if error else "pending"), "error": error,
            "stop_reason": summary.get("stop_reason"),
-           "steps": summary.get("steps"), "wall_s": summary.get("wall_s")}
+           "steps": summary.get("steps"), "wall_s": summary.get("wall_s"),
+           "trained_with": (summary.get("group") or {}).get("runs")}
     events = summary.get("events") or {}
     row.update({k: events.get(k) for k in ("t1", "t2", "t3", "t4")})
     row["grokked"] = events.get("t4") is not None if summary else None
     row.update({k: (summary.get("final") or {}).get(k) for k in ("train_loss", "train_acc", "val_loss", "val_acc")})
     signature = summary.get("signature") or {}
-    row.update({f"signature_{k}": signature.get(k) for k in ("energy", "activity", "mobility", "complexity")})
+    # a window the run stopped inside gives no comparable energy: left out (signature_window says so)
+    comparable = full_window(signature)
+    row["signature_window"] = (signature.get("window") or ("full" if comparable else "partial")) if signature else None
+    row.update({f"signature_{k}": signature.get(k) if comparable else None
+                for k in ("energy", "activity", "mobility", "complexity")})
     row["config"] = json.dumps(point.config.model_dump(mode="json"))  # the whole resolved config
     return row
 

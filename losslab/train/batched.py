@@ -3,20 +3,20 @@ through torch.func.vmap over stacked parameters.
 
 Each run keeps its own Trainer (its run driver: events, stop rules, checkpoints, run folder) and
 training step (its data and minibatch order, optimizer and schedule): the gradients are computed
-jointly, and for SGD and
-Adam(W) the optimizer steps too (losslab.train.stacked). Evaluations stay per run: on a CPU a
-vmapped forward pass over whole data sets measured slower than K plain ones. The K models'
-parameters are stacked along a leading axis and each model's parameters become views into the
-stack, so other optimizers, each stepping its own run's parameters in place, update the stack.
-Small models gain most: their steps are dominated by per-call overhead, paid here once for K
-models.
+jointly, and each run's own torch optimizer steps its parameters, which are views into the stack.
+So a run trained in a group is the run trained alone, bit for bit on a CPU (tested): a vmapped
+gradient equals each run's own, and the optimizer's arithmetic is torch's. (A step written on the
+stacks, as this module once took for Adam, rounds differently: one ulp at the first step grew into
+another grokking time.) Evaluations stay per run: on a CPU a vmapped forward pass over whole data
+sets measured slower than K plain ones. Small models gain most: their steps are dominated by
+per-call overhead, paid here once for K models' forward and backward.
 """
 
 from __future__ import annotations
 
 import ctypes
 import json
-import warnings
+import time
 
 import torch
 from torch import nn
@@ -25,7 +25,6 @@ from torch.func import functional_call, vmap
 from losslab.config import RunConfig
 from losslab.optim.factory import build_optimizer, build_scheduler
 from losslab.train.loop import Trainer, training
-from losslab.train.stacked import StackedOptimizer, stackable
 
 
 def batch_key(cfg: RunConfig) -> str | None:
@@ -63,10 +62,23 @@ def _share(model: nn.Module, name: str, storage: torch.Tensor) -> None:
     setattr(model.get_submodule(owner), leaf, nn.Parameter(storage))
 
 
+class OwnTime:
+    """A run's clock in a group: the seconds charged to it (its own work, its share of the rest)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def __call__(self) -> float:
+        return self.seconds
+
+
 class BatchedTrainers:
     def __init__(self, trainers: list[Trainer]):
         _keep_freed_memory()
         self.trainers = trainers
+        self.clocks = [OwnTime() for _ in trainers]
+        for t, clock in zip(trainers, self.clocks):
+            t.record.clock = clock
         self.steps = [t.stepper for t in trainers]
         self.base = self.steps[0].model
         self.names = [n for n, _ in self.base.named_parameters()]
@@ -84,10 +96,6 @@ class BatchedTrainers:
             s.optimizer, s.scheduler = optimizer, scheduler
         # each run's parameters in the stack's order, looked up once (get_parameter is slow per step)
         self.params = [[s.model.get_parameter(n) for n in self.names] for s in self.steps]
-        optimizers = [s.optimizer for s in self.steps]
-        clipped = any(t.cfg.optim.clip_grad_norm for t in trainers)
-        self.stacked = (StackedOptimizer(optimizers, self.stack, self.params)
-                        if stackable(optimizers) and not clipped else None)
         buffers = dict(self.base.named_buffers())
         loss_fn = self.steps[0].loss_fn
 
@@ -107,6 +115,7 @@ class BatchedTrainers:
             self._step_group(group, [batches[k] for k in group])
 
     def _step_group(self, group: list[int], batches: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        started = time.perf_counter()
         xs, ys = torch.stack([b[0] for b in batches]), torch.stack([b[1] for b in batches])
         every = len(group) == len(self.trainers)
         params = self.stack if every else {n: s[group] for n, s in self.stack.items()}
@@ -114,32 +123,32 @@ class BatchedTrainers:
         for s in self.stack.values():
             s.grad = None
         losses.sum().backward()  # the runs' losses are independent: each gets its own gradient
-        if self.stacked:
-            for k, (x, _), loss in zip(group, batches, losses):
-                self.steps[k].count(loss, x)
-            self.stacked.step(group)
-            for k in group:
-                self.steps[k].advance()
-            return
+        share = (time.perf_counter() - started) / len(group)
         grads = [self.stack[n].grad for n in self.names]
         for k, (x, y), loss in zip(group, batches, losses):
+            started = time.perf_counter()
             s = self.steps[k]
             for p, g in zip(self.params[k], grads):
                 p.grad = g[k]
             s.clip_gradient()
             s.apply_gradient(loss, x, y)
+            self.clocks[k].seconds += share + time.perf_counter() - started
 
     def run(self) -> list[dict]:
         """Train every run to its end; returns their summaries."""
-        with training(self.trainers), warnings.catch_warnings():
-            # the stacked step takes the optimizers' steps: torch would warn at the first schedule step
-            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler.step\(\)` before")
+        started = time.perf_counter()
+        with training(self.trainers):
             active = list(range(len(self.trainers)))
             while active:
                 for k in list(active):
+                    polled = time.perf_counter()
                     if ended := self.trainers[k].poll():
                         self.trainers[k].end(*ended)
                         active.remove(k)
+                    self.clocks[k].seconds += time.perf_counter() - polled
                 if active:
                     self._step(active)
+        group = {"runs": len(self.trainers), "wall_s": round(time.perf_counter() - started, 3)}
+        for t in self.trainers:  # wall_s is each run's share; this, the group it was trained in
+            t.summary["group"] = group
         return [t.summary for t in self.trainers]

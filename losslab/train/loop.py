@@ -73,8 +73,9 @@ class Trainer(Recorded):
         self.events = EventDetector(cfg.events, s.task.chance)
         train = cfg.train
         self.eval_at = eval_steps(train.max_steps, train.eval_every, train.eval_per_decade)
-        self.checkpoint_at = log_spaced(train.max_steps, train.checkpoint_per_decade) & self.eval_at
-        self.eval_at |= self.checkpoint_at
+        # at their log-spaced steps whether or not an evaluation falls there (the weights at T
+        # must be readable back), without adding evaluations (which would move the events)
+        self.checkpoint_at = log_spaced(train.max_steps, train.checkpoint_per_decade)
 
         self.final: dict[str, float] = {}
         self.overhead_s = 0.0  # of the wall time, the part spent evaluating and checkpointing
@@ -173,7 +174,13 @@ class Trainer(Recorded):
             started = time.perf_counter()
             self.rows.extend(self.probes.measure(self.step))
             self.overhead_s += time.perf_counter() - started
-        return self._evaluate(out) if self.step in self.eval_at else None
+        if self.step in self.eval_at:
+            return self._evaluate(out)
+        if self.step in self.checkpoint_at:
+            started = time.perf_counter()
+            self._checkpoint(f"step_{self.step:08d}")
+            self.overhead_s += time.perf_counter() - started
+        return None
 
     def _evaluate(self, out: torch.Tensor | None) -> Ended | None:
         """Evaluate at the current step (its events, stop rules, checkpoints)."""
