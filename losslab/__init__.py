@@ -22,6 +22,7 @@ _API = {
     "connect": "connect", "match_weights": "connect",
     "basin": "basin", "behavioral_gradients": "basin",
     "trajectory_geometry": "trajectory",
+    "intrinsic_dimension": "dimension", "IntrinsicDimension": "dimension", "layer_inputs": "dimension",
     "Monitor": "losslab.monitor", "gradient_noise": "losslab.monitor.measures",
 }
 __all__ = sorted(_API)

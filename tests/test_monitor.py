@@ -146,7 +146,7 @@ def test_the_measures_see_no_dropout_and_leave_the_loops_randomness_alone(tmp_pa
         assert torch.equal(a, b)
     assert measured.training and measured[2].training  # given back as it was
     measured.eval()
-    dense = torch.linalg.eigvalsh(ll.hessian_matrix(ll.Objective(measured, F.cross_entropy, probe)))
+    dense = torch.linalg.eigvalsh(ll.hessian_matrix(ll.Objective(measured, F.cross_entropy, probe, mode="train")))
     assert rows_at(mon, 7)["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
 
 
@@ -171,7 +171,7 @@ def test_the_measures_leave_batchnorms_statistics_as_they_were(tmp_path, device)
     assert measured.norm.num_batches_tracked == bare.norm.num_batches_tracked == 7
     for a, b in zip([*bare.parameters(), *bare.buffers()], [*measured.parameters(), *measured.buffers()]):
         assert torch.equal(a, b)
-    dense = torch.linalg.eigvalsh(ll.hessian_matrix(ll.Objective(measured, F.cross_entropy, probe)))
+    dense = torch.linalg.eigvalsh(ll.hessian_matrix(ll.Objective(measured, F.cross_entropy, probe, mode="train")))
     assert rows_at(mon, 7)["lambda_max"] == pytest.approx(float(dense[-1]), rel=1e-5)
 
 

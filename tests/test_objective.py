@@ -188,7 +188,8 @@ def test_connect_two_state_dicts_of_one_architecture():
      "not a state of this model"),
     (lambda m, x, y: ll.connect(ll.Objective(m, F.cross_entropy, (x, y)), m.state_dict(),
                                 nn.Sequential(nn.Linear(5, 2)).state_dict()), "not a state of this model"),
-    (lambda m, x, y: ll.hessian_eigenvalues(ll.Objective(m, forward=lambda *a: (torch.tensor(1.0), 1), data=[()]),
+    (lambda m, x, y: ll.hessian_eigenvalues(ll.Objective(m, forward=lambda m, p, b: (sum(t.sum() for t in p.values()),
+                                                                                       1), data=[()]),
                                             curvature="ggn"), "needs loss(output, target)"),
 ])
 def test_bad_input_is_one_clear_line(make, message):
@@ -199,8 +200,8 @@ def test_bad_input_is_one_clear_line(make, message):
 
 
 def test_a_batchnorm_in_training_mode_keeps_its_batches_and_its_running_statistics():
-    """Its loss uses each batch's own statistics (batches are not joined for evaluation), and the
-    objective updates copies of the running statistics, never the model's."""
+    """In mode="train" its loss uses each batch's own statistics (batches are not joined for
+    evaluation), and the objective updates no running statistics, the model's least of all."""
     import copy
 
     torch.manual_seed(0)
@@ -208,10 +209,10 @@ def test_a_batchnorm_in_training_mode_keeps_its_batches_and_its_running_statisti
     _, x, y = mlp_and_data()
     before = copy.deepcopy(model.state_dict())
     loader = DataLoader(TensorDataset(x, y), batch_size=25)
-    obj = ll.Objective(model, F.cross_entropy, loader)
+    obj = ll.Objective(model, F.cross_entropy, loader, mode="train")
     twin = copy.deepcopy(model)
     expected = sum(F.cross_entropy(twin(xb), yb).item() * len(xb) for xb, yb in loader) / len(x)
     assert obj.value == pytest.approx(expected, rel=1e-12)
-    assert abs(obj.value - ll.Objective(model, F.cross_entropy, (x, y)).value) > 1e-6  # the batches matter here
+    assert abs(obj.value - ll.Objective(model, F.cross_entropy, (x, y), mode="train").value) > 1e-6  # batches matter
     ll.loss_line(obj, ll.random_direction(obj), points=3)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

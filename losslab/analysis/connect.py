@@ -26,7 +26,7 @@ from torch import nn
 
 from losslab.analysis.directions import flat_state
 from losslab import progress
-from losslab.analysis.objective import Objective
+from losslab.analysis.objective import Objective, has_running_statistics
 from losslab.errors import LossLabError
 
 CURVES = ("bezier", "polychain")
@@ -75,21 +75,19 @@ def fit_curve(obj: Objective, w_a: torch.Tensor, w_b: torch.Tensor, curve: str =
               steps: int = 500, lr: float = 1e-2, seed: int = 0) -> torch.Tensor:
     """The bends minimizing E_t L(phi(t)), from points on the straight line (Adam; each step one t
     and the next batch, at most CURVE_BATCH of its examples)."""
-    if obj.forward_fn is not None:
-        raise LossLabError("a curve is trained on loss(output, target): give the objective a loss, not a forward")
     g = torch.Generator().manual_seed(seed)
     start = torch.linspace(0, 1, bends + 2, dtype=obj.dtype, device=obj.device)[1:-1, None]
     theta = ((1 - start) * w_a + start * w_b).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([theta], lr=lr)
     stream = _forever(obj)
     for _ in range(steps):
-        x, y, *_ = next(stream)
+        batch = next(stream)
         t = torch.rand((), generator=g, dtype=obj.dtype).to(obj.device)
-        if len(x) > CURVE_BATCH:
-            idx = torch.randperm(len(x), generator=g)[:CURVE_BATCH].to(x.device)
-            x, y = x[idx], y[idx]
+        if obj.forward_fn is None and len(batch[0]) > CURVE_BATCH:  # (inputs, targets): a random subset
+            idx = torch.randperm(len(batch[0]), generator=g)[:CURVE_BATCH].to(batch[0].device)
+            batch = (batch[0][idx], batch[1][idx])
         params = obj.unflatten(curve_weights(t, (w_a, w_b), theta, curve))
-        loss = obj.loss_fn(obj.outputs(params, x), y)
+        loss, _ = obj.batch_loss(params, batch)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -127,6 +125,10 @@ def connect(obj: Objective, state_a, state_b, curve: str = "bezier", bends: int 
         raise LossLabError(f"curve must be one of {', '.join(CURVES)}, got {curve!r}")
     if bends < 1 or steps < 1:
         raise LossLabError("bends and steps must be at least 1")
+    if any(o is not None and has_running_statistics(o.model) for o in (obj, val)):
+        raise LossLabError("the model's BatchNorm running statistics are A's alone: every point of the curve, B's "
+                           "end too, would be read with them; build the objectives with mode='train' (each batch's "
+                           "own statistics)")
     started = time.perf_counter()
     w_a, w_b = flat_state(obj, state_a, "state A"), flat_state(obj, state_b, "state B")
     paths = {"line": along(obj, lambda t: (1 - t) * w_a + t * w_b, points, val)}

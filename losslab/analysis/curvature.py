@@ -56,7 +56,10 @@ class CurvatureOperator:
 
     def __matmul__(self, v: torch.Tensor) -> torch.Tensor:
         """op v for a flat vector (any dtype and device; the result has v's)."""
-        out = self._product(v.to(self.device, self.dtype))
+        try:
+            out = self._product(v.to(self.device, self.dtype))
+        except (RuntimeError, NotImplementedError) as e:
+            raise _without_double_backward(e) from None
         self.products += 1
         progress.advance()
         return out.to(v.device, v.dtype)
@@ -76,6 +79,19 @@ class CurvatureOperator:
         eye = torch.eye(self.size, dtype=torch.float64, device=self.device)
         m = torch.stack([self @ eye[i] for i in range(self.size)])
         return ((m + m.T) / 2).cpu()
+
+
+def _without_double_backward(error: Exception) -> Exception:
+    """A product through an operation torch cannot differentiate twice (the fused attention
+    kernels of scaled_dot_product_attention, which Hugging Face models use by default) as one line
+    saying what to change; any other error as it is."""
+    text = str(error)
+    if "derivative for" not in text or "not implemented" not in text:
+        return error
+    op = text.split("derivative for", 1)[1].split()[0]
+    return LossLabError(f"the model runs {op}, which torch cannot differentiate twice (a Hessian product needs "
+                        "it): for a Hugging Face model load it with attn_implementation='eager', or evaluate under "
+                        "torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH)")
 
 
 def _graph_bytes(work):
@@ -135,6 +151,37 @@ class HessianOperator(CurvatureOperator):
                 hv = self._flat(torch.autograd.grad(g, self.leaves, v, retain_graph=True, allow_unused=True))
                 out = hv if out is None else out + hv
         return torch.zeros_like(v) if out is None else out
+
+    def matrix(self, chunk: int = 256) -> torch.Tensor:
+        """The dense Hessian: the products with `chunk` basis vectors at a time, batched through
+        autograd (is_grads_batched: one vmapped backward of each batch's gradient for the chunk),
+        where one at a time pays Python and autograd's per-call cost once per parameter."""
+        check_fits(3 * self.size**2 * 8 + chunk * self.size * 8 * 4, f"the dense {self.size:,} x {self.size:,} matrix")
+        rows = []
+        for start in range(0, self.size, chunk):
+            basis = torch.zeros(min(chunk, self.size - start), self.size, dtype=self.dtype, device=self.device)
+            basis[:, start: start + len(basis)].fill_diagonal_(1.0 / self.obj.n_examples)
+            try:
+                rows.append(self._products(basis).double())
+            except (RuntimeError, NotImplementedError) as e:
+                raise _without_double_backward(e) from None
+            self.products += len(basis)
+            progress.advance(len(basis))
+        m = torch.cat(rows)
+        return ((m + m.T) / 2).cpu()
+
+    def _products(self, vs: torch.Tensor) -> torch.Tensor:
+        """H v for each row v of `vs` (already divided by the examples), summed over the batches."""
+        rebuilt = () if self.all_kept else (
+            self._gradient(batch)[1] for batch in islice(self.obj.batches(), len(self.kept), None))
+        out = torch.zeros_like(vs)
+        for g in chain(self.kept, rebuilt):
+            if g.requires_grad:
+                pieces = torch.autograd.grad(g, self.leaves, vs, retain_graph=True, allow_unused=True,
+                                             is_grads_batched=True)
+                out += torch.cat([torch.zeros(len(vs), p.numel(), dtype=vs.dtype, device=vs.device) if t is None
+                                  else t.reshape(len(vs), -1) for t, p in zip(pieces, self.leaves)], 1)
+        return out
 
     def _flat(self, pieces: tuple[torch.Tensor | None, ...]) -> torch.Tensor:
         """Tensors shaped like the parameters (None: one the loss does not use) as one flat vector."""

@@ -14,10 +14,14 @@ m_k(x) itself.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import numpy as np
 import torch
 from sklearn.neighbors import NearestNeighbors
 from torch.func import functional_call
+
+from losslab.errors import LossLabError
 
 
 def _neighbour_distances(x: np.ndarray, k: int) -> np.ndarray:
@@ -71,3 +75,44 @@ def layer_inputs(model: torch.nn.Module, x: torch.Tensor, layers: list[str] | No
         for h in handles:
             h.remove()
     return seen  # in the order of the forward pass
+
+
+@dataclass
+class IntrinsicDimension:
+    """The intrinsic dimension of a point cloud by both estimators (see the module)."""
+
+    two_nn: float
+    mle: float
+    points: int  # distinct points
+    ambient: int  # the coordinates of each
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def intrinsic_dimension(points, k: int = 20) -> IntrinsicDimension:
+    """The intrinsic dimension of the rows of `points` (an (n, d) tensor or array: a layer's
+    activations, as `layer_inputs` gives them, or any data).
+
+    Args:
+        points: n points of d coordinates; duplicates count once.
+        k: the neighbours of the Levina-Bickel MLE (TwoNN takes two).
+
+    Returns:
+        IntrinsicDimension: `two_nn` (Facco et al. 2017), `mle` (Levina & Bickel 2005, MacKay &
+        Ghahramani's average), the distinct points and the ambient dimension d.
+
+    Raises:
+        LossLabError: not a 2-D array of finite numbers, or no more than k distinct points.
+
+    Cost: one k-nearest-neighbour search (scikit-learn), O(n log n) for small d.
+    """
+    array = (points.detach().double().cpu().numpy() if isinstance(points, torch.Tensor)
+             else np.asarray(points, dtype=np.float64))
+    if array.ndim != 2 or not np.isfinite(array).all():
+        raise LossLabError(f"points must be a 2-D array of finite numbers (n points x d coordinates), got shape "
+                           f"{array.shape}")
+    try:
+        return IntrinsicDimension(two_nn(array), levina_bickel(array, k), len(np.unique(array, axis=0)), array.shape[1])
+    except ValueError as e:
+        raise LossLabError(f"intrinsic dimension: {e}") from None

@@ -121,17 +121,26 @@ def plane_3d(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, title: str
 
 
 def connectivity_figure(paths: dict[str, dict], title: str) -> Figure:
-    """Train loss and validation accuracy along each path from A (t = 0) to B (t = 1)."""
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    """Train loss and accuracy (validation where measured, else training; none without targets
+    that are classes) along each path from A (t = 0) to B (t = 1)."""
+    first = next(iter(paths.values()))
+    accuracy = next((k for k in ("val_acc", "train_acc")
+                     if first.get(k) is not None and len(first[k]) and not any(v is None for v in first[k])), None)
+    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 5.5, 4), constrained_layout=True,
+                             squeeze=False)
+    ax_loss = axes[0, 0]
     for name, p in paths.items():
         ax_loss.plot(p["t"], p["train_loss"], label=f"{name} (barrier {p['barrier']:.3g})")
-        ax_acc.plot(p["t"], p["val_acc"], label=name)
     ax_loss.set(xlabel="t", ylabel="train loss", yscale="log")
-    # the accuracy axis spans the data (the differences that matter are a few percent near the top)
-    ax_acc.set(xlabel="t", ylabel="validation accuracy")
-    ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax_loss.legend()
-    ax_acc.legend()
+    if accuracy:
+        ax_acc = axes[0, 1]
+        for name, p in paths.items():
+            ax_acc.plot(p["t"], p[accuracy], label=name)
+        # the accuracy axis spans the data (the differences that matter are a few percent near the top)
+        ax_acc.set(xlabel="t", ylabel="validation accuracy" if accuracy == "val_acc" else "train accuracy")
+        ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
+        ax_acc.legend()
     fig.suptitle(title, fontsize=10, wrap=True)
     return fig
 

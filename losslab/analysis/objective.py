@@ -14,6 +14,12 @@
   read again, at the model's weights now, for measures taken as it trains). Every evaluation is
   a torch.func.functional_call with other weights, on copies of the model's buffers (a BatchNorm
   in train mode updates the copies).
+- The mode the model is evaluated in is stated: `mode="eval"` (the default: BatchNorm's running
+  statistics, as PyHessian; what "the Hessian of the trained network" means) or `mode="train"`
+  (BatchNorm normalizes by each batch's own statistics, and updates no running ones). Dropout is
+  off in both: a Hessian of a random function is not one matrix. The objective evaluates a
+  structural copy of the model in that mode (its modules copied, every tensor shared), so the
+  user's model, its flags and its buffers stay as they were.
 - Device and dtype are the parameters'. Batches are moved there (floating inputs cast to the
   dtype) and kept there when they fit in a quarter of the memory available; otherwise they are
   read from the loader at every pass. Numbers reach the CPU only as results. Evaluations
@@ -41,6 +47,28 @@ Batch = Any
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 ForwardFn = Callable[[nn.Module, Params, Batch], tuple[torch.Tensor, int]]
 MERGED_EXAMPLES = 4096  # evaluations without gradients join batches up to this many examples
+MODES = ("eval", "train")
+
+
+def in_mode(model: nn.Module, mode: str) -> nn.Module:
+    """A copy of `model`'s modules in `mode`, sharing its parameters and buffers (nothing is
+    copied but the module objects): dropout off; in train mode BatchNorm uses batch statistics
+    and keeps no running ones (a forward with no side effect, which vmap and functorch take)."""
+    shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
+    copied = copy.deepcopy(model, shared)
+    copied.train(mode == "train")
+    for m in copied.modules():
+        if isinstance(m, nn.modules.dropout._DropoutNd):
+            m.eval()
+        elif mode == "train" and isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.track_running_stats = False
+            m.running_mean = m.running_var = m.num_batches_tracked = None
+    return copied
+
+
+def has_running_statistics(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+               for m in model.modules())
 
 
 class DataMismatch(LossLabError):
@@ -87,9 +115,12 @@ class Objective:
     """The mean loss of `model` over `data`, as a function of the parameters (see the module)."""
 
     def __init__(self, model: nn.Module, loss: LossFn | None = None, data: Batch | Iterable[Batch] = None, *,
-                 forward: ForwardFn | None = None, accuracy: LossFn | None = None, params: list[str] | None = None):
+                 forward: ForwardFn | None = None, accuracy: LossFn | None = None, params: list[str] | None = None,
+                 mode: str = "eval"):
         if not isinstance(model, nn.Module):
             raise LossLabError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if mode not in MODES:
+            raise LossLabError(f"mode must be 'eval' (running statistics) or 'train' (batch statistics), got {mode!r}")
         if (loss is None) == (forward is None):
             raise LossLabError("give either loss(output, target) or forward(model, params, batch) -> (loss, n)")
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
@@ -100,9 +131,10 @@ class Objective:
             trainable = {n: trainable[n] for n in params}
         if not trainable:
             raise LossLabError("the model has no trainable parameters")
-        self.model, self.loss_fn, self.forward_fn = model, loss, forward
+        self.mode, self.loss_fn, self.forward_fn = mode, loss, forward
+        self.model = in_mode(model, mode)
         self.params: Params = {n: p.detach().clone() for n, p in trainable.items()}
-        self.buffers: Params = {n: b.detach().clone() for n, b in model.named_buffers()}
+        self.buffers: Params = {n: b.detach().clone() for n, b in self.model.named_buffers()}
         first = next(iter(self.params.values()))
         self.device, self.dtype = first.device, first.dtype
         self.size = sum(p.numel() for p in self.params.values())
@@ -113,13 +145,49 @@ class Objective:
         self.n_examples = 0  # set by the first pass of the loss, which checks what the loss returns
         try:  # the data must fit the model and the loss now, before any analysis starts
             self._evaluate()
+            self._check_mean_reduction()
+            self._check_uses_params()
         except (RuntimeError, ValueError, TypeError, IndexError) as e:
             raise DataMismatch(f"the data does not fit the model and loss: {str(e).strip().splitlines()[0]}") from None
+        except NotImplementedError as e:
+            raise LossLabError(f"the model cannot be evaluated: {str(e).strip().splitlines()[0]}") from None
 
     def _evaluate(self) -> None:
         self.value = self.loss()
         if not math.isfinite(self.value):
             raise NonFiniteLoss(f"the loss is {self.value} at the model's weights")
+
+    def _check_uses_params(self) -> None:
+        """Refuse a forward= whose loss does not depend on the parameters it is given (it called
+        model(x), whose own weights the analyses never move): every product would be zero."""
+        if self.forward_fn is None:
+            return
+        leaves = {n: p.detach().requires_grad_(True) for n, p in self.params.items()}
+        with torch.enable_grad():
+            loss, _ = self.batch_loss(leaves, next(self.batches()))
+        if not loss.requires_grad or all(g is None for g in torch.autograd.grad(loss, list(leaves.values()),
+                                                                                 allow_unused=True)):
+            raise LossLabError("the loss of forward= does not depend on the parameters it is given: evaluate the "
+                               "model at them, torch.func.functional_call(model, params, inputs), not model(inputs)")
+
+    def _check_mean_reduction(self) -> None:
+        """Refuse a loss that sums over the batch (reduction="sum"): every number would be off by
+        the batch size. The first batch's loss is compared with its halves': a mean is their
+        weighted mean, a sum their sum."""
+        if self.forward_fn is not None:
+            return
+        x, y, *_ = next(self.batches())
+        half = len(x) // 2
+        if half < 1 or len(y) != len(x):
+            return
+        with torch.no_grad():
+            whole, first, second = (float(self.loss_fn(self.outputs(self.params, xs), ys))
+                                    for xs, ys in ((x, y), (x[:half], y[:half]), (x[half:], y[half:])))
+        mean = (half * first + (len(x) - half) * second) / len(x)
+        if math.isclose(whole, first + second, rel_tol=1e-4) and not math.isclose(whole, mean, rel_tol=1e-4):
+            raise LossLabError(f"the loss sums over the batch (reduction='sum'?): {whole:.6g} on the first batch, "
+                               f"where the mean of its halves' is {mean:.6g}; give the batch's mean loss "
+                               "(reduction='mean'): every curvature number would be off by the batch size")
 
     def refreshed(self) -> Objective:
         """This objective at the model's weights now (a training measured as it goes): the data, read
@@ -142,8 +210,11 @@ class Objective:
         single = isinstance(data, tuple | list) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
         if single:
             data = [tuple(data)]  # one batch
+        elif self.forward_fn is not None and isinstance(data, dict):  # one batch of a forward's own kind
+            single, data = True, [data]
         elif not isinstance(data, Iterable) or isinstance(data, torch.Tensor | dict | str):
-            raise LossLabError(f"data must be a pair of tensors or an iterable of batches, got {type(data).__name__}")
+            raise LossLabError(f"data must be a pair of tensors, an iterable of batches or (with forward=) a dict "
+                               f"batch, got {type(data).__name__}")
         elif iter(data) is data:
             raise LossLabError("data is a one-pass iterator: give a re-iterable (a DataLoader, a list of batches)")
         budget = available_bytes(self.device) // 4

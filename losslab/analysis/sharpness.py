@@ -2,8 +2,9 @@
 
 - SAM sharpness (Foret et al.): max over ||eps||_2 <= rho of L(w + eps) - L(w), by projected
   gradient ascent (normalized steps of rho / 4, projection onto the ball) from several starts:
-  the SAM perturbation rho g / ||g|| and random points of the sphere. On a quadratic at its
-  minimum it is rho^2 lambda_max / 2.
+  the SAM perturbation rho g / ||g|| and random points of the sphere, each ascending until its
+  best rise grew by less than `tol` (relative) over PATIENCE steps, or `steps` at most. On a
+  quadratic at its minimum it is rho^2 lambda_max / 2.
 - Keskar et al. (2017): 100 * (max over the box |eps_i| <= eps (|w_i| + 1) of L(w + eps) - L(w))
   / (1 + L(w)), by projected ascent with sign steps (the box's geometry).
 - Preconditioned sharpness (Cohen et al. 2022): lambda_max(P^-1 H) for the preconditioner of a
@@ -55,10 +56,18 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
     return v / norm if float(norm) > 0 else torch.zeros_like(v)
 
 
-def sam_sharpness(obj: Objective, rho: float = 0.05, steps: int = 20, restarts: int = 3, seed: int = 0) -> Sharpness:
-    """SAM's sharpness at the objective's point (see the module)."""
+PATIENCE = 5  # steps without a relative rise of `tol` that end an ascent
+
+
+def sam_sharpness(obj: Objective, rho: float = 0.05, steps: int = 1000, restarts: int = 3, seed: int = 0,
+                  tol: float = 1e-4) -> Sharpness:
+    """SAM's sharpness at the objective's point (see the module); `steps` bounds each ascent, which
+    stops where its best rise no longer grows by `tol` of itself (the result's `steps` counts the
+    gradients taken in all)."""
     if not rho > 0:
         raise LossLabError(f"rho must be > 0, got {rho}")
+    if not tol >= 0:
+        raise LossLabError(f"tol must be >= 0, got {tol}")
     started = time.perf_counter()
     w = obj.flatten(obj.params)
     base, g0 = _shifted_value_and_grad(obj, torch.zeros_like(w))
@@ -66,15 +75,20 @@ def sam_sharpness(obj: Objective, rho: float = 0.05, steps: int = 20, restarts: 
     starts = [rho * _unit(g0)] if float(g0.norm()) > 0 else []  # at an exact minimum g = 0: random starts only
     starts += [rho * _unit(torch.randn(w.shape, generator=gen, device=w.device, dtype=w.dtype))
                for _ in range(restarts)]
-    best = 0.0
+    best, taken = 0.0, 0
     for eps in starts:
+        rise, still = -math.inf, 0
         for _ in range(steps):
             value, g = _shifted_value_and_grad(obj, eps)
-            best = max(best, value - base)
+            taken += 1
+            still = still + 1 if value - base <= rise + tol * abs(rise) else 0
+            rise = max(rise, value - base)
+            if still >= PATIENCE:
+                break
             eps = eps + (rho / 4) * _unit(g)
             eps = eps * min(1.0, rho / max(float(eps.norm()), 1e-300))
-        best = max(best, obj.loss(obj.shifted(eps)) - base)
-    return Sharpness("sam", rho, best, base, steps, len(starts), round(time.perf_counter() - started, 3))
+        best = max(best, rise, obj.loss(obj.shifted(eps)) - base)
+    return Sharpness("sam", rho, best, base, taken, len(starts), round(time.perf_counter() - started, 3))
 
 
 def keskar_sharpness(obj: Objective, eps: float = 1e-3, steps: int = 20, seed: int = 0) -> Sharpness:

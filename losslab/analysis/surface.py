@@ -99,8 +99,7 @@ def _evaluate(obj: Objective, d1: dict, alphas: np.ndarray, d2: dict | None, bet
     faster than one at a time on a small transformer), 1 with the shortcut (the rest of an MLP is
     compute-bound, and vmap's own cost made it 1.7x slower)."""
     if obj.forward_fn is not None:
-        raise LossLabError("loss surfaces evaluate loss(output, target) grid point by grid point: give the "
-                           "objective a loss, not a forward")
+        return _evaluate_each(obj, d1, alphas, d2, betas)
     started = time.perf_counter()
     split_model = _first_linear(obj.model)
     chunk = chunk or (1 if split_model else 8)
@@ -151,6 +150,24 @@ def _evaluate(obj: Objective, d1: dict, alphas: np.ndarray, d2: dict | None, bet
     if betas is None:
         return Surface(alphas, None, loss[:, 0], None if acc is None else acc[:, 0], seconds)
     return Surface(alphas, betas, loss, acc, seconds)
+
+
+@torch.no_grad()
+def _evaluate_each(obj: Objective, d1: dict, alphas: np.ndarray, d2: dict | None, betas: np.ndarray | None) -> Surface:
+    """Grid points one at a time through the objective's own loss: an objective built with
+    forward= (dict batches, a language model's loss) gives its batches and loss only through it."""
+    started = time.perf_counter()
+    grid_b = betas if d2 is not None else np.array([0.0])
+    loss = np.zeros((len(alphas), len(grid_b)))
+    batches = obj.n_batches
+    for i, a in enumerate(alphas):
+        for j, b in enumerate(grid_b):
+            loss[i, j] = obj.loss({n: t + float(a) * d1[n] + (float(b) * d2[n] if d2 is not None else 0.0)
+                                   for n, t in obj.params.items()})
+            progress.advance(batches)
+    seconds = round(time.perf_counter() - started, 3)
+    return Surface(alphas, None, loss[:, 0], None, seconds) if betas is None else Surface(alphas, betas, loss, None,
+                                                                                           seconds)
 
 
 def loss_line(obj: Objective, direction: torch.Tensor, span: tuple[float, float] = (-1.0, 1.0), points: int = 51,

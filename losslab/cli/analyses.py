@@ -139,7 +139,9 @@ def sharpness(
     run_ref: RunArg,
     checkpoint: CheckpointOpt = None,
     rho: Annotated[float, number("Radius of SAM's l2 ball.", 0, above=True)] = 0.05,
-    steps: Annotated[int, number("Ascent steps from each start.", 1, 100_000, kind=int)] = 20,
+    steps: Annotated[int, number("SAM: at most this many ascent steps from each start (each stops once its rise "
+                                 "grows by less than 1e-4 of itself over 5 steps).", 1, 100_000, kind=int)] = 1000,
+    keskar_steps: Annotated[int, number("Keskar: ascent steps.", 1, 100_000, kind=int)] = 20,
     restarts: Annotated[int, number("Random starts besides the gradient's.", 0, 1000, kind=int)] = 3,
     keskar_eps: Annotated[float, number("Keskar's box: |e_i| <= eps (|w_i| + 1).", 0, above=True)] = 1e-3,
     split: SplitOpt = "train",
@@ -152,12 +154,13 @@ def sharpness(
 
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     settings = {"step": ck.step, "split": split, "rho": rho, "steps": steps, "restarts": restarts,
-                "keskar_eps": keskar_eps}
+                "keskar_eps": keskar_eps, "keskar_steps": keskar_steps}
     with stages(f"sharpness of {ck.run.path.name} at step {ck.step}") as stage:
-        with stage("SAM's and Keskar's ascents (gradients)", (restarts + 2) * steps + 2):
-            result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
-                      "sam": sam_sharpness(obj, rho, steps, restarts).to_dict(),
-                      "keskar": keskar_sharpness(obj, keskar_eps, steps).to_dict()}
+        with stage("SAM's ascents to their tolerance (gradients)"):
+            sam = sam_sharpness(obj, rho, steps, restarts).to_dict()
+        with stage("Keskar's ascent (gradients)", keskar_steps + 1):
+            keskar = keskar_sharpness(obj, keskar_eps, keskar_steps).to_dict()
+        result = {"run_id": ck.run.path.name, "step": ck.step, "split": split, "sam": sam, "keskar": keskar}
         if ck.cfg.optim.name in ("adam", "adamw", "shampoo") and ck.state["optimizer"]["state"]:
             with stage("lambda_max(P^-1 H) (products)"):
                 pre = preconditioned_sharpness(obj, ck.optimizer())

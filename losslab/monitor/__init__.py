@@ -29,6 +29,10 @@ Two kinds of measures:
   not finite (a diverged training) they measure nothing, and the loop goes on. The learning rate
   is read from the optimizer's param groups at each (schedules apply).
 
+A probe of dict batches (a Hugging Face model's), or a loss that is not loss(outputs, targets): give
+`forward=f` with f(model, params, batch) -> (mean loss, examples), as to an Objective, instead of
+`loss`; the probe may then be one dict batch.
+
 With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
 on the probe (split "train") and on the validation data ("val"), the model in eval mode, and the
 grokking events t1..t4 (losslab.monitor.events, thresholds from `events`), as a run of losslab's
@@ -67,11 +71,11 @@ WRITE_EVERY_S = 10.0  # the run on disk trails the loop by at most this (and is 
 
 
 class Monitor(Recorded):
-    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, probe, loss, *,
+    def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, probe, loss=None, *,
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
                  validation=None, events: EventsConfig | None = None, layers: list[str] | None = None,
-                 tolerance: float = TRACKING_TOL, description: str = ""):
+                 tolerance: float = TRACKING_TOL, description: str = "", forward=None):
         from losslab.store import RunStore
 
         if not isinstance(model, torch.nn.Module):
@@ -95,7 +99,10 @@ class Monitor(Recorded):
         with deterministic(model):  # these forwards take nothing from the loop's random numbers
             for what, data in (("probe", probe), ("validation set", validation)):
                 try:  # the data must fit the model now, not at step 10,000
-                    checked[what] = Objective(model, loss, data) if data is not None else None
+                    # the probe in the mode its measures take it (the model's own), the validation set in eval mode
+                    mode = "train" if what == "probe" and model.training else "eval"
+                    checked[what] = Objective(model, loss, data, forward=forward, mode=mode) if data is not None \
+                        else None
                 except DataMismatch as e:
                     raise DataMismatch(str(e).replace("the data", f"the {what}", 1)) from None
             self.events = _event_detector(checked["validation set"], events or EventsConfig())
@@ -108,12 +115,13 @@ class Monitor(Recorded):
                                "the probe measures need a loss without randomness (nn.Dropout is turned off for "
                                "them; other random draws in the forward are not)")
         self.model, self.optimizer, self.every, self.signature_steps = model, optimizer, every, signature_steps
-        self.loss, self.probe, self.validation = loss, probe, validation
+        self.loss, self.forward, self.probe, self.validation = loss, forward, probe, validation
         pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
         if "dimension" in measures and not pair:
             raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
         self.measures = Measurements(model, loss, probe, optimizer, probe_measures,
-                                     inputs=probe[0] if pair else None, layers=layers, tolerance=tolerance)
+                                     inputs=probe[0] if pair else None, layers=layers, tolerance=tolerance,
+                                     forward=forward)
         n_params = sum(p.numel() for p in model.parameters())
         info = {"name": name, "description": description or (
                     f"{type(model).__name__} ({n_params:,} parameters) trained by {type(optimizer).__name__} in "
@@ -179,7 +187,7 @@ class Monitor(Recorded):
         with _evaluating(self.model):
             for split, data in (("train", self.probe), ("val", self.validation)):
                 try:
-                    obj = Objective(self.model, self.loss, data)
+                    obj = Objective(self.model, self.loss, data, forward=self.forward)
                 except NonFiniteLoss:  # diverged: recorded as such, the loop left to go on
                     final[f"{split}_loss"], final[f"{split}_acc"] = math.nan, math.nan if self.events else None
                     continue

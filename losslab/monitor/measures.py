@@ -143,7 +143,9 @@ class Measurements:
 
     def __init__(self, model: torch.nn.Module, loss_fn, data, optimizer: torch.optim.Optimizer,
                  measures: set[str] | list[str], inputs: torch.Tensor | None = None, layers: list[str] | None = None,
-                 tolerance: float = TRACKING_TOL):
+                 tolerance: float = TRACKING_TOL, forward=None):
+        """The probe's objective is `loss_fn` on `data` (or `forward`, for dict batches and other
+        losses), in the mode the model trains in: batch statistics while it trains, dropout off."""
         unknown = sorted(set(measures) - set(MEASURES))
         if unknown:
             raise LossLabError(f"unknown measures {unknown} (known: {', '.join(MEASURES)})")
@@ -161,6 +163,7 @@ class Measurements:
         if refusal:
             raise LossLabError(refusal)
         self.model, self.loss_fn, self.data, self.optimizer = model, loss_fn, data, optimizer
+        self.forward = forward
         self.measures, self.tolerance = set(measures), tolerance
         self.inputs = None if inputs is None else inputs[:DIMENSION_EXAMPLES]
         self.layers = layers
@@ -191,8 +194,9 @@ class Measurements:
     def _measure(self, step: int) -> list[tuple[int, str, str, float]]:
         self._before_step, self._before = step, (self.previous, dict(self.warm))
         try:  # the probe data are read and checked once: a loader's two passes, not two a measurement
-            self.objective = obj = Objective(self.model, self.loss_fn, self.data) if self.objective is None else \
-                self.objective.refreshed()
+            self.objective = obj = Objective(self.model, self.loss_fn, self.data, forward=self.forward,
+                                             mode="train" if self.model.training else "eval") \
+                if self.objective is None else self.objective.refreshed()
         except NonFiniteLoss:  # diverged: nothing to measure (the Trainer stops at its evaluation; a loop goes on)
             return []
         rows: list[tuple[int, str, str, float]] = []
