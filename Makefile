@@ -29,8 +29,13 @@ browser:
 test-slow: install
 	$(BIN)/pytest -q -m slow
 
+# torchvision comes with curvlinops through BackPACK, which imports it only in its examples; the
+# only torchvision the package index has is built for its own torch build, not the pinned CPU one,
+# and its operators fail to load ("torchvision::nms does not exist"), which breaks importing
+# transformers beside it: it is removed again.
 bench: install
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test,bench]'
+	$(BIN)/pip uninstall -q -y torchvision
 	$(BIN)/python benchmarks/bench_trainer.py
 	$(BIN)/python benchmarks/bench_optimizers.py
 	$(BIN)/python benchmarks/bench_analysis.py

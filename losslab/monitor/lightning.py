@@ -3,7 +3,8 @@
     trainer = pl.Trainer(callbacks=[MonitorCallback(probe=(x, y), loss=F.cross_entropy, every=100,
                                                     measures=["grad_norm", "sharpness"])])
 
-The monitor is made at the start of training on the LightningModule and its first optimizer,
+Every option is the Monitor's: `forward=f` instead of `loss` for dict batches (a Hugging Face
+model's). The monitor is made at the start of training on the LightningModule and its first optimizer,
 steps after every training batch with the loss the training step returned (Lightning calls the
 hook after the optimizer's step), and closes at the end of training, or as failed when training
 raises.
@@ -17,7 +18,7 @@ from losslab.monitor import Monitor
 
 
 class MonitorCallback(pl.Callback):
-    def __init__(self, probe, loss, **monitor_options):
+    def __init__(self, probe, loss=None, **monitor_options):
         self.probe, self.loss, self.options = probe, loss, monitor_options
         self.monitor: Monitor | None = None
 
