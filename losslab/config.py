@@ -425,6 +425,9 @@ def validate(raw: dict) -> RunConfig:
             msg = f"unknown name {err['ctx']['tag']!r} (known: {err['ctx']['expected_tags']})"
         elif err["type"] == "extra_forbidden":
             msg = "unknown key"
+        elif err["type"] in ("less_than_equal", "less_than", "greater_than_equal", "greater_than"):
+            bound = next(iter(err["ctx"].values()))
+            msg = f"{msg.rsplit(' ', 1)[0]} {bound:g} (got {err['input']!r})"
         elif "input" in err and err["type"] not in ("missing",) and not isinstance(err["input"], dict):
             shown = repr(err["input"])
             msg += f" (got {shown if len(shown) <= 60 else shown[:57] + '...'})"
