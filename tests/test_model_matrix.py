@@ -294,3 +294,12 @@ def test_bad_models_and_losses_are_one_line_before_any_work():
         return F.cross_entropy(functional_call(m, params, (batch[0],)), batch[1], reduction="none"), len(batch[0])
     with pytest.raises(LossLabError, match="not a scalar"):
         ll.Objective(model, forward=wrong_shape, data=(x, y))
+
+
+def test_a_model_that_cannot_be_copied_is_one_line():
+    import threading
+
+    model = nn.Linear(5, 3)
+    model.lock = threading.Lock()  # deepcopy cannot copy a lock
+    with pytest.raises(LossLabError, match="cannot be copied"):
+        ll.Objective(model, F.cross_entropy, (torch.randn(4, 5), torch.randint(0, 3, (4,))))

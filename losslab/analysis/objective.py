@@ -55,7 +55,11 @@ def in_mode(model: nn.Module, mode: str) -> nn.Module:
     copied but the module objects): dropout off; in train mode BatchNorm uses batch statistics
     and keeps no running ones (a forward with no side effect, which vmap and functorch take)."""
     shared = {id(t): t for t in (*model.parameters(), *model.buffers())}
-    copied = copy.deepcopy(model, shared)
+    try:
+        copied = copy.deepcopy(model, shared)
+    except Exception as e:  # noqa: BLE001 - a module holding a lock, a handle, ...: whatever deepcopy raises
+        raise LossLabError(f"the model's modules cannot be copied to evaluate it in mode {mode!r} without "
+                           f"switching yours ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
     copied.train(mode == "train")
     for m in copied.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
