@@ -91,7 +91,10 @@ def test_predict_command(known, tmp_path):
     write_results(sweep_dir(store, "fake"), rows)
     out = losslab("predict", "fake", "--steps", T, "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["roc_auc"] == 1.0
+    result = json.loads(out.stdout)
+    assert result["roc_auc"] == 1.0
+    assert result["figure"] == str(sweep_dir(store, "fake") / "figures" / "predictor.png")
+    assert (sweep_dir(store, "fake") / "figures" / "predictor.png").is_file()  # the figure the tutorial names
     bad = losslab_here("predict", "fake", "--threshold", "1.5", "--out", store.root)
     assert bad.returncode == 2 and "--threshold': 1.5 is not in (0, 1]" in bad.stderr
 
