@@ -217,11 +217,12 @@ class OptimConfig(BaseModel):
     name: str = "adamw"
     lr: float = Field(1e-3, gt=0, le=MAX_MAGNITUDE)
     weight_decay: float = Field(0.0, ge=0, le=MAX_MAGNITUDE)
-    weight_decay_after_t2: float | None = Field(None, ge=0, le=MAX_MAGNITUDE, description="switch the weight decay to this at "
-                                                                         "memorization (t2)")
+    weight_decay_after_t2: float | None = Field(None, ge=0, le=MAX_MAGNITUDE,
+                                                description="switch the weight decay to this at memorization (t2)")
     clip_grad_norm: float | None = Field(None, gt=0, le=MAX_MAGNITUDE)
-    l1: float = Field(0.0, ge=0, le=MAX_MAGNITUDE, description="add l1 * sum |w| over the weight matrices to the training loss "
-                                             "(prunes units toward a minimal circuit)")
+    l1: float = Field(0.0, ge=0, le=MAX_MAGNITUDE,
+                      description="add l1 * sum |w| over the weight matrices to the training loss (prunes units "
+                                  "toward a minimal circuit)")
     schedule: ScheduleConfig = ScheduleConfig()
     reference: bool = Field(False, description="float64 reference mode: model and optimizer state in float64, "
                                                  "Muon's polar factor by SVD")

@@ -58,8 +58,9 @@ def in_mode(model: nn.Module, mode: str) -> nn.Module:
     try:
         copied = copy.deepcopy(model, shared)
     except Exception as e:  # noqa: BLE001 - a module holding a lock, a handle, ...: whatever deepcopy raises
+        why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         raise LossLabError(f"the model's modules cannot be copied to evaluate it in mode {mode!r} without "
-                           f"switching yours ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+                           f"switching yours ({why})") from None
     copied.train(mode == "train")
     for m in copied.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):

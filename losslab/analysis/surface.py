@@ -28,7 +28,8 @@ def axis(start: float, stop: float, points: int) -> np.ndarray:
     if not (math.isfinite(start) and math.isfinite(stop)):
         raise LossLabError(f"a range must be finite, got {start}:{stop}")
     if max(abs(start), abs(stop)) > MAX_COEFFICIENT:
-        raise LossLabError(f"a range lies within +-{MAX_COEFFICIENT:g} (theta + a d must fit a float), got {start:g}:{stop:g}")
+        raise LossLabError(f"a range lies within +-{MAX_COEFFICIENT:g} (theta + a d must fit a float), got "
+                           f"{start:g}:{stop:g}")
     if points < 2 or not start < stop:
         raise LossLabError(f"range {start}:{stop} with {points} points holds no grid (need start < stop, points >= 2)")
     values = np.linspace(start, stop, points)

@@ -213,7 +213,8 @@ def predict(
               f"{result['folds']}-fold cross-validation (left apart: {len(result['grokked_by_T'])} grokked by step "
               f"{steps}, {len(result['no_features'])} without whole features):\n"
               f"  ROC AUC {result['roc_auc']:.3f} (signature and metrics), accuracy {result['accuracy']:.1%}\n"
-              f"  each alone: " + ", ".join(f"{name} {auc:.3f}" for name, auc in by.items() if name != "signature+metrics")
+              "  each alone: " + ", ".join(f"{name} {auc:.3f}" for name, auc in by.items()
+                                           if name != "signature+metrics")
               + f"; the spectral energy, unfitted: {result['roc_auc_energy_alone']:.3f}\n"
               f"  stopping at step {steps} when p(grok) < {threshold}: {result['stopped']} runs stopped, "
               f"{result['compute_saved']:.1%} of the compute saved, {result['grokking_runs_lost']} grokking runs lost\n"
