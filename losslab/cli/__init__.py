@@ -201,9 +201,10 @@ def counting(title: str, unit: str):
         from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                                    TimeRemainingColumn)
 
-        with Progress(TextColumn(unit), MofNCompleteColumn(), BarColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                      TimeRemainingColumn(), TextColumn("{task.fields[last]}", markup=False), console=err) as bar:
-            task = bar.add_task(title, total=None, last="")
+        with Progress(TextColumn("{task.description}", markup=False), MofNCompleteColumn(), BarColumn(),
+                      TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                      TextColumn("{task.fields[last]}", markup=False), console=err) as bar:
+            task = bar.add_task(f"{title}: {unit}", total=None, last="")
             yield lambda count, total, what: bar.update(task, completed=count, total=total, last=what)
         return
 
