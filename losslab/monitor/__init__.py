@@ -51,8 +51,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -136,6 +134,7 @@ class Monitor(Recorded):
         self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params,
                                                   **({"events": dict(self.events.events)} if self.events else {})})
         self.steps = 0
+        self._evaluations: dict[str, Objective] = {}  # the probe's and the validation set's, in eval mode
         self._series = StepSeries(model, optimizer, [m for m in measures if m in STEP_MEASURES], every)
         self._write()
 
@@ -181,17 +180,19 @@ class Monitor(Recorded):
             self._write()
 
     def _evaluate(self) -> None:
-        """Loss and accuracy on the probe (train) and the validation data (val), the model in eval
-        mode; the grokking events where there are accuracies."""
+        """Loss and accuracy on the probe (train) and the validation data (val) in eval mode (each
+        objective's copy of the model: yours is not switched); the grokking events where there are
+        accuracies. Each objective is built once (its data read and checked once), then refreshed."""
         final = {}
-        with _evaluating(self.model):
-            for split, data in (("train", self.probe), ("val", self.validation)):
-                try:
-                    obj = Objective(self.model, self.loss, data, forward=self.forward)
-                except NonFiniteLoss:  # diverged: recorded as such, the loop left to go on
-                    final[f"{split}_loss"], final[f"{split}_acc"] = math.nan, math.nan if self.events else None
-                    continue
-                final[f"{split}_loss"], final[f"{split}_acc"] = obj.value, obj.accuracy()
+        for split, data in (("train", self.probe), ("val", self.validation)):
+            try:
+                known = self._evaluations.get(split)
+                obj = self._evaluations[split] = known.refreshed() if known else Objective(
+                    self.model, self.loss, data, forward=self.forward)
+            except NonFiniteLoss:  # diverged: recorded as such, the loop left to go on
+                final[f"{split}_loss"], final[f"{split}_acc"] = math.nan, math.nan if self.events else None
+                continue
+            final[f"{split}_loss"], final[f"{split}_acc"] = obj.value, obj.accuracy()
         final = {k: v for k, v in final.items() if v is not None}
         self.rows.extend((self.steps, *key.split("_"), v) for key, v in final.items())
         self.summary["final"] = final
@@ -203,17 +204,6 @@ class Monitor(Recorded):
         self._written = time.perf_counter()
         self.record.write_metrics()
         self.record.write_summary(status, self.summary.get("stop_reason"), steps=self.steps)
-
-
-@contextmanager
-def _evaluating(model: torch.nn.Module) -> Iterator[None]:
-    """The model in eval mode (dropout off, BatchNorm's running statistics), then as it was."""
-    training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(training)
 
 
 def _event_detector(obj: Objective | None, cfg: EventsConfig) -> EventDetector | None:
