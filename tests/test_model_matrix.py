@@ -78,8 +78,25 @@ class DictModel(nn.Module):
         return F.cross_entropy(self.body(input_values), labels)
 
 
+class DictLogits(nn.Module):
+    """A model taking dict inputs and returning logits, as a Hugging Face model without labels does."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Linear(5, 6), nn.GELU(), nn.Linear(6, 3))
+
+    def forward(self, input_values):
+        return self.body(input_values)
+
+
 def forward_of_dicts(model, params, batch):
+    """forward= alone: the batch's (mean loss, examples)."""
     return functional_call(model, params, (), batch), len(batch["labels"])
+
+
+def outputs_of_dicts(model, params, batch):
+    """forward= beside loss=: the batch's (outputs, targets)."""
+    return functional_call(model, params, (), {"input_values": batch["input_values"]}), batch["labels"]
 
 
 def batches(x, y, size=8):
@@ -97,10 +114,21 @@ CASES = {
                                                                 torch.randint(0, 5, (N,))), "eval"),
     "residual bn+ln train": (Residual, lambda: batches(torch.randn(N, 6), torch.randint(0, 3, (N,))), "train"),
     "tied, frozen, unused": (Tied, lambda: batches(torch.randint(0, 6, (N,)), torch.randint(0, 6, (N,))), "eval"),
-    "dict batches (forward=)": (DictModel, lambda: [{"input_values": x, "labels": y}
-                                                    for x, y in batches(torch.randn(N, 5),
-                                                                        torch.randint(0, 3, (N,)))], "eval"),
+    "dict batches (forward=)": (DictModel, lambda: dicts(torch.randn(N, 5), torch.randint(0, 3, (N,))), "eval"),
+    "dict batches (loss + forward=)": (DictLogits, lambda: dicts(torch.randn(N, 5), torch.randint(0, 3, (N,))),
+                                       "eval"),
 }
+
+
+def dicts(x, y):
+    return [{"input_values": xs, "labels": ys} for xs, ys in batches(x, y)]
+
+
+def loss_and_forward(case):
+    """The objective's loss= and forward= for a case."""
+    if case == "dict batches (forward=)":
+        return None, forward_of_dicts
+    return F.cross_entropy, outputs_of_dicts if case.startswith("dict") else None
 
 
 def build(case):
@@ -108,14 +136,16 @@ def build(case):
     torch.manual_seed(1)
     model, data = make_model(), make_data()
     model.train()  # as it is right after a training loop
-    forward = forward_of_dicts if case.startswith("dict") else None
-    obj = ll.Objective(model, None if forward else F.cross_entropy, data, forward=forward, mode=mode)
+    loss, forward = loss_and_forward(case)
+    obj = ll.Objective(model, loss, data, forward=forward, mode=mode)
     return model, data, forward, mode, obj
 
 
-def reference_loss(model, data, forward, mode):
-    """The mean loss as a function of the flat trainable parameters, in float64, written out by hand:
-    the model copied in the mode (dropout off; train mode: each batch's own statistics)."""
+def reference(model, data, forward, mode):
+    """The mean loss as a function of the flat trainable parameters, in float64, written out by hand
+    (the model copied in the mode: dropout off; train mode: each batch's own statistics), its
+    point, and the dense Gauss-Newton matrix there (sum over batches of J^T H_out J, weighted by
+    the batch's examples), None where forward= returns the loss."""
     ref = copy.deepcopy(model).double()
     ref.train(mode == "train")
     for m in ref.modules():
@@ -126,25 +156,43 @@ def reference_loss(model, data, forward, mode):
     frozen = {n: p for n, p in ref.named_parameters() if not p.requires_grad}
     total = sum(len(b["labels"] if forward else b[1]) for b in data)
 
-    def f(flat):
+    def unflat(flat):
         params, at = {}, 0
         for n, s in zip(names, shapes):
             params[n] = flat[at: at + s.numel()].view(s)
             at += s.numel()
-        params = {**params, **frozen}
+        return {**params, **frozen}
+
+    def batch_outputs(flat, b):
+        """(outputs, targets) of batch b, or (mean loss, None) where forward= returns the loss."""
+        params = unflat(flat)
+        buffers = {n: t.clone() for n, t in ref.named_buffers()}  # train mode updates these copies only
+        if forward:
+            batch = {k: v.double() if v.is_floating_point() else v for k, v in b.items()}
+            if forward is forward_of_dicts:
+                return forward(ref, {**buffers, **params}, batch)[0], None
+            return forward(ref, {**buffers, **params}, batch)
+        x = b[0].double() if b[0].is_floating_point() else b[0]
+        return functional_call(ref, {**buffers, **params}, (x,)), b[1]
+
+    def f(flat):
         out = 0
         for b in data:
-            buffers = {n: t.clone() for n, t in ref.named_buffers()}  # train mode updates these copies only
-            if forward:
-                batch = {k: v.double() if v.is_floating_point() else v for k, v in b.items()}
-                loss, n = forward_of_dicts(ref, {**buffers, **params}, batch)
-            else:
-                x = b[0].double() if b[0].is_floating_point() else b[0]
-                loss, n = F.cross_entropy(functional_call(ref, {**buffers, **params}, (x,)), b[1]), len(b[0])
-            out = out + loss * n / total
+            o, y = batch_outputs(flat, b)
+            loss = o if y is None else F.cross_entropy(o, y)
+            out = out + loss * len(b["labels"] if forward else b[1]) / total
         return out
     flat = torch.cat([ref.get_parameter(n).detach().flatten() for n in names])
-    return f, flat
+    if forward is forward_of_dicts:
+        return f, flat, None
+    ggn = 0
+    for b in data:
+        o, y = batch_outputs(flat, b)
+        jacobian = torch.autograd.functional.jacobian(lambda p, b=b: batch_outputs(p, b)[0].flatten(), flat)
+        h_out = torch.autograd.functional.hessian(lambda o, y=y: F.cross_entropy(o.view(len(y), -1), y),
+                                                  o.detach().flatten())
+        ggn = ggn + jacobian.T @ h_out @ jacobian * len(y) / total
+    return f, flat, ggn
 
 
 def snapshot(model):
@@ -173,7 +221,7 @@ def cell(case, analysis, work):
 def test_every_analysis_on_the_model(case):
     model, data, forward, mode, obj = build(case)
     before = snapshot(model)
-    f, flat = reference_loss(model, data, forward, mode)
+    f, flat, dense_ggn = reference(model, data, forward, mode)
     assert obj.value == pytest.approx(float(f(flat)), rel=1e-5)
     dense = torch.autograd.functional.hessian(f, flat)
     eigenvalues = torch.linalg.eigvalsh(dense)
@@ -198,8 +246,11 @@ def test_every_analysis_on_the_model(case):
         assert d.nodes.max() <= float(eigenvalues[-1]) + 1e-3 * scale
 
     def ggn():
-        top = ll.hessian_eigenvalues(ll.GGNOperator(obj), 1, "top").top[0]
-        assert top >= -1e-6 and math.isfinite(top)
+        operator = ll.GGNOperator(obj)
+        v = torch.randn(obj.size)
+        assert torch.allclose((operator @ v).double(), dense_ggn @ v.double(), atol=1e-5 * scale * v.norm())
+        top = ll.hessian_eigenvalues(operator, 1, "top").top[0]
+        assert top == pytest.approx(float(torch.linalg.eigvalsh(dense_ggn)[-1]), abs=1e-4 * scale)
 
     def surfaces():
         d1, d2 = ll.random_direction(obj, 0), ll.random_direction(obj, 1)
@@ -224,7 +275,7 @@ def test_every_analysis_on_the_model(case):
             for p in other.parameters():
                 if p.requires_grad:  # the curve moves the trainable parameters; frozen ones stay A's
                     p.add_(0.05)
-        b = ll.Objective(other, None if forward else F.cross_entropy, data, forward=forward, mode=mode)
+        b = ll.Objective(other, *loss_and_forward(case)[:1], data, forward=forward, mode=mode)
         joined = ll.connect(obj, model.state_dict(), other.state_dict(), steps=2, points=3)
         line = joined.paths["line"]["train_loss"]
         assert line[0] == pytest.approx(obj.value, rel=1e-6) and line[-1] == pytest.approx(b.value, rel=1e-6)
@@ -243,13 +294,22 @@ def test_every_analysis_on_the_model(case):
     print(f"\n{case}: " + "; ".join(f"{a} {v}" for (c, a), v in MATRIX.items() if c == case))
     refused = {a for (c, a), v in MATRIX.items() if c == case and v != "ok"}
     expected = {"cnn+batchnorm eval": {"connect"}, "cnn+batchnorm train": {"basin"},
-                "residual bn+ln train": {"basin"}, "dict batches (forward=)": {"GGN", "basin"}}
+                "residual bn+ln train": {"basin"}, "dict batches (forward=)": {"GGN", "basin"},
+                "dict batches (loss + forward=)": {"basin"}}
     assert refused == expected.get(case, set()), MATRIX
 
 
-@pytest.mark.parametrize("case", ["cnn+batchnorm train", "residual bn+ln train", "dict batches (forward=)"])
+@pytest.mark.parametrize("case", ["cnn+batchnorm train", "residual bn+ln train", "dict batches (forward=)",
+                                  "dict batches (loss + forward=)"])
 def test_the_monitor_on_the_model_with_and_without_validation(case, tmp_path):
     model, data, forward, _, _ = build(case)
+    loss_fn = loss_and_forward(case)[0]
+
+    def training_loss(batch):
+        if forward is forward_of_dicts:
+            return forward(model, dict(model.named_parameters()), batch)[0]
+        out, y = forward(model, dict(model.named_parameters()), batch) if forward else (model(batch[0]), batch[1])
+        return F.cross_entropy(out, y)
     probe, validation = data[0], data[1]
     measures = ["grad_norm", "weight_norms", "update_ratio", "spectral_norms", "cosines", "sharpness",
                 "lambda_min", "trace", "preconditioned_sharpness"]
@@ -257,11 +317,10 @@ def test_the_monitor_on_the_model_with_and_without_validation(case, tmp_path):
         measures.append("dimension")
     for held_out in (None, validation):
         opt = torch.optim.Adam(model.parameters(), 1e-2)
-        mon = ll.Monitor(model, opt, probe, None if forward else F.cross_entropy, forward=forward, every=2,
+        mon = ll.Monitor(model, opt, probe, loss_fn, forward=forward, every=2,
                          validation=held_out, store=tmp_path, measures=measures)
         for _ in range(4):
-            loss = forward_of_dicts(model, dict(model.named_parameters()), probe)[0] if forward else \
-                F.cross_entropy(model(probe[0]), probe[1])
+            loss = training_loss(probe)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -179,7 +179,12 @@ def test_connect_two_state_dicts_of_one_architecture():
     (lambda m, x, y: ll.Objective(m.requires_grad_(False), F.cross_entropy, (x, y)), "no trainable parameters"),
     (lambda m, x, y: ll.Objective(m, F.cross_entropy, iter([(x, y)])), "one-pass iterator"),
     (lambda m, x, y: ll.Objective(m, F.cross_entropy, [x]), "(inputs, targets)"),
-    (lambda m, x, y: ll.Objective(m, None, (x, y)), "give either loss"),
+    (lambda m, x, y: ll.Objective(m, None, (x, y)), "give loss"),
+    (lambda m, x, y: ll.Objective(m, F.cross_entropy, (x, y), forward=lambda mm, p, b: (F.cross_entropy(
+        torch.func.functional_call(mm, p, (b[0],)), b[1]), len(b[1]))), "forward= must return (outputs, targets)"),
+    (lambda m, x, y: ll.Objective(m, forward=lambda mm, p, b: (F.cross_entropy(
+        torch.func.functional_call(mm, p, (b[0],)), b[1]), len(b[1])), data=(x, y), accuracy=ll.argmax_accuracy),
+     "accuracy= takes the model's outputs"),
     (lambda m, x, y: ll.Objective("model", F.cross_entropy, (x, y)), "torch.nn.Module"),
     (lambda m, x, y: ll.hessian_eigenvalues(ll.Objective(m, F.cross_entropy, (x, y)), k=75), "k=75"),
     (lambda m, x, y: ll.loss_line(ll.Objective(m, F.cross_entropy, (x, y)), torch.zeros(3)), "shape (3,)"),
@@ -190,7 +195,7 @@ def test_connect_two_state_dicts_of_one_architecture():
                                 nn.Sequential(nn.Linear(5, 2)).state_dict()), "not a state of this model"),
     (lambda m, x, y: ll.hessian_eigenvalues(ll.Objective(m, forward=lambda m, p, b: (sum(t.sum() for t in p.values()),
                                                                                        1), data=[()]),
-                                            curvature="ggn"), "needs loss(output, target)"),
+                                            curvature="ggn"), "needs the model's outputs"),
 ])
 def test_bad_input_is_one_clear_line(make, message):
     model, x, y = mlp_and_data()

@@ -33,7 +33,8 @@ DENSE_LIMIT = 3000  # parameters: rank(H) from the dense Hessian up to here
 
 def _inputs(obj: Objective, max_examples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     if obj.forward_fn is not None:
-        raise LossLabError("behavioral gradients differentiate the outputs: give the objective a loss, not a forward")
+        raise LossLabError("behavioral gradients differentiate each example's outputs: give the objective "
+                           "(inputs, targets) batches and loss=, not forward=")
     if obj.mode == "train" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in obj.model.modules()):
         raise LossLabError("behavioral gradients differentiate each example's outputs alone, and BatchNorm in "
                            "mode='train' normalizes over a batch: build the objective with mode='eval'")

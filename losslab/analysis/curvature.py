@@ -190,27 +190,28 @@ class HessianOperator(CurvatureOperator):
 
 
 class GGNOperator(CurvatureOperator):
-    """G v = J^T H_out J v, summed over the data (needs a loss(output, target), not a forward)."""
+    """G v = J^T H_out J v, summed over the data (needs the outputs and the loss separate: a loss,
+    alone or with a forward that returns (outputs, targets))."""
 
     def __init__(self, obj: Objective):
-        if obj.forward_fn is not None:
-            raise LossLabError("the Gauss-Newton matrix needs loss(output, target): with forward= the outputs "
-                               "and the loss are not separate")
+        if not obj.separable:
+            raise LossLabError("the Gauss-Newton matrix needs the model's outputs, and forward= returns the loss: "
+                               "give the objective loss= too, with a forward that returns (outputs, targets)")
         super().__init__(obj)
 
     def _product(self, v: torch.Tensor) -> torch.Tensor:
         obj, tangent = self.obj, self.obj.unflatten(v)
         out = torch.zeros_like(v)
-        for x, y, *_ in obj.batches():
-            def outputs(p, x=x):
-                return obj.outputs(p, x)
-            f, jv = torch.func.jvp(outputs, (obj.params,), (tangent,))
+        for batch in obj.batches():
+            def outputs(p, batch=batch):
+                return obj.output_target(p, batch)  # (outputs, targets): the targets ride along as aux
+            f, jv, y = torch.func.jvp(outputs, (obj.params,), (tangent,), has_aux=True)
             with torch.enable_grad():  # H_out J v: double backward of the loss in the (few) outputs
                 f = f.detach().requires_grad_(True)
                 (g,) = torch.autograd.grad(obj.loss_fn(f, y), f, create_graph=True)
                 (hjv,) = torch.autograd.grad(g, f, jv)
-            _, pullback = torch.func.vjp(outputs, obj.params)
-            out += obj.flatten(pullback(hjv * len(x))[0])
+            _, pullback, _ = torch.func.vjp(outputs, obj.params, has_aux=True)
+            out += obj.flatten(pullback(hjv * len(y))[0])
         return out / obj.n_examples
 
 

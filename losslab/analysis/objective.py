@@ -2,6 +2,13 @@
 
     obj = Objective(model, torch.nn.functional.cross_entropy, loader)     # or (x, y) tensors
     obj = Objective(model, forward=lm_loss, data=loader)                  # lm_loss(model, params, batch) -> (loss, n)
+    obj = Objective(model, F.cross_entropy, loader, forward=logits)       # logits(...) -> (outputs, targets)
+
+- A batch that is not (inputs, targets) (a dict, a language model's tokens) takes forward=,
+  which evaluates the model at the parameters it is given (torch.func.functional_call). Alone,
+  it returns the batch's (mean loss, examples). With a loss, it returns (outputs, targets) for
+  loss(outputs, targets), a mean over the targets' first dimension: the outputs and the loss
+  are then separate, as the Gauss-Newton matrix needs.
 
 - The loss over the data is the mean over every example: each batch's mean loss weighted by its
   size, so a DataLoader with a smaller last batch gives the full-batch loss (and gradient,
@@ -45,7 +52,7 @@ from losslab.memory import available_bytes
 Params = dict[str, torch.Tensor]
 Batch = Any
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-ForwardFn = Callable[[nn.Module, Params, Batch], tuple[torch.Tensor, int]]
+ForwardFn = Callable[[nn.Module, Params, Batch], tuple[torch.Tensor, Any]]  # (loss, n) or (outputs, targets)
 MERGED_EXAMPLES = 4096  # evaluations without gradients join batches up to this many examples
 MODES = ("eval", "train")
 
@@ -126,8 +133,9 @@ class Objective:
             raise LossLabError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if mode not in MODES:
             raise LossLabError(f"mode must be 'eval' (running statistics) or 'train' (batch statistics), got {mode!r}")
-        if (loss is None) == (forward is None):
-            raise LossLabError("give either loss(output, target) or forward(model, params, batch) -> (loss, n)")
+        if loss is None and forward is None:
+            raise LossLabError("give loss(output, target), forward(model, params, batch) -> (loss, n), or both "
+                               "with forward(...) -> (outputs, targets)")
         trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if params is not None:
             unknown = [n for n in params if n not in trainable]
@@ -143,6 +151,9 @@ class Objective:
         first = next(iter(self.params.values()))
         self.device, self.dtype = first.device, first.dtype
         self.size = sum(p.numel() for p in self.params.values())
+        if accuracy is not None and loss is None:
+            raise LossLabError("accuracy= takes the model's outputs: give loss= too, with a forward that returns "
+                               "(outputs, targets)")
         if accuracy is None and (loss is F.cross_entropy or isinstance(loss, nn.CrossEntropyLoss)):
             accuracy = argmax_accuracy
         self.accuracy_fn = accuracy
@@ -177,18 +188,18 @@ class Objective:
 
     def _check_mean_reduction(self) -> None:
         """Refuse a loss that sums over the batch (reduction="sum"): every number would be off by
-        the batch size. The first batch's loss is compared with its halves': a mean is their
-        weighted mean, a sum their sum."""
-        if self.forward_fn is not None:
-            return
-        x, y, *_ = next(self.batches())
-        half = len(x) // 2
-        if half < 1 or len(y) != len(x):
+        the batch size. The first batch's loss is compared with its halves' (the outputs and
+        targets split in two): a mean is their weighted mean, a sum their sum."""
+        if self.loss_fn is None:
             return
         with torch.no_grad():
-            whole, first, second = (float(self.loss_fn(self.outputs(self.params, xs), ys))
-                                    for xs, ys in ((x, y), (x[:half], y[:half]), (x[half:], y[half:])))
-        mean = (half * first + (len(x) - half) * second) / len(x)
+            out, y = self.output_target(self.params, next(self.batches()))
+            half = len(y) // 2
+            if half < 1 or len(out) != len(y):
+                return
+            whole, first, second = (float(self.loss_fn(o, t))
+                                    for o, t in ((out, y), (out[:half], y[:half]), (out[half:], y[half:])))
+        mean = (half * first + (len(y) - half) * second) / len(y)
         if math.isclose(whole, first + second, rel_tol=1e-4) and not math.isclose(whole, mean, rel_tol=1e-4):
             raise LossLabError(f"the loss sums over the batch (reduction='sum'?): {whole:.6g} on the first batch, "
                                f"where the mean of its halves' is {mean:.6g}; give the batch's mean loss "
@@ -283,16 +294,31 @@ class Objective:
 
     # ------------------------------------------------------------ the loss
 
-    def outputs(self, params: Params, inputs: torch.Tensor) -> torch.Tensor:
-        """The model's outputs at `params` (the buffers are the objective's copies)."""
-        return functional_call(self.model, {**self.buffers, **params}, (inputs,))
+    @property
+    def separable(self) -> bool:
+        """The outputs and the loss are separate (a loss was given): what the Gauss-Newton matrix needs."""
+        return self.loss_fn is not None
+
+    def output_target(self, params: Params, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's outputs on the batch at `params` (the buffers are the objective's copies), and
+        the batch's targets."""
+        if self.loss_fn is None:
+            raise LossLabError("forward= returns the loss itself, and this needs the model's outputs: give the "
+                               "objective loss= too, with a forward that returns (outputs, targets)")
+        if self.forward_fn is None:
+            return functional_call(self.model, {**self.buffers, **params}, (batch[0],)), batch[1]
+        pair = self.forward_fn(self.model, {**self.buffers, **params}, batch)
+        if not (isinstance(pair, tuple | list) and len(pair) == 2 and all(isinstance(t, torch.Tensor) for t in pair)):
+            raise LossLabError("with loss=, forward= must return (outputs, targets) as two tensors")
+        return pair[0], pair[1]
 
     def batch_loss(self, params: Params, batch: Batch) -> tuple[torch.Tensor, int]:
         """(mean loss on the batch, its examples) at `params`."""
-        if self.forward_fn is not None:
+        if self.loss_fn is None:
             loss, n = self.forward_fn(self.model, {**self.buffers, **params}, batch)
         else:
-            loss, n = self.loss_fn(self.outputs(params, batch[0]), batch[1]), len(batch[0])
+            out, y = self.output_target(params, batch)
+            loss, n = self.loss_fn(out, y), len(y)
         if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
             shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
             raise LossLabError(f"the loss returned {shape}, not a scalar: it must be the batch's mean loss")
@@ -312,13 +338,13 @@ class Objective:
     def accuracy(self, params: Params | None = None) -> float | None:
         """The fraction of examples whose largest output is their target class, at `params` (default:
         the point); None where the data are not (inputs, class indices) with one output per class."""
-        if self.forward_fn is not None:
+        if self.loss_fn is None:
             return None
         params = self.params if params is None else params
         correct, count = 0, 0
         with torch.no_grad():
-            for x, y, *_ in self.evaluation_batches():
-                out = self.outputs(params, x)
+            for batch in self.evaluation_batches():
+                out, y = self.output_target(params, batch)
                 if out.ndim != 2 or y.ndim != 1 or y.is_floating_point():
                     return None
                 correct, count = correct + (out.argmax(-1) == y).sum(), count + len(y)
@@ -341,13 +367,14 @@ class Objective:
 
     def metrics(self, params: Params | None = None) -> tuple[float, float | None]:
         """(mean loss, mean accuracy or None) at `params`, in one pass."""
-        if self.accuracy_fn is None or self.forward_fn is not None:
+        if self.accuracy_fn is None:
             return self.loss(params), None
         params = self.params if params is None else params
         loss = acc = 0.0
         with torch.no_grad():
-            for x, y, *_ in self.evaluation_batches():
-                out, w = self.outputs(params, x), len(x) / self.n_examples
+            for batch in self.evaluation_batches():
+                out, y = self.output_target(params, batch)
+                w = len(y) / self.n_examples
                 loss, acc = loss + self.loss_fn(out, y) * w, acc + self.accuracy_fn(out, y) * w
         return float(loss), float(acc)
 

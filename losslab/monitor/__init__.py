@@ -30,8 +30,8 @@ Two kinds of measures:
   is read from the optimizer's param groups at each (schedules apply).
 
 A probe of dict batches (a Hugging Face model's), or a loss that is not loss(outputs, targets): give
-`forward=f` with f(model, params, batch) -> (mean loss, examples), as to an Objective, instead of
-`loss`; the probe may then be one dict batch.
+`forward=f` as to an Objective, f(model, params, batch) -> (mean loss, examples) instead of `loss`,
+or -> (outputs, targets) beside `loss`; the probe may then be one dict batch.
 
 With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
 on the probe (split "train") and on the validation data ("val"), the model in eval mode, and the
@@ -210,6 +210,6 @@ def _event_detector(obj: Objective | None, cfg: EventsConfig) -> EventDetector |
     """The grokking events' detector where the validation data (`obj`) are classes (chance = 1 / outputs)."""
     if obj is None or obj.accuracy() is None:
         return None
-    x = next(iter(obj.batches()))[0]
     with torch.no_grad():
-        return EventDetector(cfg, 1 / obj.outputs(obj.params, x[:1]).shape[-1])
+        outputs, _ = obj.output_target(obj.params, next(iter(obj.batches())))
+    return EventDetector(cfg, 1 / outputs.shape[-1])

@@ -87,7 +87,8 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 def per_example_gradients(obj: Objective):
     """(params, x, y) -> the gradient of each example's loss (torch.func: vmap of grad)."""
     if obj.forward_fn is not None:
-        raise LossLabError("gradient noise takes per-example losses: give the objective a loss, not a forward")
+        raise LossLabError("gradient noise takes per-example losses: give (inputs, targets) batches and loss=, "
+                           "not forward=")
 
     def one(p, x, y):
         out = functional_call(obj.model, {**obj.buffers, **p}, (x[None],))
