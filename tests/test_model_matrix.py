@@ -1,4 +1,4 @@
-"""Every public analysis on the models researchers train: BatchNorm (eval and train mode),
+"""Every public analysis on the models researchers train: BatchNorm (eval and train mode), GroupNorm,
 LayerNorm with dropout, a residual block, dict batches through forward=, tied weights, a frozen
 and an unused parameter, a loader whose last batch is smaller. Each cell either equals a float64
 reference computed by hand (autograd's dense Hessian, the loss at sampled points) or is a
@@ -21,9 +21,9 @@ torch.manual_seed(0)
 
 
 class CNN(nn.Module):
-    def __init__(self):
+    def __init__(self, norm=nn.BatchNorm2d):
         super().__init__()
-        self.conv, self.bn, self.head = nn.Conv2d(1, 3, 3), nn.BatchNorm2d(3), nn.Linear(3 * 4 * 4, 3)
+        self.conv, self.bn, self.head = nn.Conv2d(1, 4, 3), norm(4), nn.Linear(4 * 4 * 4, 3)
 
     def forward(self, x):
         return self.head(F.relu(self.bn(self.conv(x))).flatten(1))
@@ -110,6 +110,8 @@ CASES = {
             lambda: batches(torch.randn(N, 5), torch.randint(0, 3, (N,))), "eval"),
     "cnn+batchnorm eval": (CNN, lambda: batches(torch.randn(N, 1, 6, 6), torch.randint(0, 3, (N,))), "eval"),
     "cnn+batchnorm train": (CNN, lambda: batches(torch.randn(N, 1, 6, 6), torch.randint(0, 3, (N,))), "train"),
+    "cnn+groupnorm train": (lambda: CNN(lambda c: nn.GroupNorm(2, c)),
+                            lambda: batches(torch.randn(N, 1, 6, 6), torch.randint(0, 3, (N,))), "train"),
     "layernorm attention+dropout": (Attention, lambda: batches(torch.randint(0, 5, (N, 4)),
                                                                 torch.randint(0, 5, (N,))), "eval"),
     "residual bn+ln train": (Residual, lambda: batches(torch.randn(N, 6), torch.randint(0, 3, (N,))), "train"),

@@ -155,14 +155,24 @@ class HessianOperator(CurvatureOperator):
     def matrix(self, chunk: int = 256) -> torch.Tensor:
         """The dense Hessian: the products with `chunk` basis vectors at a time, batched through
         autograd (is_grads_batched: one vmapped backward of each batch's gradient for the chunk),
-        where one at a time pays Python and autograd's per-call cost once per parameter."""
+        where one at a time pays Python and autograd's per-call cost once per parameter. An
+        operation whose double backward has no batching rule (GroupNorm's) is met by products one
+        at a time."""
         check_fits(3 * self.size**2 * 8 + chunk * self.size * 8 * 4, f"the dense {self.size:,} x {self.size:,} matrix")
-        rows = []
+        rows, batched = [], True
         for start in range(0, self.size, chunk):
             basis = torch.zeros(min(chunk, self.size - start), self.size, dtype=self.dtype, device=self.device)
-            basis[:, start: start + len(basis)].fill_diagonal_(1.0 / self.obj.n_examples)
+            basis[:, start: start + len(basis)].fill_diagonal_(1.0)
             try:
-                rows.append(self._products(basis).double())
+                if batched:
+                    try:
+                        rows.append(self._products(basis).double())
+                    except RuntimeError as e:
+                        if _without_double_backward(e) is not e:
+                            raise
+                        batched = False
+                if not batched:
+                    rows.append(torch.stack([self._product(v) for v in basis]).double())
             except (RuntimeError, NotImplementedError) as e:
                 raise _without_double_backward(e) from None
             self.products += len(basis)
@@ -171,7 +181,8 @@ class HessianOperator(CurvatureOperator):
         return ((m + m.T) / 2).cpu()
 
     def _products(self, vs: torch.Tensor) -> torch.Tensor:
-        """H v for each row v of `vs` (already divided by the examples), summed over the batches."""
+        """H v for each row v of `vs`, summed over the batches."""
+        vs = vs / self.obj.n_examples
         rebuilt = () if self.all_kept else (
             self._gradient(batch)[1] for batch in islice(self.obj.batches(), len(self.kept), None))
         out = torch.zeros_like(vs)
