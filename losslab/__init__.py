@@ -23,6 +23,7 @@ _API = {
     "basin": "basin", "behavioral_gradients": "basin",
     "trajectory_geometry": "trajectory",
     "intrinsic_dimension": "dimension", "IntrinsicDimension": "dimension", "layer_inputs": "dimension",
+    "objective_at": "losslab.train.checkpoints",
     "Monitor": "losslab.monitor", "gradient_noise": "losslab.monitor.measures",
 }
 __all__ = sorted(_API)

@@ -14,11 +14,11 @@ import tomllib
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
 
-from losslab.errors import LossLabError
-from losslab.presets import load_raw
-from losslab.limits import MAX_EVALUATIONS, MAX_EXAMPLES, MAX_MAGNITUDE, MAX_SEED, MAX_STEPS
+from losslab.core.errors import LossLabError
+from losslab.core.limits import MAX_EVALUATIONS, MAX_EXAMPLES, MAX_MAGNITUDE, MAX_SEED, MAX_STEPS
+from losslab.core.names import name_problem
 from losslab.optim.registry import OPTIMIZERS, accepted_arguments, base_of, construct
-from losslab.store.names import name_problem
+from losslab.presets import load_raw
 
 
 class Strict(BaseModel):
@@ -417,8 +417,7 @@ def validate(raw: dict) -> RunConfig:
         where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
         # Drop the union-member tag pydantic puts in the location (e.g. task.modular.p -> task.p).
         parts = where.split(".")
-        if len(parts) > 1 and parts[0] in ("task", "model") and parts[1] in ("modular", "parity",
-                                                                              "transformer", "mlp"):
+        if len(parts) > 1 and parts[1] in {"task": TASKS, "model": MODELS}.get(parts[0], ()):
             parts.pop(1)
         where = ".".join(parts)
         msg = err["msg"].removeprefix("Value error, ")

@@ -22,7 +22,7 @@ import torch
 
 from losslab.report.serve import make_server
 from losslab.store import RunStore
-from tests.test_cli import TINY, losslab_here
+from tests.helpers import BODY, FAULT_RUN, TINY, in_mount_namespace, losslab_here, outcome, snapshot, table
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +47,6 @@ def hostile(tmp_path_factory):
         path = files / f"sweep-{name}.toml"
         path.write_bytes(text.encode() if text else 'name = "é"\n'.encode("latin-1"))
     return root, json.loads(out.stdout)["run_id"]
-
-
-def snapshot(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
-            if p.is_file()}
 
 
 BAD = [
@@ -269,23 +264,12 @@ def test_runs_lists_the_folders_it_can_read_whatever_the_index(hostile, tmp_path
 # ---------------------------------------------------------------- read-only and full disks
 
 
-def _in_mount_namespace(script: str) -> subprocess.CompletedProcess:
-    """`script` in a private mount namespace (root: unshare -m; otherwise a user namespace)."""
-    if shutil.which("unshare") is None:
-        pytest.skip("no unshare(1) to mount a read-only or a small file system")
-    for prefix in (["unshare", "-m"], ["unshare", "-rm"]):
-        probe = subprocess.run([*prefix, "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
-        if probe.returncode == 0:
-            return subprocess.run([*prefix, "sh", "-c", script], capture_output=True, text=True, timeout=300)
-    pytest.skip("cannot mount in a private namespace here (needs root or user namespaces)")
-
-
 def test_a_read_only_store_is_read(hostile, tmp_path):
     root, run_id = hostile
     shutil.copytree(root / "runs", tmp_path / "src")
     (tmp_path / "ro").mkdir()
     cli = f"{sys.executable} -m losslab.cli"
-    done = _in_mount_namespace(
+    done = in_mount_namespace(
         f"mount --bind -o ro {tmp_path / 'src'} {tmp_path / 'ro'} && cd {Path.cwd()} && "
         f"{cli} runs --out {tmp_path / 'ro'} --json > {tmp_path / 'runs.json'} && "
         f"{cli} report {run_id} --out {tmp_path / 'ro'} --html {tmp_path / 'page.html'} && "
@@ -301,13 +285,12 @@ def test_a_read_only_store_is_read(hostile, tmp_path):
 
 
 def test_a_full_disk_interrupts_the_run_which_resumes_bit_for_bit_once_there_is_room(tmp_path):
-    from tests.test_faults import FAULT_RUN, outcome
 
     sets = " ".join(f"--set {s}" for s in FAULT_RUN)
     cli = f"{sys.executable} -m losslab.cli"
     disk = tmp_path / "disk"
     disk.mkdir()
-    done = _in_mount_namespace(
+    done = in_mount_namespace(
         f"cd {Path.cwd()} && {cli} run parity {sets} --set 'name=\"whole\"' --out {tmp_path / 'whole'} > /dev/null"
         f" && mount -t tmpfs -o size=100k tmpfs {disk} && {cli} run parity {sets} --set 'name=\"full\"' --out {disk};"
         f" echo exit=$?; cp -r {disk} {tmp_path / 'kept'} && mount -o remount,size=20m {disk} && "
@@ -326,7 +309,6 @@ def test_a_full_disk_interrupts_the_run_which_resumes_bit_for_bit_once_there_is_
 
 
 def test_a_killed_sweep_takes_its_workers_with_it_and_a_rerun_finishes_it(tmp_path):
-    from tests.test_stop import BODY, table
 
     (tmp_path / "stop.toml").write_text(BODY)
     store = tmp_path / "runs"
@@ -353,7 +335,6 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_a_rerun_finishes_it(tmp_pa
 
 
 def test_a_second_copy_of_a_running_sweep_is_refused_and_stale_failures_go(tmp_path):
-    from tests.test_stop import BODY
 
     # runs long enough (a second each) that the first copy is still at its first point when the second asks
     (tmp_path / "stop.toml").write_text(BODY.replace("seed = [0, 1, 2, 3]", "seed = [0, 1]"))

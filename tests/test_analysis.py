@@ -9,13 +9,13 @@ import torch
 
 from losslab.store import RunStore
 from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
-from tests.test_cli import TINY, losslab
+from tests.helpers import TINY, losslab_here
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
-    out = losslab("run", "grokking", *TINY, "--set", "train.max_steps=120", "--out", root, "--json")
+    out = losslab_here("run", "grokking", *TINY, "--set", "train.max_steps=120", "--out", root, "--json")
     assert out.returncode == 0, out.stderr
     return root, json.loads(out.stdout)["run_id"]
 
@@ -28,13 +28,17 @@ def test_checkpoints_load_into_the_runs_model(tiny_run):
     loss = load_checkpoint(run, 0).objective().value
     first = [v for s, split, name, v in run.metric_rows() if s == 0 and split == "train" and name == "loss"][0]
     assert loss == pytest.approx(first, rel=1e-5)
+    import losslab as ll  # the public bridge from a run folder to an objective
+
+    assert ll.objective_at(run.path, 0).value == loss
+    assert ll.objective_at(run, 0, "val").value != loss
 
 
 def test_hessian_dense_agrees_with_lanczos(tmp_path):
     store = tmp_path / "store"
-    out = losslab("run", "parity", "--set", "model.width=8", "--set", "train.max_steps=30", "--out", store, "--json")
+    out = losslab_here("run", "parity", "--set", "model.width=8", "--set", "train.max_steps=30", "--out", store, "--json")
     run_id = json.loads(out.stdout)["run_id"]
-    out = losslab("hessian", run_id, "--out", store, "--dense", "--which", "both", "--k", "2", "--json")
+    out = losslab_here("hessian", run_id, "--out", store, "--dense", "--which", "both", "--k", "2", "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     eigenvalues = np.array(r["eigenvalues"])
@@ -45,7 +49,7 @@ def test_hessian_dense_agrees_with_lanczos(tmp_path):
 
 def test_hessian_command(tiny_run):
     root, run_id = tiny_run
-    out = losslab("hessian", run_id, "--out", root, "--which", "both", "--k", "3", "--trace", "--density", "--json")
+    out = losslab_here("hessian", run_id, "--out", root, "--which", "both", "--k", "3", "--trace", "--density", "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["step"] == 120 and len(r["top"]) == 3 and len(r["bottom"]) == 3
@@ -65,9 +69,9 @@ def test_hessian_command(tiny_run):
     assert sum(int(count.replace(",", "")) for _, count, _ in done) == r["hessian_vector_products"]
     assert all(total == "" or total == count for _, count, total in done)
     # another analysis of the same checkpoint keeps this one (each is keyed by its settings)
-    again = json.loads(losslab("hessian", run_id, "--out", root, "--k", "2", "--json").stdout)
+    again = json.loads(losslab_here("hessian", run_id, "--out", root, "--k", "2", "--json").stdout)
     assert again["file"] != r["file"] and json.loads(open(r["file"]).read())["top"] == r["top"]
-    listed = json.loads(losslab("show", run_id, "--out", root, "--json").stdout)["analyses"]
+    listed = json.loads(losslab_here("show", run_id, "--out", root, "--json").stdout)["analyses"]
     assert {r["file"], again["file"]} <= {a["file"] for a in listed}
     assert {a["settings"]["k"] for a in listed if a["file"] in (r["file"], again["file"])} == {2, 3}
 
@@ -81,7 +85,7 @@ def test_hessian_command(tiny_run):
 ])
 def test_bad_analysis_input_is_one_line(tiny_run, args, message):
     root, run_id = tiny_run
-    out = losslab(*[run_id if a == "RUN" else a for a in args], "--out", root)
+    out = losslab_here(*[run_id if a == "RUN" else a for a in args], "--out", root)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
 
 
@@ -156,7 +160,7 @@ def test_a_trajectory_on_a_known_plane_projects_to_its_coordinates():
 
 def test_a_pca_plane_spans_the_trajectory_and_draws_it(tiny_run):
     root, run_id = tiny_run
-    out = losslab("landscape", run_id, "--out", root, "--dims", "2", "--direction", "pca1", "--direction2", "pca2",
+    out = losslab_here("landscape", run_id, "--out", root, "--dims", "2", "--direction", "pca1", "--direction2", "pca2",
                   "--points", "7", "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
@@ -170,17 +174,17 @@ def test_a_pca_plane_spans_the_trajectory_and_draws_it(tiny_run):
 
 def test_landscape_command(tiny_run):
     root, run_id = tiny_run
-    out = losslab("landscape", run_id, "--out", root, "--dims", "2", "--points", "5", "--json")
+    out = losslab_here("landscape", run_id, "--out", root, "--dims", "2", "--points", "5", "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert np.array(r["loss"]).shape == (5, 5) and r["seeds"] == [0, 1] and r["figure"].endswith(".png")
     assert re.search(r"^losslab: landscape of .*: grid points: 25/25 in [\d.]+ s, done$", out.stderr, re.M)
     page = open(r["figure_3d"]).read()  # interactive, and viewable offline: plotly.js is inside
     assert "Plotly.newPlot" in page and "<script src=\"http" not in page and "log10 loss" in page
-    out = losslab("landscape", run_id, "--out", root, "--all-checkpoints", "--points", "5", "--json")
+    out = losslab_here("landscape", run_id, "--out", root, "--all-checkpoints", "--points", "5", "--json")
     r = json.loads(out.stdout)
     assert np.array(r["loss"]).shape == (len(r["steps"]), 5)
-    out = losslab("landscape", run_id, "--out", root, "--direction", "step", "--points", "3", "--json")
+    out = losslab_here("landscape", run_id, "--out", root, "--direction", "step", "--points", "3", "--json")
     assert out.returncode == 0, out.stderr
 
 
@@ -196,7 +200,7 @@ def test_landscape_command(tiny_run):
 ])
 def test_bad_landscape_input_is_one_line(tiny_run, args, message):
     root, run_id = tiny_run
-    out = losslab("landscape", run_id, *args, "--points" if "--points" not in args else "--seed", "5", "--out", root)
+    out = losslab_here("landscape", run_id, *args, "--points" if "--points" not in args else "--seed", "5", "--out", root)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
 
 
@@ -228,7 +232,7 @@ def test_first_layer_shortcut_gives_the_plain_values(tmp_path):
 
 def test_sharpness_command(tiny_run):
     root, run_id = tiny_run
-    out = losslab("sharpness", run_id, "--out", root, "--steps", "5", "--restarts", "1", "--json")
+    out = losslab_here("sharpness", run_id, "--out", root, "--steps", "5", "--restarts", "1", "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["sam"]["sharpness"] > 0 and r["keskar"]["sharpness"] > 0 and r["sam"]["starts"] == 2
@@ -237,7 +241,7 @@ def test_sharpness_command(tiny_run):
     assert r["sam"]["steps"] <= 2 * 5
     pre = r["preconditioned"]  # the tiny run trains with AdamW
     assert pre["preconditioned_lambda_max"] > 0 and pre["threshold"] == pytest.approx(3.8 / (0.1 * 3e-3))
-    bad = losslab("sharpness", run_id, "--out", root, "--rho", "-1")
+    bad = losslab_here("sharpness", run_id, "--out", root, "--rho", "-1")
     assert bad.returncode == 2 and "--rho': -1 is not in (0, inf]" in bad.stderr
 
 
@@ -266,11 +270,11 @@ def test_probes_during_training_match_the_checkpoints(tmp_path):
 
 def test_basin_command(tmp_path):
     store = tmp_path / "store"
-    out = losslab("run", "parity", "--set", "loss=mse", "--set", "model.width=8", "--set", "train.max_steps=50",
+    out = losslab_here("run", "parity", "--set", "loss=mse", "--set", "model.width=8", "--set", "train.max_steps=50",
                   "--out", store, "--json")
     assert out.returncode == 0, out.stderr
     run_id = json.loads(out.stdout)["run_id"]
-    out = losslab("basin", run_id, "--out", store, "--max-examples", "40", "--json")
+    out = losslab_here("basin", run_id, "--out", store, "--max-examples", "40", "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["examples"] == 40 and r["outputs"] == 1 and r["n_params"] == 50 * 8 + 8 + 8
@@ -280,7 +284,7 @@ def test_basin_command(tmp_path):
 
 def test_trajectory_command(tiny_run):
     root, run_id = tiny_run
-    out = losslab("trajectory", run_id, "--out", root, "--json")
+    out = losslab_here("trajectory", run_id, "--out", root, "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     n = len(r["steps"])
@@ -296,5 +300,5 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_one_line(tmp_path, tiny_ru
     shutil.copytree(root / run_id, copy)
     config = copy / "config.toml"
     config.write_text(config.read_text().replace("d_model = 32", "d_model = 48"))
-    out = losslab("hessian", copy, "--out", tmp_path)
+    out = losslab_here("hessian", copy, "--out", tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "does not fit its config" in out.stderr

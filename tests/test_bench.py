@@ -8,7 +8,7 @@ import pytest
 
 from losslab.bench.scoring import bootstrap_intervals, performance_ratios, profile, score, scores
 from losslab.bench.suite import trial_points
-from tests.test_cli import losslab, losslab_here
+from tests.helpers import losslab_here
 
 INF = math.inf
 TIMES = {"A": {"w1": 10.0, "w2": 20.0, "w3": INF},
@@ -57,7 +57,7 @@ def test_trial_points_are_quasi_random_in_the_search_space():
 
 
 def test_bench_optim_command(tmp_path):
-    out = losslab("bench-optim", "quick", "--optimizers", "adam,sgd,muon", "--trials", "1",
+    out = losslab_here("bench-optim", "quick", "--optimizers", "adam,sgd,muon", "--trials", "1",
                   "--workloads", "digits-mlp,logreg", "--out", tmp_path, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -68,7 +68,7 @@ def test_bench_optim_command(tmp_path):
     assert (folder / "profile.png").exists() and (folder / "results.json").exists()
     trials = json.loads((folder / "trials.json").read_text())
     assert len(trials) == 6 and all(t["run_id"] for t in trials if t["workload"] == "digits-mlp")
-    runs = json.loads(losslab("runs", "--out", tmp_path, "--json").stdout)
+    runs = json.loads(losslab_here("runs", "--out", tmp_path, "--json").stdout)
     assert len(runs) == 3  # the digits trials went through the store
 
 

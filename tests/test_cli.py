@@ -1,44 +1,18 @@
 """The command as a user runs it: JSON outputs, and bad input as one line with exit 2."""
 
-import contextlib
-import io
 import json
 import subprocess
 import sys
 
 import pytest
 
-TINY = ["--set", "task.p=11", "--set", "model.d_model=32", "--set", "model.d_mlp=64",
-        "--set", "train.max_steps=40", "--set", "train.eval_every=10", "--set", "optim.lr=3e-3"]
-
-
-def losslab(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "losslab.cli", *map(str, args)], capture_output=True,
-                          text=True, cwd=cwd)
-
-
-def losslab_here(*args) -> subprocess.CompletedProcess:
-    """The command's entry point run in this process (no interpreter start, no torch import: 3 s
-    saved a call), for checks of bad input; the same main() as `losslab` on the command line."""
-    from losslab.cli import main
-
-    stdout, stderr = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["losslab", *map(str, args)]
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = argv
-    return subprocess.CompletedProcess(args, code, stdout.getvalue(), stderr.getvalue())
+from tests.helpers import TINY, losslab, losslab_here
 
 
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("store")
-    out = losslab("run", "grokking", *TINY, "--out", root, "--json")
+    out = losslab_here("run", "grokking", *TINY, "--out", root, "--json")
     assert out.returncode == 0, out.stderr
     return root, json.loads(out.stdout)
 
@@ -53,17 +27,17 @@ def test_run_json_has_the_promised_fields(finished_run):
 
 def test_runs_and_show(finished_run):
     root, s = finished_run
-    listed = json.loads(losslab("runs", "--out", root, "--json").stdout)
+    listed = json.loads(losslab_here("runs", "--out", root, "--json").stdout)
     assert [r["run_id"] for r in listed] == [s["run_id"]]
-    shown = json.loads(losslab("show", s["run_id"], "--out", root, "--json").stdout)
+    shown = json.loads(losslab_here("show", s["run_id"], "--out", root, "--json").stdout)
     assert shown["config"]["task"]["p"] == 11 and shown["files"]["figures"][0].endswith("grokking.png")
     assert shown["files"]["checkpoints"]
-    text = losslab("show", s["run_dir"]).stdout
+    text = losslab_here("show", s["run_dir"]).stdout
     assert s["run_id"] in text and "[task]" in text
 
 
 def test_presets_json():
-    presets = json.loads(losslab("presets", "--json").stdout)
+    presets = json.loads(losslab_here("presets", "--json").stdout)
     assert {"grokking", "parity", "grokking-paper"} <= {p["name"] for p in presets if p["kind"] == "run"}
     assert {"phase-diagram", "weight-decay-switch"} <= {p["name"] for p in presets if p["kind"] == "sweep"}
     assert all(p["description"] for p in presets)
@@ -81,7 +55,7 @@ def test_a_built_in_sweep_runs_by_name_and_presets_need_no_torch(tmp_path):
                            "'presets']; import losslab.cli.runs as r; r.presets(); print('torch' in sys.modules)"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip().endswith("False"), done.stderr
-    version = losslab("--version")
+    version = losslab_here("--version")
     assert version.returncode == 0 and version.stdout.startswith("losslab ")
 
 
@@ -135,7 +109,8 @@ def test_off_a_terminal_a_long_stage_says_where_it_is_even_while_nothing_is_coun
     PROGRESS_LINE_S seconds to a log, with its count so far, and one as it ends."""
     import time
 
-    from losslab import cli, progress
+    from losslab.cli import common as cli
+    from losslab.core import progress
 
     monkeypatch.setattr(cli, "PROGRESS_LINE_S", 0.1)
     with cli.stages("gallery") as stage:

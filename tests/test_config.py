@@ -1,8 +1,8 @@
 import pytest
 
 from losslab.config import load_config, parse_value
+from losslab.core.errors import LossLabError
 from losslab.presets import preset_names
-from losslab.errors import LossLabError
 
 
 def test_every_preset_validates():
@@ -103,3 +103,15 @@ def test_file_config_with_defaults(tmp_path):
     f.write_text('name = "mine"\n[task]\np = 31\n[optim]\nname = "sgd"\nmomentum = 0.9\nnesterov = true\n')
     cfg = load_config(f)
     assert cfg.task.p == 31 and cfg.model.name == "transformer" and cfg.optim.kwargs["nesterov"] is True
+
+
+@pytest.mark.parametrize("assignments, key", [
+    (["task.name=zipf", "task.n_classes=1"], "task.n_classes"), (["task.name=digits", "task.val_fraction=2"],
+                                                                   "task.val_fraction"),
+    (["task.name=parity", "task.n=0"], "task.n"), (["task.p=1"], "task.p"),
+    (["model.name=mlp", "model.width=0"], "model.width"), (["model.n_layers=0"], "model.n_layers")])
+def test_an_error_names_the_key_as_set_takes_it_for_every_task_and_model(assignments, key):
+    """pydantic locates an error inside a union member (task.zipf.n_classes): the message names the
+    key `--set` takes, for every task and model of the registries."""
+    with pytest.raises(LossLabError, match=rf"^config {key}: "):
+        load_config("grokking", assignments)

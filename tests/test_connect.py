@@ -9,7 +9,7 @@ import torch
 from losslab.analysis.connect import barrier, curve_weights, match_weights
 from losslab.config import load_config
 from losslab.train.loop import train
-from tests.test_cli import TINY, losslab, losslab_here
+from tests.helpers import TINY, losslab_here
 
 DIGITS = ["task.name=digits", "loss=cross_entropy", "model.width=64", "train.max_steps=300", "optim.name=adam",
           "optim.lr=3e-3", "train.batch_size=128", "train.eval_every=50", "train.stop_after_t4=100000",
@@ -68,7 +68,7 @@ def test_the_curve_has_a_lower_barrier_than_the_line(two_digit_mlps):
     rises well above its ends; a trained Bezier curve, and the line to B aligned by weight
     matching, much less."""
     store, ids = two_digit_mlps
-    out = losslab("connect", *ids, "--align", "--steps", 300, "--out", store.root, "--json")
+    out = losslab_here("connect", *ids, "--align", "--steps", 300, "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     b = result["barriers"]
@@ -76,14 +76,14 @@ def test_the_curve_has_a_lower_barrier_than_the_line(two_digit_mlps):
     assert min(result["paths"]["bezier"]["val_acc"]) > 0.8
     assert f"connect_{ids[1]}_bezier1_" in result["file"] and result["figure"].endswith(".png")
     # a polychain beside it: both results kept
-    other = json.loads(losslab("connect", *ids, "--curve", "polychain", "--steps", 20, "--out", store.root,
+    other = json.loads(losslab_here("connect", *ids, "--curve", "polychain", "--steps", 20, "--out", store.root,
                                "--json").stdout)
     assert other["file"] != result["file"] and json.loads(open(result["file"]).read())["curve"] == "bezier"
 
 
 def test_bad_input_to_connect(two_digit_mlps, tmp_path):
     store, ids = two_digit_mlps
-    other = json.loads(losslab("run", "grokking", *TINY, "--out", store.root, "--json").stdout)["run_id"]
+    other = json.loads(losslab_here("run", "grokking", *TINY, "--out", store.root, "--json").stdout)["run_id"]
     own_data = train(load_config("parity", [*DIGITS[:-1], "train.max_steps=1"], seed=1), store)["run_id"]
     for args, message in [([ids[0], other], "different architectures"),
                           ([ids[0], own_data], "trained on different data (task or data seed)"),

@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from losslab.analysis.double_descent import (descent_peak, epochwise, mlp_width_risk, noisy_digits,
-                                             random_features_risk)
-from tests.test_cli import losslab, losslab_here
+from losslab.analysis.double_descent import descent_peak, epochwise, mlp_width_risk, noisy_digits, random_features_risk
+from tests.helpers import losslab_here
 
 
 @pytest.mark.parametrize("n_train", [40, 100])
@@ -60,7 +59,7 @@ def test_epochwise_finds_descent_rise_descent():
 def test_double_descent_command(tmp_path):
     """Each study with its settings in its own folder (a second call with other settings keeps the
     first's figure), listed in the index; a setting of the other model is refused."""
-    out = losslab("double-descent", "--n-train", 40, "--seeds", 3, "--out", tmp_path, "--json")
+    out = losslab_here("double-descent", "--n-train", 40, "--seeds", 3, "--out", tmp_path, "--json")
     assert out.returncode == 0, out.stderr
     first = json.loads(out.stdout)
     assert first["peak_at"] == 40 and Path(first["figure"]).is_file()

@@ -1,6 +1,6 @@
 from losslab.config import EventsConfig
-from losslab.train.cadence import eval_steps, log_spaced
 from losslab.monitor.events import EventDetector, outcome
+from losslab.train.cadence import eval_steps, log_spaced
 
 
 def test_events_on_a_synthetic_grokking_curve():

@@ -1,43 +1,31 @@
 """A run folder is crash-consistent: a kill at any write boundary resumes to the same run.
 
 Each write of the store passes write boundaries (a file written, a file in place, an index
-row). These tests stop a run at every one of them, in process (an exception nothing catches,
-which leaves the disk exactly as a kill would) and, for a few and then all in the slow suite,
-with a real SIGKILL through LOSSLAB_KILL_AT_WRITE; then they resume it and compare every
-metric row, the events, the signature and the final metrics with an uninterrupted run.
+row). These tests stop a run at them in process (an exception nothing catches, which leaves
+the disk exactly as a kill would): the first and the last boundary of each kind in the default
+suite, every one in the slow suite; and with a real SIGKILL through LOSSLAB_KILL_AT_WRITE, once
+and then at every boundary in the slow suite. Then they resume it and compare every metric row,
+the events, the signature and the final metrics with an uninterrupted run.
 """
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-import losslab.store.files as files
+import losslab.core.files as files
 from losslab.config import load_config
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.store import RunStore
 from losslab.train.loop import finish, prepare, prepare_resume
-
-# minibatch SGD with every probe that keeps state across steps, a weight-decay switch at t2 and
-# a stop 7 steps after t4 (off the evaluation grid): what a resume must restore
-FAULT_RUN = ["task.n=10", "model.width=50", "task.n_train=100", "train.max_steps=400", "train.eval_every=10",
-             "train.stop_after_t4=7", "probes.every=30", "probes.hessian=true", "train.checkpoint_every_s=1e9",
-             "optim.weight_decay_after_t2=0.02", "train.record_loss_steps=50"]
+from tests.helpers import FAULT_RUN, outcome
 
 
 class Killed(BaseException):
     """Raised at a write boundary: nothing in losslab catches it, so the disk stays as a kill leaves it."""
-
-
-def outcome(store: RunStore, run_id: str) -> dict:
-    """What a resumed run must reproduce: every metric row but the clock's, events, final, signature."""
-    run = store.find(run_id)
-    summary = run.summary()
-    return {"rows": [r for r in run.metric_rows() if r[2] != "train_s"], "status": summary["status"],
-            "steps": summary["steps"], "events": summary["events"], "final": summary["final"],
-            "signature": summary.get("signature")}
 
 
 def boundaries(hook, monkeypatch, work):
@@ -72,22 +60,46 @@ def reference(tmp_path_factory):
     return cfg, labels, whole
 
 
-def test_a_kill_at_every_write_boundary_resumes_to_the_same_run(reference, tmp_path, monkeypatch):
+def kill_and_resume(cfg, boundary: int, store: RunStore, monkeypatch) -> None:
+    """The run stopped at its `boundary`-th write boundary, then resumed (or run again)."""
+    seen = 0
+
+    def kill_here(at):
+        nonlocal seen
+        seen += 1
+        if seen == boundary:
+            raise Killed(at)
+    with pytest.raises(Killed):
+        boundaries(kill_here, monkeypatch, lambda: finish(prepare(cfg, store, "r"), figures=False))
+    restart(store, "r", cfg)
+
+
+def first_and_last_of_each_kind(labels: list[str]) -> list[int]:
+    """The boundaries (counted from 1) that open and close each kind (a label, its steps and
+    numbers aside: every checkpoint's "in place" is one kind)."""
+    kinds: dict[str, list[int]] = {}
+    for k, label in enumerate(labels, 1):
+        kinds.setdefault(re.sub(r"\d+", "N", label), []).append(k)
+    return sorted({k for ks in kinds.values() for k in (ks[0], ks[-1])})
+
+
+def test_a_kill_at_the_first_and_last_write_boundary_of_each_kind_resumes_to_the_same_run(reference, tmp_path,
+                                                                                           monkeypatch):
     cfg, labels, whole = reference
     assert len(labels) > 40 and {"metrics.parquet in place", "index row"} <= set(labels)
-    for k, label in enumerate(labels, 1):
-        store = RunStore(tmp_path / str(k))
-        seen = 0
+    chosen = first_and_last_of_each_kind(labels)
+    assert 1 in chosen and len(labels) in chosen and len(chosen) < len(labels)
+    for k in chosen:
+        kill_and_resume(cfg, k, RunStore(tmp_path / str(k)), monkeypatch)
+        assert outcome(RunStore(tmp_path / str(k)), "r") == whole, f"killed at boundary {k} ({labels[k - 1]})"
 
-        def kill_here(at):
-            nonlocal seen
-            seen += 1
-            if seen == k:
-                raise Killed(at)
-        with pytest.raises(Killed):
-            boundaries(kill_here, monkeypatch, lambda: finish(prepare(cfg, store, "r"), figures=False))
-        restart(store, "r", cfg)
-        assert outcome(store, "r") == whole, f"killed at boundary {k} ({label})"
+
+@pytest.mark.slow
+def test_a_kill_at_every_write_boundary_resumes_to_the_same_run(reference, tmp_path, monkeypatch):
+    cfg, labels, whole = reference
+    for k, label in enumerate(labels, 1):
+        kill_and_resume(cfg, k, RunStore(tmp_path / str(k)), monkeypatch)
+        assert outcome(RunStore(tmp_path / str(k)), "r") == whole, f"killed at boundary {k} ({label})"
 
 
 def sigkill_then_resume(store, k: int, whole: dict) -> None:

@@ -4,13 +4,11 @@ its cache, its refusals) and its page in headless Chromium."""
 import json
 import os
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
 from losslab.gallery import select
-from tests.test_cli import losslab_here
-from tests.test_report import browser  # noqa: F401 - the fixture
+from tests.helpers import losslab_here
 
 REDUCED = {
     # the grokking figures share one run (about a minute): the gallery's quick one
@@ -58,19 +56,48 @@ def test_every_entry_has_a_reduced_instance_here():
     assert set(REDUCED) == {e.name for e in select(None)}
 
 
-# claims that do not come out here, each with what was measured instead (shown so on the page)
-NOT_REPRODUCED = {"grokking-trajectory", "skip-connections", "grokking-phase-diagram", "grokking-power-law",
-                  "gradient-clipping"}
+def _region(runs) -> bool:
+    """At every learning rate the least weight decay did not grok and the most did."""
+    rates = sorted({r["axis:optim.lr"] for r in runs})
+    by_rate = [[r["grokked"] for r in sorted(runs, key=lambda r: r["axis:optim.weight_decay"])
+                if r["axis:optim.lr"] == lr] for lr in rates]
+    return all(not g[0] and g[-1] for g in by_rate)
 
 
-# several grokking runs each (minutes): run with -m slow
-SLOW = {"grokking-power-law", "s5", "gradient-clipping", "modular-division"}
+def _falling(mean: dict) -> bool:
+    return len(mean) > 1 and [mean[r] for r in sorted(mean, key=float)] == sorted(mean.values(), reverse=True)
+
+
+# the claims that have not come out on the reduced instances, each judged again here from what was measured
+# by its own words (so that a reproduction that improves shows as held, and the test says so, not fails)
+JUDGED = {
+    "grokking-trajectory": lambda m: m["explained_by_two"] > 0.98 and m["cos_theta0"][-1] < 0.5 * m["cos_theta0"][1]
+    and np.median(m["cos_previous"]) > 0.95,
+    "skip-connections": lambda m: m["mean_ratio"]["without skips"] > 3 * m["mean_ratio"]["with skips"],
+    "grokking-phase-diagram": lambda m: _region(m["runs"]) and m["auc_energy"] is not None and m["auc_energy"] > 0.8,
+    "grokking-power-law": lambda m: bool(m["fit"]) and m["fit"]["r2"] > 0.95 and _falling(m["mean_t4"]),
+    "gradient-clipping": lambda m: None not in m["t4"].values() and list(m["t4"].values()) == sorted(m["t4"].values())
+    and list(m["t4"].values())[-1] > list(m["t4"].values())[0]
+    and list(m["spike"].values())[-1] < list(m["spike"].values())[0],
+}
+
+
+# in the slow suite (-m slow): the entries that train several grokking runs (minutes), those that share the
+# gallery's quick grokking run (about 80 s), and those over about 7 s here; the default suite keeps the rest
+SLOW = {"grokking-power-law", "s5", "gradient-clipping", "modular-division",
+        "grokking", "grokking-curvature", "grokking-trajectory", "grokking-landscape", "grokking-dimension",
+        "epochwise-double-descent", "skip-connections", "grokking-phase-diagram", "heavy-tailed-classes",
+        "algoperf-profile", "exponential-lr", "label-noise-threshold", "muon-logistic", "weight-decay-switch"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in REDUCED])
 def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
     measured, figure = select([name])[0].make(REDUCED[name], folder)
-    assert measured["held"] is (name not in NOT_REPRODUCED), measured["outcome"]
+    if name in JUDGED:
+        assert measured["held"] is bool(JUDGED[name](measured)), measured["outcome"]
+        print(f"{name}: {'held' if measured['held'] else 'not held'}: {measured['outcome']}")
+    else:
+        assert measured["held"] is True, measured["outcome"]
     assert figure.axes and all(ax.has_data() for ax in figure.axes)
     if name == "double-descent":
         assert measured["peak_at"] == 60
@@ -91,25 +118,23 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
     if name == "grokking-curvature":
         assert list(figure.axes[0].lines[0].get_ydata()) == measured["lambda_max"]
         assert measured["collapse"] < 0.1 and measured["slingshot_rise"] > 10
-    if name == "grokking-trajectory":  # the cosines come out; two directions hold 93%, not the paper's > 98%
+    if name == "grokking-trajectory":  # the variance in two directions is the spectrum's
         assert measured["explained_by_two"] == pytest.approx(sum(measured["explained_variance"][:2]))
-        assert 0.85 < measured["explained_by_two"] < 0.98 and measured["cos_theta0"][-1] < 0.5 * measured["cos_theta0"][1]
     if name == "muon-logistic":  # the points drawn are each step's spread, the curves the test losses
         for line, points, loss in zip(figure.axes[0].lines, figure.axes[1].lines, measured["test_loss"].values()):
             assert list(line.get_ydata()) == loss and len(points.get_ydata()) == 10 * 40
             assert np.median(points.get_ydata()) == pytest.approx(measured["median_spread"][line.get_label()])
     if name == "algoperf-profile":  # the profiles drawn are the scores' (a step at each ratio within r_max)
         assert figure.axes[1].get_legend().get_texts()[0].get_text().endswith(f"({max(measured['scores'].values()):.3f})")
-    if name == "grokking-phase-diagram":  # the region comes out, the energy does not rank; the maps are the runs'
+    if name == "grokking-phase-diagram":  # the maps are the runs', the verdict on the region its outcome's
         runs = measured["runs"]
-        assert [r["grokked"] for r in runs] == [False, False, True] and measured["auc_energy"] <= 0.8
-        assert "at every rate the least weight decay did not and the most did" in measured["outcome"]
+        assert ("at every rate the least weight decay did not and the most did" in measured["outcome"]) == _region(runs)
         shown = [ax.images[0].get_array() for ax in figure.axes if ax.images]
         assert np.allclose(shown[0].ravel(), [r["val_acc"] for r in runs])
         assert np.allclose(shown[2].ravel(), np.log10([r["signature_energy"] for r in runs]))
-    if name == "grokking-power-law":  # t4 does not fall steadily with r at one seed; the law drawn is the one fitted
+    if name == "grokking-power-law":  # the points are the mean t4s, the law drawn is the one fitted
         t4, fit = list(measured["mean_t4"].values()), measured["fit"]
-        assert len(t4) == 4 and (t4 != sorted(t4, reverse=True) or fit["r2"] <= 0.95)
+        assert len(t4) == 4
         assert figure.axes[0].collections[0].get_offsets()[:, 1].tolist() == t4
         law = figure.axes[0].lines[0]
         assert law.get_ydata()[0] == pytest.approx(fit["a"] * law.get_xdata()[0] ** -fit["gamma"] + fit["b"])
@@ -163,7 +188,6 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
     if name == "heavy-tailed-classes":
         (gd_start, gd_end), (adam_start, adam_end) = measured["rarest_group_loss"].values()
         assert gd_start == adam_start and adam_end < gd_end  # one initialization, two optimizers
-    plt.close(figure)
 
 
 def test_the_command_lists_makes_once_and_refuses(tmp_path):

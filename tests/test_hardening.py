@@ -18,11 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import losslab as ll
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
+from losslab.core.files import StoreWriteError, atomic_write
 from losslab.store import RunStore
-from losslab.store.files import StoreWriteError, atomic_write
-from tests.test_adversarial import _in_mount_namespace, snapshot
-from tests.test_cli import TINY, losslab_here
+from tests.helpers import TINY, in_mount_namespace, losslab_here, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -213,7 +212,7 @@ def test_a_failed_torch_save_leaves_no_temporary_and_reads_as_a_full_disk(tmp_pa
     with pytest.raises(StoreWriteError) as caught:
         atomic_write(tmp_path / "step.pt", half_then_fail)
     assert not caught.value.full and "PytorchStreamWriter" in str(caught.value)
-    monkeypatch.setattr("losslab.store.files.almost_full", lambda folder: True)
+    monkeypatch.setattr("losslab.core.files.almost_full", lambda folder: True)
     with pytest.raises(StoreWriteError) as caught:
         atomic_write(tmp_path / "step.pt", half_then_fail)
     assert caught.value.full and "the disk is full" in str(caught.value)
@@ -230,7 +229,7 @@ def test_a_run_whose_checkpoint_meets_a_full_disk_ends_interrupted_and_resumes(t
             raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
         return real_save(obj, f, *args, **kwargs)
     monkeypatch.setattr(torch, "save", save_until_full)
-    monkeypatch.setattr("losslab.store.files.almost_full", lambda folder: True)
+    monkeypatch.setattr("losslab.core.files.almost_full", lambda folder: True)
     root = tmp_path / "runs"
     done = losslab_here("run", "grokking", *TINY, "--out", root)
     assert done.returncode == 2 and "the disk is full" in done.stderr, done.stderr
@@ -283,7 +282,7 @@ def test_a_read_only_store_is_refused_before_any_work(store, tmp_path):
     sweep.write_text('name = "ro"\nbase = "parity"\nset = ["train.max_steps=20"]\n[grid]\nseed = [0]\n')
     (tmp_path / "ro").mkdir()
     cli = f"{sys.executable} -m losslab.cli"
-    done = _in_mount_namespace(
+    done = in_mount_namespace(
         f"mount --bind -o ro {root} {tmp_path / 'ro'} && cd {Path.cwd()} && "
         + " ; ".join(f"{cli} {args} --out {tmp_path / 'ro'} 2>> {tmp_path / 'err'}; echo exit=$?"
                      for args in (f"hessian {run_id}", f"resume {run_id}", f"sweep {sweep}",

@@ -234,7 +234,7 @@ def test_adam_preconditioned_sharpness_against_the_dense_matrix():
     result = preconditioned_sharpness(obj, opt)
     assert result.optimizer == "adam" and result.lambda_max == pytest.approx(exact, rel=1e-6)
     assert result.threshold == pytest.approx(3.8 / (0.1 * 0.01))
-    from losslab.errors import LossLabError
+    from losslab.core.errors import LossLabError
     with pytest.raises(LossLabError, match="reads the state of Adam, AdamW or Shampoo, not SGD"):
         preconditioned_sharpness(obj, torch.optim.SGD(obj.model.parameters(), lr=0.1))
 
@@ -258,7 +258,7 @@ def test_adam_preconditioned_sharpness_over_param_groups_of_several_rates_agains
     own eps): a parameter of the second is stepped by 0.03 P^-1 m = 0.01 (P / 3)^-1 m, so P^-1 H is
     diag(1 / P, 3 / P) H against the first group's threshold; one beta1 for all, or refused."""
     from losslab.analysis.sharpness import preconditioned_sharpness
-    from losslab.errors import LossLabError
+    from losslab.core.errors import LossLabError
     model, a, obj = matrix_and_vector_quadratic()
     opt = torch.optim.AdamW([{"params": [model.w]}, {"params": [model.b], "lr": 0.03, "eps": 1e-3}], lr=0.01,
                             betas=(0.9, 0.99))

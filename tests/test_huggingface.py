@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 import losslab as ll
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 transformers = pytest.importorskip("transformers", reason="transformers is in the test extra: pip install -e .[test]")
 

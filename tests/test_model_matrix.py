@@ -15,7 +15,7 @@ from torch import nn
 from torch.func import functional_call
 
 import losslab as ll
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 torch.manual_seed(0)
 

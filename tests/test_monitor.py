@@ -12,11 +12,10 @@ import torch.nn.functional as F
 
 import losslab as ll
 from losslab.analysis.signature import run_signature
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.monitor import series
 from losslab.monitor.measures import gradient_noise
-from tests.test_cli import losslab
-from tests.test_report import browser, drawn, open_page  # noqa: F401 - the browser fixture
+from tests.helpers import T, drawn, fake_run, losslab_here, open_page
 
 
 def half_squared(out, y):
@@ -277,17 +276,17 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     mon, *_ = loop(tmp_path, ["grad_norm", "weight_norms", "gradient_noise"], steps=15)
     summary = mon.close()
     root = tmp_path / "runs"
-    listed = json.loads(losslab("runs", "--out", root, "--json").stdout)
+    listed = json.loads(losslab_here("runs", "--out", root, "--json").stdout)
     assert [r["run_id"] for r in listed] == [summary["run_id"]] and listed[0]["status"] == "completed"
-    shown = json.loads(losslab("show", "mine", "--out", root, "--json").stdout)
+    shown = json.loads(losslab_here("show", "mine", "--out", root, "--json").stdout)
     assert shown["monitor"]["optimizer"] == "AdamW" and shown["steps"] == 15
     table = tmp_path / "m.csv"
-    assert losslab("export", "mine", "--out", root, "--table", table).returncode == 0
+    assert losslab_here("export", "mine", "--out", root, "--table", table).returncode == 0
     header = table.read_text().splitlines()[0]
     assert "probe/gradient_noise_scale" in header and "train/step_loss" in header
-    page = losslab("report", "mine", "--out", root, "--json")
+    page = losslab_here("report", "mine", "--out", root, "--json")
     assert page.returncode == 0 and "Monitored in your own training loop" in open(json.loads(page.stdout)["page"]).read()
-    refused = losslab("hessian", "mine", "--out", root)
+    refused = losslab_here("hessian", "mine", "--out", root)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
 
 
@@ -450,8 +449,6 @@ def test_validation_data_give_the_runs_evaluations_and_grokking_events(tmp_path)
 def test_predict_reads_a_monitored_run(tmp_path):
     """A monitored run with validation data is predicted by the predictor of a sweep like any run;
     one without is refused in one line."""
-    from tests.test_predict import T, fake_run
-
     from losslab.store import RunStore
     from losslab.sweep.run import sweep_dir, write_results
 
@@ -472,13 +469,13 @@ def test_predict_reads_a_monitored_run(tmp_path):
                 opt.step()
                 opt.zero_grad()
                 mon.step(loss)
-    out = losslab("predict", "fake", "--steps", T, "--run", "seen", "--out", store.root, "--json")
+    out = losslab_here("predict", "fake", "--steps", T, "--run", "seen", "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
     [predicted] = json.loads(out.stdout)
     assert 0 <= predicted["p_grok"] <= 1
     assert predicted["features"]["val_acc"] == next(v for s, split, n, v in store.find("seen").metric_rows()
                                                     if (s, split, n) == (T, "val", "acc"))
-    refused = losslab("predict", "fake", "--steps", T, "--run", "blind", "--out", store.root)
+    refused = losslab_here("predict", "fake", "--steps", T, "--run", "blind", "--out", store.root)
     assert refused.returncode == 2 and "needs validation data" in refused.stderr and refused.stderr.count("\n") == 1
 
 

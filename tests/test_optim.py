@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from losslab.config import MLPConfig, load_config
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.models.mlp import MLP
 from losslab.optim.muon import HybridMuon, Muon, hidden_matrices, orthogonalize
 from losslab.optim.registry import OPTIMIZERS, construct

@@ -8,7 +8,7 @@ import torch
 
 from losslab.optimize.functions import PROBLEMS, problem
 from losslab.optimize.run import parse_spec, run
-from tests.test_cli import losslab
+from tests.helpers import losslab_here
 
 
 @pytest.mark.parametrize("name", PROBLEMS)
@@ -61,7 +61,7 @@ def test_spec_parsing():
 
 
 def test_optimize_command_writes_figures_animation_and_results(tmp_path):
-    out = losslab("optimize", "rosenbrock", "--optimizers", "adam@0.05,momentum@0.001,muon@0.01",
+    out = losslab_here("optimize", "rosenbrock", "--optimizers", "adam@0.05,momentum@0.001,muon@0.01",
                   "--steps", "60", "--out", tmp_path, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
@@ -73,7 +73,7 @@ def test_optimize_command_writes_figures_animation_and_results(tmp_path):
 
 def test_optimize_bad_input_is_one_line(tmp_path):
     for args in (["nope"], ["rosenbrock", "--optimizers", "lion"], ["rosenbrock", "--steps", "0"]):
-        out = losslab("optimize", *args, "--out", tmp_path)
+        out = losslab_here("optimize", *args, "--out", tmp_path)
         assert out.returncode == 2 and out.stderr.count("\n") == 1, out.stderr
     assert not (tmp_path / "optimize").exists()
 

@@ -8,7 +8,7 @@ import pytest
 from losslab.config import load_config
 from losslab.store import RunStore
 from losslab.train.loop import train
-from tests.test_cli import losslab, losslab_here
+from tests.helpers import losslab_here
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def test_hidden_representations_cluster_by_the_first_k_bits_once_generalized(par
     """At t4 the t-SNE of the hidden layer separates the 2^k codes of the relevant bits (a
     nearest-neighbour vote in the embedding recovers them); at memorization it does not."""
     store, s = parity_run
-    out = losslab("representations", s["run_id"], "--out", store.root, "--json")
+    out = losslab_here("representations", s["run_id"], "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(open(json.loads(out.stdout)["file"]).read())
     steps = result["steps"]
@@ -68,7 +68,7 @@ def test_an_l1_penalty_prunes_parity_to_a_few_units(tmp_path):
     computes the parity (on 20,000 fresh inputs of {-1, +1}^50)."""
     store = RunStore(tmp_path / "runs")
     s = train(load_config("parity-l1"), store)
-    out = losslab("circuit", s["run_id"], "--out", store.root, "--json")
+    out = losslab_here("circuit", s["run_id"], "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert 2 <= r["active"] <= 8 and r["width"] == 100
@@ -80,7 +80,7 @@ def test_an_l1_penalty_prunes_parity_to_a_few_units(tmp_path):
 def test_noise_threshold_brackets_by_bisection(tmp_path):
     """Bisection keeps a bracket [low, high) of width 0.5 / 2^iterations: the run at `low` grokked
     (or low = 0), the run at `high` did not (or high = 0.5)."""
-    out = losslab("noise-threshold", "--n", "12", "--weight-decay", "0.05", "--iterations", "2",
+    out = losslab_here("noise-threshold", "--n", "12", "--weight-decay", "0.05", "--iterations", "2",
                   "--set", "train.max_steps=1500", "--set", "model.width=64", "--out", tmp_path / "runs", "--json")
     assert out.returncode == 0, out.stderr
     (row,) = json.loads(out.stdout)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.sweep.figures import default_axes, phase_figure, power_law_figure, save
 from losslab.sweep.phase import cell_means, fit_power_law, t4_against_fraction
 

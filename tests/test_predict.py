@@ -5,36 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from losslab.config import load_config
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.store import RunStore
 from losslab.sweep.executors import LocalExecutor
 from losslab.sweep.predict import FEATURES, early_features, evaluate, fit, p_grok
 from losslab.sweep.run import Sweep
-from tests.test_cli import losslab, losslab_here
-from tests.test_sweep import sweep_file
-
-T = 100
-
-
-def fake_run(store: RunStore, i: int, oscillates: bool, rng) -> dict:
-    """A finished run whose early loss decays smoothly, or with oscillations (the grokking
-    signature), and that grokked exactly when it oscillated."""
-    t = np.arange(T)
-    loss = 4.6 * np.exp(-t / 30) + 0.05 + rng.normal(scale=1e-3, size=T)
-    if oscillates:
-        loss += 0.3 * np.abs(np.sin(2 * np.pi * t / rng.uniform(8, 20)))
-    rows = [(int(s), "train", "step_loss", float(v)) for s, v in zip(t, loss)]
-    rows += [(s, split, name, v) for s in (0, 50, 100) for split, name, v in
-             [("train", "loss", float(loss[min(s, T - 1)])), ("train", "acc", 0.5), ("val", "loss", 4.0),
-              ("val", "acc", 0.01)]]
-    run = store.create(load_config("grokking", ["name=fake"]), f"fake-{i}")
-    run.write_metrics(rows)
-    summary = {"run_id": run.path.name, "status": "completed", "steps": 1000 if oscillates else 3000,
-               "stop_reason": "max_steps", "events": {"t4": 900 if oscillates else None}, "final": {}, "wall_s": 1.0}
-    run.write_summary(summary)
-    return {"run_id": run.path.name, "status": "completed", "steps": summary["steps"], "grokked": oscillates,
-            "stop_reason": "max_steps"}
+from tests.helpers import T, constant_predictor, fake_run, losslab_here, sweep_file
 
 
 @pytest.fixture
@@ -64,13 +40,6 @@ def test_too_few_of_a_class_is_refused(known):
         evaluate(store, [r for r in rows if not r["grokked"]] + rows[:1], steps=T)
 
 
-def constant_predictor(p: float) -> dict:
-    logit = float(np.log(p / (1 - p)))
-    n = len(FEATURES)
-    return {"steps": 20, "features": list(FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
-            "coef": [0.0] * n, "intercept": logit}
-
-
 @pytest.mark.parametrize("p,stopped", [(0.1, True), (0.9, False)])
 def test_a_sweep_stops_the_runs_predicted_not_to_grok(tmp_path, p, stopped):
     path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n')
@@ -89,7 +58,7 @@ def test_predict_command(known, tmp_path):
     from losslab.sweep.run import sweep_dir, write_results
     sweep_dir(store, "fake").mkdir(parents=True)
     write_results(sweep_dir(store, "fake"), rows)
-    out = losslab("predict", "fake", "--steps", T, "--out", store.root, "--json")
+    out = losslab_here("predict", "fake", "--steps", T, "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["roc_auc"] == 1.0

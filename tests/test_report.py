@@ -1,7 +1,6 @@
 """Reports: the pages of a run and of a sweep, loaded in headless Chromium (no console error, the
 curves drawn, the events shown, text from configs escaped), the read-only server, the exports."""
 
-import io
 import json
 import math
 import shutil
@@ -19,7 +18,7 @@ from losslab.report.pages import write_run_report, write_sweep_report
 from losslab.report.serve import make_server
 from losslab.store import RunStore
 from losslab.train.loop import train
-from tests.test_cli import losslab_here
+from tests.helpers import drawn, losslab_here, open_page
 
 HOSTILE_NAME = "<img src=x onerror=window.pwned=1>"
 HOSTILE_TEXT = "</pre><script>window.pwned=2</script>"
@@ -49,41 +48,6 @@ def store(tmp_path_factory):
                         "--trials", "1", "--studies", "2", "--out", root)
     assert done.returncode == 0, done.stderr
     return runs, summary
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        # no network here: Chromium's background connections would only fail
-        b = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        yield b
-        b.close()
-
-
-def open_page(browser, url):
-    """The page at url, and the console errors and uncaught exceptions it gave while loading."""
-    page = browser.new_page(viewport={"width": 1300, "height": 900})
-    problems = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.goto(url)
-    page.wait_for_load_state("load")
-    return page, problems
-
-
-def drawn(page, selector) -> bool:
-    """The element's screenshot is not one flat color: something is drawn in it."""
-    from PIL import Image
-
-    image = Image.open(io.BytesIO(page.locator(selector).screenshot())).convert("L")
-    low, high = image.getextrema()
-    return high - low > 100 and len(image.getcolors(maxcolors=1 << 16) or []) > 20
 
 
 def test_run_page_holds_the_run_and_escapes_its_text(store):
@@ -184,7 +148,7 @@ def test_benchmark_page_ranks_sorts_and_links_each_trial_run(store, browser):
 
 def test_a_suite_name_finds_its_newest_benchmark(store, tmp_path):
     from losslab.bench.run import find_benchmark
-    from losslab.errors import LossLabError
+    from losslab.core.errors import LossLabError
 
     runs, _ = store
     (first,) = (runs.root / "bench").iterdir()

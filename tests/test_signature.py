@@ -8,7 +8,7 @@ import pytest
 
 from losslab.analysis.signature import hjorth, remove_trend, run_signature, spectral_signature
 from losslab.train.loop import train
-from tests.test_cli import TINY, losslab, losslab_here
+from tests.helpers import TINY, losslab_here
 
 T = 400
 t = np.arange(T)
@@ -92,8 +92,8 @@ def test_a_run_records_every_step_loss_and_its_signature(store, tiny_cfg):
 
 
 def test_signature_command(tmp_path):
-    run = json.loads(losslab("run", "grokking", *TINY, "--out", tmp_path, "--json").stdout)
-    out = losslab("signature", run["run_id"], "--out", tmp_path, "--steps", "30", "--trend", "linear", "--json")
+    run = json.loads(losslab_here("run", "grokking", *TINY, "--out", tmp_path, "--json").stdout)
+    out = losslab_here("signature", run["run_id"], "--out", tmp_path, "--steps", "30", "--trend", "linear", "--json")
     assert out.returncode == 0, out.stderr
     sig = json.loads(out.stdout)
     assert sig["points"] == 30 and sig["trend"] == "linear" and sig["mobility"] > 0

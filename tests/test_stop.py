@@ -14,24 +14,10 @@ import pytest
 from losslab.store import RunStore
 from losslab.sweep.executors import BatchedExecutor, LocalExecutor
 from losslab.sweep.run import Sweep, read_results
+from tests.helpers import BODY, losslab_here, table
 
-# four parity runs of about a second each: two workers' points overlap in training for most of a second
-# (at 600 steps they took 0.3 s, and a CI machine once ran the whole sweep without two training at once)
-BODY = """name = "stop"
-base = "parity"
-set = ["task.n=20", "model.width=100", "train.max_steps=3000", "train.stop_after_t4=1000000"]
-run_figures = false
-[grid]
-seed = [0, 1, 2, 3]
-"""
-KEEP = ("index", "run_id", "status", "steps", "t1", "t2", "t3", "t4", "train_acc", "val_acc", "train_loss",
-        "val_loss", "signature_energy")
 EXECUTORS = {"local-1": ["--workers", "1"], "local-2": ["--workers", "2"],
              "batched": ["--executor", "batched", "--workers", "1"]}
-
-
-def table(rows):
-    return [{k: r[k] for k in KEEP} for r in rows]
 
 
 def rerun_executor(executor: str):
@@ -132,7 +118,6 @@ def test_commands_that_train_many_runs_stop_on_a_signal(tmp_path, command, at_on
 
 
 def test_a_stopped_gallery_keeps_no_figure_of_runs_cut_short_and_a_rerun_finishes_it(tmp_path):
-    from tests.test_cli import losslab_here
 
     args = ["gallery", "--only", "double-descent,weight-decay-switch", "--quick", "--out", tmp_path]
     proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", *args], stdout=subprocess.PIPE,

@@ -3,7 +3,7 @@ import multiprocessing as mp
 import pytest
 import torch
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.store import RunStore
 from losslab.store.index import RunIndex
 

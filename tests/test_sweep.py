@@ -7,21 +7,13 @@ import textwrap
 
 import pytest
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.store import RunStore
 from losslab.sweep.executors import LocalExecutor
-from losslab.sweep.run import Sweep, run_point
+from losslab.sweep.jobs import run_point
+from losslab.sweep.run import Sweep
 from losslab.sweep.spec import expand, grid_values, load_spec
-from tests.test_cli import losslab, losslab_here
-
-TINY_SET = '["task.p=11", "model.d_model=32", "model.d_mlp=64", "train.max_steps=30", "train.eval_every=10", ' \
-           '"optim.lr=3e-3"]'
-
-
-def sweep_file(tmp_path, body: str, name: str = "s") -> str:
-    path = tmp_path / f"{name}.toml"
-    path.write_text(f'name = "{name}"\nbase = "grokking"\nset = {TINY_SET}\n' + textwrap.dedent(body))
-    return path
+from tests.helpers import losslab_here, sweep_file
 
 
 def test_grid_is_the_product_and_random_draws_are_seeded(tmp_path):
@@ -123,7 +115,7 @@ def test_run_point_never_raises():
 
 def test_sweep_command_with_two_workers(tmp_path):
     path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\nseed = [0, 1]\n')
-    out = losslab("sweep", path, "--workers", "2", "--out", tmp_path / "runs", "--json")
+    out = losslab_here("sweep", path, "--workers", "2", "--out", tmp_path / "runs", "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert result["ran"] == 4 and all(r["status"] == "completed" for r in result["rows"])
@@ -145,7 +137,7 @@ def test_sweep_command_with_two_workers(tmp_path):
 def test_the_ray_executor_on_a_local_ray_gives_the_local_results(tmp_path):
     pytest.importorskip("ray")
     path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n')
-    out = losslab("sweep", path, "--executor", "ray", "--workers", "2", "--out", tmp_path / "ray", "--json")
+    out = losslab_here("sweep", path, "--executor", "ray", "--workers", "2", "--out", tmp_path / "ray", "--json")
     assert out.returncode == 0, out.stderr
     on_ray = json.loads(out.stdout)["rows"]
     alone = Sweep(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))["rows"]
@@ -197,9 +189,9 @@ def test_batched_training_gives_the_local_results(tmp_path):
 
 
 def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):
+    from losslab.config import load_config
     from losslab.sweep.executors import BatchedExecutor
     from losslab.train.batched import batch_key
-    from losslab.config import load_config
     assert batch_key(load_config("parity", ["optim.name=sam"])) is None
     assert batch_key(load_config("parity")) == batch_key(load_config("parity", ["seed=3", "optim.lr=0.3"]))
     assert batch_key(load_config("parity")) != batch_key(load_config("parity", ["model.width=10"]))
@@ -213,8 +205,8 @@ def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):
 
 def test_an_interrupted_batched_group_resumes_to_the_same_results(tmp_path):
     from losslab.sweep.executors import BatchedExecutor
+    from losslab.sweep.jobs import prepare_point
     from losslab.train.batched import BatchedTrainers
-    from losslab.sweep.run import prepare_point
     whole = Sweep(parity_sweep(tmp_path), RunStore(tmp_path / "a")).run(BatchedExecutor())
     store = RunStore(tmp_path / "b")
     sweep = Sweep(parity_sweep(tmp_path), store)

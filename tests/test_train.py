@@ -76,7 +76,7 @@ def test_resume_after_interrupt_equals_uninterrupted(store, tiny_cfg, preset, op
 def test_the_training_device_is_chosen_checked_and_left_out_of_checkpoints(store, tiny_cfg):
     """auto trains where torch sees a GPU (here: the CPU, bit for bit as cpu); a CUDA device that is
     not there is refused before a run folder is made; checkpoints hold CPU tensors only."""
-    from losslab.errors import LossLabError
+    from losslab.core.errors import LossLabError
     from losslab.train.loop import training_device
 
     auto, cpu = train(tiny_cfg(), store), train(tiny_cfg("train.device=cpu"), store)
@@ -95,7 +95,7 @@ def test_train_dtype_is_the_parameters_and_inputs_and_the_checkpoints(store, tin
     """The run's parameters, float inputs and checkpoints are in train.dtype; it trains and its
     checkpoint loads for the analyses in that dtype. float32 stays out of the written config."""
     from losslab.config import to_toml
-    from losslab.errors import LossLabError
+    from losslab.core.errors import LossLabError
     from losslab.train.checkpoints import load_checkpoint
 
     cfg = load_config("parity", ["train.max_steps=60", "train.eval_every=10", f"train.dtype={dtype}"])

@@ -6,9 +6,7 @@ import pytest
 
 from losslab.store import RunStore
 from losslab.sweep.tune import tune
-from tests.test_cli import losslab, losslab_here
-from tests.test_predict import constant_predictor
-from tests.test_sweep import sweep_file
+from tests.helpers import constant_predictor, losslab_here, sweep_file
 
 pytest.importorskip("optuna")
 
@@ -54,6 +52,6 @@ def test_tune_command_refusals(tmp_path):
                           (["--trials", "0"], "0 is not in [1, 100000]")]:
         bad = losslab_here("tune", path, "--out", tmp_path / "runs", *args)
         assert bad.returncode == 2 and message in bad.stderr, bad.stderr
-    out = losslab("tune", path, "--trials", "1", "--out", tmp_path / "runs", "--json")
+    out = losslab_here("tune", path, "--trials", "1", "--out", tmp_path / "runs", "--json")
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["trials"][0]["state"] == "COMPLETE"

@@ -24,11 +24,11 @@ from torch.func import functional_call, jacrev, vmap
 
 from losslab.analysis.curvature import hessian_matrix
 from losslab.analysis.objective import Objective
-from losslab.errors import LossLabError
-from losslab.models.transformer import ACTIVATIONS
+from losslab.core.errors import LossLabError
 
 MAX_ENTRIES = 200_000_000  # 1.6 GB of float64: beyond it G is not built densely
 DENSE_LIMIT = 3000  # parameters: rank(H) from the dense Hessian up to here
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh)  # a unit is "on" where its output > 0
 
 
 def _inputs(obj: Objective, max_examples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,9 +114,8 @@ def numerical_rank(singular_values: torch.Tensor, relative_tol: float) -> int:
 def shared_activation_patterns(model: nn.Module, x: torch.Tensor) -> dict[str, int]:
     """Per activation layer: how many inputs share their on/off pattern with another input."""
     patterns: dict[str, torch.Tensor] = {}
-    kinds = tuple(ACTIVATIONS.values())
     hooks = [module.register_forward_hook(lambda m, i, out, name=name: patterns.__setitem__(name, out > 0))
-             for name, module in model.named_modules() if isinstance(module, kinds)]
+             for name, module in model.named_modules() if isinstance(module, ACTIVATIONS)]
     try:
         with torch.no_grad():
             model(x)

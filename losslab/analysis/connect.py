@@ -25,9 +25,9 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from losslab.analysis.directions import flat_state
-from losslab import progress
 from losslab.analysis.objective import Objective, has_running_statistics
-from losslab.errors import LossLabError
+from losslab.core import progress
+from losslab.core.errors import LossLabError
 
 CURVES = ("bezier", "polychain")
 CURVE_BATCH = 1024  # examples a curve step sees at most (a random subset of a larger batch)

@@ -34,9 +34,9 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
 
 from losslab.analysis.objective import Objective
-from losslab.errors import LossLabError
-from losslab import progress
-from losslab.memory import available_bytes, check_fits
+from losslab.core import progress
+from losslab.core.errors import LossLabError
+from losslab.core.memory import available_bytes, check_fits
 
 CURVATURES = ("hessian", "ggn")
 

@@ -21,7 +21,7 @@ import torch
 from sklearn.neighbors import NearestNeighbors
 from torch.func import functional_call
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 
 def _neighbour_distances(x: np.ndarray, k: int) -> np.ndarray:

@@ -23,7 +23,7 @@ import torch
 
 from losslab.analysis.curvature import hessian_eigenvalues
 from losslab.analysis.objective import Objective
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 NORMALIZATIONS = ("filter", "layer", "none")
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from losslab import progress
+from losslab.core import progress
 
 
 def random_features_risk(features: list[int], n_train: int = 100, n_test: int = 2000, dim: int = 20,

@@ -1,23 +1,21 @@
 """Figures of analyses: each takes a result and returns a matplotlib Figure (or a plotly one for
-3D), without writing anything: saving is the store's (losslab.store.files.save_figure)."""
+3D), without writing anything: saving is the store's (losslab.core.files.save_figure)."""
 
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import PercentFormatter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import PercentFormatter  # noqa: E402
-
-from losslab.analysis.curvature import Density  # noqa: E402
+from losslab.analysis.curvature import Density
+from losslab.core.plotting import subplots
 
 
 def density_figure(density: Density, extremes: list[float], title: str) -> Figure:
     """The SLQ density on a log scale, the computed extreme eigenvalues marked."""
     grid, values = density.curve()
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    fig, ax = subplots(figsize=(6.5, 4.2), constrained_layout=True)
     ax.semilogy(grid, np.maximum(values, 1e-12), label="SLQ density (Gaussian width: 1/200 of the span)")
     for i, value in enumerate(extremes):
         ax.axvline(value, color="tab:red", lw=0.8, ls="--", label="extreme eigenvalues (Lanczos)" if i == 0 else None)
@@ -32,7 +30,7 @@ def line_figure(alphas: np.ndarray, lines: list[tuple[str, np.ndarray, np.ndarra
                 xlabel: str) -> Figure:
     """Loss (and accuracy, where measured) along a line, one curve per (label, loss, acc)."""
     with_acc = all(acc is not None for _, _, acc in lines)
-    fig, axes = plt.subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6, 4), constrained_layout=True,
+    fig, axes = subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6, 4), constrained_layout=True,
                              squeeze=False)
     axes = axes[0]
     for label, loss, acc in lines:
@@ -55,7 +53,7 @@ def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: n
                  labels: tuple[str, str], path: tuple[np.ndarray, list[int]] | None = None) -> Figure:
     """Contours of log10 loss and (where measured) a heatmap of accuracy over the plane; the
     point itself marked, and a trajectory's (T, 2) coordinates with their steps, if given."""
-    fig, axes = plt.subplots(1, 1 if acc is None else 2, figsize=(6 if acc is None else 11, 4.5),
+    fig, axes = subplots(1, 1 if acc is None else 2, figsize=(6 if acc is None else 11, 4.5),
                              constrained_layout=True, squeeze=False)
     axes = axes[0]
     b, a = np.meshgrid(betas, alphas)
@@ -80,7 +78,7 @@ def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: n
 
 def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray, title: str) -> Figure:
     """The same line at every checkpoint: alpha against step, colored by loss and accuracy."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
+    fig, axes = subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
     x = np.arange(len(steps))
     for ax, values, label, cmap, limits in ((axes[0], np.log10(np.maximum(loss, 1e-12)), "log10 loss", "viridis",
                                               (None, None)), (axes[1], acc, "accuracy", "magma", (0, 1))):
@@ -95,7 +93,7 @@ def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, a
 
 def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[float], title: str) -> Figure:
     """The checkpoints projected on the trajectory's first two principal directions."""
-    fig, ax = plt.subplots(figsize=(6, 5), constrained_layout=True)
+    fig, ax = subplots(figsize=(6, 5), constrained_layout=True)
     ax.plot(projected[:, 0], projected[:, 1], "-", color="0.6", lw=1)
     points = ax.scatter(projected[:, 0], projected[:, 1], c=np.log10(np.maximum(steps, 1)), cmap="viridis", zorder=3)
     fig.colorbar(points, ax=ax, label="log10 step")
@@ -126,7 +124,7 @@ def connectivity_figure(paths: dict[str, dict], title: str) -> Figure:
     first = next(iter(paths.values()))
     accuracy = next((k for k in ("val_acc", "train_acc")
                      if first.get(k) is not None and len(first[k]) and not any(v is None for v in first[k])), None)
-    fig, axes = plt.subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 5.5, 4), constrained_layout=True,
+    fig, axes = subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 5.5, 4), constrained_layout=True,
                              squeeze=False)
     ax_loss = axes[0, 0]
     for name, p in paths.items():
@@ -147,7 +145,7 @@ def connectivity_figure(paths: dict[str, dict], title: str) -> Figure:
 
 def double_descent_figure(result: dict) -> Figure:
     """Test and train risk against the number of random features, the threshold N = n marked."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    fig, ax = subplots(figsize=(6.5, 4.2), constrained_layout=True)
     ax.plot(result["features"], result["test_risk"], "o-", label="test risk")
     ax.plot(result["features"], result["train_risk"], "s-", ms=3, label="train risk")
     ax.axvline(result["threshold"], color="k", ls="--", lw=1, label=f"interpolation threshold N = n = "
@@ -161,7 +159,7 @@ def double_descent_figure(result: dict) -> Figure:
 def width_double_descent_figure(result: dict) -> Figure:
     """Test cross-entropy, and train and test error, against the width of the MLP; the smallest
     width that fits the noisy training set marked."""
-    fig, (loss_ax, error_ax) = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, (loss_ax, error_ax) = subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
     loss_ax.plot(result["widths"], result["test_loss"], "o-", color="tab:red", label="test cross-entropy")
     error_ax.plot(result["widths"], result["test_error"], "o-", label="test error")
     error_ax.plot(result["widths"], result["train_error"], "s-", ms=3, label="train error (noisy labels)")
@@ -179,7 +177,7 @@ def width_double_descent_figure(result: dict) -> Figure:
 
 
 def epochwise_figure(steps, values, found: dict | None, title: str) -> Figure:
-    fig, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    fig, ax = subplots(figsize=(6.5, 4.2), constrained_layout=True)
     ax.plot([max(s, 1) for s in steps], values, color="tab:red", label="validation loss")
     for key, style in (("first_minimum", "tab:green"), ("peak", "tab:orange"), ("second_descent", "tab:blue")):
         if found:
@@ -203,7 +201,7 @@ def output_weight_densities(ax, result: dict) -> None:
     """The density (KDE) of the output layer's weights at each shown step."""
     from scipy.stats import gaussian_kde
 
-    cmap = plt.get_cmap("viridis")
+    cmap = matplotlib.colormaps["viridis"]
     for i, (step, values) in enumerate(result["output_weights"].items()):
         values = np.array(values)
         grid = np.linspace(values.min(), values.max(), 300)
@@ -231,12 +229,12 @@ def weight_norms(axes, result: dict) -> None:
 def representation_figures(result: dict) -> dict[str, Figure]:
     """t-SNE panels, the density of the output-layer weights per step, and the weight norms, by
     the name of their file."""
-    tsne, axes = plt.subplots(1, len(result["panels"]), figsize=(3.2 * len(result["panels"]), 3.4),
+    tsne, axes = subplots(1, len(result["panels"]), figsize=(3.2 * len(result["panels"]), 3.4),
                               constrained_layout=True, squeeze=False)
     tsne_panels(axes[0], result)
     tsne.suptitle(f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}")
-    kde, ax = plt.subplots(figsize=(6.5, 4.2), constrained_layout=True)
+    kde, ax = subplots(figsize=(6.5, 4.2), constrained_layout=True)
     output_weight_densities(ax, result)
-    norms, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    norms, axes = subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     weight_norms(axes, result)
     return {"representations.png": tsne, "output_weights_kde.png": kde, "layer_norms.png": norms}

@@ -46,8 +46,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-from losslab.errors import LossLabError
-from losslab.memory import available_bytes
+from losslab.core.errors import LossLabError
+from losslab.core.memory import available_bytes
 
 Params = dict[str, torch.Tensor]
 Batch = Any
@@ -393,13 +393,3 @@ class Objective:
     def shifted(self, direction: torch.Tensor, alpha: float = 1.0) -> Params:
         """The point moved by alpha * direction (a flat vector)."""
         return {n: p + alpha * d for (n, p), d in zip(self.params.items(), self.unflatten(direction).values())}
-
-    # ------------------------------------------------------------ losslab's runs
-
-    @classmethod
-    def from_run(cls, run, step: int | None = None, split: str = "train") -> Objective:
-        """A losslab run at a stored checkpoint (default: its last), on its training or validation
-        data: the one bridge from run folders to the analysis layer (losslab.train.checkpoints)."""
-        from losslab.train.checkpoints import objective_at
-
-        return objective_at(run, step, split)

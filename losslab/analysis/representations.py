@@ -15,8 +15,8 @@ from sklearn.model_selection import KFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
 
-from losslab import progress
 from losslab.analysis.dimension import layer_inputs
+from losslab.core import progress
 
 
 def chosen_steps(steps: list[int], events: dict, panels: int = 6) -> list[int]:

@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from losslab import progress
 from losslab.analysis.curvature import CurvatureOperator, HessianOperator, extreme_eigenpairs
 from losslab.analysis.objective import Objective
-from losslab.errors import LossLabError
+from losslab.core import progress
+from losslab.core.errors import LossLabError
 
 
 @dataclass

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 
-from losslab import progress
 from losslab.analysis.objective import Objective
-from losslab.errors import LossLabError
-from losslab.limits import MAX_COEFFICIENT
+from losslab.core import progress
+from losslab.core.errors import LossLabError
+from losslab.core.limits import MAX_COEFFICIENT
 
 
 def axis(start: float, stop: float, points: int) -> np.ndarray:
@@ -66,16 +66,12 @@ class Surface:
 
 def _first_linear(model: nn.Module) -> tuple[str, nn.Sequential] | None:
     """(name prefix of the layers, the layers after the first) when the model's first operation on
-    its input is a Linear layer: a plain Sequential, or losslab's MLP on vector inputs."""
-    from losslab.models.mlp import MLP
-
-    seq, prefix = model, ""
-    if isinstance(model, MLP):
-        if model.vocab_size:
-            return None
-        seq, prefix = model.net, "net."
-    if not isinstance(seq, nn.Sequential) or not isinstance(seq[0], nn.Linear):
+    its input is a Linear layer: a plain Sequential, or a model whose `sequential_body` is its
+    whole forward (losslab's MLP on vector inputs)."""
+    seq = model if isinstance(model, nn.Sequential) else getattr(model, "sequential_body", None)
+    if not isinstance(seq, nn.Sequential) or not len(seq) or not isinstance(seq[0], nn.Linear):
         return None
+    prefix = next(f"{name}." for name, m in model.named_modules() if m is seq) if seq is not model else ""
     return prefix, seq[1:]  # the slice keeps the original layer names
 
 

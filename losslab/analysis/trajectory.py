@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 
 def trajectory_geometry(states: Sequence[Mapping[str, torch.Tensor]]) -> dict:

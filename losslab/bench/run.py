@@ -15,19 +15,16 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from losslab.bench.scoring import bootstrap_intervals, median_times, performance_ratios, profile, scores  # noqa: E402
-from losslab.bench.suite import SUITES, WORKLOADS, Trial, run_trial, trial_points  # noqa: E402
-from losslab.errors import LossLabError, NotFound  # noqa: E402
-from losslab.optimize.run import parse_spec  # noqa: E402
-from losslab.store import RunStore  # noqa: E402
-from losslab.store.files import atomic_write, read_json  # noqa: E402
-from losslab.train import stop  # noqa: E402
+from losslab.bench.scoring import bootstrap_intervals, median_times, performance_ratios, profile, scores
+from losslab.bench.suite import SUITES, WORKLOADS, Trial, run_trial, trial_points
+from losslab.core.errors import LossLabError, NotFound
+from losslab.core.files import atomic_write, read_json
+from losslab.core.plotting import subplots
+from losslab.optimize.run import parse_spec
+from losslab.store import RunStore
+from losslab.train import stop
 
 CLOCKS = {"seconds": "training seconds", "grad_evals": "gradient evaluations"}
 
@@ -74,7 +71,6 @@ def run_benchmark(suite: str, optimizers: list[str], trials: int, studies: int, 
     result.update(suite=suite, folder=str(folder), trials_per_study=trials, studies=studies, interrupted=None)
     figure = profile_figure(result)
     figure.savefig(folder / "profile.png", dpi=120)
-    plt.close(figure)
     result["figure"] = str(folder / "profile.png")
     atomic_write(folder / "results.json", lambda p: p.write_text(json.dumps(jsonable(result), indent=2) + "\n"))
     return result
@@ -138,7 +134,7 @@ def profile_figure(result: dict):
     """Performance profiles rho(tau), one panel per clock, like the AlgoPerf paper's."""
     r_max = result["r_max"]
     taus = np.linspace(1, r_max, 400)
-    fig, axes = plt.subplots(1, len(CLOCKS), figsize=(12, 4.2), constrained_layout=True)
+    fig, axes = subplots(1, len(CLOCKS), figsize=(12, 4.2), constrained_layout=True)
     colors = {opt: f"C{i % 10}" for i, opt in enumerate(result["optimizers"])}
     for ax, (clock, label) in zip(axes, CLOCKS.items()):
         block = result["clocks"][clock]

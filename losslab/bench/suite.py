@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import torch
 
 from losslab.config import load_config
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.optimize.functions import problem
 from losslab.optimize.run import ALIASES, parse_spec, trajectories
 from losslab.store import RunStore

@@ -9,9 +9,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stages
-from losslab.errors import LossLabError
-from losslab.limits import MAX_SEED
+from losslab.cli.common import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stages
+from losslab.core.errors import LossLabError
+from losslab.core.limits import MAX_SEED
 
 # ---------------------------------------------------------------- analyses of checkpoints
 
@@ -36,8 +36,8 @@ def _checkpoint(store: Path, run_ref: str, checkpoint: int | None = None, split:
 def _save(ck, name: str, settings: dict, result: dict, figures: dict | None = None) -> dict:
     """The result (and its figures, named after it) saved with the run: keyed by its settings, so
     that no analysis replaces another's of other settings."""
-    from losslab.store.files import save_figure
-    from losslab.store.names import settings_stem
+    from losslab.core.files import save_figure
+    from losslab.core.names import settings_stem
 
     stem = settings_stem(name, settings)
     for key, (fig, suffix) in (figures or {}).items():
@@ -339,8 +339,8 @@ def double_descent(
     epoch-wise (a run's validation loss descending, rising, descending again)."""
     from losslab.analysis import double_descent as dd
     from losslab.analysis import figures
+    from losslab.core.files import save_figure
     from losslab.store import RunStore
-    from losslab.store.files import save_figure
     from losslab.store.studies import save_study
 
     model_wise = {"--model": model, "--n-train": n_train, "--noise": noise, "--label-noise": label_noise,
@@ -418,7 +418,8 @@ def representations(
 ):
     """Representations over training: t-SNE of the last hidden layer, output-weight densities, norms."""
     from losslab.analysis.figures import representation_figures
-    from losslab.analysis.representations import chosen_steps, parity_colors, representations as embed
+    from losslab.analysis.representations import chosen_steps, parity_colors
+    from losslab.analysis.representations import representations as embed
     from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 
     last, _ = _checkpoint(store, run_ref)
@@ -461,7 +462,8 @@ def circuit(
 ):
     """Minimal circuits for sparse parity: the hand-built 2-neuron network checked on all inputs, or
     the units a trained network keeps (and its accuracy pruned to them)."""
-    from losslab.analysis.circuits import check_two_neuron, circuit as find_circuit
+    from losslab.analysis.circuits import check_two_neuron
+    from losslab.analysis.circuits import circuit as find_circuit
 
     if run_ref is None:
         result = {"two_neuron": [check_two_neuron(n, bias) for bias in (True, False)]}
@@ -513,16 +515,21 @@ def landscape(
     as_json: JsonFlag = False,
 ):
     """Loss and accuracy along a line or over a plane through a checkpoint (Li et al. 2018)."""
-    import numpy as np
-
     import re
     import time
 
-    from losslab.analysis.figures import checkpoint_heatmap, line_figure, plane_3d, plane_figure
+    import numpy as np
+
     from losslab.analysis.directions import project_trajectory, trajectory_directions
+    from losslab.analysis.figures import checkpoint_heatmap, line_figure, plane_3d, plane_figure
     from losslab.analysis.surface import axis, loss_line, loss_plane, parse_range
-    from losslab.train.checkpoints import (check_direction, checkpoint_paths, load_checkpoint, named_direction,
-                                          trajectory)
+    from losslab.train.checkpoints import (
+        check_direction,
+        checkpoint_paths,
+        load_checkpoint,
+        named_direction,
+        trajectory,
+    )
 
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")

@@ -9,8 +9,20 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, counting, err, fmt, name_list, number, out, print_json, stoppable
-from losslab.errors import LossLabError
+from losslab.cli.common import (
+    JsonFlag,
+    StoreOpt,
+    app,
+    counting,
+    err,
+    fmt,
+    name_list,
+    number,
+    out,
+    print_json,
+    stoppable,
+)
+from losslab.core.errors import LossLabError
 
 # ---------------------------------------------------------------- optimize
 
@@ -31,10 +43,10 @@ def optimize(
     """Run optimizers from the same start on a test problem; draw trajectories and distances."""
     from datetime import datetime
 
+    from losslab.core.files import atomic_write
     from losslab.optimize.figures import write_figures
     from losslab.optimize.functions import problem as make_problem
     from losslab.optimize.run import run as run_optimizers
-    from losslab.store.files import atomic_write
 
     try:
         prob = make_problem(function, dim)

@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, name_list, number, out, output_file, print_json, stoppable
-from losslab.errors import LossLabError, NotFound
+from losslab.cli.common import JsonFlag, StoreOpt, app, err, name_list, number, out, output_file, print_json, stoppable
+from losslab.core.errors import LossLabError, NotFound
 
 
 @app.command()
@@ -127,7 +127,7 @@ def gallery(
     there with these settings). An entry already made with the same settings is read back."""
     import signal
 
-    from losslab.cli import stages
+    from losslab.cli.common import stages
     from losslab.cli.sweeps import interrupted
     from losslab.gallery import kept, read_pattern, reproduce, runs_to_train, select, settings_of, train_runs
     from losslab.gallery.page import write_page

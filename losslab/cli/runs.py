@@ -10,8 +10,8 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stoppable
-from losslab.limits import MAX_SEED
+from losslab.cli.common import JsonFlag, StoreOpt, app, err, fmt, number, out, print_json, stoppable
+from losslab.core.limits import MAX_SEED
 
 # ---------------------------------------------------------------- presets
 
@@ -138,8 +138,8 @@ def list_runs(store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
 
 
 def _settings_of(path: Path):
-    from losslab.errors import LossLabError
-    from losslab.store.files import read_json
+    from losslab.core.errors import LossLabError
+    from losslab.core.files import read_json
 
     try:
         found = read_json(path, f"analysis {path.name}")
@@ -155,8 +155,8 @@ def show(
     as_json: JsonFlag = False,
 ):
     """Show one run: config, events, final metrics and where its files are."""
+    from losslab.core.files import read_text
     from losslab.store import RunStore
-    from losslab.store.files import read_text
 
     run_folder = RunStore(store).find(run_ref)
     summary = run_folder.summary()

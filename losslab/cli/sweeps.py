@@ -10,9 +10,9 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from losslab.cli import JsonFlag, StoreOpt, app, counting, err, fmt, number, out, print_json, stoppable
-from losslab.errors import LossLabError
-from losslab.limits import MAX_STEPS
+from losslab.cli.common import JsonFlag, StoreOpt, app, counting, err, fmt, number, out, print_json, stoppable
+from losslab.core.errors import LossLabError
+from losslab.core.limits import MAX_STEPS
 
 # ---------------------------------------------------------------- sweeps
 
@@ -188,8 +188,8 @@ def predict(
 ):
     """How well the first T steps predict grokking on a sweep (cross-validated), and the compute that
     stopping the runs predicted not to grok would have saved; with --run, p(grok) of those runs."""
+    from losslab.core.files import save_figure
     from losslab.store import RunStore
-    from losslab.store.files import save_figure
     from losslab.sweep.figures import predictor_figure
     from losslab.sweep.predict import evaluate, fit, predict_run
     from losslab.sweep.run import read_results, sweep_dir

@@ -8,15 +8,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from losslab.analysis.signature import full_window  # noqa: E402
-from losslab.gallery import entry  # noqa: E402
-from losslab.gallery.runs import trained_each  # noqa: E402
-
+from losslab.analysis.signature import full_window
+from losslab.core.plotting import subplots
+from losslab.gallery.registry import entry
+from losslab.gallery.runs import trained_each
 
 # ---------------------------------------------------------------- one grokking run, six figures
 
@@ -81,7 +78,7 @@ def grokking(s: dict, folder: Path):
 def delayed_generalization(summary: dict, rows, task: str) -> tuple[dict, object]:
     """Whether a run generalized (t4) at least 5 times later than it memorized (t2), and its curves
     with t1..t4 marked."""
-    from losslab.report.figures import grokking_figure
+    from losslab.monitor.figures import grokking_figure
 
     ev = summary["events"]
     held = ev.get("t4") is not None and ev.get("t2") is not None and ev["t4"] >= 5 * ev["t2"]
@@ -115,7 +112,7 @@ def grokking_curvature(s: dict, folder: Path):
                f"(step {steps[top.argmax()]}); "
                + (f"on the plateau after t2 it falls to {collapse:.1e} of that peak, then rises {rise:.3g} "
                   f"times as the net generalizes" if measured else f"the phases were not seen ({summary['outcome']})"))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
     shown = np.maximum(steps, 1)
     left.plot(shown, top, "o-", ms=3, label="lambda_max")
     left.plot(shown, -bottom, "s-", ms=3, label="-lambda_min")
@@ -155,7 +152,7 @@ def grokking_trajectory(s: dict, folder: Path):
                f"({', '.join(f'{v:.1%}' for v in geometry['explained_variance'][:3])}); cos(theta_t, theta_0) "
                f"{to_start[1]:.2f} at step {steps[1]} -> {to_start[-1]:.2f} at {steps[-1]}; consecutive probes' "
                f"cosine {np.median(consecutive):.3f} (median), {consecutive.min():.3f} at least")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
     xy = np.array(geometry["projected"])
     dots = left.scatter(xy[:, 0], xy[:, 1], c=np.log10(np.maximum(checkpoint_steps, 1)), cmap="viridis", s=14)
     left.plot(xy[:, 0], xy[:, 1], color="gray", lw=0.6)
@@ -236,7 +233,7 @@ def grokking_dimension(s: dict, folder: Path):
     outcome = (f"TwoNN dimension of the unembedding's input: up to {memorizing.max():.1f} after t2 (halfway to t4), "
                f"{after.mean():.1f} on average after t4" if len(memorizing) and len(after)
                else f"not measured: no probe between t2 and t3 or after t4 ({summary['outcome']})")
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = subplots(figsize=(6.5, 3.8))
     for layer, (layer_steps, dims) in series.items():
         ax.plot(np.maximum(layer_steps, 1), dims, "o-" if layer == "unembed" else "-", ms=3, label=layer,
                 lw=2 if layer == "unembed" else 1)
@@ -428,7 +425,7 @@ def grokking_power_law(s: dict, folder: Path):
     law = t4_law(runs, s["fractions"], s["seeds"])
     t4, fit = law["t4"], law["fit"]
     held = bool(fit and len(law["mean"]) == len(s["fractions"]) and fit["r2"] > 0.95 and law["falling"])
-    figure, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    figure, ax = subplots(figsize=(5.5, 4), constrained_layout=True)
     draw_t4(ax, law)
     return {"held": held, "outcome": f"{law['means']}; {law['fitted']}",
             "t4": {f"{r:g}/{seed}": t for (r, seed), t in t4.items()},
@@ -463,9 +460,9 @@ def s5(s: dict, folder: Path):
     outcome = "; ".join([*(f"r = {r:g}: t2 = {ev.get('t2')}, t4 = {ev.get('t4')}" for r, ev in events.items()),
                          *([("t4 falls as r grows" if law["falling"] else "t4 does not fall steadily with r"),
                             law["fitted"]] if several else [])])
-    fig, axes = plt.subplots(1, 1 + several, figsize=(5.5 * (1 + several), 4), squeeze=False, constrained_layout=True)
+    fig, axes = subplots(1, 1 + several, figsize=(5.5 * (1 + several), 4), squeeze=False, constrained_layout=True)
     left = axes[0, 0]
-    for color, ((r, _), (_, rows)) in zip(plt.cm.viridis(np.linspace(0, 0.85, len(runs))), runs.items()):
+    for color, ((r, _), (_, rows)) in zip(matplotlib.colormaps["viridis"](np.linspace(0, 0.85, len(runs))), runs.items()):
         for split, ls in (("train", ":"), ("val", "-")):
             steps, acc = zip(*sorted((step, v) for step, sp, n, v in rows if (sp, n) == (split, "acc")))
             left.plot(np.maximum(steps, 1), acc, ls=ls, color=color, label=f"r = {r:g}, {split}")
@@ -510,7 +507,7 @@ def gradient_clipping(s: dict, folder: Path):
     name = {clip: f"clip {clip:g}" if clip else "unclipped" for clip in s["clips"]}
     outcome = "; ".join(f"{name[clip]}: t4 = {t4[clip]}, largest spike after t2 {spike[clip]:.2f} decades"
                         for clip in s["clips"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
     for clip, (steps, losses) in curves.items():
         left.plot(np.maximum(steps, 1), losses, lw=0.6, label=name[clip])
     left.set(xscale="log", yscale="log", xlabel="step", ylabel="training loss (every step)")

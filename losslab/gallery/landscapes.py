@@ -7,16 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from losslab.gallery import entry  # noqa: E402
-from losslab.gallery.data import digits  # noqa: E402
+from losslab.core.plotting import subplots
+from losslab.gallery.data import digits
+from losslab.gallery.registry import entry
 
 
 @entry("double-descent", title="Model-wise double descent",
@@ -96,7 +93,7 @@ def hessian_rank(s: dict, folder: Path):
     outcome = (f"rank(H) {'=' if equal else '!='} rank(G) <= {n} at all {len(minima)} global minima reached; "
                "solutions with rank(G) < n: " + ", ".join(f"width {w}: {f:.0%}" for w, f in zip(s["widths"], deficient))
                + f" ({min(params.values())}-{max(params.values())} parameters)")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (left, right) = subplots(1, 2, figsize=(10, 3.8))
     left.plot(s["widths"], deficient, "o-", label="rank(G) < n (information lost)")
     left.plot(s["widths"], [np.mean([r for _, _, r in solutions[w]]) for w in s["widths"]], "s--",
               label="a global minimum reached")
@@ -188,7 +185,7 @@ def sam_flatness(s: dict, folder: Path):
             error = float((model(x_test).argmax(-1) != y_test).float().mean())
         top = float(extreme_eigenpairs(HessianOperator(Objective(model, nn.functional.cross_entropy, (x, y))), 1)[0][0])
         found[name], curves[name] = {"lambda_max": top, "test_error": error}, curve
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = subplots(1, 2, figsize=(10, 3.6))
     for name, curve in curves.items():
         left.plot(np.convolve(curve, np.ones(50) / 50, "valid"), label=name)
     left.set(yscale="log", xlabel="step", ylabel="training loss (50-step mean)", title="Training")
@@ -267,7 +264,7 @@ def skip_connections(s: dict, folder: Path):
     held = ratio["without skips"] > 3 * ratio["with skips"]
     outcome = ("mean |lambda_min| / lambda_max over the plane: " + ", ".join(f"{r:.3f} {n}" for n, r in ratio.items())
                + "; training loss " + ", ".join(f"{f['loss']:.2g} {n}" for n, f in found.items()))
-    fig, axes = plt.subplots(2, 2, figsize=(9.5, 8))
+    fig, axes = subplots(2, 2, figsize=(9.5, 8))
     for column, (name, f) in enumerate(found.items()):
         surface = f["surface"]
         shown = axes[0, column].contour(surface.alphas, surface.betas, np.log10(surface.loss.T), levels=20)
@@ -324,7 +321,7 @@ def dropout_surfaces(s: dict, folder: Path):
     held = end_ratio > 1.5 and 0.67 < start_ratio < 1.5
     outcome = ("mean loss rise at |a| = 0.5: " + ", ".join(f"{k} {v:.3g}" for k, v in rises.items())
                + f"; at the end {end_ratio:.2g} times more without dropout, at the start {start_ratio:.2g}")
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=False)
+    fig, axes = subplots(1, 2, figsize=(10, 3.8), sharey=False)
     for ax, moment in zip(axes, ("start", "end")):
         for name in ("no dropout", "dropout 0.2"):
             ax.plot(*lines[(name, moment)], label=name)
@@ -397,7 +394,7 @@ def multi_point(s: dict, folder: Path):
     outcome = (f"{agreement:.1%} of the {rows * cols} pixels recovered (training accuracy above 50% exactly where the "
                f"picture is light): {float(light.mean()):.1%} on average at light pixels, {float(dark.mean()):.1%} "
                f"at dark ones")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
+    fig, (left, right) = subplots(1, 2, figsize=(10, 4.4))
     left.imshow(pattern.numpy(), cmap="gray", origin="lower")
     left.set(title="the picture asked for", xticks=[], yticks=[])
     extent = (-1.5, cols + 0.5, -1.5, rows + 0.5)

@@ -6,17 +6,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from losslab.gallery import entry  # noqa: E402
-from losslab.gallery.data import digits  # noqa: E402
-from losslab.gallery.runs import trained_each  # noqa: E402
+from losslab.core.plotting import subplots
+from losslab.gallery.data import digits
+from losslab.gallery.registry import entry
+from losslab.gallery.runs import trained_each
 
 
 def _least_squares(n: int, d: int, noise: float, seed: int = 0):
@@ -38,7 +35,7 @@ def _least_squares(n: int, d: int, noise: float, seed: int = 0):
 def sgd_least_squares(s: dict, folder: Path):
     """Rates are fractions of 1 / max |x_i|^2 (SGD on one example is stable below 2 / |x_i|^2) and, for
     gradient descent, of 1 / lambda_max(X^T X / n)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 3.6), sharey=True)
     excess, n = {}, s["n"]
     for ax, (regime, d) in zip(axes, s["dims"].items()):
         x, y = _least_squares(n, d, s["noise"])
@@ -94,7 +91,7 @@ def deep_relu_runs(s: dict) -> tuple[str, list[list[str]]]:
        settings={"steps": 1000}, quick={"steps": 300}, seconds=(5, 9), runs=deep_relu_runs)
 def deep_relu_init(s: dict, folder: Path):
     finals = {}
-    fig, ax = plt.subplots(figsize=(6, 3.6))
+    fig, ax = subplots(figsize=(6, 3.6))
     for init, (summary, rows, _) in zip(INITS, trained_each(folder, *deep_relu_runs(s))):
         val = sorted((step, v) for step, split, name, v in rows if (split, name) == ("val", "acc"))
         ax.plot(*zip(*val), label=f"{init} init")
@@ -165,7 +162,7 @@ def heavy_tail_runs(s: dict) -> tuple[str, list[list[str]]]:
        settings={"steps": 300}, quick={"steps": 100}, seconds=(9, 22), runs=heavy_tail_runs)
 def heavy_tailed_classes(s: dict, folder: Path):
     rare = {}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    fig, axes = subplots(1, 2, figsize=(10, 3.6), sharey=True)
     for ax, name, (_, rows, _) in zip(axes, OPTIMIZERS, trained_each(folder, *heavy_tail_runs(s))):
         groups = sorted({n for _, split, n, _ in rows if split == "train" and n.startswith("loss_group")},
                         key=lambda g: int(g.removeprefix("loss_group")))
@@ -229,7 +226,7 @@ def muon_logistic(s: dict, folder: Path):
     outcome = (f"median ratio of a step's largest to smallest singular value: Muon {median['Muon']:.2f}, AdamW "
                f"{median['AdamW']:.1f}; test loss after {s['epochs']} epochs: Muon {final['Muon']:.3f}, AdamW "
                f"{final['AdamW']:.3f} (the teacher's {bayes:.3f})")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = subplots(1, 2, figsize=(10, 3.6))
     for name, f in found.items():
         left.plot(range(1, s["epochs"] + 1), f["test_loss"], "o-", ms=3, label=name)
         right.plot(f["spread"], ".", ms=2, alpha=0.5, label=f"{name} (median {median[name]:.2f})")
@@ -291,7 +288,7 @@ def exponential_lr(s: dict, folder: Path):
     held = gap < 1e-6 and standard["test_accuracy"] == grown["test_accuracy"] and growth > 10
     outcome = (f"training losses agree to {gap:.1e} (relative, worst step) while the rate grows {growth:.3g} times; "
                f"test accuracy {standard['test_accuracy']:.2%} and {grown['test_accuracy']:.2%}")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
     for (name, f), style in zip(found.items(), ("-", "--")):
         left.plot(np.convolve(f["losses"], np.ones(20) / 20, "valid"), style, label=name)
         right.plot(f["rates"], style, label=f"rate: {name}")

@@ -8,8 +8,8 @@ import html
 import json
 from pathlib import Path
 
+from losslab.core.files import atomic_write
 from losslab.report.pages import STYLE, image
-from losslab.store.files import atomic_write
 
 VERDICT_STYLE = """
 .verdict{font-weight:600;padding:6px 10px;border-radius:4px;display:inline-block}

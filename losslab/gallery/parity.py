@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
+import matplotlib
 import numpy as np
 import torch
 
-from losslab.gallery import entry
+from losslab.core.plotting import figure, subplots
 from losslab.gallery.grokking import mark_events
+from losslab.gallery.registry import entry
 from losslab.gallery.runs import trained_each
 
 THESIS = "Beyond Memorization: grokking in sparse neural networks (the thesis)"
@@ -53,7 +54,7 @@ def parity_representations(s: dict, folder: Path):
                else f"t2 or t4 not reached ({summary['outcome']})")
 
     drawn = {**found, "colors": colors.tolist(), "events": ev}
-    fig = plt.figure(figsize=(max(3.1 * len(shown), 14), 7), constrained_layout=True)
+    fig = figure(figsize=(max(3.1 * len(shown), 14), 7), constrained_layout=True)
     top, bottom = fig.subfigures(2, 1)
     tsne_panels(top.subplots(1, len(shown)), drawn)
     top.suptitle(f"t-SNE of the hidden layer, colored by the first {k} bits", fontsize=10)
@@ -101,8 +102,8 @@ def weight_decay_switch(s: dict, folder: Path):
     outcome = f"mean t4 over seeds (never: not in {s['max_steps']} steps): " + ", ".join(
         f"{d:g}: {f'{mean[d]:.0f}' if mean[d] is not None else 'never' if d in never else 'not every seed'}"
         for d in s["after_t2"])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-    cmap = plt.get_cmap("viridis")
+    fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
+    cmap = matplotlib.colormaps["viridis"]
     for i, (decay, curve) in enumerate(curves.items()):
         left.plot(*zip(*curve), color=cmap(i / max(len(curves) - 1, 1)), label=f"{decay:g}")
     left.set(xscale="log", xlabel="step", ylabel="validation accuracy", title=f"seed {s['seeds'][0]}")
@@ -147,7 +148,7 @@ def label_noise_threshold(s: dict, folder: Path):
     outcome = "; ".join(f"n = {n}: " + ", ".join(
         f"wd {wd:g} {'never groks' if found[n, wd][0] is None else f'{found[n, wd][0]:.3f}..{found[n, wd][1]:.3f}'}"
         for wd in s["weight_decay"]) for n in s["n"])
-    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    fig, ax = subplots(figsize=(6.5, 3.8))
     for i, n in enumerate(s["n"]):
         lows = [found[n, wd][0] or 0.0 for wd in s["weight_decay"]]
         highs = [found[n, wd][1] for wd in s["weight_decay"]]
@@ -191,7 +192,7 @@ def minimal_circuits(s: dict, folder: Path):
                f"squared weight on the {task.k} relevant bits, pruned to them {found['accuracy_pruned']:.2%} of "
                f"{found['checked_inputs']:,} fresh inputs")
     strength = unit_strength(model).numpy()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, (left, right) = subplots(1, 2, figsize=(11, 3.8), gridspec_kw={"width_ratios": [1, 1.4]})
     left.semilogy(np.sort(strength)[::-1], "o", ms=3)
     left.axhline(found["relative_threshold"] * strength.max(), color="gray", ls=":", label="active above this")
     left.set(xlabel="hidden unit (sorted)", ylabel="|incoming| x |outgoing| weight",

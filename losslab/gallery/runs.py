@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from losslab import progress
-from losslab.errors import LossLabError
+from losslab.core import progress
+from losslab.core.errors import LossLabError
 
 
 def unfinished(folder: Path, runs: dict) -> dict:

@@ -35,6 +35,12 @@ class MLP(nn.Module):
                 if layer.bias is not None:
                     nn.init.zeros_(layer.bias)
 
+    @property
+    def sequential_body(self) -> nn.Sequential | None:
+        """The layers that are the whole forward on vector inputs (None on tokens): an analysis may
+        split them (the loss surface computes the first Linear layer's products once)."""
+        return None if self.vocab_size else self.net
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.vocab_size:
             x = F.one_hot(x, self.vocab_size).flatten(1).to(self.net[0].weight.dtype)

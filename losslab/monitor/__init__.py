@@ -57,7 +57,7 @@ import torch
 
 from losslab.analysis.objective import DataMismatch, NonFiniteLoss, Objective
 from losslab.config import EventsConfig
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, check_per_example, deterministic
 from losslab.monitor.record import Recorded, RunRecord

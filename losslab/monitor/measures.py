@@ -43,8 +43,8 @@ from torch.func import functional_call, grad, vmap
 from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs, hessian_trace, random_start
 from losslab.analysis.objective import NonFiniteLoss, Objective
 from losslab.analysis.sharpness import preconditioned_sharpness, preconditioner_refusal
-from losslab.errors import LossLabError
-from losslab.memory import check_fits
+from losslab.core.errors import LossLabError
+from losslab.core.memory import check_fits
 
 MEASURES = ("grad_norm", "weight_norms", "spectral_norms", "cosines", "sharpness", "lambda_min",
             "preconditioned_sharpness", "gradient_noise", "trace", "dimension")

@@ -73,7 +73,7 @@ class RunRecord:
 
     def draw_figures(self) -> None:
         """The run's figures into its folder (about 0.7 s), listed in the summary."""
-        from losslab.report.figures import write_run_figures  # matplotlib: only here
+        from losslab.monitor.figures import write_run_figures  # matplotlib: only here
 
         self.summary["figures"] = [str(p) for p in write_run_figures(self.run, self.rows, self.summary)]
 

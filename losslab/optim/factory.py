@@ -1,11 +1,19 @@
-"""Optimizer and schedule built from the config: `build_optimizer(cfg, model)`."""
+"""Optimizer and schedule built from the config: `build_optimizer(cfg, model)`. The optimizers lie
+below the config (which checks their names and arguments against the registry): the config's
+types are read here only by annotation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import torch
 
-from losslab.config import OptimConfig
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.optim.registry import accepted_arguments, base_of, construct
 from losslab.optim.schedules import lr_lambda
+
+if TYPE_CHECKING:
+    from losslab.config import OptimConfig
 
 
 def build_optimizer(cfg: OptimConfig, model: torch.nn.Module) -> torch.optim.Optimizer:

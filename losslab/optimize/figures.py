@@ -5,16 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
+from matplotlib.animation import FuncAnimation, PillowWriter
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-
-from losslab.optimize.functions import Problem  # noqa: E402
-from losslab.optimize.run import Trajectory  # noqa: E402
+from losslab.core.plotting import subplots
+from losslab.optimize.functions import Problem
+from losslab.optimize.run import Trajectory
 
 
 def _contour(ax, problem: Problem, resolution: int = 300) -> None:
@@ -48,7 +45,7 @@ def trajectory_figure(problem: Problem, runs: list[Trajectory]):
     each path over the same contours, its final distance to the minimizer in its title."""
     cols = min(len(runs), 4)
     rows = -(-len(runs) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows + 0.4), constrained_layout=True,
+    fig, axes = subplots(rows, cols, figsize=(3.6 * cols, 3.3 * rows + 0.4), constrained_layout=True,
                              squeeze=False, sharex=True, sharey=True)
     for ax, t in zip(axes.flat, runs):
         _contour(ax, problem, resolution=200)
@@ -63,7 +60,7 @@ def trajectory_figure(problem: Problem, runs: list[Trajectory]):
 
 
 def distance_figure(problem: Problem, runs: list[Trajectory]):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
+    fig, axes = subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     for t in runs:
         steps = np.arange(len(t.distances))
         axes[0].plot(steps, t.distances.numpy(), label=_label(t))
@@ -78,7 +75,7 @@ def distance_figure(problem: Problem, runs: list[Trajectory]):
 
 
 def animate(problem: Problem, runs: list[Trajectory], path: Path, frames: int = 60, fps: int = 15) -> None:
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=80, constrained_layout=True)
+    fig, ax = subplots(figsize=(6, 5), dpi=80, constrained_layout=True)
     _contour(ax, problem, resolution=150)
     lines = [ax.plot([], [], ".-", lw=1.2, ms=2, label=_label(t))[0] for t in runs]
     heads = [ax.plot([], [], "o", color=line.get_color(), mec="k", ms=6)[0] for line in lines]
@@ -97,7 +94,6 @@ def animate(problem: Problem, runs: list[Trajectory], path: Path, frames: int = 
         title.set_text(f"{problem.name}: step {upto - 1}")
         return [*lines, *heads, title]
     FuncAnimation(fig, draw, frames=len(shown), blit=False).save(path, writer=PillowWriter(fps=fps))
-    plt.close(fig)
 
 
 def write_figures(problem: Problem, runs: list[Trajectory], out: Path) -> list[Path]:
@@ -109,7 +105,6 @@ def write_figures(problem: Problem, runs: list[Trajectory], out: Path) -> list[P
         figures["trajectories.png"] = trajectory_figure(problem, runs)
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=120)
-        plt.close(fig)
         written.append(out / name)
     if problem.box is not None:
         animate(problem, runs, out / "trajectories.gif")

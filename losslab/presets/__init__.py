@@ -7,8 +7,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from losslab.errors import LossLabError
-from losslab.store.files import read_text, read_toml
+from losslab.core.errors import LossLabError
+from losslab.core.files import read_text, read_toml
 
 _HERE = resources.files(__name__)
 

@@ -4,14 +4,13 @@ table with a row per step and a column per series, as CSV or Parquet."""
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pyarrow as pa
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
+from losslab.core.files import atomic_write, read_text
 from losslab.store import RunDir
-from losslab.store.files import atomic_write, read_text
 
 
 def wide_table(run: RunDir) -> pa.Table:

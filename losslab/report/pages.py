@@ -19,10 +19,10 @@ from urllib.parse import quote
 import plotly.graph_objects as go
 import plotly.io as pio
 
+from losslab.core.files import atomic_write, read_json, read_text
+from losslab.monitor.figures import curves
 from losslab.report import plots
-from losslab.report.figures import curves
 from losslab.store import RunDir, RunStore
-from losslab.store.files import atomic_write, read_json, read_text
 
 EVENTS = {"t1": "train accuracy first reaches 10%", "t2": "memorization: train accuracy 99%",
           "t3": "val accuracy first reaches 10%", "t4": "generalization: val accuracy 99%"}

@@ -41,7 +41,7 @@ def _step(s: int) -> int:
 
 def grokking_curves(series: Series, events: dict, title: str) -> go.Figure | None:
     """Accuracy and loss against the step on a log x-axis, train and val, with the events t1..t4
-    (series: report.figures.curves of the run's metric rows)."""
+    (series: monitor.figures.curves of the run's metric rows)."""
     if not any((split, name) in series for split in SPLIT_COLORS for name in ("loss", "acc")):
         return None
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy", "loss"))

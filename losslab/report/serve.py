@@ -20,10 +20,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from losslab.errors import NotFound
+from losslab.core.errors import NotFound
+from losslab.core.names import name_problem
 from losslab.report.pages import Markup, bench_page, page, run_page, sweep_page, table
 from losslab.store import RunStore
-from losslab.store.names import name_problem
 
 NAV = '<nav><a href="/">all runs and sweeps</a></nav>'
 

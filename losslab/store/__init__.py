@@ -10,10 +10,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from losslab.errors import LossLabError, NotFound
+from losslab.core.errors import LossLabError, NotFound
+from losslab.core.files import contained
+from losslab.core.names import check_name
 from losslab.store.index import RunIndex
-from losslab.store.files import contained
-from losslab.store.names import check_name
 from losslab.store.records import summary_problem
 from losslab.store.run_dir import RunDir
 

@@ -12,7 +12,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from losslab.store.files import StoreWriteError, almost_full, boundary
+from losslab.core.files import StoreWriteError, almost_full, boundary
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

@@ -1,6 +1,6 @@
 """One run's folder: resolved config, summary, metrics (Parquet), figures and checkpoints.
 
-Every file is written durably and atomically (losslab.store.files); what is read back is
+Every file is written durably and atomically (losslab.core.files); what is read back is
 checked for the shape it must have, so a corrupt or foreign file is one line naming it.
 Checkpoints load with weights_only=True (no code runs).
 """
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from losslab.errors import LossLabError
-from losslab.store.files import atomic_write, boundary, contained, first_line, read_text, regular_file
+from losslab.core.errors import LossLabError
+from losslab.core.files import atomic_write, boundary, contained, first_line, read_text, regular_file
 from losslab.store.records import summary_problem
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from losslab.errors import LossLabError
-from losslab.store.files import atomic_write, read_json, save_figure
-from losslab.store.names import settings_stem
+from losslab.core.errors import LossLabError
+from losslab.core.files import atomic_write, read_json, save_figure
+from losslab.core.names import settings_stem
 
 
 def save_study(root: Path, name: str, settings: dict, result: dict, figures: dict | None = None) -> dict:

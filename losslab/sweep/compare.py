@@ -15,7 +15,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.sweep.phase import axis_values
 
 

@@ -1,4 +1,4 @@
-"""Executors run a sweep's jobs (plain dicts) through `run_point` (batched: `run_together`) and
+"""Executors run a sweep's jobs (plain dicts) through `jobs.run_point` (batched: `jobs.run_together`) and
 yield the results as they finish. Each splits the cores it has between its workers: `threads`
 torch threads each.
 
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Protocol
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.train import stop
 
 
@@ -61,7 +61,7 @@ class LocalExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[dict]) -> Iterator[dict]:
-        from losslab.sweep.run import run_point
+        from losslab.sweep.jobs import run_point
 
         yield from in_pool(self.workers, run_point, jobs)
 
@@ -80,7 +80,7 @@ class BatchedExecutor:
 
     def __call__(self, jobs: list[dict]) -> Iterator[dict]:
         from losslab.config import validate
-        from losslab.sweep.run import run_together
+        from losslab.sweep.jobs import run_together
         from losslab.train.batched import batch_key
 
         parts, groups = [], {}
@@ -138,7 +138,7 @@ class RayExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[dict]) -> Iterator[dict]:
-        from losslab.sweep.run import run_point
+        from losslab.sweep.jobs import run_point
 
         ray = self._ray
         task = ray.remote(num_cpus=self.threads, max_retries=0)(run_point)

@@ -7,13 +7,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from losslab.sweep.phase import OUTCOMES, cell_means  # noqa: E402
+from losslab.core.plotting import subplots
+from losslab.sweep.phase import OUTCOMES, cell_means
 
 TITLES = {"val_acc": "final validation accuracy", "grokked": "fraction grokked (t4 reached)",
           "t4": "t4 (grokked runs)", "signature_energy": "spectral energy of the early train loss"}
@@ -25,7 +22,7 @@ def _label(value) -> str:
 
 def phase_figure(rows: list[dict], x: str, y: str, outcomes=OUTCOMES):
     """The outcomes' cell means over (x, y), a heatmap each, the values written in small grids."""
-    fig, axes = plt.subplots(1, len(outcomes), figsize=(4.6 * len(outcomes), 4.2), constrained_layout=True)
+    fig, axes = subplots(1, len(outcomes), figsize=(4.6 * len(outcomes), 4.2), constrained_layout=True)
     for ax, outcome in zip(np.atleast_1d(axes), outcomes):
         xs, ys, matrix = cell_means(rows, x, y, outcome)
         shown = np.log10(matrix) if outcome == "signature_energy" else matrix
@@ -45,7 +42,6 @@ def phase_figure(rows: list[dict], x: str, y: str, outcomes=OUTCOMES):
 
 def save(fig, path: Path) -> Path:
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -53,7 +49,7 @@ def power_law_figure(result: dict, axis: str, ax=None):
     """The grokked runs' t4 against the train fraction, with the fitted law (on `ax` where given)."""
     fit = result["fit"]
     if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+        _, ax = subplots(figsize=(5.5, 4), constrained_layout=True)
     ax.scatter(result["r"], result["t4"], s=18, label="grokked runs")
     r = np.linspace(min(result["r"]), max(result["r"]), 200)
     ax.plot(r, fit["a"] * r ** (-fit["gamma"]) + fit["b"], color="tab:red",
@@ -81,7 +77,7 @@ def predictor_figure(result: dict):
 
     from losslab.sweep.predict import trade_off
 
-    fig, (roc, cost) = plt.subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
+    fig, (roc, cost) = subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     grokked = [q["grokked"] for q in result["predictions"]]
     for name, auc in result["roc_auc_by_features"].items():
         fpr, tpr, _ = roc_curve(grokked, [q["by_features"][name] for q in result["predictions"]])

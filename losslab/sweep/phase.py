@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 OUTCOMES = ("val_acc", "grokked", "t4", "signature_energy")
 

@@ -28,7 +28,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from losslab.analysis.signature import full_window, run_signature
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.store import RunStore
 
 SIGNATURE = ("log_energy", "log_activity", "mobility", "complexity")

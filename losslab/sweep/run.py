@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import json
-import shutil
 import signal
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -21,10 +20,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from losslab.analysis.signature import full_window
-from losslab.errors import LossLabError, NotFound
-from losslab.store import RunDir, RunStore
+from losslab.core.errors import LossLabError, NotFound
+from losslab.core.files import atomic_write, read_json, read_text
 from losslab.presets import sweep_file
-from losslab.store.files import atomic_write, read_json, read_text
+from losslab.store import RunDir, RunStore
 from losslab.sweep.executors import Executor
 from losslab.sweep.spec import Point, expand, fingerprint, load_spec
 from losslab.train import stop as signals
@@ -44,78 +43,6 @@ def finished_summary(store: RunStore, run_id: str) -> dict | None:
     except LossLabError:
         return None
     return summary if summary and summary.get("status") in FINAL else None
-
-
-def prepare_point(job: dict):
-    """The trainer of one point's run: resumed if the run exists, new otherwise, with the sweep's
-    stop rule if it has one."""
-    from losslab.config import validate
-    from losslab.sweep.predict import unpromising
-    from losslab.train.loop import prepare, prepare_resume
-
-    store, run_id = RunStore(job["store"]), job["run_id"]
-    path = store.root / run_id
-    trainer = None
-    if path.exists():
-        try:
-            trainer = prepare_resume(RunDir.open(path), store)
-        except LossLabError:  # killed before its first summary: nothing worth keeping
-            shutil.rmtree(path)
-    if trainer is None:
-        trainer = prepare(validate(job["config"]), store, run_id)
-    if job.get("stop"):
-        trainer.should_stop = unpromising(job["stop"]["predictor"], job["stop"]["threshold"])
-    return trainer
-
-
-def failure(job: dict, e: Exception) -> dict:
-    return {"run_id": job["run_id"], "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
-
-
-def run_point(job: dict) -> dict | None:
-    """Train one point's run (or resume it); a failure is returned as a result, never raised, so
-    that one bad run does not stop the sweep. Runs in a worker process: plain data in and out.
-    None: the sweep was asked to stop before this point's run began (nothing was made)."""
-    import torch
-
-    from losslab.train.loop import finish
-
-    torch.set_num_threads(job["threads"])
-    if signals.requested is not None:  # checked again here: the imports above take a while in a new worker
-        return None
-    try:
-        return finish(prepare_point(job), figures=job.get("figures", True))
-    except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
-        return failure(job, e)
-
-
-def run_together(jobs: list[dict]) -> list[dict]:
-    """Train the runs of points of the same shapes together (losslab.train.batched), or a lone
-    one as run_point does; their summaries or failures, as run_point's."""
-    import torch
-
-    from losslab.train.batched import BatchedTrainers
-    from losslab.train.loop import conclude
-
-    if len(jobs) == 1:
-        return [r for r in [run_point(jobs[0])] if r is not None]
-    torch.set_num_threads(jobs[0]["threads"])
-    trainers, prepared, results = [], [], []
-    for job in jobs:
-        if signals.requested is not None:  # the sweep is stopping: the rest of the group does not start
-            break
-        try:
-            trainers.append(prepare_point(job))
-            prepared.append(job)
-        except Exception as e:  # noqa: BLE001 - recorded; the others go on
-            results.append(failure(job, e))
-    if trainers:
-        try:
-            BatchedTrainers(trainers).run()
-        except Exception as e:  # noqa: BLE001 - the group failed together
-            return results + [failure(job, e) for job in prepared]
-        results += [conclude(t, job.get("figures", True)) for t, job in zip(trainers, prepared)]
-    return results
 
 
 # ---------------------------------------------------------------- results

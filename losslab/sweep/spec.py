@@ -37,9 +37,9 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from losslab.config import FolderName, RunConfig, Seed, Strict, apply_override, set_value, validate
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
+from losslab.core.files import read_text, read_toml
 from losslab.presets import load_raw, sweep_file
-from losslab.store.files import read_text, read_toml
 
 
 class Range(Strict):

@@ -18,7 +18,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.store import RunStore
 from losslab.sweep.predict import early_features, p_grok
 from losslab.sweep.run import sweep_dir

@@ -1,5 +1,6 @@
 """A run's stored checkpoints as models, optimizers and objectives: the one bridge from run
-folders to the analysis layer (`Objective.from_run` calls `objective_at`).
+folders to the analysis layer (`objective_at`, public as `ll.objective_at`): the analyses know
+nothing of runs.
 
 The model is rebuilt from the run's config and the checkpoint's weights (loaded with
 weights_only=True, onto the CPU); analyses work on this copy, so nothing they do touches the run.
@@ -16,7 +17,7 @@ from torch import nn
 
 from losslab.analysis.objective import Objective
 from losslab.config import RunConfig
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 from losslab.losses import Loss
 from losslab.store import RunDir
 from losslab.tasks import Task
@@ -91,8 +92,10 @@ def load_checkpoint(run: RunDir, step: int | None = None) -> Checkpoint:
     return Checkpoint(run, cfg, step, model, task, loss_fn, state)
 
 
-def objective_at(run: RunDir, step: int | None = None, split: str = "train") -> Objective:
-    return load_checkpoint(run, step).objective(split)
+def objective_at(run: RunDir | str | Path, step: int | None = None, split: str = "train") -> Objective:
+    """The objective of a losslab run (its folder, or a RunDir) at a stored checkpoint (default: its
+    last), on its training or validation data."""
+    return load_checkpoint(run if isinstance(run, RunDir) else RunDir.open(Path(run)), step).objective(split)
 
 
 def trajectory(run: RunDir) -> tuple[list[int], list[dict[str, torch.Tensor]]]:

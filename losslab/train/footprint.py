@@ -7,8 +7,8 @@ from __future__ import annotations
 import torch
 
 from losslab.config import RunConfig
+from losslab.core.memory import check_fits
 from losslab.losses import build_loss
-from losslab.memory import check_fits
 from losslab.models import build_model
 from losslab.tasks import Task, task_shape
 

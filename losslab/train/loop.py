@@ -24,12 +24,12 @@ import torch
 
 from losslab.analysis.sharpness import preconditioner_refusal
 from losslab.config import ProbesConfig, RunConfig
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
+from losslab.core.files import StoreWriteError
 from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.measures import Measurements
 from losslab.monitor.record import Recorded, RunRecord, now
 from losslab.store import RunDir, RunStore
-from losslab.store.files import StoreWriteError
 from losslab.train import stop
 from losslab.train.cadence import eval_steps, log_spaced
 from losslab.train.footprint import check_run_fits

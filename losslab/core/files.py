@@ -15,11 +15,12 @@ import os
 import shutil
 import signal
 import stat
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
-from losslab.errors import LossLabError
+import tomllib
+
+from losslab.core.errors import LossLabError
 
 # A process started with LOSSLAB_KILL_AT_WRITE=N kills itself (SIGKILL) at its N-th write
 # boundary: the fault tests stop a run at every boundary with it, not at random moments.
@@ -150,16 +151,10 @@ def read_toml(text: str, origin: str) -> dict:
 
 
 def save_figure(fig, path: Path, dpi: int = 120) -> Path:
-    """A matplotlib Figure as PNG (or a plotly one as self-contained HTML), written atomically;
-    the matplotlib figure is closed."""
+    """A matplotlib Figure as PNG (or a plotly one as self-contained HTML), written atomically."""
     path = Path(path)
     if hasattr(fig, "write_html"):  # plotly: plotly.js inlined, so the page opens without a network
         atomic_write(path, lambda p: fig.write_html(p, include_plotlyjs=True, full_html=True))
         return path
-    import matplotlib.pyplot as plt
-
-    try:
-        atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=path.suffix.lstrip(".") or "png"))
-    finally:
-        plt.close(fig)
+    atomic_write(path, lambda p: fig.savefig(p, dpi=dpi, format=path.suffix.lstrip(".") or "png"))
     return path

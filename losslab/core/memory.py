@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 UNCHECKED_BYTES = 2**24  # 16 MB: any machine that runs torch has it
 

@@ -8,11 +8,9 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from losslab.store import RunDir  # noqa: E402
-from losslab.store.files import save_figure  # noqa: E402
+from losslab.core.files import save_figure
+from losslab.core.plotting import subplots
+from losslab.store import RunDir
 
 COLORS = {"train": "tab:blue", "val": "tab:red"}
 EVENT_STYLE = {"t2": ("memorization t2", "tab:blue"), "t4": ("generalization t4", "tab:red")}
@@ -33,7 +31,7 @@ def grokking_figure(rows, events: dict, title: str):
     # a loop monitored without accuracies (a Monitor in the user's loop) has the loss panel only
     panels = [(name, label) for name, label in (("acc", "accuracy"), ("loss", "loss"))
               if name == "loss" or any((split, name) in series for split in ("train", "val"))]
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), constrained_layout=True,
+    fig, axes = subplots(1, len(panels), figsize=(5.5 * len(panels), 4), constrained_layout=True,
                              squeeze=False)
     axes = axes[0]
     for ax, (name, label) in zip(axes, panels):
@@ -61,7 +59,7 @@ def grokking_figure(rows, events: dict, title: str):
 
 def variance_ratio_figure(rows, title: str):
     """Defazio & Bottou's plot: var(SGD gradient) / var(SVRG gradient) per layer over training."""
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
+    fig, ax = subplots(figsize=(6.5, 4), constrained_layout=True)
     for (split, name), (steps, values) in sorted(curves(rows).items()):
         if split == "probe" and name.startswith("grad_var_ratio/"):
             ax.plot([max(s, 1) for s in steps], values, marker=".", label=name.split("/", 1)[1])
@@ -76,8 +74,8 @@ def class_group_figure(rows, title: str):
     """Kunstner et al.'s plot: the training loss of each class-frequency group over training."""
     groups = sorted(((int(name.removeprefix("loss_group")), series) for (split, name), series in curves(rows).items()
                      if split == "train" and name.startswith("loss_group")))
-    fig, ax = plt.subplots(figsize=(6.5, 4), constrained_layout=True)
-    colors = plt.cm.viridis([i / max(len(groups) - 1, 1) for i in range(len(groups))])
+    fig, ax = subplots(figsize=(6.5, 4), constrained_layout=True)
+    colors = matplotlib.colormaps["viridis"]([i / max(len(groups) - 1, 1) for i in range(len(groups))])
     for (g, (steps, values)), color in zip(groups, colors):
         label = "most frequent" if g == 0 else "rarest" if g == len(groups) - 1 else None
         ax.plot(steps, values, color=color, label=f"group {g}" + (f" ({label})" if label else ""))
@@ -95,7 +93,7 @@ def curvature_figure(rows, title: str):
     pairs = [("lambda_max", "edge_of_stability", "2 / lr"),
              ("preconditioned_lambda_max", "adaptive_edge_of_stability", "(2 + 2 b1) / ((1 - b1) lr)")]
     pairs = [p for p in pairs if ("probe", p[0]) in series]
-    fig, axes = plt.subplots(1, len(pairs), figsize=(6 * len(pairs), 4), constrained_layout=True, squeeze=False)
+    fig, axes = subplots(1, len(pairs), figsize=(6 * len(pairs), 4), constrained_layout=True, squeeze=False)
     for ax, (value, threshold, label) in zip(axes[0], pairs):
         steps, values = series[("probe", value)]
         ax.plot([max(s, 1) for s in steps], values, marker=".", label=value)

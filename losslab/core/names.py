@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from losslab.errors import LossLabError
+from losslab.core.errors import LossLabError
 
 MAX_NAME = 120
 _ALLOWED = re.compile(r"[A-Za-z0-9_.\-+=@,]+")
