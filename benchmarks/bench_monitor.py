@@ -5,7 +5,7 @@ batch of 4,704 examples, AdamW), each probed on 256 of its training examples (`-
 convention, the curvature of the training batch, is `--probe 64` for the CNN). The variants:
 
 - loss only (every step's loss kept on the device, read every 100 steps);
-- the every-step measures (grad_norm, weight_norms, update_ratio), read every 100 steps;
+- the every-step measures (step_grad_norm, weight_norms, update_ratio), read every 100 steps;
 - each probe measure alone every 100 steps (spectral_norms, sharpness, preconditioned_sharpness,
   gradient_noise, trace), and sharpness + preconditioned_sharpness + gradient_noise together.
 
@@ -114,7 +114,7 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     variants = {"loss only, read every 100": [],
-                "every-step measures, read every 100": ["grad_norm", "weight_norms", "update_ratio"],
+                "every-step measures, read every 100": ["step_grad_norm", "weight_norms", "update_ratio"],
                 **{f"{m} every 100": [m] for m in ("spectral_norms", "sharpness", "preconditioned_sharpness",
                                                    "gradient_noise", "trace")},
                 "sharpness + preconditioned + noise every 100": ["sharpness", "preconditioned_sharpness",

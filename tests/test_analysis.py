@@ -36,7 +36,8 @@ def test_checkpoints_load_into_the_runs_model(tiny_run):
 
 def test_hessian_dense_agrees_with_lanczos(tmp_path):
     store = tmp_path / "store"
-    out = losslab_here("run", "parity", "--set", "model.width=8", "--set", "train.max_steps=30", "--out", store, "--json")
+    out = losslab_here("run", "parity", "--set", "model.width=8", "--set", "train.max_steps=30", "--out", store,
+                       "--json")
     run_id = json.loads(out.stdout)["run_id"]
     out = losslab_here("hessian", run_id, "--out", store, "--dense", "--which", "both", "--k", "2", "--json")
     assert out.returncode == 0, out.stderr
@@ -49,7 +50,8 @@ def test_hessian_dense_agrees_with_lanczos(tmp_path):
 
 def test_hessian_command(tiny_run):
     root, run_id = tiny_run
-    out = losslab_here("hessian", run_id, "--out", root, "--which", "both", "--k", "3", "--trace", "--density", "--json")
+    out = losslab_here("hessian", run_id, "--out", root, "--which", "both", "--k", "3", "--trace", "--density",
+                       "--json")
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["step"] == 120 and len(r["top"]) == 3 and len(r["bottom"]) == 3
@@ -200,7 +202,8 @@ def test_landscape_command(tiny_run):
 ])
 def test_bad_landscape_input_is_one_line(tiny_run, args, message):
     root, run_id = tiny_run
-    out = losslab_here("landscape", run_id, *args, "--points" if "--points" not in args else "--seed", "5", "--out", root)
+    out = losslab_here("landscape", run_id, *args, "--points" if "--points" not in args else "--seed", "5",
+                       "--out", root)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
 
 

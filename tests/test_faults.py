@@ -20,7 +20,7 @@ import losslab.core.files as files
 from losslab.config import load_config
 from losslab.core.errors import LossLabError
 from losslab.store import RunStore
-from losslab.train.loop import finish, prepare, prepare_resume
+from losslab.train.loop import prepare, prepare_resume, run_to_end
 from tests.helpers import FAULT_RUN, outcome
 
 
@@ -41,9 +41,9 @@ def restart(store: RunStore, run_id: str, cfg) -> None:
     no folder yet."""
     if (store.root / run_id).exists():
         if store.find(run_id).summary()["status"] not in ("completed", "diverged"):
-            finish(prepare_resume(store.find(run_id), store), figures=False)
+            run_to_end(prepare_resume(store.find(run_id), store), figures=False)
     else:
-        finish(prepare(cfg, store, run_id), figures=False)
+        run_to_end(prepare(cfg, store, run_id), figures=False)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def reference(tmp_path_factory):
     store = RunStore(tmp_path_factory.mktemp("whole"))
     labels = []
     mp = pytest.MonkeyPatch()
-    boundaries(labels.append, mp, lambda: finish(prepare(cfg, store, "r"), figures=False))
+    boundaries(labels.append, mp, lambda: run_to_end(prepare(cfg, store, "r"), figures=False))
     whole = outcome(store, "r")
     assert whole["events"]["t2"] and whole["events"]["t4"] and whole["signature"]  # the run exercises them
     assert whole["steps"] == whole["events"]["t4"] + 7
@@ -70,7 +70,7 @@ def kill_and_resume(cfg, boundary: int, store: RunStore, monkeypatch) -> None:
         if seen == boundary:
             raise Killed(at)
     with pytest.raises(Killed):
-        boundaries(kill_here, monkeypatch, lambda: finish(prepare(cfg, store, "r"), figures=False))
+        boundaries(kill_here, monkeypatch, lambda: run_to_end(prepare(cfg, store, "r"), figures=False))
     restart(store, "r", cfg)
 
 

@@ -313,7 +313,7 @@ def test_the_monitor_on_the_model_with_and_without_validation(case, tmp_path):
         out, y = forward(model, dict(model.named_parameters()), batch) if forward else (model(batch[0]), batch[1])
         return F.cross_entropy(out, y)
     probe, validation = data[0], data[1]
-    measures = ["grad_norm", "weight_norms", "update_ratio", "spectral_norms", "cosines", "sharpness",
+    measures = ["step_grad_norm", "grad_norm", "weight_norms", "update_ratio", "spectral_norms", "cosines", "sharpness",
                 "lambda_min", "trace", "preconditioned_sharpness"]
     if not forward:
         measures.append("dimension")

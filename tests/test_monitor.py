@@ -187,7 +187,7 @@ def test_every_step_measures_loss_series_and_signature_are_the_loops_own(tmp_pat
 
     if ring_rows:  # a step keeps Net's 72 matrix entries before and after it and its 83 gradients, float64
         monkeypatch.setattr(series, "RING_BYTES", ring_rows * 8 * (2 * 72 + 83))
-    mon, model, _, _, weights, losses = loop(tmp_path, ["grad_norm", "weight_norms", "update_ratio"],
+    mon, model, _, _, weights, losses = loop(tmp_path, ["step_grad_norm", "weight_norms", "update_ratio"],
                                              every=every, steps=13, device=device)
     assert mon._series.capacity == (ring_rows or (every if every > 1 else 0))
     summary = mon.close()
@@ -197,7 +197,7 @@ def test_every_step_measures_loss_series_and_signature_are_the_loops_own(tmp_pat
         params = {k: v.clone().requires_grad_() for k, v in weights[step].items()}
         loss = F.cross_entropy(functional_call(model, params, (data[0][batch],)), data[1][batch])
         gradient = torch.autograd.grad(loss, list(params.values()))
-        assert rows_at(mon, step)["grad_norm"] == pytest.approx(
+        assert rows_at(mon, step)["step_grad_norm"] == pytest.approx(
             float(torch.cat([g.flatten() for g in gradient]).norm()), rel=1e-12)
         before, after = weights[step]["a.weight"], weights[step + 1]["a.weight"]
         assert rows_at(mon, step + 1)["update_ratio/a.weight"] == pytest.approx(
@@ -215,7 +215,7 @@ def test_a_step_the_optimizer_skipped_is_recorded_as_nan(tmp_path, every):
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
     mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=every,
-                     measures=["grad_norm", "update_ratio"])
+                     measures=["step_grad_norm", "update_ratio"])
     for step in range(4):
         loss = F.cross_entropy(model(x), y)
         loss.backward()
@@ -224,7 +224,7 @@ def test_a_step_the_optimizer_skipped_is_recorded_as_nan(tmp_path, every):
         opt.zero_grad()
         mon.step(loss)
     mon.close()
-    norms = [v for s, split, name, v in sorted(mon.rows) if name == "grad_norm"]
+    norms = [v for s, split, name, v in sorted(mon.rows) if name == "step_grad_norm"]
     assert np.isnan(norms[2]) and np.isfinite(norms[:2] + norms[3:]).all()
     ratios = [v for s, split, name, v in sorted(mon.rows) if name == "update_ratio/a.weight"]  # at steps 1..4
     assert np.isnan(ratios[2]) and np.isfinite(ratios[:2] + ratios[3:]).all()
@@ -235,13 +235,13 @@ def test_a_parameter_without_a_gradient_adds_nothing_to_the_gradient_norm(tmp_pa
     model.unused = torch.nn.Linear(2, 2)  # in the optimizer, never in the forward: its grad stays None
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
-    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=2, measures=["grad_norm"])
+    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=2, measures=["step_grad_norm"])
     F.cross_entropy(model(x), y).backward()
     expected = float(torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None]).norm())
     opt.step()
     mon.step(0.0)
     mon.close()
-    assert rows_at(mon, 0)["grad_norm"] == pytest.approx(expected, rel=1e-6)
+    assert rows_at(mon, 0)["step_grad_norm"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_a_training_that_diverges_is_measured_no_further_and_goes_on(tmp_path):
@@ -252,7 +252,7 @@ def test_a_training_that_diverges_is_measured_no_further_and_goes_on(tmp_path):
     model = Net().double()
     opt = torch.optim.AdamW(model.parameters(), lr=0.05)
     mon = ll.Monitor(model, opt, probe=(x[:32], y[:32]), loss=F.cross_entropy, store=tmp_path, every=5,
-                     measures=["grad_norm", "sharpness", "preconditioned_sharpness", "gradient_noise"],
+                     measures=["step_grad_norm", "sharpness", "preconditioned_sharpness", "gradient_noise"],
                      validation=(x[32:], y[32:]))
     for step in range(1, 16):
         if step == 8:
@@ -273,7 +273,7 @@ def test_a_training_that_diverges_is_measured_no_further_and_goes_on(tmp_path):
 
 
 def test_a_monitored_run_is_an_ordinary_run(tmp_path):
-    mon, *_ = loop(tmp_path, ["grad_norm", "weight_norms", "gradient_noise"], steps=15)
+    mon, *_ = loop(tmp_path, ["step_grad_norm", "weight_norms", "gradient_noise"], steps=15)
     summary = mon.close()
     root = tmp_path / "runs"
     listed = json.loads(losslab_here("runs", "--out", root, "--json").stdout)
@@ -285,7 +285,8 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     header = table.read_text().splitlines()[0]
     assert "probe/gradient_noise_scale" in header and "train/step_loss" in header
     page = losslab_here("report", "mine", "--out", root, "--json")
-    assert page.returncode == 0 and "Monitored in your own training loop" in open(json.loads(page.stdout)["page"]).read()
+    assert page.returncode == 0
+    assert "Monitored in your own training loop" in open(json.loads(page.stdout)["page"]).read()
     refused = losslab_here("hessian", "mine", "--out", root)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
 
@@ -343,7 +344,7 @@ def test_the_lightning_callback_writes_the_rows_of_the_plain_loop(tmp_path):
 
     torch.manual_seed(0)
     x, y = torch.randn(96, 6), torch.randint(0, 3, (96,))
-    probe, measures = (x[:32], y[:32]), ["grad_norm", "weight_norms", "update_ratio", "sharpness"]
+    probe, measures = (x[:32], y[:32]), ["step_grad_norm", "weight_norms", "update_ratio", "sharpness"]
 
     class Tiny(pl.LightningModule):
         def __init__(self):
@@ -489,7 +490,7 @@ def test_a_monitored_runs_page_loads_in_chromium_with_its_curves(tmp_path, brows
     model = Net()
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     with ll.Monitor(model, opt, (x[:64], y[:64]), F.cross_entropy, store=tmp_path, name="page", every=10,
-                    validation=(x[64:], y[64:]), measures=["grad_norm", "weight_norms", "sharpness"]) as mon:
+                    validation=(x[64:], y[64:]), measures=["step_grad_norm", "weight_norms", "sharpness"]) as mon:
         for _ in range(60):
             loss = F.cross_entropy(model(x[:64]), y[:64])
             loss.backward()
@@ -502,3 +503,31 @@ def test_a_monitored_runs_page_loads_in_chromium_with_its_curves(tmp_path, brows
     assert page.locator("#curves .main-svg").count() > 0 and drawn(page, "#curves")
     assert f"t1\t{mon.summary['events']['t1']}" in page.locator("#events").inner_text()
     page.close()
+
+
+def test_the_step_gradient_and_the_probe_gradient_are_two_measures_with_two_names(tmp_path):
+    """step_grad_norm: the gradient the optimizer stepped with (this step's batch); grad_norm: the
+    probe loss's gradient at the weights after the step, at the cadence (the Trainer's probe too)."""
+    from torch.func import functional_call
+
+    torch.manual_seed(0)
+    model, x, y = Net(), torch.randn(32, 6), torch.randint(0, 3, (32,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    mon = ll.Monitor(model, opt, (x, y), F.cross_entropy, store=tmp_path, every=2,
+                     measures=["step_grad_norm", "grad_norm"])
+    stepped, full = [], {}
+    for step in range(4):
+        batch = slice(8 * step, 8 * step + 8)
+        F.cross_entropy(model(x[batch]), y[batch]).backward()
+        stepped.append(float(torch.cat([p.grad.flatten() for p in model.parameters()]).norm()))
+        opt.step()
+        opt.zero_grad()
+        mon.step(0.0)
+        if step % 2 == 1:  # the probe, measured after the step
+            params = {k: v.detach().clone().requires_grad_() for k, v in model.named_parameters()}
+            g = torch.autograd.grad(F.cross_entropy(functional_call(model, params, (x,)), y), list(params.values()))
+            full[step + 1] = float(torch.cat([t.flatten() for t in g]).norm())
+    mon.close()
+    assert [rows_at(mon, step)["step_grad_norm"] for step in range(4)] == pytest.approx(stepped, rel=1e-6)
+    assert {step: rows_at(mon, step)["grad_norm"] for step in full} == pytest.approx(full, rel=1e-5)
+    assert len(set(stepped) | set(full.values())) == 6  # six different gradients

@@ -47,10 +47,11 @@ def training(store: Path) -> list[str]:
             and '"completed"' not in (store / name / "run.json").read_text()]
 
 
-# each executor and each signal; SIGTERM on one worker and on a batched group only in the slow suite
-# (the same stop as SIGINT there; local-2 takes SIGTERM through the parent's forwarding)
-CASES = [pytest.param(e, s, id=f"{e}-{s.name}", marks=[pytest.mark.slow] if s == signal.SIGTERM and e != "local-2"
-                      else []) for e in EXECUTORS for s in (signal.SIGINT, signal.SIGTERM)]
+# each executor with one signal in the default suite, the other in the slow suite (one handler takes both):
+# SIGINT on one worker and on a batched group, SIGTERM on two workers (passed on by the parent's forwarding)
+DEFAULT = {("local-1", signal.SIGINT), ("batched", signal.SIGINT), ("local-2", signal.SIGTERM)}
+CASES = [pytest.param(e, s, id=f"{e}-{s.name}", marks=[] if (e, s) in DEFAULT else [pytest.mark.slow])
+         for e in EXECUTORS for s in (signal.SIGINT, signal.SIGTERM)]
 
 
 @pytest.mark.parametrize("executor,sig", CASES)

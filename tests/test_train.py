@@ -12,6 +12,7 @@ import torch
 from losslab.config import load_config
 from losslab.store import RunStore
 from losslab.train.loop import Trainer, resume, train
+from tests.helpers import losslab_here
 
 
 def measured(run):
@@ -167,8 +168,7 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
             "--set", "train.max_steps=1500", "--set", "train.eval_every=50", "--set", "train.stop_after_t4=0",
             "--set", "train.checkpoint_every_s=0.2", "--set", "optim.lr=3e-3"]
     cli = [sys.executable, "-m", "losslab.cli"]
-    whole = subprocess.run([*cli, "run", *args, "--out", str(tmp_path / "a"), "--json"], env=env,
-                           capture_output=True, text=True, check=True)
+    whole = losslab_here("run", *args, "--out", tmp_path / "a", "--json")  # the kill needs a process, not these
     proc = subprocess.Popen([*cli, "run", *args, "--out", str(tmp_path / "b")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store_b = RunStore(tmp_path / "b")
@@ -179,7 +179,7 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     proc.wait()
     [killed] = store_b.summaries()
     assert killed["status"] == "running"  # as the kill left it
-    out = subprocess.run([*cli, "resume", killed["run_dir"], "--json"], env=env, capture_output=True, text=True)
+    out = losslab_here("resume", killed["run_dir"], "--json")
     assert out.returncode == 0, out.stderr
     a, b = json.loads(whole.stdout), json.loads(out.stdout)
     assert b["status"] == "completed" and b["steps"] == a["steps"] and b["events"] == a["events"]

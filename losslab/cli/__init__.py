@@ -13,7 +13,9 @@ import typer
 from typer.exceptions import TyperException
 
 # the commands register themselves on `app` (in this order in --help)
-from losslab.cli import runs, analyses, optimizers, sweeps, reports  # noqa: F401,I001
+# isort: off
+from losslab.cli import runs, analyses, optimizers, sweeps, reports  # noqa: F401
+# isort: on
 from losslab.cli.common import EXIT_INTERRUPTED, app
 from losslab.core.errors import LossLabError
 

@@ -91,11 +91,11 @@ def run(
     """Train one run and write it to the store."""
     from losslab.config import load_config
     from losslab.store import RunStore
-    from losslab.train.loop import finish, prepare
+    from losslab.train.loop import prepare, run_to_end
 
     cfg = load_config(source, overrides or [], seed)
     trainer = prepare(cfg, RunStore(store))  # refusals come before the progress bar
-    _train_with_progress(cfg.train.max_steps, lambda cb: finish(trainer, cb), as_json)
+    _train_with_progress(cfg.train.max_steps, lambda cb: run_to_end(trainer, cb), as_json)
 
 
 @app.command()
@@ -107,11 +107,11 @@ def resume(
 ):
     """Continue an interrupted or killed run from its last checkpoint."""
     from losslab.store import RunStore
-    from losslab.train.loop import finish, prepare_resume
+    from losslab.train.loop import prepare_resume, run_to_end
 
     run_folder = RunStore(store).find(run_dir)
     trainer = prepare_resume(run_folder, RunStore(run_folder.path.parent))
-    _train_with_progress(trainer.cfg.train.max_steps, lambda cb: finish(trainer, cb), as_json)
+    _train_with_progress(trainer.cfg.train.max_steps, lambda cb: run_to_end(trainer, cb), as_json)
 
 
 # ---------------------------------------------------------------- runs / show

@@ -1,7 +1,7 @@
 """A training-dynamics monitor for any PyTorch training loop, written as an ordinary losslab run.
 
     mon = losslab.Monitor(model, optimizer, probe=(x, y), loss=F.cross_entropy, store="runs",
-                          name="my-run", every=100, measures=["grad_norm", "sharpness", "gradient_noise"])
+                          name="my-run", every=100, measures=["step_grad_norm", "sharpness", "gradient_noise"])
     for x, y in loader:
         loss = F.cross_entropy(model(x), y); loss.backward(); optimizer.step(); optimizer.zero_grad()
         mon.step(loss)      # nothing is read from the device here; the host reads at the cadence
@@ -11,7 +11,8 @@ Two kinds of measures:
 
 - Every step, from the loop's own step, kept on the device (a buffer of `every` rows the host reads
   at the cadence: no host sync in between): the training loss (always), and
-  - grad_norm: the norm of the gradient the optimizer stepped with (after any clipping),
+  - step_grad_norm: the norm of the gradient the optimizer stepped with (the batch's, after any
+    clipping),
   - weight_norms: the Frobenius norm of every weight matrix (and convolution kernel) after the step,
   - update_ratio: ||w_t+1 - w_t|| / ||w_t|| of every weight matrix over the step.
   They are read from the optimizer's step hooks (torch.optim's register_step_pre_hook and
@@ -21,6 +22,7 @@ Two kinds of measures:
 - Every `every` steps, on the probe (a fixed batch, or re-iterable of batches, the loss is
   evaluated on), with the weights as they are after that step: the measures of
   losslab.monitor.measures (the engine losslab's own Trainer measures with), each with its cost:
+  grad_norm (of the probe loss's gradient: the full-data gradient where the probe is the data),
   spectral_norms, cosines, sharpness, preconditioned_sharpness, gradient_noise, trace, dimension
   (of every Linear layer's input, or of the modules named in `layers`); the top eigenvalues to a
   Lanczos residual of `tolerance` (1e-2: right to ~1e-4; 1e-3: ~1e-6, for a third more products).
@@ -62,6 +64,7 @@ from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, check_per_example, deterministic
 from losslab.monitor.record import Recorded, RunRecord
 from losslab.monitor.series import STEP_MEASURES, StepSeries
+from losslab.store.records import MetricRow
 
 PROBE_MEASURES = tuple(m for m in MEASURES if m not in STEP_MEASURES)
 ALL_MEASURES = STEP_MEASURES + PROBE_MEASURES
@@ -170,11 +173,11 @@ class Monitor(Recorded):
         rows, last_loss = self._series.read(first_step=self.steps - self._series.kept)  # the cadence's host sync
         self.rows.extend(rows)
         if self.validation is None:
-            self.rows.append((self.steps, "train", "loss", last_loss))
+            self.rows.append(MetricRow(self.steps, "train", "loss", last_loss))
             self.summary["final"] = {"train_loss": last_loss}
         else:
             self._evaluate()
-        self.rows.append((self.steps, "probe", "lr", float(self.optimizer.param_groups[0]["lr"])))
+        self.rows.append(MetricRow(self.steps, "probe", "lr", float(self.optimizer.param_groups[0]["lr"])))
         self.rows.extend(self.measures.measure(self.steps))
         if time.perf_counter() - self._written >= WRITE_EVERY_S:
             self._write()

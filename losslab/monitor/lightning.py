@@ -1,7 +1,7 @@
 """The Monitor as a PyTorch Lightning callback (`pip install 'losslab[lightning]'`):
 
     trainer = pl.Trainer(callbacks=[MonitorCallback(probe=(x, y), loss=F.cross_entropy, every=100,
-                                                    measures=["grad_norm", "sharpness"])])
+                                                    measures=["step_grad_norm", "sharpness"])])
 
 Every option is the Monitor's: `forward=f` instead of `loss` for dict batches (a Hugging Face
 model's). The monitor is made at the start of training on the LightningModule and its first optimizer,

@@ -45,6 +45,7 @@ from losslab.analysis.objective import NonFiniteLoss, Objective
 from losslab.analysis.sharpness import preconditioned_sharpness, preconditioner_refusal
 from losslab.core.errors import LossLabError
 from losslab.core.memory import check_fits
+from losslab.store.records import MetricRow
 
 MEASURES = ("grad_norm", "weight_norms", "spectral_norms", "cosines", "sharpness", "lambda_min",
             "preconditioned_sharpness", "gradient_noise", "trace", "dimension")
@@ -186,13 +187,13 @@ class Measurements:
         self.previous = state.get("previous")
         self.warm = {k: v.numpy() for k, v in state.get("warm", {}).items()}
 
-    def measure(self, step: int) -> list[tuple[int, str, str, float]]:
+    def measure(self, step: int) -> list[MetricRow]:
         if not self.measures:  # no probe to build at every reading of a loop that only keeps its loss
             return []
         with deterministic(self.model):
             return self._measure(step)
 
-    def _measure(self, step: int) -> list[tuple[int, str, str, float]]:
+    def _measure(self, step: int) -> list[MetricRow]:
         self._before_step, self._before = step, (self.previous, dict(self.warm))
         try:  # the probe data are read and checked once: a loader's two passes, not two a measurement
             self.objective = obj = Objective(self.model, self.loss_fn, self.data, forward=self.forward,
@@ -200,10 +201,10 @@ class Measurements:
                 if self.objective is None else self.objective.refreshed()
         except NonFiniteLoss:  # diverged: nothing to measure (the Trainer stops at its evaluation; a loop goes on)
             return []
-        rows: list[tuple[int, str, str, float]] = []
+        rows: list[MetricRow] = []
 
         def add(name: str, value) -> None:
-            rows.append((step, "probe", name, float(value)))
+            rows.append(MetricRow(step, "probe", name, float(value)))
         m = self.measures
         lr = self.optimizer.param_groups[0]["lr"]
         h = HessianOperator(obj) if m & {"sharpness", "lambda_min", "preconditioned_sharpness", "trace"} else None

@@ -12,8 +12,7 @@ from datetime import datetime
 
 from losslab.analysis.signature import SIGNATURE_KEYS, run_signature
 from losslab.analysis.slingshots import slingshots
-
-Row = tuple[int, str, str, float]
+from losslab.store.records import MetricRow
 
 
 def now() -> str:
@@ -27,7 +26,7 @@ class RunRecord:
         self.summary = {"run_id": run.path.name, "run_dir": str(run.path.resolve()), "status": "running",
                         "stop_reason": None, "steps": 0, "final": {}, "wall_s": 0.0, "created": now(),
                         "updated": now(), "peak_rss_mb": None, **summary}
-        self.rows: list[Row] = []
+        self.rows: list[MetricRow] = []
         self.wall_before = 0.0  # wall time of earlier sessions of a resumed run
         # the run's clock: wall time, or for a run trained in a batched group the seconds of its own
         # work and its share of the group's joint steps (losslab.train.batched), so that the runs'
@@ -64,7 +63,7 @@ class RunRecord:
         except ValueError:
             return
         self.summary["signature"] = sig
-        self.rows += [(steps, "signature", k, sig[k]) for k in SIGNATURE_KEYS]
+        self.rows += [MetricRow(steps, "signature", k, sig[k]) for k in SIGNATURE_KEYS]
 
     def record_slingshots(self, last_layer: str | None) -> None:
         """The steps of slingshots (from the evaluated losses and the Frobenius norms of
@@ -72,7 +71,7 @@ class RunRecord:
         self.summary["slingshots"] = slingshots(self.rows, last_layer) if last_layer else []
 
     def draw_figures(self) -> None:
-        """The run's figures into its folder (about 0.7 s), listed in the summary."""
+        """The run's figures into its folder, listed in the summary."""
         from losslab.monitor.figures import write_run_figures  # matplotlib: only here
 
         self.summary["figures"] = [str(p) for p in write_run_figures(self.run, self.rows, self.summary)]

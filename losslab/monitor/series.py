@@ -10,14 +10,16 @@ import math
 import numpy as np
 import torch
 
-STEP_MEASURES = ("grad_norm", "weight_norms", "update_ratio")
+from losslab.store.records import MetricRow
+
+STEP_MEASURES = ("step_grad_norm", "weight_norms", "update_ratio")
 # the copies a step keeps, held until their norms are taken: at most 32 MB (every 100 steps of the
 # digits CNN's 994 parameters; every 12 of the grokking transformer's 223k)
 RING_BYTES = 2**25
 
 
 class StepSeries:
-    """Row i of a buffer holds step i's loss and the norms of what the optimizer's step hooks saw:
+    """MetricRow i of a buffer holds step i's loss and the norms of what the optimizer's step hooks saw:
     the gradient the step took (after any clipping), each weight matrix after the step, its update
     and its norm before; `read` turns the rows into metric rows.
 
@@ -37,18 +39,18 @@ class StepSeries:
         self.matrices = [p for _, p in named if p.ndim >= 2]
         self.matrix_names = [n for n, p in named if p.ndim >= 2]
         self.last_matrix = self.matrix_names[-1] if self.matrix_names else None
-        self.grad_norm, self.weight_norms, self.update_ratio = (m in measures for m in STEP_MEASURES)
+        self.step_grad_norm, self.weight_norms, self.update_ratio = (m in measures for m in STEP_MEASURES)
         self.weight_norms &= bool(self.matrices)
         self.update_ratio &= bool(self.matrices)
-        # a step keeps the matrices before it (update_ratio), the gradients (grad_norm) and the
+        # a step keeps the matrices before it (update_ratio), the gradients (step_grad_norm) and the
         # matrices after it; the gradients at the post-hook, where a closure's step has made them
         self.kept_before = self.matrices if self.update_ratio else []
         self.matrices_after = self.matrices if self.weight_norms or self.update_ratio else []
-        self.kept_after = (self.params if self.grad_norm else []) + self.matrices_after  # params for their gradients
+        self.kept_after = (self.params if self.step_grad_norm else []) + self.matrices_after  # params for their gradients
         # columns: the loss, the gradient's norm (at theta_t, like the loss), then of each matrix its
         # norm after the step (theta_t+1), its update's norm and its norm before
         n = len(self.matrices)
-        self.columns = 1 + self.grad_norm + n * (self.weight_norms + 2 * self.update_ratio)
+        self.columns = 1 + self.step_grad_norm + n * (self.weight_norms + 2 * self.update_ratio)
         device = next(model.parameters()).device
         self.buffer = torch.full((every, self.columns), math.nan, dtype=torch.float64, device=device)
         self.losses = list(self.buffer[:, 0])  # views: one copy_ a step, no indexing
@@ -83,7 +85,7 @@ class StepSeries:
         self.ring_before, self.ring_after = [row[:split] for row in views], [row[split:] for row in views]
         self.matrix_sizes = [p.numel() for p in self.matrices]
         before = sum(sizes[:split])
-        self.sections = (before, before + (sum(p.numel() for p in self.params) if self.grad_norm else 0))
+        self.sections = (before, before + (sum(p.numel() for p in self.params) if self.step_grad_norm else 0))
         self.stepped = [False] * self.capacity
 
     def _gradients(self) -> list[torch.Tensor]:
@@ -102,12 +104,12 @@ class StepSeries:
     def _after_step(self, optimizer, args, kwargs) -> None:
         if self.capacity:
             row = self.kept % self.capacity
-            gradients = self._gradients() if self.grad_norm else []
+            gradients = self._gradients() if self.step_grad_norm else []
             torch._foreach_copy_(self.ring_after[row], gradients + self.matrices_after)
             self.stepped[row] = True
             return
         columns = []  # under no_grad the parameters themselves: no detached views to make each step
-        if self.grad_norm:
+        if self.step_grad_norm:
             columns.append(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(self._gradients()))))
         if self.weight_norms:
             columns += torch._foreach_norm(self.matrices)
@@ -135,7 +137,7 @@ class StepSeries:
         ring = self.ring[:rows]
         before, gradients, after = ring[:, : self.sections[0]], ring[:, self.sections[0]: self.sections[1]], \
             ring[:, self.sections[1]:]
-        columns = [torch.linalg.vector_norm(gradients, dim=1, dtype=torch.float64)] if self.grad_norm else []
+        columns = [torch.linalg.vector_norm(gradients, dim=1, dtype=torch.float64)] if self.step_grad_norm else []
         if self.weight_norms:
             columns += norms(after)
         if self.update_ratio:
@@ -147,7 +149,7 @@ class StepSeries:
             self.buffer[skipped, 1:] = math.nan
         self.stepped = [False] * self.capacity
 
-    def read(self, first_step: int) -> tuple[list[tuple[int, str, str, float]], float]:
+    def read(self, first_step: int) -> tuple[list[MetricRow], float]:
         """The kept steps (the first of them `first_step`) as metric rows, and the last loss."""
         if self.capacity and self.kept % self.capacity:
             self._reduce(self.kept % self.capacity)
@@ -157,8 +159,8 @@ class StepSeries:
         steps = np.arange(first_step, first_step + len(kept))
         before, after = {"step_loss": kept[:, 0]}, {}  # the columns of theta_t, and of theta_t+1
         column, n = 1, len(self.matrices)
-        if self.grad_norm:
-            before["grad_norm"] = kept[:, 1]
+        if self.step_grad_norm:
+            before["step_grad_norm"] = kept[:, 1]
             column += 1
         if self.weight_norms:
             after.update({f"norm_fro/{name}": kept[:, column + i] for i, name in enumerate(self.matrix_names)})
@@ -167,9 +169,9 @@ class StepSeries:
             moved, norm = kept[:, column: column + n], kept[:, column + n: column + 2 * n]
             after.update({f"update_ratio/{name}": moved[:, i] / np.maximum(norm[:, i], 1e-30)
                           for i, name in enumerate(self.matrix_names)})
-        rows = [(int(step), "train" if name == "step_loss" else "probe", name, float(v))
+        rows = [MetricRow(int(step), "train" if name == "step_loss" else "probe", name, float(v))
                 for name, values in before.items() for step, v in zip(steps, values)]
-        rows += [(int(step) + 1, "probe", name, float(v)) for name, values in after.items()
+        rows += [MetricRow(int(step) + 1, "probe", name, float(v)) for name, values in after.items()
                  for step, v in zip(steps, values)]
         return rows, float(kept[-1, 0])
 

@@ -1,12 +1,27 @@
-"""The shape of what the store reads back: a run's summary (run.json, and its row in the index).
+"""The shape of what the store holds: a run's metric rows and its summary (run.json, and its row
+in the index).
 
-One model, checked at every read, so that a file that parses but is not a run's summary (a
-string where a mapping belongs, no `final`) is one line naming it, never a KeyError in a command.
+A summary is one model, checked at every read, so that a file that parses but is not a run's
+summary (a string where a mapping belongs, no `final`) is one line naming it, never a KeyError in
+a command.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class MetricRow(NamedTuple):
+    """One measurement of a run (a row of metrics.parquet): `name` = `value` at `step`, on `split`
+    ("train", "val", or "probe" for the measures)."""
+
+    step: int
+    split: str
+    name: str
+    value: float
+
 
 Number = float | None  # a metric may be NaN (a diverged run) or missing
 Text = str | None

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from losslab.core.errors import LossLabError
 from losslab.core.files import atomic_write, boundary, contained, first_line, read_text, regular_file
-from losslab.store.records import summary_problem
+from losslab.store.records import MetricRow, summary_problem
 
 if TYPE_CHECKING:
     from losslab.config import RunConfig
@@ -177,7 +177,7 @@ class RunDir:
 
     # -- metrics: rows of (step, split, name, value)
 
-    def write_metrics(self, rows: list[tuple[int, str, str, float]]) -> None:
+    def write_metrics(self, rows: list[MetricRow]) -> None:
         columns = list(zip(*rows)) if rows else [[], [], [], []]
         table = pa.Table.from_arrays([pa.array(c, t) for c, t in zip(columns, METRICS_SCHEMA.types)],
                                      schema=METRICS_SCHEMA)
@@ -195,9 +195,9 @@ class RunDir:
                                f"other types than losslab's {METRICS_SCHEMA.names}")
         return table
 
-    def metric_rows(self) -> list[tuple[int, str, str, float]]:
+    def metric_rows(self) -> list[MetricRow]:
         table = self.metrics()
-        return list(zip(*(table.column(n).to_pylist() for n in METRICS_SCHEMA.names)))
+        return [MetricRow(*row) for row in zip(*(table.column(n).to_pylist() for n in METRICS_SCHEMA.names))]
 
     # -- checkpoints
 

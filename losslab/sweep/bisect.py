@@ -21,12 +21,12 @@ NOISE_MAX = 0.5  # labels flipped at random half of the time carry no informatio
 
 def groks(base: str, overrides: list[str], noise: float, store_root: str) -> dict | None:
     """The run at this noise; None once a stop is requested (before it began, or while it ran)."""
-    from losslab.train.loop import finish, prepare
+    from losslab.train.loop import prepare, run_to_end
 
     cfg = load_config(base, [*overrides, f"task.noise={noise}", "name=noise-threshold"])
     if stop.requested is not None:  # checked just before the run folder is made
         return None
-    summary = finish(prepare(cfg, RunStore(store_root)), figures=False)
+    summary = run_to_end(prepare(cfg, RunStore(store_root)), figures=False)
     if stop.requested is not None:
         return None
     return {"noise": noise, "grokked": summary["events"]["t4"] is not None, "t4": summary["events"]["t4"],

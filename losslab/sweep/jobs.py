@@ -42,13 +42,13 @@ def run_point(job: dict) -> dict | None:
     None: the sweep was asked to stop before this point's run began (nothing was made)."""
     import torch
 
-    from losslab.train.loop import finish
+    from losslab.train.loop import run_to_end
 
     torch.set_num_threads(job["threads"])
     if signals.requested is not None:  # checked again here: the imports above take a while in a new worker
         return None
     try:
-        return finish(prepare_point(job), figures=job.get("figures", True))
+        return run_to_end(prepare_point(job), figures=job.get("figures", True))
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
         return failure(job, e)
 
@@ -59,7 +59,7 @@ def run_together(jobs: list[dict]) -> list[dict]:
     import torch
 
     from losslab.train.batched import BatchedTrainers
-    from losslab.train.loop import conclude
+    from losslab.train.loop import save_outcome
 
     if len(jobs) == 1:
         return [r for r in [run_point(jobs[0])] if r is not None]
@@ -78,5 +78,5 @@ def run_together(jobs: list[dict]) -> list[dict]:
             BatchedTrainers(trainers).run()
         except Exception as e:  # noqa: BLE001 - the group failed together
             return results + [failure(job, e) for job in prepared]
-        results += [conclude(t, job.get("figures", True)) for t, job in zip(trainers, prepared)]
+        results += [save_outcome(t, job.get("figures", True)) for t, job in zip(trainers, prepared)]
     return results

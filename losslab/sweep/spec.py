@@ -85,7 +85,7 @@ class SweepSpec(Strict):
     description: str = ""
     base: str
     set: list[str] = []
-    run_figures: bool = True  # each run's own figures (about 0.7 s a run); the sweep's are always drawn
+    run_figures: bool = True  # each run's own figures (as costly as a short run); the sweep's are always drawn
     grid: dict[str, list[Any]] = {}
     random: RandomSearch | None = None
 

@@ -86,7 +86,7 @@ def storage_for(storage: str | None, store: RunStore, name: str):
 def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", pruner: str = "will-not-grok",
          predictor: dict | None = None, threshold: float = 0.5, storage: str | None = None,
          report_every: int = 100, on_trial=None) -> dict:
-    from losslab.train.loop import finish, prepare
+    from losslab.train.loop import prepare, run_to_end
 
     optuna = _optuna()
     if objective not in OBJECTIVES:
@@ -122,7 +122,7 @@ def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", p
             trial.report(t.final["val_loss" if objective == "t4" else "val_acc"], t.step)
             return "pruned" if trial.should_prune() else None
         trainer.should_stop = should_stop
-        summary = finish(trainer)
+        summary = run_to_end(trainer)
         if summary["status"] == "interrupted":  # cut short by a signal: not a result (Optuna marks it failed)
             raise _Stopped
         if summary["stop_reason"] == "pruned":

@@ -30,6 +30,7 @@ from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.measures import Measurements
 from losslab.monitor.record import Recorded, RunRecord, now
 from losslab.store import RunDir, RunStore
+from losslab.store.records import MetricRow
 from losslab.train import stop
 from losslab.train.cadence import eval_steps, log_spaced
 from losslab.train.footprint import check_run_fits
@@ -188,8 +189,8 @@ class Trainer(Recorded):
         started = time.perf_counter()
         self.rows.extend(s.recorded_losses())
         # the cost of reaching theta_step: training time (AlgoPerf's clock) and gradients
-        self.rows.extend([(step, "cost", "train_s", self.record.wall() - self.overhead_s),
-                          (step, "cost", "grad_evals", s.grad_evals)])
+        self.rows.extend([MetricRow(step, "cost", "train_s", self.record.wall() - self.overhead_s),
+                          MetricRow(step, "cost", "grad_evals", s.grad_evals)])
         m, rows = s.evaluate(out)
         self.rows.extend(rows)
         fired = self.events.update(step, {"train": m["train_acc"], "val": m["val_acc"]})
@@ -197,7 +198,7 @@ class Trainer(Recorded):
             self.eval_at.add(step + train.stop_after_t4)
         if "t2" in fired and self.cfg.optim.weight_decay_after_t2 is not None:
             s.switch_weight_decay(self.cfg.optim.weight_decay_after_t2)
-            self.rows.append((step, "optim", "weight_decay", self.cfg.optim.weight_decay_after_t2))
+            self.rows.append(MetricRow(step, "optim", "weight_decay", self.cfg.optim.weight_decay_after_t2))
         self.final = m  # what a stop rule reads
         reason = self._stop_reason(step, m)
         if reason == "diverged":
@@ -284,16 +285,16 @@ def training(trainers: list[Trainer]) -> Iterator[None]:
             raise
 
 
-def finish(trainer: Trainer, on_eval: EvalCallback | None = None, figures: bool = True) -> dict:
-    """Train a prepared run, then draw its figures into its folder; returns its summary."""
+def run_to_end(trainer: Trainer, on_eval: EvalCallback | None = None, figures: bool = True) -> dict:
+    """Train a prepared run to its end (or its stop), then save its outcome; returns its summary."""
     trainer.on_eval = on_eval or trainer.on_eval
     trainer.run()
-    return conclude(trainer, figures)
+    return save_outcome(trainer, figures)
 
 
-def conclude(trainer: Trainer, figures: bool = True) -> dict:
-    """After training: the run's figures (unless told not to: they cost about 0.7 s a run, as
-    much as a short run's training), the final summary (returned)."""
+def save_outcome(trainer: Trainer, figures: bool = True) -> dict:
+    """After training: the run's figures (unless told not to: drawing them costs as much as a short
+    run's training), and its final summary (returned)."""
     record = trainer.record
     if figures:
         record.draw_figures()
@@ -328,9 +329,9 @@ def prepare_resume(run: RunDir, store: RunStore) -> Trainer:
 
 def train(cfg: RunConfig, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
     """Train a new run of `cfg` in `store`, with its figures; returns its summary."""
-    return finish(prepare(cfg, store), on_eval)
+    return run_to_end(prepare(cfg, store), on_eval)
 
 
 def resume(run: RunDir, store: RunStore, on_eval: EvalCallback | None = None) -> dict:
     """Continue an interrupted (or killed) run from its latest checkpoint."""
-    return finish(prepare_resume(run, store), on_eval)
+    return run_to_end(prepare_resume(run, store), on_eval)

@@ -22,9 +22,8 @@ from losslab.losses import Loss, build_loss
 from losslab.models import build_model
 from losslab.optim.factory import build_optimizer, build_scheduler
 from losslab.optim.svrg import SVRG, gradient_variance
+from losslab.store.records import MetricRow
 from losslab.tasks import Task, build_task
-
-Row = tuple[int, str, str, float]
 
 
 def build_run_model(cfg: RunConfig, device: torch.device | None = None) -> tuple[nn.Module, Task, Loss]:
@@ -157,13 +156,13 @@ class TrainingStep:
         self.scheduler.step()
         self.step += 1
 
-    def recorded_losses(self) -> list[Row]:
+    def recorded_losses(self) -> list[MetricRow]:
         """The losses kept since the last call, as metric rows (the host reads them here, at once)."""
         if not self._losses:
             return []
         steps, losses = zip(*self._losses)
         self._losses = []
-        return [(s, "train", "step_loss", v) for s, v in zip(steps, torch.stack(losses).tolist())]
+        return [MetricRow(s, "train", "step_loss", v) for s, v in zip(steps, torch.stack(losses).tolist())]
 
     def switch_weight_decay(self, value: float) -> None:
         """From this step on, weight decay `value` (the state dict carries it across a resume)."""
@@ -179,15 +178,16 @@ class TrainingStep:
         return self.loss_fn(out, y).item(), self.loss_fn.accuracy(out, y).item()
 
     @torch.no_grad()
-    def _group_losses(self, out: torch.Tensor | None) -> list[Row]:
+    def _group_losses(self, out: torch.Tensor | None) -> list[MetricRow]:
         """Training loss of each class-frequency group (heavy-tailed tasks)."""
         t = self.task
         out = self.model(t.x_train) if out is None else out.detach()
         group_of = t.class_groups[t.y_train]
-        return [(self.step, "train", f"loss_group{g}", self.loss_fn(out[mask], t.y_train[mask]).item())
+        return [MetricRow(self.step, "train", f"loss_group{g}",
+                          self.loss_fn(out[mask], t.y_train[mask]).item())
                 for g in range(int(t.class_groups.max()) + 1) if (mask := group_of == g).any()]
 
-    def evaluate(self, out: torch.Tensor | None = None) -> tuple[dict[str, float], list[Row]]:
+    def evaluate(self, out: torch.Tensor | None = None) -> tuple[dict[str, float], list[MetricRow]]:
         """Metrics at theta_step ({train_loss, train_acc, val_loss, val_acc}) and their metric rows;
         `out`, the step's forward pass, is reused in full-batch training."""
         t, step = self.task, self.step
@@ -196,8 +196,8 @@ class TrainingStep:
         reuse = out if self.full_batch else None
         train_loss, train_acc = self._measure(t.x_train, t.y_train, reuse)
         val_loss, val_acc = self._measure(t.x_val, t.y_val)
-        rows = [(step, "train", "loss", train_loss), (step, "train", "acc", train_acc),
-                (step, "val", "loss", val_loss), (step, "val", "acc", val_acc)]
+        rows = [MetricRow(step, "train", "loss", train_loss), MetricRow(step, "train", "acc", train_acc),
+                MetricRow(step, "val", "loss", val_loss), MetricRow(step, "val", "acc", val_acc)]
         if t.class_groups is not None:
             rows += self._group_losses(reuse)
         if self.switches_weights:
@@ -206,7 +206,7 @@ class TrainingStep:
             rows += self._gradient_variance()
         return {"train_loss": train_loss, "train_acc": train_acc, "val_loss": val_loss, "val_acc": val_acc}, rows
 
-    def _gradient_variance(self) -> list[Row]:
+    def _gradient_variance(self) -> list[MetricRow]:
         """Defazio & Bottou's measure at theta_step: var(SGD gradient), var(SVRG gradient), their ratio."""
         names = {p: n for n, p in self.model.named_parameters()}
         snapshot = {names[p]: w for p, w in self.optimizer.snapshot().items()}
@@ -216,6 +216,7 @@ class TrainingStep:
         rows = []
         for name, (sgd, svrg) in gradient_variance(self.model, self.loss_fn, t.x_train, t.y_train,
                                                    self.batch_size, snapshot, seed=step).items():
-            rows += [(step, "probe", f"grad_var_sgd/{name}", sgd), (step, "probe", f"grad_var_svrg/{name}", svrg),
-                     (step, "probe", f"grad_var_ratio/{name}", sgd / svrg if svrg > 0 else math.inf)]
+            rows += [MetricRow(step, "probe", f"grad_var_sgd/{name}", sgd),
+                     MetricRow(step, "probe", f"grad_var_svrg/{name}", svrg),
+                     MetricRow(step, "probe", f"grad_var_ratio/{name}", sgd / svrg if svrg > 0 else math.inf)]
         return rows
