@@ -3,6 +3,8 @@ snapshots of folders, pages in a browser."""
 
 import contextlib
 import io
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -107,6 +109,24 @@ def constant_predictor(p: float) -> dict:
 def snapshot(folder: Path) -> dict:
     return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")
             if p.is_file()}
+
+
+def in_one_process(*commands) -> str:
+    """A shell command running `losslab` with each argument list in turn in one new interpreter (its
+    main(), as losslab_here): each command's stdout, then `exit=CODE`, on stdout; its stderr on
+    stderr. One interpreter's start instead of one a command (read the outputs with `outputs`)."""
+    listed = [list(map(str, c)) for c in commands]
+    code = (f"import sys\nfrom tests.helpers import losslab_here\nfor args in {listed!r}:\n"
+            "    done = losslab_here(*args)\n"
+            "    sys.stdout.write(done.stdout)\n    sys.stderr.write(done.stderr)\n"
+            "    print(f'\\nexit={done.returncode}', flush=True)\n")
+    return f"{sys.executable} -c {shlex.quote(code)}"
+
+
+def outputs(stdout: str) -> list[tuple[str, int]]:
+    """(stdout, exit code) of each command of an `in_one_process` run."""
+    parts = re.split(r"\n?exit=(\d+)\n", stdout)
+    return [(parts[i], int(parts[i + 1])) for i in range(0, len(parts) - 1, 2)]
 
 
 def in_mount_namespace(script: str) -> subprocess.CompletedProcess:

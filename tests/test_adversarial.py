@@ -22,7 +22,18 @@ import torch
 
 from losslab.report.serve import make_server
 from losslab.store import RunStore
-from tests.helpers import BODY, FAULT_RUN, TINY, in_mount_namespace, losslab_here, outcome, snapshot, table
+from tests.helpers import (
+    BODY,
+    FAULT_RUN,
+    TINY,
+    in_mount_namespace,
+    in_one_process,
+    losslab_here,
+    outcome,
+    outputs,
+    snapshot,
+    table,
+)
 
 
 @pytest.fixture(scope="module")
@@ -268,19 +279,20 @@ def test_a_read_only_store_is_read(hostile, tmp_path):
     root, run_id = hostile
     shutil.copytree(root / "runs", tmp_path / "src")
     (tmp_path / "ro").mkdir()
-    cli = f"{sys.executable} -m losslab.cli"
+    ro = tmp_path / "ro"
     done = in_mount_namespace(
-        f"mount --bind -o ro {tmp_path / 'src'} {tmp_path / 'ro'} && cd {Path.cwd()} && "
-        f"{cli} runs --out {tmp_path / 'ro'} --json > {tmp_path / 'runs.json'} && "
-        f"{cli} report {run_id} --out {tmp_path / 'ro'} --html {tmp_path / 'page.html'} && "
+        f"mount --bind -o ro {tmp_path / 'src'} {ro} && cd {Path.cwd()} && "
         f"{sys.executable} -c 'import sys; from losslab.report.serve import index_page; from losslab.store import "
-        f"RunStore; sys.stdout.write(index_page(RunStore(sys.argv[1])))' {tmp_path / 'ro'} > {tmp_path / 'index.html'}"
-        f" && {cli} report {run_id} --store {tmp_path / 'ro'}; echo exit=$?")
+        f"RunStore; sys.stdout.write(index_page(RunStore(sys.argv[1])))' {ro} > {tmp_path / 'index.html'} && "
+        + in_one_process(["runs", "--out", ro, "--json"],
+                         ["report", run_id, "--out", ro, "--html", tmp_path / "page.html"],
+                         ["report", run_id, "--store", ro]))
     assert "Traceback" not in done.stderr, done.stderr
-    assert [s["run_id"] for s in json.loads((tmp_path / "runs.json").read_text())] == [run_id]
+    (listed, listed_code), (_, page_code), (_, default_code) = outputs(done.stdout)
+    assert listed_code == page_code == 0 and [s["run_id"] for s in json.loads(listed)] == [run_id]
     assert (tmp_path / "page.html").is_file() and run_id in (tmp_path / "index.html").read_text()
     # the report's default place is in the read-only store: one line, exit 2
-    assert "exit=2" in done.stdout and "Read-only file system" in done.stderr
+    assert default_code == 2 and "Read-only file system" in done.stderr
     assert done.stderr.count("losslab: error") == 1
 
 

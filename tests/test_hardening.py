@@ -21,7 +21,7 @@ import losslab as ll
 from losslab.core.errors import LossLabError
 from losslab.core.files import StoreWriteError, atomic_write
 from losslab.store import RunStore
-from tests.helpers import TINY, in_mount_namespace, losslab_here, snapshot
+from tests.helpers import TINY, in_mount_namespace, in_one_process, losslab_here, outputs, snapshot
 
 
 @pytest.fixture(scope="module")
@@ -281,14 +281,11 @@ def test_a_read_only_store_is_refused_before_any_work(store, tmp_path):
     sweep = tmp_path / "sweep.toml"
     sweep.write_text('name = "ro"\nbase = "parity"\nset = ["train.max_steps=20"]\n[grid]\nseed = [0]\n')
     (tmp_path / "ro").mkdir()
-    cli = f"{sys.executable} -m losslab.cli"
-    done = in_mount_namespace(
-        f"mount --bind -o ro {root} {tmp_path / 'ro'} && cd {Path.cwd()} && "
-        + " ; ".join(f"{cli} {args} --out {tmp_path / 'ro'} 2>> {tmp_path / 'err'}; echo exit=$?"
-                     for args in (f"hessian {run_id}", f"resume {run_id}", f"sweep {sweep}",
-                                  f"landscape {run_id} --points 3")))
-    lines = (tmp_path / "err").read_text().splitlines()
-    assert done.stdout.split() == ["exit=2"] * 4, (done.stdout, lines)
+    commands = [["hessian", run_id], ["resume", run_id], ["sweep", sweep], ["landscape", run_id, "--points", 3]]
+    done = in_mount_namespace(f"mount --bind -o ro {root} {tmp_path / 'ro'} && cd {Path.cwd()} && "
+                              + in_one_process(*[[*c, "--out", tmp_path / "ro"] for c in commands]))
+    lines = done.stderr.splitlines()
+    assert [code for _, code in outputs(done.stdout)] == [2] * 4, (done.stdout, lines)
     assert len(lines) == 4 and all(line.startswith("losslab: error:") for line in lines), lines
     assert all("writable" in line for line in lines), lines
 
