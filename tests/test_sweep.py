@@ -9,6 +9,7 @@ import pytest
 
 from losslab.core.errors import LossLabError
 from losslab.store import RunStore
+from losslab.store.records import Job
 from losslab.sweep.executors import LocalExecutor
 from losslab.sweep.jobs import run_point
 from losslab.sweep.run import Sweep
@@ -108,8 +109,7 @@ def test_a_changed_sweep_file_is_refused_unless_forced(tmp_path):
 
 
 def test_run_point_never_raises():
-    result = run_point({"run_id": "x", "config": {"task": {"p": "many"}}, "store": "/nonexistent/place",
-                        "threads": 1})
+    result = run_point(Job("x", {"task": {"p": "many"}}, "/nonexistent/place", threads=1))
     assert result["status"] == "failed" and result["error"]
 
 
@@ -210,8 +210,8 @@ def test_an_interrupted_batched_group_resumes_to_the_same_results(tmp_path):
     whole = Sweep(parity_sweep(tmp_path), RunStore(tmp_path / "a")).run(BatchedExecutor())
     store = RunStore(tmp_path / "b")
     sweep = Sweep(parity_sweep(tmp_path), store)
-    trainers = [prepare_point({"run_id": p.run_id, "config": p.config.model_dump(mode="json"),
-                               "store": str(store.root)}) for p in sweep.points]
+    trainers = [prepare_point(Job(p.run_id, p.config.model_dump(mode="json"), str(store.root), threads=1))
+                for p in sweep.points]
 
     def interrupt(step, m, e):
         if step >= 20:

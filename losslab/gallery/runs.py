@@ -14,6 +14,7 @@ from pathlib import Path
 
 from losslab.core import progress
 from losslab.core.errors import LossLabError
+from losslab.store.records import Job
 
 
 def unfinished(folder: Path, runs: dict) -> dict:
@@ -39,8 +40,8 @@ def train(folder: Path, todo: dict, workers: int | None = None, counts: dict | N
         return {}
     store = RunStore(folder / "runs")
     executor = LocalExecutor(min(len(todo), workers or LocalExecutor().workers))
-    jobs = [{"store": str(store.root), "run_id": run_id, "config": cfg.model_dump(mode="json"),
-             "threads": executor.threads, "figures": False} for run_id, cfg in todo.items()]
+    jobs = [Job(run_id, cfg.model_dump(mode="json"), str(store.root), executor.threads, figures=False)
+            for run_id, cfg in todo.items()]
     failed, seconds = [], {}
     with stop_on_signals():  # a signal stops the runs at their next step, and their workers
         for result in executor(jobs):

@@ -1,5 +1,5 @@
-"""The shape of what the store holds: a run's metric rows and its summary (run.json, and its row
-in the index).
+"""The shape of what the store holds and is handed: a run's metric rows, its summary (run.json,
+and its row in the index), and a job (a run to train, as a worker receives it).
 
 A summary is one model, checked at every read, so that a file that parses but is not a run's
 summary (a string where a mapping belongs, no `final`) is one line naming it, never a KeyError in
@@ -8,6 +8,7 @@ a command.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +26,19 @@ class MetricRow(NamedTuple):
 
 Number = float | None  # a metric may be NaN (a diverged run) or missing
 Text = str | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run to train in a store, as a sweep's (or the gallery's) worker receives it: plain data,
+    pickled to worker processes and Ray tasks. The config is validated again where the run is made."""
+
+    run_id: str
+    config: dict  # the run's config as JSON (RunConfig.model_dump(mode="json"))
+    store: str  # the store's root folder
+    threads: int  # torch threads of the worker
+    stop: dict | None = None  # the sweep's stop rule ({predictor, threshold}), if it has one
+    figures: bool = True  # the run's own figures
 
 
 class RunSummary(BaseModel):

@@ -1,5 +1,5 @@
-"""Executors run a sweep's jobs (plain dicts) through `jobs.run_point` (batched: `jobs.run_together`) and
-yield the results as they finish. Each splits the cores it has between its workers: `threads`
+"""Executors run a sweep's jobs (store.records.Job) through `jobs.run_point` (batched:
+`jobs.run_together`) and yield the results (summaries, or failures: dicts) as they finish. Each splits the cores it has between its workers: `threads`
 torch threads each.
 
 On SIGINT or SIGTERM (losslab.train.stop) no new job starts: the running ones are told to stop
@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Protocol
 
 from losslab.core.errors import LossLabError
+from losslab.store.records import Job
 from losslab.train import stop
 
 
@@ -24,7 +25,7 @@ class Executor(Protocol):
     workers: int  # processes (or Ray tasks) at once
     threads: int  # torch threads of each
 
-    def __call__(self, jobs: list[dict]) -> Iterable[dict]: ...
+    def __call__(self, jobs: list[Job]) -> Iterable[dict]: ...
 
 
 def in_pool(workers: int, fn: Callable, items: list) -> Iterator:
@@ -60,7 +61,7 @@ class LocalExecutor:
         self.workers = workers or cores
         self.threads = max(1, cores // self.workers)
 
-    def __call__(self, jobs: list[dict]) -> Iterator[dict]:
+    def __call__(self, jobs: list[Job]) -> Iterator[dict]:
         from losslab.sweep.jobs import run_point
 
         yield from in_pool(self.workers, run_point, jobs)
@@ -78,14 +79,14 @@ class BatchedExecutor:
         self.workers, self.group = workers or cores, group
         self.threads = max(1, cores // self.workers)
 
-    def __call__(self, jobs: list[dict]) -> Iterator[dict]:
+    def __call__(self, jobs: list[Job]) -> Iterator[dict]:
         from losslab.config import validate
         from losslab.sweep.jobs import run_together
         from losslab.train.batched import batch_key
 
         parts, groups = [], {}
         for job in jobs:
-            key = batch_key(validate(job["config"]))
+            key = batch_key(validate(job.config))
             if key is None:
                 parts.append([job])
             else:
@@ -137,7 +138,7 @@ class RayExecutor:
         self.workers = workers or cores
         self.threads = max(1, cores // self.workers)
 
-    def __call__(self, jobs: list[dict]) -> Iterator[dict]:
+    def __call__(self, jobs: list[Job]) -> Iterator[dict]:
         from losslab.sweep.jobs import run_point
 
         ray = self._ray

@@ -7,17 +7,18 @@ import shutil
 
 from losslab.core.errors import LossLabError
 from losslab.store import RunDir, RunStore
+from losslab.store.records import Job
 from losslab.train import stop as signals
 
 
-def prepare_point(job: dict):
+def prepare_point(job: Job):
     """The trainer of one point's run: resumed if the run exists, new otherwise, with the sweep's
     stop rule if it has one."""
     from losslab.config import validate
     from losslab.sweep.predict import unpromising
     from losslab.train.loop import prepare, prepare_resume
 
-    store, run_id = RunStore(job["store"]), job["run_id"]
+    store, run_id = RunStore(job.store), job.run_id
     path = store.root / run_id
     trainer = None
     if path.exists():
@@ -26,17 +27,17 @@ def prepare_point(job: dict):
         except LossLabError:  # killed before its first summary: nothing worth keeping
             shutil.rmtree(path)
     if trainer is None:
-        trainer = prepare(validate(job["config"]), store, run_id)
-    if job.get("stop"):
-        trainer.should_stop = unpromising(job["stop"]["predictor"], job["stop"]["threshold"])
+        trainer = prepare(validate(job.config), store, run_id)
+    if job.stop:
+        trainer.should_stop = unpromising(job.stop["predictor"], job.stop["threshold"])
     return trainer
 
 
-def failure(job: dict, e: Exception) -> dict:
-    return {"run_id": job["run_id"], "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
+def failure(job: Job, e: Exception) -> dict:
+    return {"run_id": job.run_id, "status": "failed", "error": f"{type(e).__name__}: {e}".splitlines()[0]}
 
 
-def run_point(job: dict) -> dict | None:
+def run_point(job: Job) -> dict | None:
     """Train one point's run (or resume it); a failure is returned as a result, never raised, so
     that one bad run does not stop the sweep. Runs in a worker process: plain data in and out.
     None: the sweep was asked to stop before this point's run began (nothing was made)."""
@@ -44,16 +45,16 @@ def run_point(job: dict) -> dict | None:
 
     from losslab.train.loop import run_to_end
 
-    torch.set_num_threads(job["threads"])
+    torch.set_num_threads(job.threads)
     if signals.requested is not None:  # checked again here: the imports above take a while in a new worker
         return None
     try:
-        return run_to_end(prepare_point(job), figures=job.get("figures", True))
+        return run_to_end(prepare_point(job), figures=job.figures)
     except Exception as e:  # noqa: BLE001 - any failure of one run is recorded and the sweep goes on
         return failure(job, e)
 
 
-def run_together(jobs: list[dict]) -> list[dict]:
+def run_together(jobs: list[Job]) -> list[dict]:
     """Train the runs of points of the same shapes together (losslab.train.batched), or a lone
     one as run_point does; their summaries or failures, as run_point's."""
     import torch
@@ -63,7 +64,7 @@ def run_together(jobs: list[dict]) -> list[dict]:
 
     if len(jobs) == 1:
         return [r for r in [run_point(jobs[0])] if r is not None]
-    torch.set_num_threads(jobs[0]["threads"])
+    torch.set_num_threads(jobs[0].threads)
     trainers, prepared, results = [], [], []
     for job in jobs:
         if signals.requested is not None:  # the sweep is stopping: the rest of the group does not start
@@ -78,5 +79,5 @@ def run_together(jobs: list[dict]) -> list[dict]:
             BatchedTrainers(trainers).run()
         except Exception as e:  # noqa: BLE001 - the group failed together
             return results + [failure(job, e) for job in prepared]
-        results += [save_outcome(t, job.get("figures", True)) for t, job in zip(trainers, prepared)]
+        results += [save_outcome(t, job.figures) for t, job in zip(trainers, prepared)]
     return results

@@ -24,6 +24,7 @@ from losslab.core.errors import LossLabError, NotFound
 from losslab.core.files import atomic_write, read_json, read_text
 from losslab.presets import sweep_file
 from losslab.store import RunDir, RunStore
+from losslab.store.records import Job
 from losslab.sweep.executors import Executor
 from losslab.sweep.spec import Point, expand, fingerprint, load_spec
 from losslab.train import stop as signals
@@ -190,8 +191,8 @@ class Sweep:
         self.failures = {i: e for i, e in self.failures.items() if summaries[i] is None}
         _write_manifest(self.directory, {**self.manifest, "failures": self.failures})
         todo = [p for p in self.points if summaries[p.index] is None]
-        jobs = [{"run_id": p.run_id, "config": p.config.model_dump(mode="json"), "store": str(self.store.root),
-                 "threads": executor.threads, "stop": stop, "figures": self.run_figures} for p in todo]
+        jobs = [Job(p.run_id, p.config.model_dump(mode="json"), str(self.store.root), executor.threads, stop,
+                    self.run_figures) for p in todo]
         by_run = {p.run_id: p for p in self.points}
         for done, result in enumerate(executor(jobs), 1):
             point = by_run[result["run_id"]]
