@@ -531,3 +531,16 @@ def test_the_step_gradient_and_the_probe_gradient_are_two_measures_with_two_name
     assert [rows_at(mon, step)["step_grad_norm"] for step in range(4)] == pytest.approx(stepped, rel=1e-6)
     assert {step: rows_at(mon, step)["grad_norm"] for step in full} == pytest.approx(full, rel=1e-5)
     assert len(set(stepped) | set(full.values())) == 6  # six different gradients
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+def test_the_figures_of_a_closed_run_are_titled_with_its_final_status(tmp_path, monkeypatch, status):
+    import losslab.monitor.figures as figures
+
+    titles = []
+    drawn_by = figures.grokking_figure
+    monkeypatch.setattr(figures, "grokking_figure", lambda rows, events, title: titles.append(title)
+                        or drawn_by(rows, events, title))
+    mon, *_ = loop(tmp_path, ["step_grad_norm"], steps=6)
+    summary = mon.close(status)
+    assert titles == [f"{summary['run_id']} ({status})"] and summary["status"] == status

@@ -158,7 +158,7 @@ class Monitor(Recorded):
             self.record.record_slingshots(self._series.last_matrix)
         if self.events:
             self.summary["outcome"] = outcome(self.events.events, self.rows, None)
-        self.summary["stop_reason"] = None
+        self.summary.update(status=status, stop_reason=None)  # before the figures: their titles show it
         self.record.draw_figures()
         self._write(status)
         return self.summary
