@@ -15,6 +15,7 @@ from losslab.analysis.signature import run_signature
 from losslab.core.errors import LossLabError
 from losslab.monitor import series
 from losslab.monitor.measures import gradient_noise
+from losslab.store import RunStore
 from tests.helpers import T, drawn, fake_run, losslab_here, open_page
 
 
@@ -544,3 +545,44 @@ def test_the_figures_of_a_closed_run_are_titled_with_its_final_status(tmp_path, 
     mon, *_ = loop(tmp_path, ["step_grad_norm"], steps=6)
     summary = mon.close(status)
     assert titles == [f"{summary['run_id']} ({status})"] and summary["status"] == status
+
+
+def test_log_to_writes_every_row_to_tensorboard_as_the_run_records_it(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from torch.utils.tensorboard import SummaryWriter
+
+    from losslab.monitor.instruments import scalar_tag
+
+    torch.manual_seed(0)
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    model = Net().float()
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    with SummaryWriter(str(tmp_path / "tb")) as writer:
+        mon = ll.Monitor(model, opt, (x[:32], y[:32]), F.cross_entropy, store=tmp_path / "runs", every=5,
+                         validation=(x[32:], y[32:]), measures=["step_grad_norm", "weight_norms", "sharpness"],
+                         log_to=writer)
+        for _ in range(10):
+            loss = F.cross_entropy(model(x[:32]), y[:32])
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+            mon.step(loss)
+        summary = mon.close()
+    events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
+    events.Reload()
+    stored = {}
+    for step, split, name, value in RunStore(tmp_path / "runs").find(summary["run_id"]).metric_rows():
+        stored.setdefault(scalar_tag(split, name), {})[step] = value
+    assert set(events.Tags()["scalars"]) == set(stored)
+    for tag, values in stored.items():  # TensorBoard keeps float32
+        assert {e.step: e.value for e in events.Scalars(tag)} == pytest.approx(values, rel=1e-6, nan_ok=True), tag
+    groups = {tag.split("/")[0] for tag in stored}
+    assert {"1 loss and accuracy", "2 step size and stability", "3 gradients", "4 weights"} <= groups
+    assert "2 step size and stability/edge_of_stability/probe" in stored
+
+
+def test_log_to_takes_a_writer_only():
+    x, y = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    model = Net().float()
+    with pytest.raises(LossLabError, match="log_to must be a TensorBoard SummaryWriter"):
+        ll.Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1), (x, y), F.cross_entropy, log_to="runs/tb")

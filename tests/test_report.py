@@ -239,7 +239,7 @@ def test_export_tensorboard_and_tables(store, tmp_path):
     assert len(list((tmp_path / "tb" / summary["run_id"]).glob("events.out.tfevents.*"))) == 1
     events = EventAccumulator(written["tensorboard"])
     events.Reload()
-    assert {e.step: e.value for e in events.Scalars("acc/val")} == pytest.approx(expected)
+    assert {e.step: e.value for e in events.Scalars("1 loss and accuracy/acc/val")} == pytest.approx(expected)
     assert {"config/text_summary", "events/text_summary"} <= set(events.Tags()["tensors"])
     table = pyarrow.csv.read_csv(tmp_path / "m.csv").to_pydict()
     assert {s: v for s, v in zip(table["step"], table["val/acc"]) if v is not None} == pytest.approx(expected)

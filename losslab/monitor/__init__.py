@@ -35,6 +35,11 @@ A probe of dict batches (a Hugging Face model's), or a loss that is not loss(out
 `forward=f` as to an Objective, f(model, params, batch) -> (mean loss, examples) instead of `loss`,
 or -> (outputs, targets) beside `loss`; the probe may then be one dict batch.
 
+`log_to=SummaryWriter(...)` (torch.utils.tensorboard's, or anything with add_scalar(tag, value,
+step)): every row is also written there at the cadence, tagged `instrument/name/split`
+(losslab.monitor.instruments: the instruments are TensorBoard's groups), for a dashboard that is
+already TensorBoard (W&B syncs it); the run in the store is written as without it.
+
 With `validation` data (a batch or a re-iterable of batches): at the cadence, the loss and accuracy
 on the probe (split "train") and on the validation data ("val"), the model in eval mode, and the
 grokking events t1..t4 (losslab.monitor.events, thresholds from `events`), as a run of losslab's
@@ -61,6 +66,7 @@ from losslab.analysis.objective import DataMismatch, NonFiniteLoss, Objective
 from losslab.config import EventsConfig
 from losslab.core.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
+from losslab.monitor.instruments import scalar_tag
 from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, check_per_example, deterministic
 from losslab.monitor.record import Recorded, RunRecord
 from losslab.monitor.series import STEP_MEASURES, StepSeries
@@ -76,7 +82,7 @@ class Monitor(Recorded):
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
                  validation=None, events: EventsConfig | None = None, layers: list[str] | None = None,
-                 tolerance: float = TRACKING_TOL, description: str = "", forward=None):
+                 tolerance: float = TRACKING_TOL, description: str = "", forward=None, log_to=None):
         from losslab.store import RunStore
 
         if not isinstance(model, torch.nn.Module):
@@ -92,6 +98,9 @@ class Monitor(Recorded):
         if probe is None:
             raise LossLabError("probe must be data the loss is evaluated on: a pair (inputs, targets) or a "
                                "re-iterable of batches")
+        if log_to is not None and not callable(getattr(log_to, "add_scalar", None)):
+            raise LossLabError(f"log_to must be a TensorBoard SummaryWriter (anything with add_scalar(tag, value, "
+                               f"step)), got {type(log_to).__name__}")
         RunStore(store).check_writable()
         unknown = sorted(set(measures) - set(ALL_MEASURES))
         if unknown:
@@ -137,6 +146,7 @@ class Monitor(Recorded):
         self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params,
                                                   **({"events": dict(self.events.events)} if self.events else {})})
         self.steps = 0
+        self.log_to, self._logged = log_to, 0  # rows already sent to log_to
         self._evaluations: dict[str, Objective] = {}  # the probe's and the validation set's, in eval mode
         self._series = StepSeries(model, optimizer, [m for m in measures if m in STEP_MEASURES], every)
         self._write()
@@ -159,6 +169,7 @@ class Monitor(Recorded):
         if self.events:
             self.summary["outcome"] = outcome(self.events.events, self.rows, None)
         self.summary.update(status=status, stop_reason=None)  # before the figures: their titles show it
+        self._log()
         self.record.draw_figures()
         self._write(status)
         return self.summary
@@ -179,6 +190,7 @@ class Monitor(Recorded):
             self._evaluate()
         self.rows.append(MetricRow(self.steps, "probe", "lr", float(self.optimizer.param_groups[0]["lr"])))
         self.rows.extend(self.measures.measure(self.steps))
+        self._log()
         if time.perf_counter() - self._written >= WRITE_EVERY_S:
             self._write()
 
@@ -197,11 +209,21 @@ class Monitor(Recorded):
                 continue
             final[f"{split}_loss"], final[f"{split}_acc"] = obj.value, obj.accuracy()
         final = {k: v for k, v in final.items() if v is not None}
-        self.rows.extend((self.steps, *key.split("_"), v) for key, v in final.items())
+        self.rows.extend(MetricRow(self.steps, *key.split("_"), v) for key, v in final.items())
         self.summary["final"] = final
         if self.events:
             self.events.update(self.steps, {"train": final["train_acc"], "val": final["val_acc"]})
             self.summary["events"] = dict(self.events.events)
+
+    def _log(self) -> None:
+        """The rows recorded since the last reading, to `log_to` as scalars tagged by instrument."""
+        if self.log_to is None:
+            return
+        for step, split, name, value in self.rows[self._logged:]:
+            self.log_to.add_scalar(scalar_tag(split, name), value, step)
+        self._logged = len(self.rows)
+        if callable(getattr(self.log_to, "flush", None)):
+            self.log_to.flush()
 
     def _write(self, status: str = "running") -> None:
         self._written = time.perf_counter()

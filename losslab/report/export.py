@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from losslab.core.errors import LossLabError
 from losslab.core.files import atomic_write, read_text
+from losslab.monitor.instruments import scalar_tag
 from losslab.store import RunDir
 
 
@@ -39,8 +40,9 @@ def write_table(run: RunDir, path: Path) -> Path:
 
 
 def write_tensorboard(run: RunDir, directory: Path) -> Path:
-    """Event files in directory/RUN_ID: every series as scalars tagged `name/split` (so that train
-    and val of a metric share a chart), the config and the events as text. An earlier export of
+    """Event files in directory/RUN_ID: every series as scalars tagged `instrument/name/split`
+    (monitor.instruments: the instruments as TensorBoard's groups, train and val of a metric on one
+    chart), the config and the events as text. An earlier export of
     the same run there is replaced, not added to."""
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -53,7 +55,7 @@ def write_tensorboard(run: RunDir, directory: Path) -> Path:
     summary = run.summary()
     with SummaryWriter(str(log_dir)) as writer:
         for step, split, name, value in run.metric_rows():
-            writer.add_scalar(f"{name}/{split}", value, step)
+            writer.add_scalar(scalar_tag(split, name), value, step)
         text = (json.dumps(summary["monitor"], indent=2) if summary.get("monitor") else
                 read_text(run.config_path, f"run {run.path.name}: config.toml"))
         writer.add_text("config", "    " + text.replace("\n", "\n    "))  # markdown code
