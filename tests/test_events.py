@@ -1,5 +1,5 @@
 from losslab.config import EventsConfig
-from losslab.monitor.events import EventDetector, outcome
+from losslab.monitor.events import EventDetector, meanings, outcome
 from losslab.train.cadence import eval_steps, log_spaced
 
 
@@ -59,3 +59,16 @@ def test_a_run_stopped_while_its_validation_accuracy_rises_says_so():
     assert outcome({**events, "t3": None}, rows(lambda s: 0.02), "max_steps").startswith("memorized at t2 = 400")
     assert outcome({**events, "t4": 19_000}, climbing, "after_t4").startswith("grokked")
     assert outcome(events, climbing, "diverged") == "diverged"
+
+
+def test_the_events_are_said_with_the_thresholds_in_force_and_grokkings_words_only_after_memorization():
+    detector = EventDetector(EventsConfig(above_chance=0.5, memorized=0.6, generalized=0.9), chance=0.1)
+    thresholds = detector.thresholds
+    assert thresholds == {"t1": ["train", 0.55], "t2": ["train", 0.6], "t3": ["val", 0.55], "t4": ["val", 0.9]}
+    memorized = meanings({"t1": 3, "t2": 10, "t3": None, "t4": None}, thresholds)
+    assert memorized == {"t1": "train accuracy first reaches 55.0%", "t2": "memorization: train accuracy first "
+                         "reaches 60.0%", "t3": "validation accuracy first reaches 55.0%",
+                         "t4": "generalization: validation accuracy first reaches 90.0%"}
+    never = meanings({"t1": 3, "t2": None, "t3": None, "t4": None}, thresholds)
+    assert never["t2"] == "train accuracy first reaches 60.0%" and "generaliz" not in never["t4"]
+    assert "chance" in meanings({}, None)["t1"]  # a summary from before the thresholds were kept

@@ -287,7 +287,9 @@ def test_a_monitored_run_is_an_ordinary_run(tmp_path):
     assert "probe/gradient_noise_scale" in header and "train/step_loss" in header
     page = losslab_here("report", "mine", "--out", root, "--json")
     assert page.returncode == 0
-    assert "Monitored in your own training loop" in open(json.loads(page.stdout)["page"]).read()
+    text = open(json.loads(page.stdout)["page"]).read()
+    assert "Monitored in your own training loop" in text
+    assert "<h2>Events</h2>" not in text and "memorization" not in text  # no validation data: no grokking events
     refused = losslab_here("hessian", "mine", "--out", root)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
 

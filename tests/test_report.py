@@ -59,6 +59,9 @@ def test_run_page_holds_the_run_and_escapes_its_text(store):
     # described from its resolved config (p = 11, d_model 32 set over the preset), not the preset's words
     assert "a + b mod 11, r = 0.5; 1-layer transformer (d_model 32, 4 heads)" in text
     assert 'src="http' not in text and "<script src=" not in text  # self-contained: nothing to fetch
+    # the events in the run's words: above chance is 1/11 + 0.2 * 10/11 of p = 11's classes, not a fixed 10%
+    assert summary["event_thresholds"]["t1"] == ["train", pytest.approx(1 / 11 + 0.2 * 10 / 11, abs=1e-6)]
+    assert "train accuracy first reaches 27.3%" in text and "reaches 10%" not in text
 
 
 def test_run_page_in_chromium(store, browser):

@@ -144,7 +144,9 @@ class Monitor(Recorded):
         self.store = RunStore(store)
         run = self.store.create(None, monitor=info)
         self.record = RunRecord(run, self.store, {**run.summary(), "n_params": n_params,
-                                                  **({"events": dict(self.events.events)} if self.events else {})})
+                                                  **({"events": dict(self.events.events),
+                                                      "event_thresholds": self.events.thresholds}
+                                                     if self.events else {})})
         self.steps = 0
         self.log_to, self._logged = log_to, 0  # rows already sent to log_to
         self._evaluations: dict[str, Objective] = {}  # the probe's and the validation set's, in eval mode

@@ -17,6 +17,11 @@ class EventDetector:
                       "t3": ("val", above), "t4": ("val", cfg.generalized)}
         self.events: dict[str, int | None] = dict.fromkeys(EVENT_NAMES)
 
+    @property
+    def thresholds(self) -> dict[str, list]:
+        """{event: [split, accuracy]}: the thresholds in force, for the run's summary."""
+        return {name: [split, round(threshold, 6)] for name, (split, threshold) in self.rules.items()}
+
     def update(self, step: int, acc: dict[str, float]) -> list[str]:
         """Record the accuracies {'train': a, 'val': b} at `step`; return the events that fired."""
         fired = []
@@ -35,6 +40,22 @@ class EventDetector:
         for step in sorted(acc):
             if len(acc[step]) == 2:
                 self.update(step, acc[step])
+
+
+def meanings(events: dict, thresholds: dict | None) -> dict[str, str]:
+    """What each event means, in the run's own words: its thresholds as they were in force, and
+    grokking's words (memorization, generalization) only for a run that memorized. A summary
+    written before the thresholds were kept (None) gets their defaults' description."""
+    if thresholds is None:
+        return {"t1": "train accuracy first clearly above chance", "t2": "train accuracy first reaches the "
+                "memorization threshold", "t3": "validation accuracy first clearly above chance",
+                "t4": "validation accuracy first reaches the generalization threshold"}
+    words = {split: "train accuracy" if split == "train" else "validation accuracy" for split, _ in
+             thresholds.values()}
+    said = {name: f"{words[split]} first reaches {threshold:.1%}" for name, (split, threshold) in thresholds.items()}
+    if events.get("t2") is not None:
+        said["t2"], said["t4"] = f"memorization: {said['t2']}", f"generalization: {said['t4']}"
+    return said
 
 
 def outcome(events: dict, rows, stop_reason: str | None) -> str:

@@ -46,7 +46,8 @@ class StepSeries:
         # matrices after it; the gradients at the post-hook, where a closure's step has made them
         self.kept_before = self.matrices if self.update_ratio else []
         self.matrices_after = self.matrices if self.weight_norms or self.update_ratio else []
-        self.kept_after = (self.params if self.step_grad_norm else []) + self.matrices_after  # params for their gradients
+        # the params, for their gradients
+        self.kept_after = (self.params if self.step_grad_norm else []) + self.matrices_after
         # columns: the loss, the gradient's norm (at theta_t, like the loss), then of each matrix its
         # norm after the step (theta_t+1), its update's norm and its norm before
         n = len(self.matrices)

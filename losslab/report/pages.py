@@ -20,12 +20,11 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from losslab.core.files import atomic_write, read_json, read_text
+from losslab.monitor.events import meanings
 from losslab.monitor.figures import curves
 from losslab.report import plots
 from losslab.store import RunDir, RunStore
 
-EVENTS = {"t1": "train accuracy first reaches 10%", "t2": "memorization: train accuracy 99%",
-          "t3": "val accuracy first reaches 10%", "t4": "generalization: val accuracy 99%"}
 HIDDEN = {"file", "figure", "figure_3d", "run_id"}  # analysis keys that are not results
 STYLE = """
 body{font:15px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 24px 48px;color:#222}
@@ -129,8 +128,9 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     body = [f"<h1>{html.escape(str(name))}</h1><p class='sub'>{html.escape(run_id)}"
             f"{' &mdash; ' + html.escape(description) if description else ''}</p>",
             table(facts, table_id="facts"),
-            "<h2>Events</h2>", table([(k, events.get(k), EVENTS[k]) for k in EVENTS], ("event", "step", "meaning"),
-                                     table_id="events"),
+            *(["<h2>Events</h2>", table([(k, events.get(k), said) for k, said in
+                                         meanings(events, summary.get("event_thresholds")).items()],
+                                        ("event", "step", "meaning"), table_id="events")] if events else []),
             "<h2>Final metrics</h2>", table(sorted((summary.get("final") or {}).items()), ("metric", "value"),
                                             table_id="final"),
             "<h2>Curves</h2>", figure_div(plots.grokking_curves(series, events, f"{name}: accuracy and loss"),

@@ -1,6 +1,6 @@
 """Executors run a sweep's jobs (store.records.Job) through `jobs.run_point` (batched:
-`jobs.run_together`) and yield the results (summaries, or failures: dicts) as they finish. Each splits the cores it has between its workers: `threads`
-torch threads each.
+`jobs.run_together`) and yield the results (summaries, or failures: dicts) as they finish. Each
+splits the cores it has between its workers: `threads` torch threads each.
 
 On SIGINT or SIGTERM (losslab.train.stop) no new job starts: the running ones are told to stop
 (they checkpoint and come back `interrupted`) and are still yielded. Worker processes die with

@@ -86,6 +86,7 @@ class Trainer(Recorded):
         # a reason to end the run here, or None
         self.should_stop: Callable[[Trainer], str | None] | None = None
         self.record = RunRecord(run, store, {"name": cfg.name, "events": dict(self.events.events), "seed": cfg.seed,
+                                             "event_thresholds": self.events.thresholds,
                                              "n_params": sum(p.numel() for p in s.model.parameters())})
 
     @property
