@@ -588,3 +588,29 @@ def test_log_to_takes_a_writer_only():
     model = Net().float()
     with pytest.raises(LossLabError, match="log_to must be a TensorBoard SummaryWriter"):
         ll.Monitor(model, torch.optim.SGD(model.parameters(), lr=0.1), (x, y), F.cross_entropy, log_to="runs/tb")
+
+
+def test_the_probe_panels_draw_each_threshold_over_its_quantity_one_trace_per_layer_and_no_constant(tmp_path):
+    from losslab.monitor.figures import curves
+    from losslab.report.plots import constant_series, other_series
+
+    mon, model, opt, *_ = loop(tmp_path, ["step_grad_norm", "weight_norms", "update_ratio", "sharpness",
+                                          "preconditioned_sharpness"], steps=15)
+    mon.close()
+    series = curves(mon.rows)
+    fig = other_series(series)
+    titles = [a.text.split(" (")[0] for a in fig.layout.annotations]
+    axis = {title: "x" if i == 0 else f"x{i + 1}" for i, title in enumerate(titles)}
+    traces = {t.name: t for t in fig.data}
+    lr, beta1 = 0.05, opt.param_groups[0]["betas"][0]
+    assert traces["probe edge_of_stability"].xaxis == axis["lambda_max"] == traces["probe lambda_max"].xaxis
+    assert list(traces["probe edge_of_stability"].y) == pytest.approx([2 / lr] * 3)
+    assert traces["probe adaptive_edge_of_stability"].xaxis == axis["preconditioned_lambda_max"]
+    adaptive = (2 + 2 * beta1) / ((1 - beta1) * lr)
+    assert list(traces["probe adaptive_edge_of_stability"].y) == pytest.approx([adaptive] * 3)
+    assert "edge_of_stability" not in titles and "lr" not in titles  # no panel of its own, no constant drawn
+    assert constant_series(series) == {"probe lr": pytest.approx(lr)}
+    layers = [n for n, p in model.named_parameters() if p.ndim >= 2]
+    for family in ("norm_fro", "update_ratio"):  # one panel, a trace per layer
+        assert sorted(t.name for t in fig.data if t.xaxis == axis[family]) == [f"probe {family}/{n}" for n in layers]
+    assert titles.index("lambda_max") < titles.index("step_grad_norm") < titles.index("norm_fro")  # by instrument

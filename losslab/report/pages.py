@@ -138,9 +138,12 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
     if summary.get("signature"):
         body += ["<h2>Spectral signature of the early training loss</h2>",
                  table(list(summary["signature"].items()), ("", "value"), table_id="signature")]
-    other = plots.other_series(series)
+    other, constant = plots.other_series(series), plots.constant_series(series)
     if other is not None:
         body += ["<h2>Probes over training</h2>", figure_div(other, "probes")]
+    if constant:
+        body += ["<h2>Constant over training</h2>", table(list(constant.items()), ("series", "value"),
+                                                          table_id="constants")]
     analyses = run.analyses()
     if analyses:
         body.append("<h2>Analyses</h2>")

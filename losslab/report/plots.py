@@ -16,6 +16,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from losslab.analysis.curvature import Density
+from losslab.monitor.instruments import instrument
 
 Series = dict[tuple[str, str], tuple[list[int], list[float]]]  # (split, name) -> (steps, values)
 
@@ -67,23 +68,54 @@ def grokking_curves(series: Series, events: dict, title: str) -> go.Figure | Non
     return _layout(fig, title, 420)
 
 
+# reference lines drawn over the quantity they bound, in its panel (not panels of their own)
+REFERENCES = {"edge_of_stability": "lambda_max", "adaptive_edge_of_stability": "preconditioned_lambda_max"}
+
+
+def panel_of(name: str) -> str:
+    """The panel a series is drawn in: its reference's quantity, or its family (norm_fro/fc1 and
+    norm_fro/fc2 share `norm_fro`, one trace per layer), or its own name."""
+    return REFERENCES.get(name, name.split("/", 1)[0])
+
+
+def constant_series(series: Series) -> dict[str, float]:
+    """The series that never changed (a learning rate without schedule, ...): a table, not panels
+    (a reference line stays over its quantity, constant or not)."""
+    return {f"{split} {name}": values[0] for (split, name), (_, values) in sorted(series.items())
+            if split not in ("signature", "cost") and name not in ("loss", "acc", *REFERENCES)
+            and len(values) > 1 and len(set(values)) == 1}
+
+
 def other_series(series: Series) -> go.Figure | None:
-    """Every other recorded series (probes, gradient norms, ...), one panel per name."""
+    """Every other recorded series (probes, gradient norms, ...) by instrument (monitor.instruments):
+    a panel per quantity, per-layer series one trace each in their family's panel, a reference line
+    (2 / lr, the adaptive edge of stability) dashed over the quantity it bounds; series that never
+    changed are left to `constant_series`."""
+    constant = constant_series(series)
     series = {(split, name): v for (split, name), v in series.items()
-              if name not in ("loss", "acc") and name not in COST and split != "signature"}  # the latter: a table
-    names = sorted({name for _, name in series})
-    if not names:
+              if name not in ("loss", "acc") and name not in COST and split != "signature"  # the latter: a table
+              and f"{split} {name}" not in constant}
+    shows = {panel_of(name): instrument(split, name) for split, name in series}  # panel -> its instrument
+    panels = sorted(shows, key=lambda p: (shows[p], p))
+    if not panels:
         return None
-    cols = 2 if len(names) > 1 else 1
-    fig = make_subplots(rows=math.ceil(len(names) / cols), cols=cols, subplot_titles=[label(n) for n in names])
-    for i, name in enumerate(names):
-        for (split, n), (steps, values) in sorted(series.items()):
-            if n == name:
+    cols = 2 if len(panels) > 1 else 1
+    fig = make_subplots(rows=math.ceil(len(panels) / cols), cols=cols,
+                        subplot_titles=[f"{label(p)} ({shows[p].split(' ', 1)[1]})" for p in panels])
+    for i, panel in enumerate(panels):
+        for (split, name), (steps, values) in sorted(series.items()):
+            if panel_of(name) == panel:
+                reference = name in REFERENCES
                 fig.add_trace(go.Scatter(x=[_step(s) for s in steps], y=values, name=label(f"{split} {name}"),
-                                         mode="lines+markers", marker=dict(size=3)),
+                                         mode="lines" if reference else "lines+markers", marker=dict(size=3),
+                                         line=dict(dash="dash", color="black", width=1) if reference else None),
                               row=i // cols + 1, col=i % cols + 1)
+        positive = [v for (_, name), (_, vs) in series.items() if panel_of(name) == panel for v in vs
+                    if v is not None and math.isfinite(v) and v > 0]
+        if positive and max(positive) > 100 * min(positive):  # layers a few decades apart
+            fig.update_yaxes(type="log", row=i // cols + 1, col=i % cols + 1)
     fig.update_xaxes(type="log", title_text="step")
-    return _layout(fig, "probes and other series", 300 * math.ceil(len(names) / cols) + 80)
+    return _layout(fig, "probes and other series, by instrument", 300 * math.ceil(len(panels) / cols) + 80)
 
 
 # ---------------------------------------------------------------- analyses, by kind
