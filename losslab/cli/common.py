@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from losslab.core.errors import LossLabError
 
@@ -125,15 +126,6 @@ def stages(title: str):
     from losslab.core import progress
 
     if err.is_terminal:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                        TextColumn("ETA"), TimeRemainingColumn(), console=err)
 
@@ -199,15 +191,6 @@ def counting(title: str, unit: str):
     pipe, a log) a line per piece, with its count, ETA and what it was, and one every
     PROGRESS_LINE_S seconds between."""
     if err.is_terminal:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
         with Progress(TextColumn("{task.description}", markup=False), MofNCompleteColumn(), BarColumn(),
                       TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                       TextColumn("{task.fields[last]}", markup=False), console=err) as bar:
