@@ -52,6 +52,16 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.i
                                                                 reason="no CUDA device here"))]
 
 
+def train(model, opt, mon, x, y, steps):
+    """Full-batch steps on (x, y), each given to the monitor."""
+    for _ in range(steps):
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        mon.step(loss)
+
+
 def loop(tmp_path, measures, every=5, steps=20, optimizer=torch.optim.AdamW, device="cpu", **options):
     """A plain PyTorch loop with the monitor; returns the monitor, the model, its optimizer and the
     weights after every step (to check the measures against); its data stays in loop.data."""
@@ -494,12 +504,7 @@ def test_a_monitored_runs_page_loads_in_chromium_with_its_curves(tmp_path, brows
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     with ll.Monitor(model, opt, (x[:64], y[:64]), F.cross_entropy, store=tmp_path, name="page", every=10,
                     validation=(x[64:], y[64:]), measures=["step_grad_norm", "weight_norms", "sharpness"]) as mon:
-        for _ in range(60):
-            loss = F.cross_entropy(model(x[:64]), y[:64])
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            mon.step(loss)
+        train(model, opt, mon, x[:64], y[:64], 60)
     path = write_run_report(RunStore(tmp_path).find(mon.summary["run_id"]))
     page, problems = open_page(browser, path.as_uri())
     assert problems == []
@@ -563,12 +568,7 @@ def test_log_to_writes_every_row_to_tensorboard_as_the_run_records_it(tmp_path):
         mon = ll.Monitor(model, opt, (x[:32], y[:32]), F.cross_entropy, store=tmp_path / "runs", every=5,
                          validation=(x[32:], y[32:]), measures=["step_grad_norm", "weight_norms", "sharpness"],
                          log_to=writer)
-        for _ in range(10):
-            loss = F.cross_entropy(model(x[:32]), y[:32])
-            loss.backward()
-            opt.step()
-            opt.zero_grad()
-            mon.step(loss)
+        train(model, opt, mon, x[:32], y[:32], 10)
         summary = mon.close()
     events = EventAccumulator(str(tmp_path / "tb"), size_guidance={"scalars": 0})
     events.Reload()
