@@ -21,7 +21,6 @@ from losslab.losses import build_loss
 from losslab.models import build_model
 from losslab.optim.factory import build_optimizer, build_scheduler
 from losslab.store import RunStore
-from losslab.tasks import build_task
 from losslab.train.cadence import eval_steps
 from losslab.train.loop import Trainer
 
@@ -29,7 +28,7 @@ from losslab.train.loop import Trainer
 def plain_loop(cfg, steps: int) -> float:
     """The loop a user writes by hand; returns seconds per step."""
     device = torch.device(cfg.train.device)
-    task = build_task(cfg.task, cfg.seed).to(None, device)
+    task = cfg.task.build(cfg.seed).to(None, device)
     loss_fn = build_loss(cfg.loss, task.n_classes)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, task, loss_fn.n_outputs).to(device)

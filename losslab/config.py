@@ -8,32 +8,19 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import tomllib
 import torch
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from losslab.core.errors import LossLabError
-from losslab.core.limits import MAX_EVALUATIONS, MAX_EXAMPLES, MAX_MAGNITUDE, MAX_SEED, MAX_STEPS
+from losslab.core.limits import MAX_EVALUATIONS, MAX_MAGNITUDE, MAX_SEED, MAX_STEPS
 from losslab.core.names import name_problem
+from losslab.core.schema import Examples, Strict, named_section
 from losslab.optim.registry import OPTIMIZERS, accepted_arguments, base_of, construct
 from losslab.presets import load_raw
-
-
-class Strict(BaseModel):
-    """Every number of a config is finite (no inf or nan) and has a stated range; types are strict
-    (true is no step count, "0" is no seed)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
-
-    @model_validator(mode="after")
-    def _numbers_bounded(self):
-        for name in type(self).model_fields:
-            value = getattr(self, name)
-            if isinstance(value, float) and abs(value) > MAX_MAGNITUDE:
-                raise ValueError(f"{name} = {value:g} is beyond +-{MAX_MAGNITUDE:g}")
-        return self
+from losslab.tasks import TASKS
 
 
 def _folder_name(name: str) -> str:
@@ -46,7 +33,6 @@ def _folder_name(name: str) -> str:
 FolderName = Annotated[str, AfterValidator(_folder_name)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
 Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
-Examples = Annotated[int, Field(ge=1, le=MAX_EXAMPLES)]
 
 
 def _bounded_numbers(value: Any) -> bool:
@@ -60,91 +46,7 @@ def _bounded_numbers(value: Any) -> bool:
     return True
 
 
-# ---------------------------------------------------------------- tasks
-
-
-def is_prime(n: int) -> bool:
-    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
-
-
-OP_TEXT = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "sq_sum": "a^2 + b^2"}
-
-
-class ModularTask(Strict):
-    """Binary operation `a op b` over Z_p (or S5 composition); all pairs split by train_fraction."""
-
-    name: Literal["modular"] = "modular"
-    op: Literal["add", "sub", "mul", "div", "sq_sum", "s5"] = "add"
-    p: int = Field(97, ge=2, le=1000, description="modulus (ignored by s5, which has 120 elements)")
-    train_fraction: float = Field(0.5, gt=0, lt=1)
-
-    @model_validator(mode="after")
-    def _prime_for_division(self):
-        if self.op == "div" and not is_prime(self.p):
-            raise ValueError(f"p={self.p} is not prime; division mod p needs a prime modulus")
-        return self
-
-
-class ParityTask(Strict):
-    """Sparse (n, k)-parity on {-1,+1}^n: the label is the product of the first k bits."""
-
-    name: Literal["parity"] = "parity"
-    n: int = Field(50, ge=1, le=10_000)
-    k: int = Field(2, ge=1)
-    n_train: Examples = 300
-    n_test: Examples = 100
-    noise: float = Field(0.0, ge=0, lt=0.5, description="fraction of training labels flipped")
-
-    @model_validator(mode="after")
-    def _k_at_most_n(self):
-        if self.k > self.n:
-            raise ValueError(f"k={self.k} must be at most n={self.n}")
-        return self
-
-
-def _tagged_union(*members: type[BaseModel]):
-    """A union chosen by the `name` key; a section without `name` is the first member."""
-    default = members[0].model_fields["name"].default
-
-    def tag(value: Any) -> str:
-        return value.get("name", default) if isinstance(value, dict) else getattr(value, "name", default)
-
-    return Annotated[Union[tuple(Annotated[m, Tag(m.model_fields["name"].default)] for m in members)],
-                     Discriminator(tag)]
-
-
-class ZipfTask(Strict):
-    """Heavy-tailed classes (Kunstner et al. 2024): class k (k = 1..n_classes) has frequency
-    proportional to 1 / k^exponent; inputs are a Gaussian mixture, x = offset + mean_y + noise * N(0, I)."""
-
-    name: Literal["zipf"] = "zipf"
-    n_classes: int = Field(200, ge=2, le=100_000)
-    exponent: float = Field(1.0, ge=0, description="Zipf exponent; 0 gives balanced classes")
-    dim: int = Field(64, ge=1, le=100_000)
-    noise: float = Field(1.0, ge=0, description="std of the noise around the class means (which are N(0, I))")
-    offset: float = Field(0.0, description="a common shift of every input along (1, ..., 1): uncentered "
-                                           "inputs, which make the frequent classes set the stable step size")
-    n_train: Examples = 4000
-    n_test: Examples = 1000
-    groups: int = Field(8, ge=1, description="frequency groups (equal shares of samples) for per-group losses")
-
-    @model_validator(mode="after")
-    def _groups_at_most_classes(self):
-        if self.groups > self.n_classes:
-            raise ValueError(f"groups={self.groups} must be at most n_classes={self.n_classes}")
-        return self
-
-
-class DigitsTask(Strict):
-    """scikit-learn's 8x8 handwritten digits (1,797 images, 10 classes, shipped inside the package):
-    pixels scaled to [0, 1], a stratified split drawn from the seed."""
-
-    name: Literal["digits"] = "digits"
-    val_fraction: float = Field(0.25, gt=0, lt=1)
-
-
-TASKS = {m.model_fields["name"].default: m for m in (ModularTask, ParityTask, ZipfTask, DigitsTask)}
-TaskConfig = _tagged_union(*TASKS.values())
+TaskConfig = named_section(TASKS, "modular")
 
 
 # ---------------------------------------------------------------- models
@@ -185,7 +87,7 @@ class MLPConfig(Strict):
 
 
 MODELS = {m.model_fields["name"].default: m for m in (TransformerConfig, MLPConfig)}
-ModelConfig = _tagged_union(*MODELS.values())
+ModelConfig = named_section(MODELS, "transformer")
 
 
 # ---------------------------------------------------------------- optimization
@@ -318,7 +220,7 @@ class RunConfig(Strict):
     data_seed: Seed | None = Field(None, exclude_if=lambda v: v is None,
                                   description="the seed of the data (split, samples, label noise); None: the run's "
                                               "seed. Fixed, runs differ only in their initialization and order")
-    task: TaskConfig = ModularTask()
+    task: TaskConfig = TASKS["modular"]()
     model: ModelConfig = TransformerConfig()
     loss: Literal["cross_entropy", "hinge", "mse"] = "cross_entropy"
     optim: OptimConfig = OptimConfig()
@@ -338,17 +240,11 @@ class RunConfig(Strict):
     def describe(self) -> str:
         """What this run trains, read from its resolved settings (a preset's description no longer
         holds once `--set` changed them)."""
-        t, m, o = self.task, self.model, self.optim
-        task = {"modular": lambda: (f"S5 composition, r = {t.train_fraction:g}" if t.op == "s5" else
-                                    f"{OP_TEXT[t.op]} mod {t.p}, r = {t.train_fraction:g}"),
-                "parity": lambda: f"sparse ({t.n}, {t.k})-parity, {t.n_train} examples"
-                                  + (f", {t.noise:.0%} labels flipped" if t.noise else ""),
-                "zipf": lambda: f"{t.n_classes} Zipf classes (exponent {t.exponent:g}), {t.n_train} examples",
-                "digits": lambda: "digits (8 x 8)"}[t.name]()
+        m, o = self.model, self.optim
         model = (f"{m.n_layers}-layer transformer (d_model {m.d_model}, {m.n_heads} heads)" if m.name == "transformer"
                  else f"MLP {m.depth} x {m.width} ({m.activation})")
         batch = "full batch" if self.train.batch_size is None else f"batch {self.train.batch_size}"
-        return (f"{task}; {model}; {o.name} lr {o.lr:g}" + (f", wd {o.weight_decay:g}" if o.weight_decay else "")
+        return (f"{self.task.describe()}; {model}; {o.name} lr {o.lr:g}" + (f", wd {o.weight_decay:g}" if o.weight_decay else "")
                 + f", {batch}")
 
     @model_validator(mode="after")
@@ -415,15 +311,8 @@ def validate(raw: dict) -> RunConfig:
     except ValidationError as e:
         err = e.errors()[0]
         where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-after"))
-        # Drop the union-member tag pydantic puts in the location (e.g. task.modular.p -> task.p).
-        parts = where.split(".")
-        if len(parts) > 1 and parts[1] in {"task": TASKS, "model": MODELS}.get(parts[0], ()):
-            parts.pop(1)
-        where = ".".join(parts)
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "union_tag_invalid":
-            msg = f"unknown name {err['ctx']['tag']!r} (known: {err['ctx']['expected_tags']})"
-        elif err["type"] == "extra_forbidden":
+        if err["type"] == "extra_forbidden":
             msg = "unknown key"
         elif err["type"] in ("less_than_equal", "less_than", "greater_than_equal", "greater_than"):
             bound = next(iter(err["ctx"].values()))

@@ -3,9 +3,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from losslab.config import MLPConfig, ModularTask, ParityTask, TransformerConfig
+from losslab.config import MLPConfig, TransformerConfig
 from losslab.models import build_model
-from losslab.tasks import build_task
+from losslab.tasks import ModularTask, ParityTask
 
 
 def reference_forward(model, tokens):
@@ -23,7 +23,7 @@ def reference_forward(model, tokens):
 
 
 def test_transformer_answer_only_equals_full_causal_pass():
-    task = build_task(ModularTask(p=13), 0)
+    task = ModularTask(p=13).build(0)
     for layers, norm in [(1, False), (2, True), (3, False)]:
         torch.manual_seed(layers)
         cfg = TransformerConfig(n_layers=layers, d_model=32, n_heads=4, d_mlp=64, layer_norm=norm)
@@ -35,7 +35,7 @@ def test_transformer_answer_only_equals_full_causal_pass():
 
 
 def test_transformer_gradients_match_reference():
-    task = build_task(ModularTask(p=11), 0)
+    task = ModularTask(p=11).build(0)
     torch.manual_seed(0)
     model = build_model(TransformerConfig(n_layers=2, d_model=16, n_heads=2, d_mlp=32), task, 11)
     grads = []
@@ -48,24 +48,24 @@ def test_transformer_gradients_match_reference():
 
 
 def test_embedding_init_std():
-    task = build_task(ModularTask(p=97), 0)
+    task = ModularTask(p=97).build(0)
     torch.manual_seed(0)
     model = build_model(TransformerConfig(embed_std=1 / math.sqrt(128)), task, 97)
     assert abs(model.embed.weight.std().item() - 1 / math.sqrt(128)) < 0.005
 
 
 def test_mlp_shapes_and_one_hot_tokens():
-    parity = build_task(ParityTask(n=20, n_train=8, n_test=4), 0)
+    parity = ParityTask(n=20, n_train=8, n_test=4).build(0)
     model = build_model(MLPConfig(depth=2, width=30), parity, 1)
     assert model(parity.x_train).shape == (8, 1)
     assert model.net[-1].bias is None and model.net[0].bias is not None
-    tokens = build_task(ModularTask(p=7), 0)
+    tokens = ModularTask(p=7).build(0)
     model = build_model(MLPConfig(depth=1, width=10), tokens, 7)
     assert model.net[0].in_features == 4 * 9 and model(tokens.x_train).shape == (len(tokens.x_train), 7)
 
 
 def test_mlp_initializations():
-    task = build_task(ParityTask(n=1000, n_train=4, n_test=4), 0)
+    task = ParityTask(n=1000, n_train=4, n_test=4).build(0)
     torch.manual_seed(0)
     kaiming = build_model(MLPConfig(width=1000, init="kaiming"), task, 1)
     assert abs(kaiming.net[0].weight.std().item() - math.sqrt(2 / 1000)) < 1e-3

@@ -209,8 +209,7 @@ def test_orthogonalization_lands_in_its_documented_band(method, name):
 def test_muon_hybrid_splits_parameters_by_role():
     cfg = load_config("grokking")
     from losslab.models import build_model
-    from losslab.tasks import build_task
-    task = build_task(cfg.task, 0)
+    task = cfg.task.build(0)
     transformer = build_model(cfg.model, task, task.n_classes)
     assert hidden_matrices(transformer) == {"blocks.0.attn.q.weight", "blocks.0.attn.kv.weight",
                                             "blocks.0.attn.out.weight", "blocks.0.mlp.0.weight",

@@ -3,8 +3,7 @@ import itertools
 import pytest
 import torch
 
-from losslab.config import ModularTask, ParityTask
-from losslab.tasks import build_task, modular_task
+from losslab.tasks import ModularTask, ParityTask
 from losslab.tasks.modular import operation_table
 from losslab.tasks.parity import parity_labels
 
@@ -40,7 +39,7 @@ def test_s5_composition_is_the_permutation_group():
 
 @pytest.mark.parametrize("op,p,n", [("add", 97, 97 * 97), ("div", 13, 13 * 12), ("s5", 2, 120 * 120)])
 def test_modular_split_sizes_and_tokens(op, p, n):
-    t = modular_task(ModularTask(op=op, p=p, train_fraction=0.3), seed=0)
+    t = ModularTask(op=op, p=p, train_fraction=0.3).build(0)
     assert len(t.x_train) == round(0.3 * n) and len(t.x_train) + len(t.x_val) == n
     m = 120 if op == "s5" else p
     assert t.vocab_size == m + 2 and t.n_classes == m
@@ -51,28 +50,27 @@ def test_modular_split_sizes_and_tokens(op, p, n):
 
 def test_tasks_are_deterministic_in_the_seed():
     cfg = ModularTask(p=23, train_fraction=0.4)
-    a, b, c = modular_task(cfg, 5), modular_task(cfg, 5), modular_task(cfg, 6)
+    a, b, c = cfg.build(5), cfg.build(5), cfg.build(6)
     assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
-    pa, pb = build_task(ParityTask(), 1), build_task(ParityTask(), 1)
+    pa, pb = ParityTask().build(1), ParityTask().build(1)
     assert torch.equal(pa.x_train, pb.x_train) and torch.equal(pa.y_val, pb.y_val)
 
 
 def test_parity_labels_and_noise():
-    clean = build_task(ParityTask(n=10, k=3, n_train=400, n_test=50), 0)
+    clean = ParityTask(n=10, k=3, n_train=400, n_test=50).build(0)
     assert clean.x_train.shape == (400, 10) and set(clean.x_train.unique().tolist()) == {-1.0, 1.0}
     assert torch.equal(clean.y_train, parity_labels(clean.x_train, 3))
     assert torch.equal(clean.y_val, parity_labels(clean.x_val, 3))
-    noisy = build_task(ParityTask(n=10, k=3, n_train=400, n_test=50, noise=0.1), 0)
+    noisy = ParityTask(n=10, k=3, n_train=400, n_test=50, noise=0.1).build(0)
     assert (noisy.y_train != parity_labels(noisy.x_train, 3)).sum() == 40
     assert torch.equal(noisy.y_val, parity_labels(noisy.x_val, 3))  # the test split stays clean
     assert parity_labels(torch.tensor([[1.0, -1, -1, 1], [-1.0, 1, 1, 1]]), 3).tolist() == [1, 0]
 
 
 def test_digits_split_is_stratified_and_seeded():
-    from losslab.config import DigitsTask
-    from losslab.tasks import build_task
-
-    a, b = build_task(DigitsTask(), 0), build_task(DigitsTask(), 1)
+    from losslab.tasks import DigitsTask
+    
+    a, b = DigitsTask().build(0), DigitsTask().build(1)
     assert len(a.x_train) + len(a.x_val) == 1797 and a.x_train.shape[1] == 64 and a.n_classes == 10
     assert 0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1
     counts = torch.bincount(a.y_val, minlength=10)

@@ -67,13 +67,12 @@ from losslab.config import EventsConfig
 from losslab.core.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.instruments import scalar_tag
-from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, check_per_example, deterministic
+from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, deterministic
 from losslab.monitor.record import Recorded, RunRecord
-from losslab.monitor.series import STEP_MEASURES, StepSeries
+from losslab.monitor.series import StepSeries
 from losslab.store.records import MetricRow
 
-PROBE_MEASURES = tuple(m for m in MEASURES if m not in STEP_MEASURES)
-ALL_MEASURES = STEP_MEASURES + PROBE_MEASURES
+STEP_MEASURES = tuple(name for name, m in MEASURES.items() if m.when == "step")
 WRITE_EVERY_S = 10.0  # the run on disk trails the loop by at most this (and is whole at close)
 
 
@@ -93,7 +92,7 @@ class Monitor(Recorded):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LossLabError(f"{arg} must be an integer >= {low}, got {value!r}")
         if not isinstance(measures, list | tuple) or not all(isinstance(m, str) for m in measures):
-            raise LossLabError(f"measures must be a list of measure names (known: {', '.join(ALL_MEASURES)}), "
+            raise LossLabError(f"measures must be a list of measure names (known: {', '.join(MEASURES)}), "
                                f"got {measures!r}")
         if probe is None:
             raise LossLabError("probe must be data the loss is evaluated on: a pair (inputs, targets) or a "
@@ -102,9 +101,14 @@ class Monitor(Recorded):
             raise LossLabError(f"log_to must be a TensorBoard SummaryWriter (anything with add_scalar(tag, value, "
                                f"step)), got {type(log_to).__name__}")
         RunStore(store).check_writable()
-        unknown = sorted(set(measures) - set(ALL_MEASURES))
+        unknown = sorted(set(measures) - set(MEASURES))
         if unknown:
-            raise LossLabError(f"unknown measures {unknown} (known: {', '.join(ALL_MEASURES)})")
+            raise LossLabError(f"unknown measures {unknown} (known: {', '.join(MEASURES)})")
+        pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
+        probe_measures = Measurements(model, loss, probe, optimizer,
+                                      [m for m in measures if MEASURES[m].when == "probe"],
+                                      inputs=probe[0] if pair else None, layers=layers, tolerance=tolerance,
+                                      forward=forward)
         checked = {}
         with deterministic(model):  # these forwards take nothing from the loop's random numbers
             for what, data in (("probe", probe), ("validation set", validation)):
@@ -116,22 +120,15 @@ class Monitor(Recorded):
                 except DataMismatch as e:
                     raise DataMismatch(str(e).replace("the data", f"the {what}", 1)) from None
             self.events = _event_detector(checked["validation set"], events or EventsConfig())
-            probe_measures = [m for m in measures if m in PROBE_MEASURES]
-            again = checked["probe"].loss() if probe_measures else checked["probe"].value
-            if "gradient_noise" in measures:
-                check_per_example(checked["probe"])
+            again = checked["probe"].loss() if probe_measures.measures else checked["probe"].value
+            probe_measures.check(checked["probe"])
         if not math.isclose(again, checked["probe"].value, rel_tol=1e-5):
             raise LossLabError(f"the probe loss is {checked['probe'].value:.6g}, then {again:.6g} at the same weights: "
                                "the probe measures need a loss without randomness (nn.Dropout is turned off for "
                                "them; other random draws in the forward are not)")
         self.model, self.optimizer, self.every, self.signature_steps = model, optimizer, every, signature_steps
         self.loss, self.forward, self.probe, self.validation = loss, forward, probe, validation
-        pair = isinstance(probe, tuple | list) and len(probe) == 2 and isinstance(probe[0], torch.Tensor)
-        if "dimension" in measures and not pair:
-            raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
-        self.measures = Measurements(model, loss, probe, optimizer, probe_measures,
-                                     inputs=probe[0] if pair else None, layers=layers, tolerance=tolerance,
-                                     forward=forward)
+        self.measures = probe_measures
         n_params = sum(p.numel() for p in model.parameters())
         info = {"name": name, "description": description or (
                     f"{type(model).__name__} ({n_params:,} parameters) trained by {type(optimizer).__name__} in "

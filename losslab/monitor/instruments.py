@@ -1,30 +1,27 @@
-"""The instruments a run's series are read on, in the order a reader learns once (after Cockpit,
-Schneider et al. 2021): each series (split, name) belongs to one. TensorBoard groups scalars by
-the first part of their tag, and sorts the groups: the instruments are numbered to keep the order."""
+"""The instrument each series of a run is read on: a measure's rows on the instrument the measure
+declares (losslab.monitor.measures), the rest by kind. TensorBoard groups scalars by the first part of
+their tag, and sorts the groups: the instruments are numbered to keep the order."""
 
 from __future__ import annotations
 
-STABILITY = {"lr", "lambda_max", "edge_of_stability", "lambda_min", "condition_number", "hessian_trace",
-             "preconditioned_lambda_max", "adaptive_edge_of_stability"}
-GRADIENTS = {"grad_norm", "step_grad_norm", "gradient_noise_scale", "gradient_snr"}
-WEIGHTS = ("norm_fro/", "norm_spec/", "update_ratio/", "cos_", "grad_var_")
+from losslab.monitor.measures import MEASURES
+from losslab.monitor.measures.base import COST, LOSS, SIGNATURE, STABILITY, WEIGHTS
+
+# rows no measure writes: the learning rate, SVRG's gradient variances (losslab's runs)
+OTHERS = {"lr": STABILITY, "grad_var_sgd/": WEIGHTS, "grad_var_svrg/": WEIGHTS, "grad_var_ratio/": WEIGHTS}
 
 
 def instrument(split: str, name: str) -> str:
     """The instrument that shows the series `name` of `split`."""
     if split == "signature":
-        return "6 signature"
+        return SIGNATURE
     if split == "cost":
-        return "7 cost"
-    if name in STABILITY or split == "optim":
-        return "2 step size and stability"
-    if name in GRADIENTS:
-        return "3 gradients"
-    if name.startswith(WEIGHTS):
-        return "4 weights"
-    if name.startswith("dim_"):
-        return "5 representations"
-    return "1 loss and accuracy"
+        return COST
+    if split == "optim":
+        return STABILITY
+    owners = {**OTHERS, **{row: m.instrument for m in MEASURES.values() for row in m.writes}}  # as registered now
+    layer = name.partition("/")[0] + "/"  # a per-layer row: its measure's prefix
+    return owners.get(name) or owners.get(layer) or LOSS
 
 
 def scalar_tag(split: str, name: str) -> str:

@@ -12,7 +12,6 @@ import torch
 
 from losslab.store.records import MetricRow
 
-STEP_MEASURES = ("step_grad_norm", "weight_norms", "update_ratio")
 # the copies a step keeps, held until their norms are taken: at most 32 MB (every 100 steps of the
 # digits CNN's 994 parameters; every 12 of the grokking transformer's 223k)
 RING_BYTES = 2**25
@@ -39,7 +38,8 @@ class StepSeries:
         self.matrices = [p for _, p in named if p.ndim >= 2]
         self.matrix_names = [n for n, p in named if p.ndim >= 2]
         self.last_matrix = self.matrix_names[-1] if self.matrix_names else None
-        self.step_grad_norm, self.weight_norms, self.update_ratio = (m in measures for m in STEP_MEASURES)
+        self.step_grad_norm, self.weight_norms, self.update_ratio = (
+            m in measures for m in ("step_grad_norm", "weight_norms", "update_ratio"))
         self.weight_norms &= bool(self.matrices)
         self.update_ratio &= bool(self.matrices)
         # a step keeps the matrices before it (update_ratio), the gradients (step_grad_norm) and the

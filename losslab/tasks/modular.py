@@ -1,11 +1,19 @@
 """Binary operations mod p (Power et al. 2022) and composition in S5, as sequences `a op b =`."""
 
 import itertools
+import math
+from typing import Literal
 
 import torch
+from pydantic import Field, model_validator
 
-from losslab.config import ModularTask
-from losslab.tasks.base import Task
+from losslab.tasks.base import Task, TaskSpec, register
+
+OP_TEXT = {"add": "a + b", "sub": "a - b", "mul": "a * b", "div": "a / b", "sq_sum": "a^2 + b^2"}
+
+
+def is_prime(n: int) -> bool:
+    return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
 def _s5_table() -> torch.Tensor:
@@ -36,15 +44,41 @@ def operation_table(op: str, p: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.stack([a, b], 1), result
 
 
-def modular_task(cfg: ModularTask, seed: int) -> Task:
-    pairs, result = operation_table(cfg.op, cfg.p)
-    n_elements = 120 if cfg.op == "s5" else cfg.p
-    op_token, eq_token = n_elements, n_elements + 1
-    tokens = torch.stack(
-        [pairs[:, 0], torch.full_like(pairs[:, 0], op_token), pairs[:, 1],
-         torch.full_like(pairs[:, 0], eq_token)], 1)
-    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))
-    n_train = min(max(round(cfg.train_fraction * len(tokens)), 1), len(tokens) - 1)
-    train, val = order[:n_train], order[n_train:]
-    return Task(tokens[train], result[train], tokens[val], result[val],
-                n_classes=n_elements, vocab_size=n_elements + 2)
+@register
+class ModularTask(TaskSpec):
+    """Binary operation `a op b` over Z_p (or S5 composition); all pairs split by train_fraction."""
+
+    name: Literal["modular"] = "modular"
+    op: Literal["add", "sub", "mul", "div", "sq_sum", "s5"] = "add"
+    p: int = Field(97, ge=2, le=1000, description="modulus (ignored by s5, which has 120 elements)")
+    train_fraction: float = Field(0.5, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _prime_for_division(self):
+        if self.op == "div" and not is_prime(self.p):
+            raise ValueError(f"p={self.p} is not prime; division mod p needs a prime modulus")
+        return self
+
+    @property
+    def elements(self) -> int:
+        return 120 if self.op == "s5" else self.p
+
+    def shape(self) -> tuple[int, int, int | None, int]:
+        return self.elements**2, 4, self.elements + 2, self.elements
+
+    def describe(self) -> str:
+        r = f"r = {self.train_fraction:g}"
+        return f"S5 composition, {r}" if self.op == "s5" else f"{OP_TEXT[self.op]} mod {self.p}, {r}"
+
+    def build(self, seed: int) -> Task:
+        pairs, result = operation_table(self.op, self.p)
+        n_elements = self.elements
+        op_token, eq_token = n_elements, n_elements + 1
+        tokens = torch.stack(
+            [pairs[:, 0], torch.full_like(pairs[:, 0], op_token), pairs[:, 1],
+             torch.full_like(pairs[:, 0], eq_token)], 1)
+        order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))
+        n_train = min(max(round(self.train_fraction * len(tokens)), 1), len(tokens) - 1)
+        train, val = order[:n_train], order[n_train:]
+        return Task(tokens[train], result[train], tokens[val], result[val],
+                    n_classes=n_elements, vocab_size=n_elements + 2)

@@ -10,13 +10,13 @@ from losslab.config import RunConfig
 from losslab.core.memory import check_fits
 from losslab.losses import build_loss
 from losslab.models import build_model
-from losslab.tasks import Task, task_shape
+from losslab.tasks import Task
 
 COPIES = 4  # weights, gradients, two optimizer moments
 
 
 def parameter_count(cfg: RunConfig) -> int:
-    examples, width, vocab, classes = task_shape(cfg.task)
+    examples, width, vocab, classes = cfg.task.shape()
     x = torch.empty(1, width, device="meta", dtype=torch.long if vocab else torch.float32)
     y = torch.empty(1, device="meta", dtype=torch.long)
     with torch.device("meta"):
@@ -26,7 +26,7 @@ def parameter_count(cfg: RunConfig) -> int:
 
 def check_run_fits(cfg: RunConfig) -> None:
     """Refuse a run whose data and parameters alone exceed the memory available."""
-    examples, width, _, _ = task_shape(cfg.task)
+    examples, width, _, _ = cfg.task.shape()
     params = parameter_count(cfg)
     itemsize = cfg.dtype.itemsize
     check_fits(examples * width * 8 + params * itemsize * COPIES,

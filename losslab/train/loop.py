@@ -22,12 +22,11 @@ from contextlib import ExitStack, contextmanager
 
 import torch
 
-from losslab.analysis.sharpness import preconditioner_refusal
 from losslab.config import ProbesConfig, RunConfig
 from losslab.core.errors import LossLabError
 from losslab.core.files import StoreWriteError
 from losslab.monitor.events import EventDetector, outcome
-from losslab.monitor.measures import Measurements
+from losslab.monitor.measures import MEASURES, Measurements
 from losslab.monitor.record import Recorded, RunRecord, now
 from losslab.store import RunDir, RunStore
 from losslab.store.records import MetricRow
@@ -53,14 +52,10 @@ def training_device(name: str) -> torch.device:
 
 
 def _probe_measures(cfg: ProbesConfig, optimizer: torch.optim.Optimizer) -> set[str]:
-    """The measures a run's [probes] section asks for; the preconditioned one only where the
-    optimizer has a preconditioner to read (a sweep over optimizers keeps one probes section)."""
-    chosen = {"grad_norm", "cosines", "weight_norms", "spectral_norms"} if cfg.geometry else set()
-    chosen |= {"sharpness", "lambda_min"} if cfg.hessian else set()
-    chosen |= {"dimension"} if cfg.dimension else set()
-    if cfg.preconditioned and preconditioner_refusal(optimizer) is None:
-        chosen.add("preconditioned_sharpness")
-    return chosen
+    """The measures a run's [probes] section turns on (each measure declares its switch), less those
+    this optimizer cannot give (a sweep over optimizers keeps one probes section)."""
+    return {name for name, m in MEASURES.items()
+            if m.switch and getattr(cfg, m.switch) and m.refusal(optimizer) is None}
 
 
 class Trainer(Recorded):

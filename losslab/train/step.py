@@ -23,12 +23,12 @@ from losslab.models import build_model
 from losslab.optim.factory import build_optimizer, build_scheduler
 from losslab.optim.svrg import SVRG, gradient_variance
 from losslab.store.records import MetricRow
-from losslab.tasks import Task, build_task
+from losslab.tasks import Task
 
 
 def build_run_model(cfg: RunConfig, device: torch.device | None = None) -> tuple[nn.Module, Task, Loss]:
     """The run's model (as initialized, from its seed), task and loss, in the run's dtype, on `device`."""
-    task = build_task(cfg.task, cfg.task_seed)
+    task = cfg.task.build(cfg.task_seed)
     loss_fn = build_loss(cfg.loss, task.n_classes)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, task, loss_fn.n_outputs).to(device=device, dtype=cfg.dtype)
