@@ -95,13 +95,13 @@ def test_bad_input_to_connect(two_digit_mlps, tmp_path):
 
 
 def test_the_connectivity_figure_shows_the_accuracy_differences_and_its_whole_title():
-    from losslab.analysis.figures import connectivity_figure
+    from losslab.analysis.connect import Connection
 
     t = np.linspace(0, 1, 11)
     paths = {"line": {"t": t, "train_loss": 0.1 + np.sin(np.pi * t), "val_acc": 0.98 - 0.03 * np.sin(np.pi * t),
                       "barrier": 1.0},
              "bezier": {"t": t, "train_loss": 0.1 + 0 * t, "val_acc": 0.98 - 0.001 * np.sin(np.pi * t), "barrier": 0.0}}
-    fig = connectivity_figure(paths, "grokking-20261128-085334-0c33c5 (t=0) to grokking-20261128-091102-9ab2f1 (t=1)")
+    fig = Connection("bezier", 1, 10, 0.01, paths).plot(title="grokking-20261128-085334-0c33c5 (t=0) to grokking-20261128-091102-9ab2f1 (t=1)")
     fig.canvas.draw()
     low, high = fig.axes[1].get_ylim()
     assert 0.9 < low < 0.95 and 0.98 < high < 1.0  # the 95..98% band fills the panel

@@ -134,7 +134,6 @@ def test_slq_with_full_lanczos_puts_its_nodes_on_the_eigenvalues():
 def test_the_density_figures_draw_the_smoothed_density_with_readable_titles_and_legends():
     """The PNG and the report's panel draw the same smoothed curve, peaked at the eigenvalues; the
     PNG's long title stays inside the figure and its dashed lines are in the legend."""
-    from losslab.analysis.figures import density_figure
     from losslab.report.plots import hessian
 
     obj, _ = quadratic(EIGS)
@@ -143,17 +142,33 @@ def test_the_density_figures_draw_the_smoothed_density_with_readable_titles_and_
     peaks = grid[1:-1][(values[1:-1] > values[:-2]) & (values[1:-1] > values[2:])]
     for isolated in (5.0, 3.0, 2.0, 1.0, -1.0, -4.0):
         assert np.abs(peaks - isolated).min() < 2 * (grid[1] - grid[0])
-    fig = density_figure(density, [max(EIGS), min(EIGS)], "grokking-paper-20261128-085334-0c33c5, step 12345: hessian spectral density of the train split, "
+    fig = density.plot(marks=[max(EIGS), min(EIGS)], title="grokking-paper-20261128-085334-0c33c5, step 12345: hessian spectral density of the train split, "
                          "its extreme eigenvalues marked")
     fig.canvas.draw()
     title = fig._suptitle.get_window_extent()
     assert 0 <= title.x0 and title.x1 <= fig.bbox.width and title.y1 <= fig.bbox.height
     assert "extreme eigenvalues (Lanczos)" in [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert sorted(line.get_xdata()[0] for line in fig.axes[0].lines[1:]) == [min(EIGS), max(EIGS)]  # the marks
     panel = hessian({"step": 1000, "split": "train", "top": [max(EIGS)],
                      "density": {"nodes": density.nodes.tolist(), "weights": density.weights.tolist()}})
     curve = next(t for t in panel.data if t.xaxis == "x2")
     assert np.asarray(curve.x).ndim == 1 and np.all(np.diff(curve.x) > 0)
     assert abs(curve.x[int(np.argmax(curve.y))] - grid[int(np.argmax(values))]) < 2 * (curve.x[1] - curve.x[0])
+
+
+def test_a_spectrum_draws_its_eigenvalues_at_their_index_on_the_axes_it_is_given():
+    """As a scikit-learn Display: on the caller's axes (two spectra on one), each point the eigenvalue found."""
+    from losslab.analysis.curvature import hessian_eigenvalues
+    from losslab.core.plotting import subplots
+
+    obj, _ = quadratic(EIGS)
+    spectrum = hessian_eigenvalues(obj, 3, "both")
+    fig, ax = subplots()
+    assert spectrum.plot(ax=ax) is fig and hessian_eigenvalues(obj, 2).plot(ax=ax) is fig
+    top, bottom, again = ax.lines
+    assert list(top.get_xdata()) == [1, 2, 3] and np.allclose(top.get_ydata(), [5, 3, 2])
+    assert np.allclose(bottom.get_ydata(), [-4, -1, -0.2]) and np.allclose(again.get_ydata(), [5, 3])
+    assert ax.get_yscale() == "symlog"  # eigenvalues of both signs
 
 
 def test_hutch_plus_plus_beats_hutchinson_at_equal_products_on_a_decaying_spectrum():

@@ -1,9 +1,13 @@
-"""A new measure and a new task are one file each (tests/extensions/), registered by @register, and
-then work everywhere the built-in ones do: the Monitor and its instruments for the measure; the
-config, `--set`, its refusals, the footprint check and a training run for the task."""
+"""A new measure, task and analysis are one file each (tests/extensions/), registered in one line,
+and then work everywhere the built-in ones do: the Monitor and its instruments for the measure; the
+config, `--set`, its refusals, the footprint check and a training run for the task; a result that
+draws itself and its interactive twin on the run's page for the analysis."""
 
 import importlib
+import json
 import sys
+
+import numpy as np
 
 import pytest
 import torch
@@ -15,9 +19,11 @@ from losslab.core.errors import LossLabError
 from losslab.monitor import Monitor
 from losslab.monitor.instruments import scalar_tag
 from losslab.monitor.measures import MEASURES
+from losslab.report.pages import run_page
+from losslab.report.plots import INTERACTIVE, analysis_figure
 from losslab.store import RunStore
 from losslab.tasks import TASKS
-from tests.helpers import losslab_here
+from tests.helpers import fake_run, losslab_here
 
 
 @pytest.fixture
@@ -91,3 +97,24 @@ def test_the_probes_keys_of_a_run_are_the_switches_the_measures_declare():
     switch is a key (a new kind of probe needs its key in ProbesConfig, with its description)."""
     switches = {m.switch for m in MEASURES.values() if m.switch}
     assert switches == set(ProbesConfig.model_fields) - {"every"}
+
+
+def test_an_analysis_in_one_file_draws_itself_and_its_twin_on_the_run_page(extension, store):
+    analysis = extension("step_size_curve", INTERACTIVE, "step_size_curve")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1, bias=False).double()
+    obj = ll.Objective(model, F.mse_loss, (torch.randn(20, 3, dtype=torch.float64),
+                                          torch.randn(20, 1, dtype=torch.float64)))
+    etas = [0.0, 0.1, 0.2, 0.4]
+    curve = analysis.step_size_curve(obj, etas)
+    value, g = obj.value_and_grad()
+    h = ll.hessian_matrix(obj)
+    exact = [value - eta * float(g @ g) + eta**2 / 2 * float(g @ h @ g) for eta in etas]  # the loss is quadratic
+    assert curve.losses == pytest.approx(exact, rel=1e-10)
+    assert np.allclose(curve.plot().axes[0].lines[0].get_ydata(), exact)
+
+    run = store.find(fake_run(store, 0, False, np.random.default_rng(0))["run_id"])
+    saved = json.loads(run.save_analysis("step_size_curve", "step_size", {"etas": etas}, curve.to_dict()).read_text())
+    assert analysis_figure(saved).data[0].y == pytest.approx(exact, rel=1e-10)
+    page = run_page(run)
+    assert '<h3>step_size</h3>' in page and 'id="analysis-0"' in page

@@ -28,6 +28,7 @@ from losslab.analysis.directions import flat_state
 from losslab.analysis.objective import Objective, has_running_statistics
 from losslab.core import progress
 from losslab.core.errors import LossLabError
+from losslab.core.plotting import subplots
 
 CURVES = ("bezier", "polychain")
 CURVE_BATCH = 1024  # examples a curve step sees at most (a random subset of a larger batch)
@@ -110,6 +111,35 @@ class Connection:
     @property
     def barriers(self) -> dict[str, float]:
         return {k: p["barrier"] for k, p in self.paths.items()}
+
+    def plot(self, axes=None, title: str | None = None):
+        """Train loss and accuracy (validation where measured, else training; none without targets
+        that are classes) along each path from A (t = 0) to B (t = 1): on `axes` (one, or two with
+        an accuracy), or a new figure. Returns the Figure."""
+        from matplotlib.ticker import PercentFormatter  # matplotlib: only when drawing
+
+        first = next(iter(self.paths.values()))
+        accuracy = next((k for k in ("val_acc", "train_acc")
+                         if first.get(k) is not None and len(first[k]) and not any(v is None for v in first[k])), None)
+        if axes is None:
+            fig, axes = subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 5.5, 4),
+                                 constrained_layout=True, squeeze=False)
+            axes = axes[0]
+        fig = axes[0].figure
+        for name, p in self.paths.items():
+            axes[0].plot(p["t"], p["train_loss"], label=f"{name} (barrier {p['barrier']:.3g})")
+        axes[0].set(xlabel="t", ylabel="train loss", yscale="log")
+        axes[0].legend()
+        if accuracy and len(axes) > 1:
+            for name, p in self.paths.items():
+                axes[1].plot(p["t"], p[accuracy], label=name)
+            # the accuracy axis spans the data (the differences that matter are a few percent near the top)
+            axes[1].set(xlabel="t", ylabel="validation accuracy" if accuracy == "val_acc" else "train accuracy")
+            axes[1].yaxis.set_major_formatter(PercentFormatter(1.0))
+            axes[1].legend()
+        if title:
+            fig.suptitle(title, fontsize=10, wrap=True)
+        return fig
 
     def to_dict(self) -> dict:
         return {"curve": self.curve, "bends": self.bends, "steps": self.steps, "lr": self.lr,

@@ -37,6 +37,7 @@ from losslab.analysis.objective import Objective
 from losslab.core import progress
 from losslab.core.errors import LossLabError
 from losslab.core.memory import available_bytes, check_fits
+from losslab.core.plotting import axes_for
 
 CURVATURES = ("hessian", "ggn")
 
@@ -343,6 +344,21 @@ class Spectrum:
             return None
         return self.lambda_max / self.lambda_min
 
+    def plot(self, ax=None, title: str | None = None):
+        """The eigenvalues found against their index (top descending, bottom ascending, on a
+        symmetric-log axis where the signs differ); on `ax`, or a new figure. Returns the Figure."""
+        fig, ax = axes_for(ax, (6, 4))
+        for side, values, marker in (("top", self.top, "o"), ("bottom", self.bottom, "s")):
+            if values is not None:
+                ax.plot(np.arange(1, len(values) + 1), values, marker, ls="", label=f"{side} {len(values)}")
+        found = np.concatenate([v for v in (self.top, self.bottom) if v is not None])
+        if found.min() < 0 < found.max():
+            ax.set_yscale("symlog", linthresh=max(float(np.abs(found).min()), 1e-12))
+        ax.set(xlabel="index", ylabel=f"{self.curvature} eigenvalue", title=title)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        return fig
+
     def to_dict(self) -> dict:
         return {"curvature": self.curvature, "top": None if self.top is None else self.top.tolist(),
                 "bottom": None if self.bottom is None else self.bottom.tolist(), "lambda_max": self.lambda_max,
@@ -498,6 +514,21 @@ class Density:
         pad = 0.05 * (hi - lo or 1.0)
         grid = np.linspace(lo - pad, hi + pad, points)
         return grid, self.smoothed(grid, max((hi - lo) / 200, 1e-8))
+
+    def plot(self, ax=None, marks: list[float] = (), title: str | None = None):
+        """The smoothed density on a log scale, `marks` (the extreme eigenvalues Lanczos found)
+        dashed; on `ax`, or a new figure. Returns the Figure."""
+        fig, ax = axes_for(ax, (6.5, 4.2))
+        grid, values = self.curve()
+        ax.semilogy(grid, np.maximum(values, 1e-12), label="SLQ density (Gaussian width: 1/200 of the span)")
+        for i, value in enumerate(marks):
+            ax.axvline(value, color="tab:red", lw=0.8, ls="--", label="extreme eigenvalues (Lanczos)" if i == 0 else None)
+        ax.set(xlabel="eigenvalue", ylabel="density", ylim=(1e-8, None))
+        if title:
+            fig.suptitle(title, fontsize=9, wrap=True)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+        return fig
 
     @classmethod
     def from_dict(cls, d: dict) -> Density:

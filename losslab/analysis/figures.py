@@ -6,89 +6,8 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
 
-from losslab.analysis.curvature import Density
 from losslab.core.plotting import subplots
-
-
-def density_figure(density: Density, extremes: list[float], title: str) -> Figure:
-    """The SLQ density on a log scale, the computed extreme eigenvalues marked."""
-    grid, values = density.curve()
-    fig, ax = subplots(figsize=(6.5, 4.2), constrained_layout=True)
-    ax.semilogy(grid, np.maximum(values, 1e-12), label="SLQ density (Gaussian width: 1/200 of the span)")
-    for i, value in enumerate(extremes):
-        ax.axvline(value, color="tab:red", lw=0.8, ls="--", label="extreme eigenvalues (Lanczos)" if i == 0 else None)
-    ax.set(xlabel="eigenvalue", ylabel="density", ylim=(1e-8, None))
-    fig.suptitle(title, fontsize=9, wrap=True)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return fig
-
-
-def line_figure(alphas: np.ndarray, lines: list[tuple[str, np.ndarray, np.ndarray | None]], title: str,
-                xlabel: str) -> Figure:
-    """Loss (and accuracy, where measured) along a line, one curve per (label, loss, acc)."""
-    with_acc = all(acc is not None for _, _, acc in lines)
-    fig, axes = subplots(1, 2 if with_acc else 1, figsize=(11 if with_acc else 6, 4), constrained_layout=True,
-                             squeeze=False)
-    axes = axes[0]
-    for label, loss, acc in lines:
-        axes[0].plot(alphas, loss, label=label)
-        if with_acc:
-            axes[1].plot(alphas, acc, label=label)
-    axes[0].set(xlabel=xlabel, ylabel="loss", yscale="log", title="loss")
-    if with_acc:
-        axes[1].set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title="accuracy")
-    for ax in axes:
-        ax.axvline(0, color="k", lw=0.8, ls=":")
-        ax.grid(alpha=0.3)
-    if len(lines) > 1:
-        axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
-    return fig
-
-
-def plane_figure(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, acc: np.ndarray | None, title: str,
-                 labels: tuple[str, str], path: tuple[np.ndarray, list[int]] | None = None) -> Figure:
-    """Contours of log10 loss and (where measured) a heatmap of accuracy over the plane; the
-    point itself marked, and a trajectory's (T, 2) coordinates with their steps, if given."""
-    fig, axes = subplots(1, 1 if acc is None else 2, figsize=(6 if acc is None else 11, 4.5),
-                             constrained_layout=True, squeeze=False)
-    axes = axes[0]
-    b, a = np.meshgrid(betas, alphas)
-    filled = axes[0].contourf(a, b, np.log10(np.maximum(loss, 1e-12)), levels=30, cmap="viridis")
-    axes[0].contour(a, b, np.log10(np.maximum(loss, 1e-12)), levels=15, colors="k", linewidths=0.3)
-    fig.colorbar(filled, ax=axes[0], label="log10 loss")
-    if acc is not None:
-        mesh = axes[1].pcolormesh(a, b, acc, cmap="magma", vmin=0, vmax=1, shading="nearest")
-        fig.colorbar(mesh, ax=axes[1], label="accuracy")
-    for ax in axes:
-        if path is not None:
-            coords, steps = path
-            ax.plot(coords[:, 0], coords[:, 1], "-", color="w", lw=1.2, zorder=3)
-            ax.scatter(coords[:, 0], coords[:, 1], c=np.log10(np.maximum(steps, 1)), cmap="autumn", s=14, zorder=4,
-                       edgecolors="k", linewidths=0.3, label="trajectory (color: log10 step)")
-            ax.legend(fontsize=7, loc="lower right")
-        ax.plot(0, 0, "r*", ms=10)
-        ax.set(xlabel=labels[0], ylabel=labels[1])
-    fig.suptitle(title, fontsize=10, wrap=True)
-    return fig
-
-
-def checkpoint_heatmap(steps: list[int], alphas: np.ndarray, loss: np.ndarray, acc: np.ndarray, title: str) -> Figure:
-    """The same line at every checkpoint: alpha against step, colored by loss and accuracy."""
-    fig, axes = subplots(1, 2, figsize=(12, 4.5), constrained_layout=True)
-    x = np.arange(len(steps))
-    for ax, values, label, cmap, limits in ((axes[0], np.log10(np.maximum(loss, 1e-12)), "log10 loss", "viridis",
-                                              (None, None)), (axes[1], acc, "accuracy", "magma", (0, 1))):
-        mesh = ax.pcolormesh(x, alphas, values.T, cmap=cmap, vmin=limits[0], vmax=limits[1], shading="nearest")
-        fig.colorbar(mesh, ax=ax, label=label)
-        ticks = np.unique(np.linspace(0, len(steps) - 1, min(len(steps), 8)).astype(int))
-        ax.set_xticks(ticks, [str(steps[t]) for t in ticks], rotation=45)
-        ax.set(xlabel="checkpoint step", ylabel="alpha")
-    fig.suptitle(title, fontsize=10)
-    return fig
 
 
 def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[float], title: str) -> Figure:
@@ -100,46 +19,6 @@ def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[f
     ax.set(xlabel=f"PC1 ({explained[0]:.1%} of the variance)", ylabel=f"PC2 ({explained[1]:.1%})",
            title=f"{title}: trajectory")
     ax.grid(alpha=0.3)
-    return fig
-
-
-def plane_3d(alphas: np.ndarray, betas: np.ndarray, loss: np.ndarray, title: str, labels: tuple[str, str]) -> Figure:
-    """The plane's log10 loss as an interactive 3D surface: one self-contained HTML file
-    (plotly.js inlined, so it opens without a network), the checkpoint marked."""
-    import plotly.graph_objects as go
-
-    z = np.log10(np.maximum(loss, 1e-12))
-    i, j = int(np.argmin(np.abs(alphas))), int(np.argmin(np.abs(betas)))
-    fig = go.Figure([go.Surface(x=betas, y=alphas, z=z, colorscale="Viridis", colorbar={"title": "log10 loss"}),
-                     go.Scatter3d(x=[betas[j]], y=[alphas[i]], z=[z[i, j]], mode="markers",
-                                  marker={"color": "red", "size": 5}, name="checkpoint")])
-    fig.update_layout(title=title, scene={"xaxis_title": labels[1], "yaxis_title": labels[0],
-                                          "zaxis_title": "log10 loss"})
-    return fig
-
-
-def connectivity_figure(paths: dict[str, dict], title: str) -> Figure:
-    """Train loss and accuracy (validation where measured, else training; none without targets
-    that are classes) along each path from A (t = 0) to B (t = 1)."""
-    first = next(iter(paths.values()))
-    accuracy = next((k for k in ("val_acc", "train_acc")
-                     if first.get(k) is not None and len(first[k]) and not any(v is None for v in first[k])), None)
-    fig, axes = subplots(1, 2 if accuracy else 1, figsize=(11 if accuracy else 5.5, 4), constrained_layout=True,
-                             squeeze=False)
-    ax_loss = axes[0, 0]
-    for name, p in paths.items():
-        ax_loss.plot(p["t"], p["train_loss"], label=f"{name} (barrier {p['barrier']:.3g})")
-    ax_loss.set(xlabel="t", ylabel="train loss", yscale="log")
-    ax_loss.legend()
-    if accuracy:
-        ax_acc = axes[0, 1]
-        for name, p in paths.items():
-            ax_acc.plot(p["t"], p[accuracy], label=name)
-        # the accuracy axis spans the data (the differences that matter are a few percent near the top)
-        ax_acc.set(xlabel="t", ylabel="validation accuracy" if accuracy == "val_acc" else "train accuracy")
-        ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
-        ax_acc.legend()
-    fig.suptitle(title, fontsize=10, wrap=True)
     return fig
 
 

@@ -21,6 +21,7 @@ from losslab.analysis.objective import Objective
 from losslab.core import progress
 from losslab.core.errors import LossLabError
 from losslab.core.limits import MAX_COEFFICIENT
+from losslab.core.plotting import subplots
 
 
 def axis(start: float, stop: float, points: int) -> np.ndarray:
@@ -62,6 +63,106 @@ class Surface:
         return {"alphas": self.alphas.tolist(), "betas": None if self.betas is None else self.betas.tolist(),
                 "loss": self.loss.tolist(), "acc": None if self.acc is None else self.acc.tolist(),
                 "seconds": self.seconds}
+
+    def plot(self, axes=None, label: str | None = None, labels: tuple[str, str] = ("alpha", "beta"),
+             path: tuple[np.ndarray, list[int]] | None = None, title: str | None = None):
+        """A line: the loss (log axis) and, where measured, the accuracy against alpha, labelled
+        `label`; several lines on one figure by passing its axes again. A plane: contours of log10
+        loss and a heatmap of the accuracy, the point itself marked, and a trajectory's (T, 2)
+        coordinates with their steps (`path`), if given. On `axes` (one, or two with an accuracy),
+        or a new figure; returns the Figure."""
+        panels = 1 if self.acc is None else 2
+        new = axes is None
+        if new:
+            fig, grid = subplots(1, panels, figsize=(5.5 * panels + (0.5 if self.betas is not None else 0), 4.5),
+                                 constrained_layout=True, squeeze=False)
+            axes = grid[0]
+        fig = axes[0].figure
+        if self.betas is None:
+            self._line(axes, label, labels[0], new)
+        else:
+            self._plane(axes, labels, path)
+        if title:
+            fig.suptitle(title, fontsize=10, wrap=True)
+        return fig
+
+    def _line(self, axes, label: str | None, xlabel: str, new: bool) -> None:
+        axes[0].plot(self.alphas, self.loss, label=label)
+        if self.acc is not None and len(axes) > 1:
+            axes[1].plot(self.alphas, self.acc, label=label)
+        if new:
+            axes[0].set(xlabel=xlabel, ylabel="loss", yscale="log", title="loss")
+            if len(axes) > 1:
+                axes[1].set(xlabel=xlabel, ylabel="accuracy", ylim=(-0.02, 1.02), title="accuracy")
+            for ax in axes:
+                ax.axvline(0, color="k", lw=0.8, ls=":")
+                ax.grid(alpha=0.3)
+        if label is not None:
+            axes[0].legend(fontsize=7)
+
+    def _plane(self, axes, labels: tuple[str, str], path) -> None:
+        fig = axes[0].figure
+        b, a = np.meshgrid(self.betas, self.alphas)
+        log_loss = np.log10(np.maximum(self.loss, 1e-12))
+        filled = axes[0].contourf(a, b, log_loss, levels=30, cmap="viridis")
+        axes[0].contour(a, b, log_loss, levels=15, colors="k", linewidths=0.3)
+        fig.colorbar(filled, ax=axes[0], label="log10 loss")
+        if self.acc is not None and len(axes) > 1:
+            mesh = axes[1].pcolormesh(a, b, self.acc, cmap="magma", vmin=0, vmax=1, shading="nearest")
+            fig.colorbar(mesh, ax=axes[1], label="accuracy")
+        for ax in axes:
+            if path is not None:
+                coords, steps = path
+                ax.plot(coords[:, 0], coords[:, 1], "-", color="w", lw=1.2, zorder=3)
+                ax.scatter(coords[:, 0], coords[:, 1], c=np.log10(np.maximum(steps, 1)), cmap="autumn", s=14,
+                           zorder=4, edgecolors="k", linewidths=0.3, label="trajectory (color: log10 step)")
+                ax.legend(fontsize=7, loc="lower right")
+            ax.plot(0, 0, "r*", ms=10)
+            ax.set(xlabel=labels[0], ylabel=labels[1])
+
+    def plot_3d(self, labels: tuple[str, str] = ("alpha", "beta"), title: str | None = None):
+        """A plane's log10 loss as an interactive 3D surface (plotly), the point itself marked."""
+        import plotly.graph_objects as go  # plotly: only when drawing
+
+        if self.betas is None:
+            raise LossLabError("a 3D surface needs a plane (loss_plane), not a line")
+        z = np.log10(np.maximum(self.loss, 1e-12))
+        i, j = int(np.argmin(np.abs(self.alphas))), int(np.argmin(np.abs(self.betas)))
+        fig = go.Figure([go.Surface(x=self.betas, y=self.alphas, z=z, colorscale="Viridis",
+                                    colorbar={"title": "log10 loss"}),
+                         go.Scatter3d(x=[self.betas[j]], y=[self.alphas[i]], z=[z[i, j]], mode="markers",
+                                      marker={"color": "red", "size": 5}, name="the point")])
+        fig.update_layout(title=title, scene={"xaxis_title": labels[1], "yaxis_title": labels[0],
+                                              "zaxis_title": "log10 loss"})
+        return fig
+
+
+@dataclass
+class CheckpointLines:
+    """The same line from every checkpoint: loss[i, j] (and acc) at checkpoint steps[i], alphas[j]."""
+
+    steps: list[int]
+    alphas: np.ndarray
+    loss: np.ndarray
+    acc: np.ndarray | None
+
+    def plot(self, title: str | None = None):
+        """Alpha against the checkpoint's step, colored by the loss (log10) and the accuracy."""
+        shown = [("log10 loss", np.log10(np.maximum(self.loss, 1e-12)), "viridis", (None, None))]
+        if self.acc is not None:
+            shown.append(("accuracy", self.acc, "magma", (0, 1)))
+        fig, axes = subplots(1, len(shown), figsize=(6 * len(shown), 4.5), constrained_layout=True, squeeze=False)
+        x = np.arange(len(self.steps))
+        for ax, (label, values, cmap, limits) in zip(axes[0], shown):
+            mesh = ax.pcolormesh(x, self.alphas, values.T, cmap=cmap, vmin=limits[0], vmax=limits[1],
+                                 shading="nearest")
+            fig.colorbar(mesh, ax=ax, label=label)
+            ticks = np.unique(np.linspace(0, len(self.steps) - 1, min(len(self.steps), 8)).astype(int))
+            ax.set_xticks(ticks, [str(self.steps[t]) for t in ticks], rotation=45)
+            ax.set(xlabel="checkpoint step", ylabel="alpha")
+        if title:
+            fig.suptitle(title, fontsize=10)
+        return fig
 
 
 def _first_linear(model: nn.Module) -> tuple[str, nn.Sequential] | None:

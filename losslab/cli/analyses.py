@@ -33,16 +33,16 @@ def _checkpoint(store: Path, run_ref: str, checkpoint: int | None = None, split:
     return ck, ck.objective(split)
 
 
-def _save(ck, name: str, settings: dict, result: dict, figures: dict | None = None) -> dict:
-    """The result (and its figures, named after it) saved with the run: keyed by its settings, so
-    that no analysis replaces another's of other settings."""
+def _save(ck, kind: str, name: str, settings: dict, result: dict, figures: dict | None = None) -> dict:
+    """The result of the analysis `kind` (and its figures, named after it) saved with the run: keyed
+    by its settings, so that no analysis replaces another's of other settings."""
     from losslab.core.files import save_figure
     from losslab.core.names import settings_stem
 
     stem = settings_stem(name, settings)
     for key, (fig, suffix) in (figures or {}).items():
         result[key] = str(save_figure(fig, ck.run.figure_path(f"{stem}{suffix}")))
-    result["file"] = str(ck.run.save_analysis(stem, settings, result))
+    result["file"] = str(ck.run.save_analysis(kind, stem, settings, result))
     return result
 
 
@@ -71,7 +71,6 @@ def hessian(
 
     from losslab.analysis import curvature as cv
     from losslab.analysis.basin import DENSE_LIMIT, numerical_rank
-    from losslab.analysis.figures import density_figure
 
     if which not in ("top", "bottom", "both"):
         raise LossLabError(f"--which must be top, bottom or both, got {which!r}")
@@ -110,11 +109,11 @@ def hessian(
             result["density"] = {"nodes": d.nodes.tolist(), "weights": d.weights.tolist()}
             extremes = [*(spectrum.top if spectrum.top is not None else []),
                         *(spectrum.bottom if spectrum.bottom is not None else [])]
-            figures["figure"] = (density_figure(d, extremes, f"{ck.run.path.name}, step {ck.step}: {curvature} "
-                                                             f"spectral density ({split})"), ".png")
+            figures["figure"] = (d.plot(marks=extremes, title=f"{ck.run.path.name}, step {ck.step}: {curvature} "
+                                                              f"spectral density ({split})"), ".png")
     result["hessian_vector_products"] = op.products
     result["seconds"] = round(time.perf_counter() - started, 3)
-    result = _save(ck, f"{curvature}_step{ck.step}_{split}", settings, result, figures)
+    result = _save(ck, "hessian", f"{curvature}_step{ck.step}_{split}", settings, result, figures)
     if as_json:
         return print_json(result)
     table = Table("quantity", "value", box=None)
@@ -166,7 +165,7 @@ def sharpness(
                 pre = preconditioned_sharpness(obj, ck.optimizer())
             result["preconditioned"] = {"optimizer": pre.optimizer, "preconditioned_lambda_max": pre.lambda_max,
                                         "threshold": pre.threshold, "products": pre.products}
-    result = _save(ck, f"sharpness_step{ck.step}_{split}", settings, result)
+    result = _save(ck, "sharpness", f"sharpness_step{ck.step}_{split}", settings, result)
     if as_json:
         return print_json(result)
     out.print(f"step {result['step']} ({split}): loss {result['sam']['loss']:.5g}", highlight=False)
@@ -202,7 +201,7 @@ def basin(
                         hessian_rank=ck.cfg.loss == "mse" and obj.size <= RANK_LIMIT)
     result = {"run_id": ck.run.path.name, "step": ck.step, "split": split,
               **{k: v for k, v in found.to_dict().items() if v is not None}}
-    result = _save(ck, f"basin_step{ck.step}_{split}", settings, result)
+    result = _save(ck, "basin", f"basin_step{ck.step}_{split}", settings, result)
     if as_json:
         return print_json(result)
     out.print(f"step {result['step']} ({split}, {result['examples']} examples x {result['outputs']} outputs): "
@@ -232,7 +231,7 @@ def trajectory(run_ref: RunArg, store: StoreOpt = Path("runs"), as_json: JsonFla
     projected = np.array(geometry.pop("projected"))
     result = {"run_id": ck.run.path.name, "steps": steps, **geometry, "slingshots": ck.run.summary().get("slingshots")}
     figure = trajectory_figure(steps, projected, geometry["explained_variance"], ck.run.path.name)
-    result = _save(ck, "trajectory", {"steps": steps}, result, {"figure": (figure, ".png")})
+    result = _save(ck, "trajectory", "trajectory", {"steps": steps}, result, {"figure": (figure, ".png")})
     if as_json:
         return print_json(result)
     out.print(f"{len(result['steps'])} checkpoints; variance in the first principal directions: "
@@ -288,7 +287,6 @@ def connect(
     """Mode connectivity: a trained low-loss curve between two runs' last checkpoints, against the line."""
     from losslab.analysis.connect import CURVES
     from losslab.analysis.connect import connect as join
-    from losslab.analysis.figures import connectivity_figure
 
     if curve not in CURVES:
         raise LossLabError(f"--curve must be one of {', '.join(CURVES)}, got {curve!r}")
@@ -306,8 +304,8 @@ def connect(
         joined = join(train, a.weights(), b.weights(), curve, bends, steps, lr, align=align, val=a.objective("val"))
     result = {"run_a": a.run.path.name, "run_b": b.run.path.name, "step_a": a.step, "step_b": b.step,
               **joined.to_dict()}
-    figure = connectivity_figure(joined.paths, f"{a.run.path.name} (t=0) to {b.run.path.name} (t=1)")
-    result = _save(a, f"connect_{b.run.path.name}_{curve}{bends}", settings, result, {"figure": (figure, ".png")})
+    figure = joined.plot(title=f"{a.run.path.name} (t=0) to {b.run.path.name} (t=1)")
+    result = _save(a, "connect", f"connect_{b.run.path.name}_{curve}{bends}", settings, result, {"figure": (figure, ".png")})
     if as_json:
         return print_json(result)
     for name, p in result["paths"].items():
@@ -434,7 +432,7 @@ def representations(
         found = embed({s: load_checkpoint(run, s).model for s in steps}, x, shown, colors=colors)
     result = {"run_id": run.path.name, **found, "colored_by": colored_by, "colors": colors.tolist(), "events": events}
     figures = {name.removesuffix(".png"): (fig, f"_{name}") for name, fig in representation_figures(result).items()}
-    result = _save(last, "representations", {"panels": panels, "examples": examples}, result, figures)
+    result = _save(last, "representations", "representations", {"panels": panels, "examples": examples}, result, figures)
     result["figures"] = [result[name] for name in figures]
     if len(shown) < panels:
         err.print(f"losslab: note: {len(shown)} panels: the run stored {len(steps)} checkpoints", highlight=False)
@@ -516,89 +514,29 @@ def landscape(
 ):
     """Loss and accuracy along a line or over a plane through a checkpoint (Li et al. 2018)."""
     import re
-    import time
 
     import numpy as np
 
-    from losslab.analysis.directions import project_trajectory, trajectory_directions
-    from losslab.analysis.figures import checkpoint_heatmap, line_figure, plane_3d, plane_figure
-    from losslab.analysis.surface import axis, loss_line, loss_plane, parse_range
-    from losslab.train.checkpoints import (
-        check_direction,
-        checkpoint_paths,
-        load_checkpoint,
-        named_direction,
-        trajectory,
-    )
+    from losslab.analysis.surface import parse_range
+    from losslab.train.checkpoints import check_direction
+    from losslab.train.landscape import landscape as draw
 
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")
-    start, stop = parse_range("-1:1" if span is None else span)
+    chosen = parse_range(span) if span is not None else None
     for d in (direction, direction2):
         check_direction(d)
-    span2 = (start, stop)
-    ck, obj = _checkpoint(store, run_ref, checkpoint, split)
-    on_pca_plane = dims == 2 and all(re.fullmatch(r"pca\d+", d) for d in (direction, direction2))
-    if on_pca_plane:  # Li et al.: the trajectory drawn on its PCA plane, each axis spanning it
-        visited, states = trajectory(ck.run)  # every checkpoint read once, for both directions and the path
-        first, second = (int(d.removeprefix("pca")) for d in (direction, direction2))
-        found, _ = trajectory_directions(obj, states, max(first, second))
-        d1, d2 = found[first - 1], found[second - 1]
-        path = project_trajectory(obj, states, [d1, d2])
-        if span is None:
-            (start, stop), span2 = ((lo - 0.1 * (hi - lo or 1.0), hi + 0.1 * (hi - lo or 1.0))
-                                    for lo, hi in zip(path.min(0).tolist(), path.max(0).tolist()))
-    alphas = axis(start, stop, points)
-    options = {"normalization": normalization, "include_biases": include_biases}
-    name = ck.run.path.name
+    ck, _ = _checkpoint(store, run_ref, checkpoint, split)
+    with stages(f"landscape of {ck.run.path.name} at step {ck.step}") as stage, stage("grid points"):
+        found = draw(ck, split, dims, direction, direction2, chosen, points, seed, seeds, normalization,
+                     include_biases, all_checkpoints, chunk)
     settings = {"step": ck.step, "split": split, "dims": dims, "direction": direction, "direction2": direction2,
-                "range": [start, stop], **({"range2": list(span2)} if dims == 2 else {}), "points": points,
-                "seed": seed, "seeds": seeds, **options, "all_checkpoints": all_checkpoints}
-    result: dict = {"run_id": name, "step": ck.step, "split": split, "dims": dims, "direction": direction,
-                    **options, "alphas": alphas.tolist()}
+                "range": list(found.span), **({"range2": list(found.span2)} if dims == 2 else {}), "points": points,
+                "seed": seed, "seeds": seeds, **found.options, "all_checkpoints": all_checkpoints}
+    figures = {"figure": (found.plot(), ".png"), **({"figure_3d": (found.plot_3d(), ".html")} if dims == 2 else {})}
     slug = "_".join(re.sub(r"[^A-Za-z0-9.-]+", "-", d) for d in ([direction, direction2] if dims == 2 else [direction]))
-    started = time.perf_counter()
-    lines = len(list(checkpoint_paths(ck.run))) if all_checkpoints else 1 if dims == 2 or direction != "random" else seeds
-    grid = len(alphas) * (len(axis(*span2, points)) if dims == 2 else 1)
-    units = grid * lines * sum(1 for _ in obj.evaluation_batches())  # a point of a batch each
-    with stages(f"landscape of {name} at step {ck.step}") as stage, stage("grid points", units):
-        if dims == 2:
-            if not on_pca_plane:
-                d1 = named_direction(ck, obj, direction, seed, **options)
-                d2 = named_direction(ck, obj, direction2, seed + 1, **options)
-            plane = loss_plane(obj, d1, d2, (start, stop), points, chunk, span2)
-            result.update(direction2=direction2, seeds=[seed, seed + 1], betas=plane.betas.tolist(),
-                          loss=plane.loss.tolist(), acc=plane.acc.tolist())
-            drawn = None
-            if on_pca_plane:
-                result["trajectory"] = {"steps": visited, "coordinates": path.tolist()}
-                drawn = (path, result["trajectory"]["steps"])
-            title = f"{name} step {ck.step}: {direction} x {direction2} ({split})"
-            figures = {"figure": (plane_figure(alphas, plane.betas, plane.loss, plane.acc, title,
-                                               (direction, direction2), drawn), ".png"),
-                       "figure_3d": (plane_3d(alphas, plane.betas, plane.loss, title, (direction, direction2)), ".html")}
-        elif all_checkpoints:
-            steps = list(checkpoint_paths(ck.run))
-            lines = []
-            for step in steps:
-                at = load_checkpoint(ck.run, step)
-                at_obj = at.objective(split)
-                lines.append(loss_line(at_obj, named_direction(at, at_obj, direction, seed, **options), (start, stop),
-                                       points, chunk))
-            loss, acc = np.array([ln.loss for ln in lines]), np.array([ln.acc for ln in lines])
-            result.update(steps=steps, seeds=[seed], loss=loss.tolist(), acc=acc.tolist())
-            figures = {"figure": (checkpoint_heatmap(steps, alphas, loss, acc, f"{name}: {direction} line at every "
-                                                                               f"checkpoint ({split})"), ".png")}
-        else:
-            chosen = [seed + i for i in range(seeds)] if direction == "random" else [seed]
-            lines = [loss_line(obj, named_direction(ck, obj, direction, s, **options), (start, stop), points, chunk)
-                     for s in chosen]
-            result.update(seeds=chosen, loss=[ln.loss.tolist() for ln in lines], acc=[ln.acc.tolist() for ln in lines])
-            figures = {"figure": (line_figure(alphas, [(f"seed {s}", ln.loss, ln.acc) for s, ln in zip(chosen, lines)],
-                                              f"{name} step {ck.step}: {direction} ({split})", "alpha"), ".png")}
-    result["seconds"] = round(time.perf_counter() - started, 3)
-    where = "checkpoints" if all_checkpoints and dims == 1 else f"step{ck.step}"
-    result = _save(ck, f"landscape_{dims}d_{slug}_{where}_{split}", settings, result, figures)
+    where = "checkpoints" if all_checkpoints else f"step{ck.step}"
+    result = _save(ck, "landscape", f"landscape_{dims}d_{slug}_{where}_{split}", settings, found.to_dict(), figures)
     if as_json:
         return print_json(result)
     loss = np.asarray(result["loss"])

@@ -132,7 +132,7 @@ def stages(title: str):
         @contextmanager
         def stage(name: str, total: int | None = None):
             task = bar.add_task(f"  {name}", total=total)
-            with progress.reporting(lambda n: bar.advance(task, n)):
+            with progress.reporting(lambda n: bar.advance(task, n), lambda n: bar.update(task, total=n)):
                 yield
             bar.update(task, total=bar.tasks[task].completed)  # a stage of unknown length ends full
 
@@ -143,7 +143,7 @@ def stages(title: str):
 
     @contextmanager
     def stage(name: str, total: int | None = None):
-        with _Lines(f"{title}: {name}", total) as lines, progress.reporting(lines.advance):
+        with _Lines(f"{title}: {name}", total) as lines, progress.reporting(lines.advance, lines.expect):
             yield
         err.print(lines.said() + ", done", highlight=False)
 
@@ -161,6 +161,9 @@ class _Lines:
 
     def advance(self, n: int) -> None:
         self.count += n
+
+    def expect(self, total: int) -> None:
+        self.total = total
 
     def said(self) -> str:
         elapsed = time.monotonic() - self.started

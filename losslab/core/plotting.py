@@ -22,3 +22,11 @@ def subplots(nrows: int = 1, ncols: int = 1, **kwargs):
     grid = {k: kwargs.pop(k) for k in _GRID if k in kwargs}
     fig = figure(**kwargs)
     return fig, fig.subplots(nrows, ncols, **grid)
+
+
+def axes_for(ax, figsize: tuple[float, float]):
+    """(figure, axes) for a result's `plot(ax=None)`: the caller's axes and their figure, or a new
+    figure of `figsize` (as scikit-learn's Displays draw)."""
+    if ax is not None:
+        return ax.figure, ax
+    return subplots(figsize=figsize, constrained_layout=True)

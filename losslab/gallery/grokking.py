@@ -180,8 +180,7 @@ def grokking_trajectory(s: dict, folder: Path):
        runs=grokking_run)
 def grokking_landscape(s: dict, folder: Path):
     from losslab.analysis.directions import direction_to
-    from losslab.analysis.figures import checkpoint_heatmap
-    from losslab.analysis.surface import loss_line
+    from losslab.analysis.surface import CheckpointLines, loss_line
     from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
 
     summary, _, run = _grokking(folder, s)
@@ -207,11 +206,10 @@ def grokking_landscape(s: dict, folder: Path):
                f"accuracy down to {dip:.0%} on the way), at most {rise[flat].max():.2g} from the {flat.sum()} before "
                f"t1 = {ev['t1']} or from t4 = {ev['t4']} on" if measured else
                f"the phases were not seen ({summary['outcome']})")
-    figure = checkpoint_heatmap(steps.tolist(), lines[last][0].alphas,
-                                np.array([train.loss for train, _ in lines.values()]),
-                                np.array([val.acc for _, val in lines.values()]),
-                                f"a + b mod {s['p']}: from each checkpoint (alpha = 0) to the final weights (alpha = 1); "
-                                "left: training loss, right: validation accuracy")
+    figure = CheckpointLines(steps.tolist(), lines[last][0].alphas, np.array([train.loss for train, _ in lines.values()]),
+                             np.array([val.acc for _, val in lines.values()])).plot(
+        f"a + b mod {s['p']}: from each checkpoint (alpha = 0) to the final weights (alpha = 1); left: training loss, "
+        "right: validation accuracy")
     return {"held": held, "outcome": outcome, "events": ev, "steps": steps.tolist(), "rise": rise.tolist()}, figure
 
 

@@ -127,7 +127,6 @@ def hessian_rank(s: dict, folder: Path):
        seconds=(2, 4))
 def mode_connectivity(s: dict, folder: Path):
     from losslab.analysis.connect import connect
-    from losslab.analysis.figures import connectivity_figure
     from losslab.analysis.objective import Objective
 
     (x, y), val = digits(1000)
@@ -147,7 +146,7 @@ def mode_connectivity(s: dict, folder: Path):
     held = line > 0.1 and curve < 0.25 * line
     outcome = f"loss barrier {line:.3f} along the line, {curve:.3f} along the Bezier curve"
     return ({"held": held, "outcome": outcome, "barriers": found.barriers},
-            connectivity_figure(found.paths, "Two digits MLPs: the line and the Bezier curve"))
+            found.plot(title="Two digits MLPs: the line and the Bezier curve"))
 
 
 @entry("sam-flatness", title="SAM against SGD: sharpness and test error",

@@ -151,7 +151,7 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
         result = read_json(path, f"run {run_id}: analysis {path.name}")
         body += [f'<section class="analysis"><h3>{html.escape(path.stem)}</h3>',
                  table(scalars(result), ("", "value")),
-                 figure_div(plots.analysis_figure(path.stem, result), f"analysis-{i}"), "</section>"]
+                 figure_div(plots.analysis_figure(result), f"analysis-{i}"), "</section>"]
     images = sorted(run.figure_dir.glob("*.png")) if run.figure_dir.is_dir() else []
     if images:
         body += ["<h2>Figures</h2><details><summary>the run's PNG figures "

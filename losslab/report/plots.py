@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import math
+from collections.abc import Callable
 
 import numpy as np
 import plotly.graph_objects as go
@@ -120,7 +121,28 @@ def other_series(series: Series) -> go.Figure | None:
 
 # ---------------------------------------------------------------- analyses, by kind
 
+# the interactive figure of each kind of analysis saved with a run (store.RunDir.save_analysis),
+# drawn from its stored result: None where a kind has only numbers
+INTERACTIVE: dict[str, Callable[[dict], go.Figure | None]] = {}
 
+
+def interactive(kind: str):
+    """Register the function that draws a stored result of the analysis `kind` for the run page."""
+    def register(draw: Callable[[dict], go.Figure | None]):
+        if kind in INTERACTIVE:
+            raise ValueError(f"an interactive figure of {kind!r} analyses is registered already")
+        INTERACTIVE[kind] = draw
+        return draw
+    return register
+
+
+def analysis_figure(result: dict) -> go.Figure | None:
+    """The interactive figure of a stored analysis result, by the kind it was saved as."""
+    draw = INTERACTIVE.get(result.get("analysis"))
+    return draw(result) if draw else None
+
+
+@interactive("hessian")
 def hessian(result: dict) -> go.Figure | None:
     """The extreme eigenvalues found, and the spectral density (or every eigenvalue) if computed."""
     fig = go.Figure()
@@ -143,6 +165,7 @@ def hessian(result: dict) -> go.Figure | None:
     return _layout(fig, f"Hessian at step {result.get('step')} ({result.get('split')})")
 
 
+@interactive("landscape")
 def landscape(result: dict) -> go.Figure | None:
     """A 2D plane as a contour and a 3D surface, a line at every checkpoint as a heatmap, or lines."""
     alphas = result["alphas"]
@@ -168,6 +191,7 @@ def landscape(result: dict) -> go.Figure | None:
     return _layout(fig, title)
 
 
+@interactive("connect")
 def connect(result: dict) -> go.Figure:
     """Train loss and val accuracy along each path from A (t = 0) to B (t = 1)."""
     fig = make_subplots(rows=1, cols=2, subplot_titles=("train loss", "val accuracy"))
@@ -181,6 +205,7 @@ def connect(result: dict) -> go.Figure:
     return _layout(fig, f"mode connectivity: {result['run_a']} to {result['run_b']}")
 
 
+@interactive("trajectory")
 def trajectory(result: dict) -> go.Figure:
     """Cosines to the start and between checkpoints, and the norm of every weight matrix."""
     steps = [_step(s) for s in result["steps"]]
@@ -194,6 +219,7 @@ def trajectory(result: dict) -> go.Figure:
     return _layout(fig, "trajectory", 460)
 
 
+@interactive("representations")
 def representations(result: dict) -> go.Figure:
     """The t-SNE panels side by side, every point colored by its class (or first k bits)."""
     panels = result["panels"]
@@ -206,15 +232,6 @@ def representations(result: dict) -> go.Figure:
     fig.update_xaxes(showticklabels=False)
     fig.update_yaxes(showticklabels=False)
     return _layout(fig, f"t-SNE of the input of {result['layer']}, colored by {result['colored_by']}", 360)
-
-
-def analysis_figure(name: str, result: dict) -> go.Figure | None:
-    """The figure of a stored analysis, chosen by its file's name; None for those with only numbers."""
-    for prefix, builder in (("hessian", hessian), ("ggn", hessian), ("landscape", landscape), ("connect", connect),
-                            ("trajectory", trajectory), ("representations", representations)):
-        if name.startswith(prefix):
-            return builder(result)
-    return None
 
 
 # ---------------------------------------------------------------- sweeps

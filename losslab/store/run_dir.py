@@ -164,10 +164,12 @@ class RunDir:
 
     # -- analyses: results keyed by their settings, and their figures
 
-    def save_analysis(self, stem: str, settings: dict, result: dict) -> Path:
+    def save_analysis(self, kind: str, stem: str, settings: dict, result: dict) -> Path:
+        """The result of an analysis of `kind` (what draws it: report.plots.INTERACTIVE), as
+        analyses/STEM.json beside its settings."""
         self.analysis_dir.mkdir(exist_ok=True)
         path = self._inside(f"analyses/{stem}.json")
-        payload = {**result, "settings": settings, "file": str(path)}
+        payload = {**result, "analysis": kind, "settings": settings, "file": str(path)}
         atomic_write(path, lambda p: p.write_text(json.dumps(payload, indent=2, default=_plain) + "\n"))
         return path
 
