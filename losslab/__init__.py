@@ -8,6 +8,8 @@ results; the names below are imported on first use, so `import losslab` stays li
     ll.hessian_eigenvalues(obj, k=5, which="both")
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 _API = {
@@ -32,8 +34,6 @@ __all__ = sorted(_API)
 def __getattr__(name: str):
     if name not in _API:
         raise AttributeError(f"module 'losslab' has no attribute {name!r}")
-    import importlib
-
     module = _API[name]
     return getattr(importlib.import_module(module if "." in module else f"losslab.analysis.{module}"), name)
 

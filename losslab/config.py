@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import tomli_w
 import tomllib
 import torch
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -335,6 +336,5 @@ def load_config(source: str | Path | dict, overrides: list[str] = (), seed: int 
 
 
 def to_toml(cfg: RunConfig) -> str:
-    import tomli_w
 
     return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True))

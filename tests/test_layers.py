@@ -72,3 +72,26 @@ print(matplotlib.get_backend(), plt.get_fignums())
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["svg", "[]"]
     assert (tmp_path / "g.png").read_bytes()[:4] == b"\x89PNG"
+
+
+REASONS = {"startup": "keeps `losslab --help` and `import losslab` light: a heavy library, or the layers a command "
+                      "uses, imported when it runs",
+           "optional": "an optional dependency (pyproject's extras), imported where it is used"}
+
+
+def test_a_function_local_import_says_why_in_one_word():
+    """Imports inside functions only to keep the start light or for an optional dependency, each
+    saying which (an import inside a function to dodge a cycle is what the contracts forbid)."""
+    import ast
+
+    unexplained = []
+    for path in sorted((PYPROJECT.parent / "losslab").rglob("*.py")):
+        lines = path.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.Import | ast.ImportFrom):
+                        said = lines[inner.lineno - 1].rpartition("#")[2].split()
+                        if not said or said[-1] not in REASONS:
+                            unexplained.append(f"{path.name}:{inner.lineno}")
+    assert not unexplained, unexplained

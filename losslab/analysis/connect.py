@@ -116,7 +116,7 @@ class Connection:
         """Train loss and accuracy (validation where measured, else training; none without targets
         that are classes) along each path from A (t = 0) to B (t = 1): on `axes` (one, or two with
         an accuracy), or a new figure. Returns the Figure."""
-        from matplotlib.ticker import PercentFormatter  # matplotlib: only when drawing
+        from matplotlib.ticker import PercentFormatter  # startup
 
         first = next(iter(self.paths.values()))
         accuracy = next((k for k in ("val_acc", "train_acc")

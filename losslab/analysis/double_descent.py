@@ -90,7 +90,7 @@ def epochwise(steps, values, smooth: int = 5) -> dict | None:
 def noisy_digits(n_train: int, label_noise: float, seed: int):
     """n_train digits with that fraction of their labels flipped to another class at random, and the
     rest of the data set, clean, for testing."""
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # startup
 
     x, y = load_digits(return_X_y=True)
     rng = np.random.default_rng(seed)

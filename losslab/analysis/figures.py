@@ -78,7 +78,7 @@ def tsne_panels(axes, result: dict) -> None:
 
 def output_weight_densities(ax, result: dict) -> None:
     """The density (KDE) of the output layer's weights at each shown step."""
-    from scipy.stats import gaussian_kde
+    from scipy.stats import gaussian_kde  # startup
 
     cmap = matplotlib.colormaps["viridis"]
     for i, (step, values) in enumerate(result["output_weights"].items()):

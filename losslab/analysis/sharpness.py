@@ -28,6 +28,7 @@ from losslab.analysis.curvature import CurvatureOperator, HessianOperator, extre
 from losslab.analysis.objective import Objective
 from losslab.core import progress
 from losslab.core.errors import LossLabError
+from losslab.optim.shampoo import Shampoo
 
 
 @dataclass
@@ -193,7 +194,6 @@ def _shampoo(h: HessianOperator, states: list[dict], groups: list[dict]) -> tupl
 
 
 def _preconditioners() -> dict[type, tuple[str, Callable]]:
-    from losslab.optim.shampoo import Shampoo
 
     return {torch.optim.Adam: ("adam", _adam), torch.optim.AdamW: ("adamw", _adam), Shampoo: ("shampoo", _shampoo)}
 

@@ -122,7 +122,7 @@ class Surface:
 
     def plot_3d(self, labels: tuple[str, str] = ("alpha", "beta"), title: str | None = None):
         """A plane's log10 loss as an interactive 3D surface (plotly), the point itself marked."""
-        import plotly.graph_objects as go  # plotly: only when drawing
+        import plotly.graph_objects as go  # startup
 
         if self.betas is None:
             raise LossLabError("a 3D surface needs a plane (loss_plane), not a line")

@@ -24,8 +24,8 @@ SplitOpt = Annotated[str, typer.Option(help="train or val.")]
 def _checkpoint(store: Path, run_ref: str, checkpoint: int | None = None, split: str = "train"):
     """The run's checkpoint and its objective on `split`; a missing run, step or split, or a run
     folder its result could not be saved in, is refused in one line before anything runs."""
-    from losslab.store import RunStore
-    from losslab.train.checkpoints import load_checkpoint
+    from losslab.store import RunStore  # startup
+    from losslab.train.checkpoints import load_checkpoint  # startup
 
     run = RunStore(store).find(run_ref)
     run.check_writable()
@@ -36,8 +36,8 @@ def _checkpoint(store: Path, run_ref: str, checkpoint: int | None = None, split:
 def _save(ck, kind: str, name: str, settings: dict, result: dict, figures: dict | None = None) -> dict:
     """The result of the analysis `kind` (and its figures, named after it) saved with the run: keyed
     by its settings, so that no analysis replaces another's of other settings."""
-    from losslab.core.files import save_figure
-    from losslab.core.names import settings_stem
+    from losslab.core.files import save_figure  # startup
+    from losslab.core.names import settings_stem  # startup
 
     stem = settings_stem(name, settings)
     for key, (fig, suffix) in (figures or {}).items():
@@ -65,12 +65,12 @@ def hessian(
     as_json: JsonFlag = False,
 ):
     """Hessian of the loss at a checkpoint: extreme eigenvalues, trace, spectral density, dense form."""
-    import time
+    import time  # startup
 
-    import torch
+    import torch  # startup
 
-    from losslab.analysis import curvature as cv
-    from losslab.analysis.basin import DENSE_LIMIT, numerical_rank
+    from losslab.analysis import curvature as cv  # startup
+    from losslab.analysis.basin import DENSE_LIMIT, numerical_rank  # startup
 
     if which not in ("top", "bottom", "both"):
         raise LossLabError(f"--which must be top, bottom or both, got {which!r}")
@@ -149,7 +149,7 @@ def sharpness(
 ):
     """Sharpness of a checkpoint: SAM's (worst loss rise in an l2 ball), Keskar's, and for Adam and
     Shampoo runs the preconditioned lambda_max(P^-1 H) with its stability threshold."""
-    from losslab.analysis.sharpness import keskar_sharpness, preconditioned_sharpness, sam_sharpness
+    from losslab.analysis.sharpness import keskar_sharpness, preconditioned_sharpness, sam_sharpness  # startup
 
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     settings = {"step": ck.step, "split": split, "rho": rho, "steps": steps, "restarts": restarts,
@@ -191,8 +191,8 @@ def basin(
 ):
     """Behavioral gradients: rank of the output Jacobian, the behavior-manifold dimension, and
     how many inputs each activation layer can no longer tell apart."""
-    from losslab.analysis.basin import DENSE_LIMIT as RANK_LIMIT
-    from losslab.analysis.basin import basin as measure
+    from losslab.analysis.basin import DENSE_LIMIT as RANK_LIMIT  # startup
+    from losslab.analysis.basin import basin as measure  # startup
 
     ck, obj = _checkpoint(store, run_ref, checkpoint, split)
     settings = {"step": ck.step, "split": split, "max_examples": max_examples, "relative_tol": relative_tol}
@@ -219,11 +219,11 @@ def basin(
 @app.command()
 def trajectory(run_ref: RunArg, store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     """Geometry of a run's stored trajectory: principal directions, cosines, weight norms."""
-    import numpy as np
+    import numpy as np  # startup
 
-    from losslab.analysis.figures import trajectory_figure
-    from losslab.analysis.trajectory import trajectory_geometry
-    from losslab.train.checkpoints import trajectory as stored
+    from losslab.analysis.figures import trajectory_figure  # startup
+    from losslab.analysis.trajectory import trajectory_geometry  # startup
+    from losslab.train.checkpoints import trajectory as stored  # startup
 
     ck, _ = _checkpoint(store, run_ref)
     steps, states = stored(ck.run)
@@ -253,8 +253,8 @@ def signature(
     as_json: JsonFlag = False,
 ):
     """The spectral signature of a run's early metric: energy and Hjorth activity, mobility, complexity."""
-    from losslab.analysis.signature import TRENDS, run_signature
-    from losslab.store import RunStore
+    from losslab.analysis.signature import TRENDS, run_signature  # startup
+    from losslab.store import RunStore  # startup
 
     if trend not in TRENDS:
         raise LossLabError(f"--trend must be one of {', '.join(TRENDS)}, got {trend!r}")
@@ -285,8 +285,8 @@ def connect(
     as_json: JsonFlag = False,
 ):
     """Mode connectivity: a trained low-loss curve between two runs' last checkpoints, against the line."""
-    from losslab.analysis.connect import CURVES
-    from losslab.analysis.connect import connect as join
+    from losslab.analysis.connect import CURVES  # startup
+    from losslab.analysis.connect import connect as join  # startup
 
     if curve not in CURVES:
         raise LossLabError(f"--curve must be one of {', '.join(CURVES)}, got {curve!r}")
@@ -335,11 +335,11 @@ def double_descent(
 ):
     """Double descent: model-wise (test risk against random features or MLP width) or, with --run,
     epoch-wise (a run's validation loss descending, rising, descending again)."""
-    from losslab.analysis import double_descent as dd
-    from losslab.analysis import figures
-    from losslab.core.files import save_figure
-    from losslab.store import RunStore
-    from losslab.store.studies import save_study
+    from losslab.analysis import double_descent as dd  # startup
+    from losslab.analysis import figures  # startup
+    from losslab.core.files import save_figure  # startup
+    from losslab.store import RunStore  # startup
+    from losslab.store.studies import save_study  # startup
 
     model_wise = {"--model": model, "--n-train": n_train, "--noise": noise, "--label-noise": label_noise,
                   "--steps": steps, "--seeds": seeds}
@@ -415,10 +415,10 @@ def representations(
     as_json: JsonFlag = False,
 ):
     """Representations over training: t-SNE of the last hidden layer, output-weight densities, norms."""
-    from losslab.analysis.figures import representation_figures
-    from losslab.analysis.representations import chosen_steps, parity_colors
-    from losslab.analysis.representations import representations as embed
-    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
+    from losslab.analysis.figures import representation_figures  # startup
+    from losslab.analysis.representations import chosen_steps, parity_colors  # startup
+    from losslab.analysis.representations import representations as embed  # startup
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint  # startup
 
     last, _ = _checkpoint(store, run_ref)
     run, events = last.run, last.run.summary().get("events", {})
@@ -460,8 +460,8 @@ def circuit(
 ):
     """Minimal circuits for sparse parity: the hand-built 2-neuron network checked on all inputs, or
     the units a trained network keeps (and its accuracy pruned to them)."""
-    from losslab.analysis.circuits import check_two_neuron
-    from losslab.analysis.circuits import circuit as find_circuit
+    from losslab.analysis.circuits import check_two_neuron  # startup
+    from losslab.analysis.circuits import circuit as find_circuit  # startup
 
     if run_ref is None:
         result = {"two_neuron": [check_two_neuron(n, bias) for bias in (True, False)]}
@@ -513,13 +513,13 @@ def landscape(
     as_json: JsonFlag = False,
 ):
     """Loss and accuracy along a line or over a plane through a checkpoint (Li et al. 2018)."""
-    import re
+    import re  # startup
 
-    import numpy as np
+    import numpy as np  # startup
 
-    from losslab.analysis.surface import parse_range
-    from losslab.train.checkpoints import check_direction
-    from losslab.train.landscape import landscape as draw
+    from losslab.analysis.surface import parse_range  # startup
+    from losslab.train.checkpoints import check_direction  # startup
+    from losslab.train.landscape import landscape as draw  # startup
 
     if all_checkpoints and dims != 1:
         raise LossLabError("--all-checkpoints draws a line: it needs --dims 1")

@@ -94,11 +94,11 @@ def stoppable(command):
     """A command that stops on SIGINT / SIGTERM through losslab.train.stop: the handlers stay for
     the whole command, and a signal that came at any moment of it exits 130 / 143, even one that
     arrived after the last piece of work had finished."""
-    import functools
+    import functools  # startup
 
     @functools.wraps(command)
     def run(*args, **kwargs):
-        from losslab.train import stop
+        from losslab.train import stop  # startup
 
         with stop.stop_on_signals():
             result = command(*args, **kwargs)
@@ -123,7 +123,7 @@ def stages(title: str):
     stage("trace", total=99): ...` counts what the library reports (losslab.core.progress). On a
     terminal a bar with the count and an ETA; off one (a pipe, a log) a line as each stage ends and
     one every PROGRESS_LINE_S seconds within it."""
-    from losslab.core import progress
+    from losslab.core import progress  # startup
 
     if err.is_terminal:
         bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
@@ -218,7 +218,7 @@ def fmt(value, digits=4) -> str:
 
 def _version(asked: bool) -> None:
     if asked:
-        from losslab import __version__
+        from losslab import __version__  # startup
 
         out.print(f"losslab {__version__}", highlight=False)
         raise typer.Exit()

@@ -41,12 +41,12 @@ def optimize(
     as_json: JsonFlag = False,
 ):
     """Run optimizers from the same start on a test problem; draw trajectories and distances."""
-    from datetime import datetime
+    from datetime import datetime  # startup
 
-    from losslab.core.files import atomic_write
-    from losslab.optimize.figures import write_figures
-    from losslab.optimize.functions import problem as make_problem
-    from losslab.optimize.run import run as run_optimizers
+    from losslab.core.files import atomic_write  # startup
+    from losslab.optimize.figures import write_figures  # startup
+    from losslab.optimize.functions import problem as make_problem  # startup
+    from losslab.optimize.run import run as run_optimizers  # startup
 
     try:
         prob = make_problem(function, dim)
@@ -90,8 +90,8 @@ def bench_optim(
     as_json: JsonFlag = False,
 ):
     """Race optimizers on a suite of workloads; score them as AlgoPerf does (performance profiles)."""
-    from losslab.bench.run import jsonable, resolve, run_benchmark
-    from losslab.store import RunStore
+    from losslab.bench.run import jsonable, resolve, run_benchmark  # startup
+    from losslab.store import RunStore  # startup
 
     opts = name_list(optimizers, "--optimizers", "optimizer")
     chosen = name_list(workloads, "--workloads", "workload") if workloads is not None else None
@@ -104,7 +104,7 @@ def bench_optim(
             tick(done, total, f"{t.workload} / {t.optimizer}")
         result = run_benchmark(suite, opts, trials, studies, RunStore(store), chosen, on_trial=on_trial)
     if result["interrupted"]:
-        from losslab.cli.sweeps import interrupted
+        from losslab.cli.sweeps import interrupted  # startup
 
         if as_json:
             print_json(result)

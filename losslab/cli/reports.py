@@ -23,9 +23,9 @@ def report(
 ):
     """One self-contained HTML page (no network needed) of a run, or of a sweep or a bench-optim
     result with a page per run."""
-    from losslab.bench.run import find_benchmark
-    from losslab.report.pages import write_bench_report, write_run_report, write_sweep_report
-    from losslab.store import RunStore
+    from losslab.bench.run import find_benchmark  # startup
+    from losslab.report.pages import write_bench_report, write_run_report, write_sweep_report  # startup
+    from losslab.store import RunStore  # startup
 
     runs = RunStore(store)
     if (runs.root / "sweeps" / ref / "results.parquet").is_file():
@@ -40,7 +40,7 @@ def report(
                 raise LossLabError(f"no run, sweep or benchmark {ref!r} in {runs.root}") from None
         kind, path = ("run", write_run_report(run, to)) if run else ("benchmark", write_bench_report(runs, folder, to))
     if open_it:
-        import webbrowser
+        import webbrowser  # startup
 
         webbrowser.open(path.resolve().as_uri())
     if as_json:
@@ -56,7 +56,7 @@ def serve(
     store: StoreOpt = Path("runs"),
 ):
     """A read-only local web view of the store: the runs, sweeps and benchmarks, each page its report."""
-    from losslab.report.serve import make_server
+    from losslab.report.serve import make_server  # startup
 
     if not store.is_dir():
         raise LossLabError(f"no run store at {store}")
@@ -90,8 +90,8 @@ def export(
     as_json: JsonFlag = False,
 ):
     """A run's metrics for other tools: TensorBoard event files, CSV or Parquet."""
-    from losslab.report.export import write_table, write_tensorboard
-    from losslab.store import RunStore
+    from losslab.report.export import write_table, write_tensorboard  # startup
+    from losslab.store import RunStore  # startup
 
     if tensorboard is None and table is None:
         raise LossLabError("say where: --tensorboard DIR and/or --table FILE.csv|FILE.parquet")
@@ -125,13 +125,13 @@ def gallery(
     """Figures of the course, the study and the paper made again, each beside its claim, whether it
     held and what was measured, on one self-contained page (FOLDER/index.html: every entry kept
     there with these settings). An entry already made with the same settings is read back."""
-    import signal
+    import signal  # startup
 
-    from losslab.cli.common import stages
-    from losslab.cli.sweeps import interrupted
-    from losslab.gallery import kept, read_pattern, reproduce, runs_to_train, select, settings_of, train_runs
-    from losslab.gallery.page import write_page
-    from losslab.train import stop
+    from losslab.cli.common import stages  # startup
+    from losslab.cli.sweeps import interrupted  # startup
+    from losslab.gallery import kept, read_pattern, reproduce, runs_to_train, select, settings_of, train_runs  # startup
+    from losslab.gallery.page import write_page  # startup
+    from losslab.train import stop  # startup
 
     entries = select(name_list(only, "--only", "entry") if only is not None else None)
     changes = {}

@@ -19,7 +19,7 @@ from losslab.core.limits import MAX_SEED
 @app.command()
 def presets(as_json: JsonFlag = False):
     """List the built-in experiments: run presets (losslab run NAME) and sweeps (losslab sweep NAME)."""
-    from losslab.presets import load_raw, preset_names, sweep_file, sweep_names
+    from losslab.presets import load_raw, preset_names, sweep_file, sweep_names  # startup
 
     rows = [{"name": n, "kind": "run", "description": load_raw(n).get("description", "")} for n in preset_names()]
     rows += [{"name": n, "kind": "sweep", "description": load_raw(sweep_file(n)).get("description", "")}
@@ -54,7 +54,7 @@ def _train_with_progress(max_steps: int, work, as_json: bool) -> dict:
     else:
         _print_summary(summary)
     if summary["status"] == "interrupted":
-        from losslab.train.stop import exit_code
+        from losslab.train.stop import exit_code  # startup
 
         err.print(f"interrupted at step {summary['steps']}; continue with: losslab resume {summary['run_dir']}",
                   highlight=False)
@@ -89,9 +89,9 @@ def run(
     as_json: JsonFlag = False,
 ):
     """Train one run and write it to the store."""
-    from losslab.config import load_config
-    from losslab.store import RunStore
-    from losslab.train.loop import prepare, run_to_end
+    from losslab.config import load_config  # startup
+    from losslab.store import RunStore  # startup
+    from losslab.train.loop import prepare, run_to_end  # startup
 
     cfg = load_config(source, overrides or [], seed)
     trainer = prepare(cfg, RunStore(store))  # refusals come before the progress bar
@@ -106,8 +106,8 @@ def resume(
     as_json: JsonFlag = False,
 ):
     """Continue an interrupted or killed run from its last checkpoint."""
-    from losslab.store import RunStore
-    from losslab.train.loop import prepare_resume, run_to_end
+    from losslab.store import RunStore  # startup
+    from losslab.train.loop import prepare_resume, run_to_end  # startup
 
     run_folder = RunStore(store).find(run_dir)
     trainer = prepare_resume(run_folder, RunStore(run_folder.path.parent))
@@ -120,7 +120,7 @@ def resume(
 @app.command("runs")
 def list_runs(store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     """List the runs in the store."""
-    from losslab.store import RunStore
+    from losslab.store import RunStore  # startup
 
     runs = RunStore(store)
     summaries = runs.summaries()
@@ -138,8 +138,8 @@ def list_runs(store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
 
 
 def _settings_of(path: Path):
-    from losslab.core.errors import LossLabError
-    from losslab.core.files import read_json
+    from losslab.core.errors import LossLabError  # startup
+    from losslab.core.files import read_json  # startup
 
     try:
         found = read_json(path, f"analysis {path.name}")
@@ -155,8 +155,8 @@ def show(
     as_json: JsonFlag = False,
 ):
     """Show one run: config, events, final metrics and where its files are."""
-    from losslab.core.files import read_text
-    from losslab.store import RunStore
+    from losslab.core.files import read_text  # startup
+    from losslab.store import RunStore  # startup
 
     run_folder = RunStore(store).find(run_ref)
     summary = run_folder.summary()

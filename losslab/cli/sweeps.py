@@ -26,7 +26,7 @@ StepsT = number("T: the steps of each run seen before deciding.", 8, 10**6, kind
 
 
 def _executor(name: str, workers: int | None, address: str | None):
-    from losslab.sweep.executors import BatchedExecutor, LocalExecutor, RayExecutor
+    from losslab.sweep.executors import BatchedExecutor, LocalExecutor, RayExecutor  # startup
 
     if address is not None and name != "ray":
         raise LossLabError("--address is for --executor ray")
@@ -54,9 +54,9 @@ def sweep(
     as_json: JsonFlag = False,
 ):
     """Run every point of a sweep (again: only those not finished) into one results table."""
-    from losslab.store import RunStore
-    from losslab.sweep.predict import evaluate, fit
-    from losslab.sweep.run import Sweep, read_results
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.predict import evaluate, fit  # startup
+    from losslab.sweep.run import Sweep, read_results  # startup
 
     if executor not in EXECUTORS:
         raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -97,7 +97,7 @@ def sweep(
 def interrupted(signal_name: str, then: str) -> None:
     """Say what a command stopped by a signal kept and how to go on, and exit as the shell
     expects (130 for SIGINT, 143 for SIGTERM)."""
-    from losslab.train import stop
+    from losslab.train import stop  # startup
 
     err.print(f"stopped by {signal_name}; {then}", highlight=False)
     raise typer.Exit(stop.exit_code(signal_name))
@@ -131,10 +131,10 @@ def tune(
     as_json: JsonFlag = False,
 ):
     """Search a sweep file's axes with Optuna's TPE, pruning runs that will not grok."""
-    from losslab.store import RunStore
-    from losslab.sweep.predict import fit
-    from losslab.sweep.run import read_results
-    from losslab.sweep.tune import tune as search
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.predict import fit  # startup
+    from losslab.sweep.run import read_results  # startup
+    from losslab.sweep.tune import tune as search  # startup
 
     predictor = (fit(RunStore(store), read_results(RunStore(store), predictor_from), steps)
                  if predictor_from else None)
@@ -166,8 +166,8 @@ def sweep_show(
     as_json: JsonFlag = False,
 ):
     """The results table of a sweep: every point's axes, status, events, final metrics, signature."""
-    from losslab.store import RunStore
-    from losslab.sweep.run import read_results
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.run import read_results  # startup
 
     rows = read_results(RunStore(store), name)
     if as_json:
@@ -188,11 +188,11 @@ def predict(
 ):
     """How well the first T steps predict grokking on a sweep (cross-validated), and the compute that
     stopping the runs predicted not to grok would have saved; with --run, p(grok) of those runs."""
-    from losslab.core.files import save_figure
-    from losslab.store import RunStore
-    from losslab.sweep.figures import predictor_figure
-    from losslab.sweep.predict import evaluate, fit, predict_run
-    from losslab.sweep.run import read_results, sweep_dir
+    from losslab.core.files import save_figure  # startup
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.figures import predictor_figure  # startup
+    from losslab.sweep.predict import evaluate, fit, predict_run  # startup
+    from losslab.sweep.run import read_results, sweep_dir  # startup
 
     if runs:
         predictor = fit(RunStore(store), read_results(RunStore(store), name), steps)
@@ -233,10 +233,10 @@ def speedup(
     as_json: JsonFlag = False,
 ):
     """t4 speed-up of a treatment over a baseline at matched settings, with its spread over seeds."""
-    from losslab.config import parse_value
-    from losslab.store import RunStore
-    from losslab.sweep.compare import speedup as measure
-    from losslab.sweep.run import read_results
+    from losslab.config import parse_value  # startup
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.compare import speedup as measure  # startup
+    from losslab.sweep.run import read_results  # startup
 
     result = measure(read_results(RunStore(store), name), axis, parse_value(baseline), parse_value(treatment),
                      lr_factor)
@@ -279,9 +279,9 @@ def noise_threshold(
     as_json: JsonFlag = False,
 ):
     """The label-noise threshold of grokking on sparse parity for every (n, weight decay), by bisection."""
-    from losslab.store.studies import save_study
-    from losslab.sweep.bisect import noise_table
-    from losslab.train import stop
+    from losslab.store.studies import save_study  # startup
+    from losslab.sweep.bisect import noise_table  # startup
+    from losslab.train import stop  # startup
 
     ns, decays = _numbers(n, int, "--n"), _numbers(weight_decay, float, "--weight-decay")
     with counting("noise threshold", "settings") as tick:
@@ -316,10 +316,10 @@ def phase(
 ):
     """Phase diagrams of a sweep over two axes: validation accuracy, grokked, t4, early spectral energy."""
 
-    from losslab.store import RunStore
-    from losslab.sweep.figures import default_axes, phase_figure, save
-    from losslab.sweep.phase import OUTCOMES, cell_means
-    from losslab.sweep.run import read_results, sweep_dir
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.figures import default_axes, phase_figure, save  # startup
+    from losslab.sweep.phase import OUTCOMES, cell_means  # startup
+    from losslab.sweep.run import read_results, sweep_dir  # startup
 
     if x is not None and x == y:
         raise LossLabError(f"--x and --y are both {x}: a phase diagram needs two different axes")
@@ -352,10 +352,10 @@ def power_law(
     as_json: JsonFlag = False,
 ):
     """Fit t4(r) = a r^-gamma + b to a sweep's grokked runs over the train fraction r."""
-    from losslab.store import RunStore
-    from losslab.sweep.figures import power_law_figure, save
-    from losslab.sweep.phase import t4_against_fraction
-    from losslab.sweep.run import read_results, sweep_dir
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.figures import power_law_figure, save  # startup
+    from losslab.sweep.phase import t4_against_fraction  # startup
+    from losslab.sweep.run import read_results, sweep_dir  # startup
 
     law = t4_against_fraction(read_results(RunStore(store), name), axis)
     law["figure"] = str(save(power_law_figure(law, axis), sweep_dir(RunStore(store), name) / "figures" / "t4_power_law.png"))

@@ -13,7 +13,7 @@ def available_bytes(device=None) -> int:
     """Memory available to a new allocation: a CUDA device's free memory, or the machine's
     (Linux: MemAvailable; elsewhere: physical memory)."""
     if device is not None and getattr(device, "type", device) == "cuda":
-        import torch
+        import torch  # startup
 
         return torch.cuda.mem_get_info(device)[0]
     try:

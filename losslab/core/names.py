@@ -8,6 +8,8 @@ means the same in a config, on the command line and on the disk.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 from losslab.core.errors import LossLabError
@@ -43,8 +45,6 @@ def check_name(name: str, what: str) -> str:
 def settings_stem(name: str, settings: dict) -> str:
     """NAME_<8 hex digits of the settings>: the file or folder name of a result with these settings,
     so that a result is never replaced by one of other settings (and the same settings find it)."""
-    import hashlib
-    import json
 
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{name}_{digest}"

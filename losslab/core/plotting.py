@@ -9,8 +9,8 @@ _GRID = ("sharex", "sharey", "squeeze", "width_ratios", "height_ratios", "subplo
 
 def figure(**kwargs):
     """A matplotlib Figure (keywords as Figure's) on its own Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # startup
+    from matplotlib.figure import Figure  # startup
 
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)

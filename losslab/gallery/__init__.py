@@ -26,7 +26,7 @@ __all__ = ["Entry", "select", "settings_of"]
 
 def select(names: list[str] | None) -> list[Entry]:
     """The entries named (all, in the gallery's order, for None); an unknown name is refused."""
-    from losslab.gallery import grokking, landscapes, optimizers, parity  # noqa: F401 - register the entries, in this order
+    from losslab.gallery import grokking, landscapes, optimizers, parity  # noqa: F401 - startup
 
     if not names:
         return list(ENTRIES.values())
@@ -40,7 +40,7 @@ def read_pattern(path: Path, size: int) -> list[list[int]]:
     """A picture for Multi-Point Optimization: any image Pillow reads, to `size` pixels on its longer
     side, light (1) where brighter than its mean, dark (0) elsewhere; first row at the bottom, as the
     plane is drawn."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # startup
 
     try:
         with Image.open(path) as image:
@@ -57,7 +57,7 @@ def read_pattern(path: Path, size: int) -> list[list[int]]:
 def kept(root: Path, quick: bool, changes: dict | None = None) -> list[dict]:
     """Every entry kept in the gallery at `root` with its current settings (quick or full, with
     `changes`), in the gallery's order: what its page shows, whichever entries the last command made."""
-    from losslab.store.studies import find_study
+    from losslab.store.studies import find_study  # startup
 
     found = [find_study(root, e.name, settings_of(e, quick, changes)) for e in select(None)]
     return [f for f in found if f is not None]
@@ -74,8 +74,8 @@ class Planned(NamedTuple):
 def runs_to_train(entries: list[Entry], root: Path, quick: bool, changes: dict | None = None) -> dict:
     """{run id: Planned} of the runs that the entries not yet kept with these settings will read and
     that are not yet trained, each once, the longest first: what train_runs trains together."""
-    from losslab.gallery.runs import configs, unfinished
-    from losslab.store.studies import find_study
+    from losslab.gallery.runs import configs, unfinished  # startup
+    from losslab.store.studies import find_study  # startup
 
     wanted = {}
     for e in entries:
@@ -94,7 +94,7 @@ def train_runs(root: Path, todo: dict) -> dict:
     each counting its estimated seconds as progress (a count of runs, the longest first, would
     promise an ETA several times too long). Each entry's share of the time it took, in proportion
     to its runs' own training times."""
-    from losslab.gallery.runs import train
+    from losslab.gallery.runs import train  # startup
 
     start = time.perf_counter()
     trained = train(root, {run_id: p.config for run_id, p in todo.items()},
@@ -110,7 +110,7 @@ def reproduce(entry: Entry, root: Path, quick: bool, changes: dict | None = None
     """The entry's result in the gallery at `root`: read back if made with these settings, else made
     (its runs under root/runs) and kept; `trained_for`: the seconds its runs took where train_runs
     trained them, counted in what making it took."""
-    from losslab.store.studies import find_study, save_study
+    from losslab.store.studies import find_study, save_study  # startup
 
     settings = settings_of(entry, quick, changes)
     found = find_study(root, entry.name, settings)

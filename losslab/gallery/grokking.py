@@ -78,7 +78,7 @@ def grokking(s: dict, folder: Path):
 def delayed_generalization(summary: dict, rows, task: str) -> tuple[dict, object]:
     """Whether a run generalized (t4) at least 5 times later than it memorized (t2), and its curves
     with t1..t4 marked."""
-    from losslab.monitor.figures import grokking_figure
+    from losslab.monitor.figures import grokking_figure  # startup
 
     ev = summary["events"]
     held = ev.get("t4") is not None and ev.get("t2") is not None and ev["t4"] >= 5 * ev["t2"]
@@ -135,8 +135,8 @@ def grokking_curvature(s: dict, folder: Path):
        source=f"{GROKKING_SOURCE}, appendix G.3 and Fig. 14",
        settings=GROKKING, quick=GROKKING_QUICK, seconds=(2, 5), runs=grokking_run)
 def grokking_trajectory(s: dict, folder: Path):
-    from losslab.analysis.trajectory import trajectory_geometry
-    from losslab.train.checkpoints import checkpoint_paths
+    from losslab.analysis.trajectory import trajectory_geometry  # startup
+    from losslab.train.checkpoints import checkpoint_paths  # startup
 
     summary, rows, run = _grokking(folder, s)
     ev = summary["events"]
@@ -179,9 +179,9 @@ def grokking_trajectory(s: dict, folder: Path):
        settings={**GROKKING, "points": 21}, quick={**GROKKING_QUICK, "points": 11}, seconds=(9, 67),
        runs=grokking_run)
 def grokking_landscape(s: dict, folder: Path):
-    from losslab.analysis.directions import direction_to
-    from losslab.analysis.surface import CheckpointLines, loss_line
-    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
+    from losslab.analysis.directions import direction_to  # startup
+    from losslab.analysis.surface import CheckpointLines, loss_line  # startup
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint  # startup
 
     summary, _, run = _grokking(folder, s)
     ev = summary["events"]
@@ -249,8 +249,8 @@ def grokking_dimension(s: dict, folder: Path):
               f"descent); {GROKKING_SOURCE}",
        settings=GROKKING, quick=GROKKING_QUICK, seconds=(1, 1), runs=grokking_run)
 def epochwise_double_descent(s: dict, folder: Path):
-    from losslab.analysis.double_descent import epochwise
-    from losslab.analysis.figures import epochwise_figure
+    from losslab.analysis.double_descent import epochwise  # startup
+    from losslab.analysis.figures import epochwise_figure  # startup
 
     summary, rows, _ = _grokking(folder, s)
     ev = summary["events"]
@@ -316,9 +316,9 @@ def phase_runs(s: dict) -> tuple[str, list[list[str]]]:
 def grokking_phase_diagram(s: dict, folder: Path):
     """One run per (rate, weight decay), from one seed (phase_runs), its spectral signature taken
     from its first `early_steps` losses."""
-    from sklearn.metrics import roc_auc_score
+    from sklearn.metrics import roc_auc_score  # startup
 
-    from losslab.sweep.figures import phase_figure
+    from losslab.sweep.figures import phase_figure  # startup
 
     rows, early = [], s["early_steps"]
     for (lr, wd), (summary, _, _) in zip(phase_grid(s), trained_each(folder, *phase_runs(s), parallel=True)):
@@ -364,7 +364,7 @@ def t4_law(runs: dict, fractions: list, seeds: list) -> dict:
     """Each run's t4 (of t4_by_fraction's runs), the mean over seeds of each fraction where every seed
     grokked, t4(r) = a r^-gamma + b fitted to them where there are 4 or more, whether t4 falls as r
     grows; the means and the fit in words."""
-    from losslab.sweep.phase import fit_power_law
+    from losslab.sweep.phase import fit_power_law  # startup
 
     t4 = {key: summary["events"].get("t4") for key, (summary, _) in runs.items()}
     mean = {r: float(np.mean([t4[r, seed] for seed in seeds])) for r in fractions
@@ -381,7 +381,7 @@ def t4_law(runs: dict, fractions: list, seeds: list) -> dict:
 
 def draw_t4(ax, law: dict) -> None:
     """Each run's t4 against its fraction, their means and the law fitted to them (t4_law's)."""
-    from losslab.sweep.figures import power_law_figure
+    from losslab.sweep.figures import power_law_figure  # startup
 
     t4, mean, fit = law["t4"], law["mean"], law["fit"]
     if fit:
@@ -398,7 +398,7 @@ def draw_t4(ax, law: dict) -> None:
 
 def every_step_loss() -> str:
     """The override that keeps the training loss of every step of a grokking run."""
-    from losslab.config import load_config
+    from losslab.config import load_config  # startup
 
     return f"train.record_loss_steps={load_config('grokking').train.max_steps}"
 

@@ -25,8 +25,8 @@ from losslab.gallery.registry import entry
        quick={"n_train": 100, "noise": 0.5, "seeds": 3, "features": [10, 40, 80, 100, 120, 200, 500, 1000]},
        seconds=(1, 1))
 def double_descent(s: dict, folder: Path):
-    from losslab.analysis.double_descent import random_features_risk
-    from losslab.analysis.figures import double_descent_figure
+    from losslab.analysis.double_descent import random_features_risk  # startup
+    from losslab.analysis.figures import double_descent_figure  # startup
 
     r = random_features_risk(s["features"], n_train=s["n_train"], noise=s["noise"], seeds=s["seeds"])
     peak, n, risk = r["peak_at"], s["n_train"], dict(zip(r["features"], r["test_risk"]))
@@ -65,10 +65,10 @@ def _fit_exactly(width: int, x: torch.Tensor, y: torch.Tensor, seed: int) -> nn.
        settings={"examples": 10, "widths": [2, 3, 4, 6, 8, 16, 32, 64], "seeds": 20},
        quick={"examples": 10, "widths": [2, 4, 8, 16, 32], "seeds": 8}, seconds=(4, 14))
 def hessian_rank(s: dict, folder: Path):
-    from scipy.stats import spearmanr
+    from scipy.stats import spearmanr  # startup
 
-    from losslab.analysis.basin import basin
-    from losslab.analysis.objective import Objective
+    from losslab.analysis.basin import basin  # startup
+    from losslab.analysis.objective import Objective  # startup
 
     n = s["examples"]
     g = torch.Generator().manual_seed(0)
@@ -126,8 +126,8 @@ def hessian_rank(s: dict, folder: Path):
                                                                                 "curve_steps": 300},
        seconds=(2, 4))
 def mode_connectivity(s: dict, folder: Path):
-    from losslab.analysis.connect import connect
-    from losslab.analysis.objective import Objective
+    from losslab.analysis.connect import connect  # startup
+    from losslab.analysis.objective import Objective  # startup
 
     (x, y), val = digits(1000)
     ends = []
@@ -157,9 +157,9 @@ def mode_connectivity(s: dict, folder: Path):
                                                                            "lr": 0.1},
        seconds=(2, 3))
 def sam_flatness(s: dict, folder: Path):
-    from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs
-    from losslab.analysis.objective import Objective
-    from losslab.optim import SAM
+    from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs  # startup
+    from losslab.analysis.objective import Objective  # startup
+    from losslab.optim import SAM  # startup
 
     (x, y), (x_test, y_test) = digits(500)
     found, curves = {}, {}
@@ -228,12 +228,12 @@ def skip_connections(s: dict, folder: Path):
     filter-normalized random directions (the same seeds) around each minimum, over [-1, 1]^2; the
     Hessian's extreme eigenvalues at a curvature x curvature grid of its points. 12 layers: at 20,
     the net without skips does not train (loss 1.1 after 800 steps, against 6e-5 with them)."""
-    import copy
+    import copy  # startup
 
-    from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs
-    from losslab.analysis.directions import random_direction
-    from losslab.analysis.objective import Objective
-    from losslab.analysis.surface import axis, loss_plane
+    from losslab.analysis.curvature import HessianOperator, extreme_eigenpairs  # startup
+    from losslab.analysis.directions import random_direction  # startup
+    from losslab.analysis.objective import Objective  # startup
+    from losslab.analysis.surface import axis, loss_plane  # startup
 
     (x, y), _ = digits(1000)
     found = {}
@@ -289,9 +289,9 @@ def dropout_surfaces(s: dict, folder: Path):
     """An MLP 64 -> width -> width -> 10 on 500 digits by Adam, from one seed; the lines are evaluated
     in eval mode (no dropout) over [-1, 1] of each direction; the rise is the mean loss at |a| = 0.5
     over the directions, less the loss at a = 0."""
-    from losslab.analysis.directions import random_direction
-    from losslab.analysis.objective import Objective
-    from losslab.analysis.surface import loss_line
+    from losslab.analysis.directions import random_direction  # startup
+    from losslab.analysis.objective import Objective  # startup
+    from losslab.analysis.surface import loss_line  # startup
 
     (x, y), _ = digits(500)
     lines, rises = {}, {}
@@ -350,7 +350,7 @@ def multi_point(s: dict, folder: Path):
     (a, b) = (i, j); an MLP 64 -> width -> 10 on `examples` digits; all the pixels' nets at once
     (torch.func.vmap over their weights). `pattern`: rows of 0 (dark) and 1 (light); `--image`
     gives one from a picture."""
-    from torch.func import functional_call, vmap
+    from torch.func import functional_call, vmap  # startup
 
     (x, y), _ = digits(s["examples"])
     pattern = torch.tensor(s["pattern"], dtype=torch.bool)

@@ -113,9 +113,9 @@ def deep_relu_init(s: dict, folder: Path):
        quick={"steps": 1000, "optimizers": ["sgd", "momentum", "adam"]}, seconds=(3, 4))
 def log_rosenbrock(s: dict, folder: Path):
     """Each optimizer at its best learning rate of a grid (losslab.optimize.run)."""
-    from losslab.optimize.figures import trajectory_figure
-    from losslab.optimize.functions import problem
-    from losslab.optimize.run import run
+    from losslab.optimize.figures import trajectory_figure  # startup
+    from losslab.optimize.functions import problem  # startup
+    from losslab.optimize.run import run  # startup
 
     task = problem("log-rosenbrock")
     runs = {t.optimizer: t for t in run(task, s["optimizers"], s["steps"])}
@@ -135,9 +135,9 @@ def log_rosenbrock(s: dict, folder: Path):
 def rastrigin(s: dict, folder: Path):
     """Each optimizer at its best learning rate of a grid (losslab.optimize.run): the one that ends
     nearest the global minimum."""
-    from losslab.optimize.figures import trajectory_figure
-    from losslab.optimize.functions import problem
-    from losslab.optimize.run import run
+    from losslab.optimize.figures import trajectory_figure  # startup
+    from losslab.optimize.functions import problem  # startup
+    from losslab.optimize.run import run  # startup
 
     task = problem("rastrigin")
     runs = {t.optimizer: t for t in run(task, s["optimizers"], s["steps"])}
@@ -189,7 +189,7 @@ def heavy_tailed_classes(s: dict, folder: Path):
        settings={"epochs": 30, "lr": 0.02, "weight_decay": 0.01}, quick={"epochs": 10, "lr": 0.02, "weight_decay": 0.01},
        seconds=(2, 4))
 def muon_logistic(s: dict, folder: Path):
-    from losslab.optim.muon import Muon
+    from losslab.optim.muon import Muon  # startup
 
     g = torch.Generator().manual_seed(42)
     teacher = torch.randn(100, generator=g)
@@ -315,8 +315,8 @@ def exponential_lr(s: dict, folder: Path):
 def algoperf_profile(s: dict, folder: Path):
     """Each optimizer's hyperparameters drawn quasi-randomly, `trials` per workload (external tuning):
     its fastest trial counts. Gradient evaluations are the clock the claim reads (seconds vary)."""
-    from losslab.bench.run import profile_figure, run_benchmark
-    from losslab.store import RunStore
+    from losslab.bench.run import profile_figure, run_benchmark  # startup
+    from losslab.store import RunStore  # startup
 
     result = run_benchmark("quick", s["optimizers"], s["trials"], 1, RunStore(folder / "runs"), s["workloads"])
     times = result["clocks"]["grad_evals"]["times"]

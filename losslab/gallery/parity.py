@@ -26,9 +26,9 @@ REPRESENTATIONS_RUN = "parity", [["train.checkpoint_per_decade=20"]]  # a checkp
        settings={"panels": 6, "examples": 300}, quick={"panels": 4, "examples": 300}, seconds=(6, 13),
        runs=lambda s: REPRESENTATIONS_RUN)
 def parity_representations(s: dict, folder: Path):
-    from losslab.analysis.figures import output_weight_densities, tsne_panels, weight_norms
-    from losslab.analysis.representations import chosen_steps, parity_colors, representations
-    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint
+    from losslab.analysis.figures import output_weight_densities, tsne_panels, weight_norms  # startup
+    from losslab.analysis.representations import chosen_steps, parity_colors, representations  # startup
+    from losslab.train.checkpoints import checkpoint_paths, load_checkpoint  # startup
 
     summary, _, run = trained_each(folder, *REPRESENTATIONS_RUN)[0]
     ev, k = summary["events"], 2
@@ -131,9 +131,9 @@ def weight_decay_switch(s: dict, folder: Path):
        quick={"n": [30, 50], "weight_decay": [0.01, 0.1], "iterations": 3}, seconds=(22, 98))
 def label_noise_threshold(s: dict, folder: Path):
     """Each threshold by bisection of the noise in [0, 0.5): a bracket [low, high) of width 0.5 / 2^iterations."""
-    from losslab.sweep.bisect import noise_table
-    from losslab.sweep.executors import LocalExecutor
-    from losslab.train.stop import Stopped
+    from losslab.sweep.bisect import noise_table  # startup
+    from losslab.sweep.executors import LocalExecutor  # startup
+    from losslab.train.stop import Stopped  # startup
 
     settings = len(s["n"]) * len(s["weight_decay"])
     table = noise_table(s["n"], s["weight_decay"], str(folder / "runs"), iterations=s["iterations"],
@@ -174,8 +174,8 @@ def circuit_run(s: dict) -> tuple[str, list[list[str]]]:
        settings={"n": 12, "stop_after_t4": 3000}, quick={"n": 10, "stop_after_t4": 3000}, seconds=(2, 2),
        runs=circuit_run)
 def minimal_circuits(s: dict, folder: Path):
-    from losslab.analysis.circuits import check_two_neuron, circuit, unit_strength
-    from losslab.train.checkpoints import load_checkpoint
+    from losslab.analysis.circuits import check_two_neuron, circuit, unit_strength  # startup
+    from losslab.train.checkpoints import load_checkpoint  # startup
 
     hand_built = check_two_neuron(s["n"], out_bias=True)
     summary, _, run = trained_each(folder, *circuit_run(s))[0]

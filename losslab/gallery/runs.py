@@ -19,8 +19,8 @@ from losslab.store.records import Job
 
 def unfinished(folder: Path, runs: dict) -> dict:
     """Those of the `runs` ({run id: config}) not yet finished in the gallery's store, in their order."""
-    from losslab.store import RunStore
-    from losslab.sweep.run import finished_summary
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.run import finished_summary  # startup
 
     store = RunStore(folder / "runs")
     return {run_id: cfg for run_id, cfg in runs.items() if finished_summary(store, run_id) is None}
@@ -31,10 +31,10 @@ def train(folder: Path, todo: dict, workers: int | None = None, counts: dict | N
     a time (None: a process per core, one thread each; 1: in this process, every core's threads),
     each finished one counted as progress (1, or its `counts`); {run id: seconds it trained}. Raises
     Stopped if a signal left one unfinished, LossLabError if one failed."""
-    from losslab.store import RunStore
-    from losslab.sweep.executors import LocalExecutor
-    from losslab.sweep.run import finished_summary
-    from losslab.train.stop import Stopped, stop_on_signals
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.executors import LocalExecutor  # startup
+    from losslab.sweep.run import finished_summary  # startup
+    from losslab.train.stop import Stopped, stop_on_signals  # startup
 
     if not todo:
         return {}
@@ -60,8 +60,8 @@ def trained_each(folder: Path, preset: str, variants: list[list[str]], parallel:
     """Runs of `preset`, one per list of overrides, in the gallery's store (trained first where they
     are not; `parallel`: a process per core, else one after the other here): for each its summary,
     metric rows and folder."""
-    from losslab.store import RunStore
-    from losslab.sweep.run import finished_summary
+    from losslab.store import RunStore  # startup
+    from losslab.sweep.run import finished_summary  # startup
 
     runs = configs(preset, variants)
     train(folder, unfinished(folder, dict(runs)), workers=None if parallel else 1)
@@ -71,8 +71,8 @@ def trained_each(folder: Path, preset: str, variants: list[list[str]], parallel:
 
 def configs(preset: str, variants: list[list[str]]) -> list[tuple]:
     """(run id, config) of each run of `preset`, one per list of overrides, in order."""
-    from losslab.config import load_config
-    from losslab.sweep.spec import Point
+    from losslab.config import load_config  # startup
+    from losslab.sweep.spec import Point  # startup
 
     points = [Point(0, {}, load_config(preset, overrides)) for overrides in variants]
     return [(point.run_id, point.config) for point in points]

@@ -70,6 +70,7 @@ from losslab.monitor.instruments import scalar_tag
 from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, deterministic
 from losslab.monitor.record import Recorded, RunRecord
 from losslab.monitor.series import StepSeries
+from losslab.store import RunStore
 from losslab.store.records import MetricRow
 
 STEP_MEASURES = tuple(name for name, m in MEASURES.items() if m.when == "step")
@@ -82,7 +83,6 @@ class Monitor(Recorded):
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
                  validation=None, events: EventsConfig | None = None, layers: list[str] | None = None,
                  tolerance: float = TRACKING_TOL, description: str = "", forward=None, log_to=None):
-        from losslab.store import RunStore
 
         if not isinstance(model, torch.nn.Module):
             raise LossLabError(f"model must be a torch.nn.Module, got {type(model).__name__}")

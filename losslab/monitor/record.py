@@ -72,7 +72,7 @@ class RunRecord:
 
     def draw_figures(self) -> None:
         """The run's figures into its folder, listed in the summary."""
-        from losslab.monitor.figures import write_run_figures  # matplotlib: only here
+        from losslab.monitor.figures import write_run_figures  # startup
 
         self.summary["figures"] = [str(p) for p in write_run_figures(self.run, self.rows, self.summary)]
 

@@ -4,6 +4,8 @@ The optimizers losslab adds to torch.optim are importable from here (on first us
 importing a sibling module stays light): `from losslab.optim import SAM, Shampoo, Muon, HybridMuon, SVRG`.
 """
 
+import importlib
+
 _OPTIMIZERS = {"SAM": "sam", "Shampoo": "shampoo", "Muon": "muon", "HybridMuon": "muon", "SVRG": "svrg",
                "GrokfastEMA": "grokfast", "GrokfastMA": "grokfast"}
 __all__ = sorted(_OPTIMIZERS)
@@ -12,8 +14,6 @@ __all__ = sorted(_OPTIMIZERS)
 def __getattr__(name: str):
     if name not in _OPTIMIZERS:
         raise AttributeError(f"module 'losslab.optim' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(f"losslab.optim.{_OPTIMIZERS[name]}"), name)
 
 

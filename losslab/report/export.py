@@ -28,8 +28,8 @@ def wide_table(run: RunDir) -> pa.Table:
 
 def write_table(run: RunDir, path: Path) -> Path:
     """CSV or Parquet, by the file's suffix."""
-    import pyarrow.csv as csv
-    import pyarrow.parquet as pq
+    import pyarrow.csv as csv  # startup
+    import pyarrow.parquet as pq  # startup
 
     writers = {".csv": csv.write_csv, ".parquet": pq.write_table}
     if path.suffix not in writers:
@@ -45,7 +45,7 @@ def write_tensorboard(run: RunDir, directory: Path) -> Path:
     chart), the config and the events as text. An earlier export of
     the same run there is replaced, not added to."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard import SummaryWriter  # optional
     except ImportError:
         raise LossLabError("--tensorboard needs the tensorboard package: pip install 'losslab[tensorboard]'") \
             from None

@@ -18,12 +18,17 @@ from urllib.parse import quote
 
 import plotly.graph_objects as go
 import plotly.io as pio
+from plotly.offline import get_plotlyjs
 
+from losslab.bench.run import CLOCKS, read_benchmark
 from losslab.core.files import atomic_write, read_json, read_text
 from losslab.monitor.events import meanings
 from losslab.monitor.figures import curves
 from losslab.report import plots
 from losslab.store import RunDir, RunStore
+from losslab.sweep.figures import default_axes
+from losslab.sweep.phase import OUTCOMES, cell_means
+from losslab.sweep.run import read_results, sweep_dir
 
 HIDDEN = {"file", "figure", "figure_3d", "run_id"}  # analysis keys that are not results
 STYLE = """
@@ -51,7 +56,6 @@ document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventL
 def plotly_script(source: str) -> str:
     """'inline' puts plotly.js in the page; anything else is the URL of a copy of it."""
     if source == "inline":
-        from plotly.offline import get_plotlyjs
 
         return f"<script>{get_plotlyjs()}</script>"
     return f'<script src="{html.escape(source)}"></script>'
@@ -182,8 +186,6 @@ def sweep_page(name: str, rows: list[dict], run_link: Callable[[str], str | None
                nav: str = "") -> str:
     """The sweep's phase diagrams over its two main axes and its sortable results table, each run
     linked to its own page (run_link gives the address, or None where the run has none)."""
-    from losslab.sweep.figures import default_axes
-    from losslab.sweep.phase import OUTCOMES, cell_means
 
     counts = Counter(r["status"] for r in rows)
     body = [f"<h1>sweep {html.escape(name)}</h1>",
@@ -219,7 +221,6 @@ def bench_page(name: str, result: dict, trials: list[dict], run_link: Callable[[
     """A bench-optim result (read_benchmark's): a leaderboard per clock (scores with their bootstrap
     intervals, each workload's time to target), the performance profiles, the best
     hyperparameters and every trial, linked to its run."""
-    from losslab.bench.run import CLOCKS
 
     optimizers, workloads = result["optimizers"], result["workloads"]
     body = [f"<h1>benchmark {html.escape(name)}</h1>",
@@ -269,7 +270,6 @@ def write_run_report(run: RunDir, out: Path | None = None) -> Path:
 def write_sweep_report(store: RunStore, name: str, out: Path | None = None) -> Path:
     """The sweep's page, self-contained, at `out` (default: report.html in the sweep's folder), and
     beside it pages/ with one page per run."""
-    from losslab.sweep.run import read_results, sweep_dir
 
     rows = read_results(store, name)
     out = out or sweep_dir(store, name) / "report.html"
@@ -281,7 +281,6 @@ def write_sweep_report(store: RunStore, name: str, out: Path | None = None) -> P
 def write_bench_report(store: RunStore, folder: Path, out: Path | None = None) -> Path:
     """The benchmark's page, self-contained, at `out` (default: report.html in its folder), and
     beside it pages/ with a page per trial run."""
-    from losslab.bench.run import read_benchmark
 
     result, trials = read_benchmark(folder)
     out = out or folder / "report.html"
@@ -294,7 +293,6 @@ def write_bench_report(store: RunStore, folder: Path, out: Path | None = None) -
 def write_run_pages(store: RunStore, run_ids: list[str], pages: Path) -> Callable[[str], str | None]:
     """A page per run (those still in the store) in `pages`, sharing one copy of plotly.js there;
     returns the link to a run's page from beside `pages`, or None where it has none."""
-    from plotly.offline import get_plotlyjs
 
     pages.mkdir(parents=True, exist_ok=True)
     atomic_write(pages / "plotly.min.js", lambda p: p.write_text(get_plotlyjs()))

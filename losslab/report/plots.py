@@ -17,6 +17,7 @@ from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from losslab.analysis.curvature import Density
+from losslab.bench.scoring import profile
 from losslab.monitor.instruments import instrument
 
 Series = dict[tuple[str, str], tuple[list[int], list[float]]]  # (split, name) -> (steps, values)
@@ -256,7 +257,6 @@ def phase_heatmap(xs: list, ys: list, matrix, x: str, y: str, outcome: str) -> g
 
 def performance_profiles(result: dict, clocks: dict[str, str]) -> go.Figure:
     """rho(tau) of every optimizer, a panel per clock (result: read_benchmark's, missed = inf)."""
-    from losslab.bench.scoring import profile
 
     r_max = result["r_max"]
     taus = np.linspace(1, r_max, 400)

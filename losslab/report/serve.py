@@ -20,10 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from plotly.offline import get_plotlyjs
+
+from losslab.bench.run import find_benchmark, read_benchmark
 from losslab.core.errors import NotFound
 from losslab.core.names import name_problem
 from losslab.report.pages import Markup, bench_page, page, run_page, sweep_page, table
 from losslab.store import RunStore
+from losslab.sweep.run import read_results
 
 NAV = '<nav><a href="/">all runs and sweeps</a></nav>'
 
@@ -91,8 +95,6 @@ class StoreHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _page(self, path: str) -> str | bytes:
-        from losslab.bench.run import find_benchmark, read_benchmark
-        from losslab.sweep.run import read_results
 
         if path == "/":
             return index_page(self.store)
@@ -137,7 +139,6 @@ class StoreServer(ThreadingHTTPServer):
 
 
 def make_server(store_root: Path, host: str = "127.0.0.1", port: int = 8000) -> StoreServer:
-    from plotly.offline import get_plotlyjs
 
     handler = type("Handler", (StoreHandler,), {"store": RunStore(store_root), "plotly_js": get_plotlyjs().encode()})
     return StoreServer((host, port), handler)

@@ -77,7 +77,7 @@ class RunDir:
         either no folder or one with its config and a first summary (status `created`). A run
         written by a Monitor in a user's loop has no config: its summary's `monitor` says what
         is known of its model and optimizer."""
-        from losslab.config import to_toml
+        from losslab.config import to_toml  # startup
 
         path = Path(path)
         draft = cls(path.with_name(f".{path.name}.creating"))
@@ -121,8 +121,8 @@ class RunDir:
         return self.summary().get("monitor")
 
     def config(self) -> RunConfig:
-        from losslab.config import load_config
-        from losslab.presets import load_raw
+        from losslab.config import load_config  # startup
+        from losslab.presets import load_raw  # startup
 
         if not self.config_path.is_file() and self.monitored is not None:
             raise LossLabError(f"run {self.path.name} was written by a Monitor in your own training loop: it has no "
@@ -204,7 +204,7 @@ class RunDir:
     # -- checkpoints
 
     def save_checkpoint(self, state: dict, name: str) -> Path:
-        import torch  # here: the store's other uses (listing, metrics) need no torch
+        import torch  # startup
 
         path = self._inside(f"checkpoints/{name}.pt")
         atomic_write(path, lambda p: torch.save(state, p))
@@ -219,9 +219,9 @@ class RunDir:
     def load_checkpoint(self, path: Path) -> dict:
         """A checkpoint's state; one line if it is unreadable, would run code, or is not a losslab
         checkpoint (a bare tensor, a dict without its step)."""
-        import warnings
+        import warnings  # startup
 
-        import torch
+        import torch  # startup
 
         contained(path, self.path, f"run {self.path.name}: checkpoint")
         regular_file(path, f"run {self.path.name}: checkpoint {Path(path).name}")

@@ -16,9 +16,12 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Protocol
 
+from losslab.config import validate
 from losslab.core.errors import LossLabError
 from losslab.store.records import Job
+from losslab.sweep.jobs import run_point, run_together
 from losslab.train import stop
+from losslab.train.batched import batch_key
 
 
 class Executor(Protocol):
@@ -62,7 +65,6 @@ class LocalExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[Job]) -> Iterator[dict]:
-        from losslab.sweep.jobs import run_point
 
         yield from in_pool(self.workers, run_point, jobs)
 
@@ -80,9 +82,6 @@ class BatchedExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[Job]) -> Iterator[dict]:
-        from losslab.config import validate
-        from losslab.sweep.jobs import run_together
-        from losslab.train.batched import batch_key
 
         parts, groups = [], {}
         for job in jobs:
@@ -121,7 +120,7 @@ class RayExecutor:
 
     def __init__(self, workers: int | None = None, address: str | None = None):
         try:
-            import ray
+            import ray  # optional
         except ImportError:
             raise LossLabError("--executor ray needs Ray: pip install 'losslab[ray]'") from None
         if address not in (None, "auto"):
@@ -139,7 +138,6 @@ class RayExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[Job]) -> Iterator[dict]:
-        from losslab.sweep.jobs import run_point
 
         ray = self._ray
         task = ray.remote(num_cpus=self.threads, max_retries=0)(run_point)

@@ -11,6 +11,7 @@ import numpy as np
 
 from losslab.core.plotting import subplots
 from losslab.sweep.phase import OUTCOMES, cell_means
+from losslab.sweep.predict import trade_off
 
 TITLES = {"val_acc": "final validation accuracy", "grokked": "fraction grokked (t4 reached)",
           "t4": "t4 (grokked runs)", "signature_energy": "spectral energy of the early train loss"}
@@ -73,9 +74,7 @@ def predictor_figure(result: dict):
     """An evaluation of the early predictor (losslab.sweep.predict.evaluate): the out-of-fold ROC
     curve of each set of features, and the stopping rule's trade-off (compute saved against
     grokking runs lost) over every threshold, the chosen one marked."""
-    from sklearn.metrics import roc_curve
-
-    from losslab.sweep.predict import trade_off
+    from sklearn.metrics import roc_curve  # startup
 
     fig, (roc, cost) = subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
     grokked = [q["grokked"] for q in result["predictions"]]

@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import shutil
 
+import torch
+
+from losslab.config import validate
 from losslab.core.errors import LossLabError
 from losslab.store import RunDir, RunStore
 from losslab.store.records import Job
+from losslab.sweep.predict import unpromising
 from losslab.train import stop as signals
+from losslab.train.batched import BatchedTrainers
+from losslab.train.loop import prepare, prepare_resume, run_to_end, save_outcome
 
 
 def prepare_point(job: Job):
     """The trainer of one point's run: resumed if the run exists, new otherwise, with the sweep's
     stop rule if it has one."""
-    from losslab.config import validate
-    from losslab.sweep.predict import unpromising
-    from losslab.train.loop import prepare, prepare_resume
 
     store, run_id = RunStore(job.store), job.run_id
     path = store.root / run_id
@@ -41,9 +44,6 @@ def run_point(job: Job) -> dict | None:
     """Train one point's run (or resume it); a failure is returned as a result, never raised, so
     that one bad run does not stop the sweep. Runs in a worker process: plain data in and out.
     None: the sweep was asked to stop before this point's run began (nothing was made)."""
-    import torch
-
-    from losslab.train.loop import run_to_end
 
     torch.set_num_threads(job.threads)
     if signals.requested is not None:  # checked again here: the imports above take a while in a new worker
@@ -57,10 +57,6 @@ def run_point(job: Job) -> dict | None:
 def run_together(jobs: list[Job]) -> list[dict]:
     """Train the runs of points of the same shapes together (losslab.train.batched), or a lone
     one as run_point does; their summaries or failures, as run_point's."""
-    import torch
-
-    from losslab.train.batched import BatchedTrainers
-    from losslab.train.loop import save_outcome
 
     if len(jobs) == 1:
         return [r for r in [run_point(jobs[0])] if r is not None]

@@ -26,6 +26,8 @@ from losslab.presets import sweep_file
 from losslab.store import RunDir, RunStore
 from losslab.store.records import Job
 from losslab.sweep.executors import Executor
+from losslab.sweep.figures import default_axes, phase_figure, power_law_figure, save
+from losslab.sweep.phase import t4_against_fraction
 from losslab.sweep.spec import Point, expand, fingerprint, load_spec
 from losslab.train import stop as signals
 
@@ -106,8 +108,6 @@ def read_results(store: RunStore, name: str) -> list[dict]:
 def draw(directory: Path, rows: list[dict]) -> dict[str, str]:
     """The default figures the sweep's axes allow: a phase diagram over two varied axes, and t4
     against the train fraction with its power law where that is an axis and enough runs grokked."""
-    from losslab.sweep.figures import default_axes, phase_figure, power_law_figure, save
-    from losslab.sweep.phase import t4_against_fraction
 
     figures, axes = {}, default_axes(rows)
     (directory / "figures").mkdir(exist_ok=True)

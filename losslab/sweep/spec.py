@@ -37,9 +37,9 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from losslab.config import FolderName, RunConfig, Seed, apply_override, set_value, validate
-from losslab.core.schema import Strict
 from losslab.core.errors import LossLabError
 from losslab.core.files import read_text, read_toml
+from losslab.core.schema import Strict
 from losslab.presets import load_raw, sweep_file
 
 

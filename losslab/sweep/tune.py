@@ -35,7 +35,7 @@ class _Stopped(Exception):
 
 def _optuna():
     try:
-        import optuna
+        import optuna  # optional
     except ImportError:
         raise LossLabError("losslab tune needs Optuna: pip install 'losslab[optuna]'") from None
     return optuna
@@ -69,7 +69,7 @@ def storage_for(storage: str | None, store: RunStore, name: str):
     sqlite:///...) for studies shared across machines."""
     optuna = _optuna()
     if storage and "://" in storage:
-        from sqlalchemy.engine import make_url
+        from sqlalchemy.engine import make_url  # optional
 
         try:  # a scheme SQLAlchemy has no dialect for is refused here, not deep inside Optuna
             make_url(storage).get_dialect()
@@ -79,14 +79,14 @@ def storage_for(storage: str | None, store: RunStore, name: str):
         return storage
     path = Path(storage) if storage else sweep_dir(store, name) / "optuna.journal"
     path.parent.mkdir(parents=True, exist_ok=True)
-    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal import JournalFileBackend  # optional
     return optuna.storages.JournalStorage(JournalFileBackend(str(path)))
 
 
 def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", pruner: str = "will-not-grok",
          predictor: dict | None = None, threshold: float = 0.5, storage: str | None = None,
          report_every: int = 100, on_trial=None) -> dict:
-    from losslab.train.loop import prepare, run_to_end
+    from losslab.train.loop import prepare, run_to_end  # startup
 
     optuna = _optuna()
     if objective not in OBJECTIVES:

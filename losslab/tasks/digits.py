@@ -23,8 +23,8 @@ class DigitsTask(TaskSpec):
         return "digits (8 x 8)"
 
     def build(self, seed: int) -> Task:
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
+        from sklearn.datasets import load_digits  # startup
+        from sklearn.model_selection import train_test_split  # startup
 
         x, y = load_digits(return_X_y=True)
         x_train, x_val, y_train, y_val = train_test_split(x / 16.0, y, test_size=self.val_fraction, stratify=y,

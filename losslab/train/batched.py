@@ -24,6 +24,7 @@ from torch.func import functional_call, vmap
 
 from losslab.config import RunConfig
 from losslab.optim.factory import build_optimizer, build_scheduler
+from losslab.optim.registry import OPTIMIZERS, WRAPPERS
 from losslab.train.loop import Trainer, training
 
 
@@ -31,7 +32,6 @@ def batch_key(cfg: RunConfig) -> str | None:
     """Runs with the same key can train together; None: this run trains alone (its optimizer
     needs extra gradients or moves the weights to evaluate, its probes read the optimizer, or
     it has an L1 penalty, which the joint pass leaves out)."""
-    from losslab.optim.registry import OPTIMIZERS, WRAPPERS
 
     entry = OPTIMIZERS[cfg.optim.name]
     if cfg.optim.name in WRAPPERS and getattr(WRAPPERS[cfg.optim.name][0], "needs_closure", True):

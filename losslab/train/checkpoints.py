@@ -15,11 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from losslab.analysis import directions
 from losslab.analysis.objective import Objective
 from losslab.config import RunConfig
 from losslab.core.errors import LossLabError
 from losslab.losses import Loss
-from losslab.store import RunDir
+from losslab.optim.factory import build_optimizer
+from losslab.store import RunDir, RunStore
 from losslab.tasks import Task
 from losslab.train.step import TrainingStep, build_run_model
 
@@ -63,7 +65,6 @@ class Checkpoint:
 
     def optimizer(self) -> torch.optim.Optimizer:
         """The run's optimizer over this model, with the checkpoint's state (its preconditioner)."""
-        from losslab.optim.factory import build_optimizer
 
         optimizer = build_optimizer(self.cfg.optim, self.model)
         optimizer.load_state_dict(self.state["optimizer"])
@@ -131,8 +132,6 @@ def named_direction(checkpoint: Checkpoint, obj: Objective, spec: str, seed: int
     final or checkpoint:STEP (that checkpoint's weights - theta); run:RUN[@STEP] (another run's);
     step (the run's next step); pcaN (the trajectory's N-th principal direction); hessianN (the
     eigenvector of the N-th largest Hessian eigenvalue)."""
-    from losslab.analysis import directions
-    from losslab.store import RunStore
 
     check_direction(spec)
     run, steps = checkpoint.run, checkpoint_paths(checkpoint.run)

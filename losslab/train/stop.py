@@ -10,6 +10,7 @@ they stop with their sweep and die with it.
 from __future__ import annotations
 
 import ctypes
+import multiprocessing
 import os
 import signal
 import threading
@@ -106,7 +107,6 @@ def call_in_worker(fn, item):
 
 def forward(sig: int) -> None:
     """Pass a stop on to this process's worker processes (a SIGTERM sent to the sweep alone)."""
-    import multiprocessing
 
     for child in multiprocessing.active_children():
         try:

@@ -26,7 +26,7 @@ class Dimension(Measure):
         self.inputs = setup.inputs[:DIMENSION_EXAMPLES]
 
     def measure(self, probe: Probe):
-        from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn  # scikit-learn: only here
+        from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn  # startup
 
         for layer, acts in layer_inputs(self.setup.model, self.inputs, self.setup.layers).items():
             try:
