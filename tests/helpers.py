@@ -158,9 +158,10 @@ def outcome(store: RunStore, run_id: str) -> dict:
 
 # four parity runs of about a second each: two workers' points overlap in training for most of a second
 # (at 600 steps they took 0.3 s, and a CI machine once ran the whole sweep without two training at once)
+# a sweep of four short points, stopped at a given step by LOSSLAB_SIGNAL_AT (losslab.train.stop)
 BODY = """name = "stop"
 base = "parity"
-set = ["task.n=20", "model.width=100", "train.max_steps=3000", "train.stop_after_t4=1000000"]
+set = ["task.n=20", "model.width=100", "train.max_steps=300", "train.stop_after_t4=1000000"]
 run_figures = false
 [grid]
 seed = [0, 1, 2, 3]

@@ -5,6 +5,7 @@ not tracebacks. (Kills at every write boundary: test_faults.py; signals: test_st
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -324,15 +325,17 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_a_rerun_finishes_it(tmp_pa
 
     (tmp_path / "stop.toml").write_text(BODY)
     store = tmp_path / "runs"
+    # the first worker to reach step 100 of its first point kills the sweep (kill -9: no handler runs)
     proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", "sweep", tmp_path / "stop.toml", "--out", store,
-                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "LOSSLAB_SIGNAL_AT": "1:100:SIGKILL"})
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(store.glob("stop-*/checkpoints/step_00000001.pt"))) < 2:
-        time.sleep(0.05)
-    workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
-    assert len(workers) >= 2
-    proc.kill()
-    proc.wait()
+    workers = []
+    while time.time() < deadline and proc.poll() is None:  # the workers, while their sweep lives
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split() \
+            or workers
+        time.sleep(0.02)
+    assert proc.wait() == -signal.SIGKILL and len(workers) >= 2
     deadline = time.time() + 20
     while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
         time.sleep(0.1)
@@ -349,7 +352,8 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_a_rerun_finishes_it(tmp_pa
 def test_a_second_copy_of_a_running_sweep_is_refused_and_stale_failures_go(tmp_path):
 
     # runs long enough (a second each) that the first copy is still at its first point when the second asks
-    (tmp_path / "stop.toml").write_text(BODY.replace("seed = [0, 1, 2, 3]", "seed = [0, 1]"))
+    (tmp_path / "stop.toml").write_text(BODY.replace("seed = [0, 1, 2, 3]", "seed = [0, 1]").replace(
+        "train.max_steps=300", "train.max_steps=3000"))
     store = tmp_path / "runs"
     first = subprocess.Popen([sys.executable, "-m", "losslab.cli", "sweep", tmp_path / "stop.toml", "--out", store,
                               "--workers", "1"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -3,10 +3,10 @@
 the sweep to the table an uninterrupted sweep gives."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,44 +41,39 @@ def begun(store: Path) -> list[str]:
     return [path.name for path in store.glob("stop-*") if path.is_dir()]
 
 
-def training(store: Path) -> list[str]:
-    """The points past their first step, not finished: no point can start before one of them ends."""
-    return [name for name in begun(store) if (store / name / "checkpoints" / "step_00000001.pt").is_file()
-            and '"completed"' not in (store / name / "run.json").read_text()]
-
-
-# each executor with one signal in the default suite, the other in the slow suite (one handler takes both):
-# SIGINT on one worker and on a batched group, SIGTERM on two workers (passed on by the parent's forwarding)
+# each executor with one signal in the default suite, the other in the slow suite (one handler takes both)
 DEFAULT = {("local-1", signal.SIGINT), ("batched", signal.SIGINT), ("local-2", signal.SIGTERM)}
 CASES = [pytest.param(e, s, id=f"{e}-{s.name}", marks=[] if (e, s) in DEFAULT else [pytest.mark.slow])
          for e in EXECUTORS for s in (signal.SIGINT, signal.SIGTERM)]
+# where the signal comes (losslab.train.stop's LOSSLAB_SIGNAL_AT): one worker, at step 100 of its second
+# point (the first completed); a batched group, at step 100 of its runs; two workers, at step 100 of the
+# first point of the first to get there, sent to the sweep, which passes it on to both
+SIGNALLED_AT = {"local-1": "2:100", "batched": "1:100", "local-2": "1:100"}
+
+
+def signalled(args: list, at: str, sig: signal.Signals) -> subprocess.CompletedProcess:
+    """The losslab command, signalled at the point `at` (K:STEP) as a scheduler signals it."""
+    return subprocess.run([sys.executable, "-m", "losslab.cli", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LOSSLAB_SIGNAL_AT": f"{at}:{sig.name}"})
 
 
 @pytest.mark.parametrize("executor,sig", CASES)
 def test_a_signal_stops_the_whole_sweep_and_a_rerun_finishes_it(tmp_path, uninterrupted, executor, sig):
     (tmp_path / "stop.toml").write_text(BODY)
     store = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", "sweep", tmp_path / "stop.toml", "--out", store,
-                             *EXECUTORS[executor]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    # the second point (and with two workers or a group, every point that runs at once) mid-training:
-    # none has ended, so none would start another before the signal
-    at_once = 1 if executor == "local-1" else 2
-    while time.time() < deadline and (len(begun(store)) < 2 or len(training(store)) < at_once) \
-            and proc.poll() is None:
-        time.sleep(0.05)
-    started = set(begun(store))
-    assert len(started) >= 2 and proc.poll() is None, "the sweep ended before its points trained at once"
-    proc.send_signal(sig)  # to the sweep's process alone, as a scheduler sends it
-    sent = time.time()
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + sig, stderr
-    assert time.time() - sent < 10
-    assert f"stopped by {sig.name}" in stderr and "losslab sweep" in stderr and "Traceback" not in stderr
-    assert set(begun(store)) == started  # no point started after the signal
+    done = signalled(["sweep", tmp_path / "stop.toml", "--out", store, *EXECUTORS[executor]], SIGNALLED_AT[executor],
+                     sig)
+    assert done.returncode == 128 + sig, done.stderr
+    assert f"stopped by {sig.name}" in done.stderr and "losslab sweep" in done.stderr
+    assert "Traceback" not in done.stderr
     rows = read_results(RunStore(store), "stop")
-    assert {r["status"] for r in rows} <= {"completed", "interrupted", "pending"}
-    assert any(r["status"] == "interrupted" for r in rows)
+    statuses = [r["status"] for r in rows]
+    assert set(statuses) <= {"completed", "interrupted", "pending"} and "interrupted" in statuses
+    if executor == "local-1":  # the first point completed, the second stopped, the others never begun
+        assert statuses == ["completed", "interrupted", "pending", "pending"] and len(begun(store)) == 2
+    if executor == "batched":  # the group of four, each stopped at the same step
+        assert statuses == ["interrupted"] * 4
+    assert len(begun(store)) == sum(s != "pending" for s in statuses)  # no point begun after the signal
     interrupted = [RunStore(store).find(r["run_id"]).summary() for r in rows if r["status"] == "interrupted"]
     assert all(s["stop_reason"] == sig.name for s in interrupted)
 
@@ -102,38 +97,34 @@ def test_a_signal_stops_the_whole_sweep_and_a_rerun_finishes_it(tmp_path, uninte
 ], ids=["bench-optim", "noise-threshold", "noise-threshold-2-workers"])
 def test_commands_that_train_many_runs_stop_on_a_signal(tmp_path, command, at_once):
     store = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", *command, "--out", store],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    runs = lambda: {p.name for p in store.glob("[!.]*") if (p / "run.json").is_file()}  # noqa: E731 - not drafts
-    while time.time() < deadline and len(runs()) < at_once and proc.poll() is None:
-        time.sleep(0.05)
-    started = runs()
-    assert started and proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "stopped by SIGTERM" in stderr and "Traceback" not in stderr, stderr
-    assert runs() == started  # no run started after the signal
-    statuses = {RunStore(store).find(r).summary()["status"] for r in started}
+    done = signalled([*command, "--out", store], "1:5", signal.SIGTERM)  # the first run (of each worker), at step 5
+    assert done.returncode == 143 and "stopped by SIGTERM" in done.stderr and "Traceback" not in done.stderr, \
+        done.stderr
+    runs = [p.name for p in store.glob("[!.]*") if (p / "run.json").is_file()]  # not drafts
+    assert 1 <= len(runs) <= at_once  # no run begun after the signal
+    statuses = {RunStore(store).find(r).summary()["status"] for r in runs}
     assert "running" not in statuses and "interrupted" in statuses
 
 
 def test_a_stopped_gallery_keeps_no_figure_of_runs_cut_short_and_a_rerun_finishes_it(tmp_path):
 
     args = ["gallery", "--only", "double-descent,weight-decay-switch", "--quick", "--out", tmp_path]
-    proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    store, deadline = tmp_path / "runs", time.time() + 120
-    runs = lambda: {p.name for p in store.glob("[!.]*") if (p / "run.json").is_file()}  # noqa: E731 - not drafts
-    while time.time() < deadline and not runs() and proc.poll() is None:
-        time.sleep(0.05)
-    assert runs() and proc.poll() is None
-    proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "stopped by SIGINT" in stderr and "0 of 2 entries made" in stderr, stderr
-    assert "Traceback" not in stderr
+    done = signalled(args, "1:5", signal.SIGINT)
+    assert done.returncode == 130 and "stopped by SIGINT" in done.stderr, done.stderr
+    assert "0 of 2 entries made" in done.stderr and "Traceback" not in done.stderr
     # the runs of every entry train before any is made: none kept, the runs cut short resume
     assert not list((tmp_path / "studies").glob("*_*"))
-    assert "interrupted" in {RunStore(store).find(r).summary()["status"] for r in runs()}
+    runs = [p.name for p in (tmp_path / "runs").glob("[!.]*") if (p / "run.json").is_file()]
+    assert "interrupted" in {RunStore(tmp_path / "runs").find(r).summary()["status"] for r in runs}
     again = json.loads(losslab_here(*args, "--json").stdout)
     assert [(r["cached"], r["held"]) for r in again["entries"]] == [(False, True), (False, True)]
+
+
+def test_the_planned_signal_is_read_whole_or_refused():
+    from losslab.train.stop import _signal_at
+
+    assert _signal_at("2:100") == (2, 100, signal.SIGINT) and _signal_at("1:5:SIGTERM") == (1, 5, signal.SIGTERM)
+    assert _signal_at(None) is None and _signal_at("") is None
+    for bad in ("2", "a:1", "1:2:SIGFOO", "1:2:3:4"):
+        with pytest.raises(ValueError, match="expected K:STEP"):
+            _signal_at(bad)

@@ -155,6 +155,7 @@ class Trainer(Recorded):
         return self.summary
 
     def begin(self) -> None:
+        self.number = stop.run_begun()
         self.record.start_clock()
         self._last_checkpoint = time.perf_counter()
         if self.stepper.switches_weights:
@@ -165,6 +166,7 @@ class Trainer(Recorded):
         """Before the current step's update: a stop signal, the probes and the evaluation where they
         are due; (status, reason) if the run ends here. `out` is this step's forward pass on the
         training batch, if made."""
+        stop.reached(self.number, self.step)
         if self.stop_signal is not None:
             return "interrupted", signal.Signals(self.stop_signal).name
         if self.cfg.probes.every and self.step % self.cfg.probes.every == 0:

@@ -5,6 +5,11 @@ stop the same way: the signal sets `requested`, each loop reads it at its next s
 checkpoints and ends `interrupted`; a sweep starts no new point and waits for its running
 ones), and the command exits 128 + the signal. Sweep workers are started by `worker_started`:
 they stop with their sweep and die with it.
+
+A signal at a known point, for tests and demonstrations: with LOSSLAB_SIGNAL_AT=K:STEP[:SIGNAL]
+in the environment, the K-th run begun in a process sends SIGNAL (SIGINT by default) at STEP to
+the process that stops the work (a sweep worker's sweep, else its own), once, as a scheduler sends
+it: the stop then takes the path of any other.
 """
 
 from __future__ import annotations
@@ -20,6 +25,35 @@ from contextlib import contextmanager
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 requested: int | None = None  # the signal that asked this process to stop, if one did
 _depth = 0  # nested stop_on_signals: only the outermost installs and resets
+_begun = 0  # runs begun in this process
+
+
+def _signal_at(text: str | None) -> tuple[int, int, int] | None:
+    if not text:
+        return None
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(p.isdigit() for p in parts[:2]) or \
+            (len(parts) == 3 and parts[2] not in signal.Signals.__members__):
+        raise ValueError(f"LOSSLAB_SIGNAL_AT={text!r}: expected K:STEP[:SIGINT|SIGTERM]")
+    return int(parts[0]), int(parts[1]), signal.Signals[parts[2]] if len(parts) == 3 else signal.SIGINT
+
+
+_planned = _signal_at(os.environ.get("LOSSLAB_SIGNAL_AT"))  # (run, step, signal), until sent
+
+
+def run_begun() -> int:
+    """The number of the run beginning now in this process (1, 2, ...)."""
+    global _begun
+    _begun += 1
+    return _begun
+
+
+def reached(run: int, step: int) -> None:
+    """Run number `run` is at `step`: the planned signal goes out if this is its point."""
+    global _planned
+    if _planned is not None and _planned[:2] == (run, step):
+        sig, _planned = _planned[2], None
+        os.kill(_parent or os.getpid(), sig)
 
 
 class Stopped(Exception):
