@@ -163,22 +163,16 @@ def appeared(root, pattern: str) -> bool:
 
 def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     """A run killed with SIGKILL resumes from its last checkpoint and ends as the whole run does."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     args = ["grokking", "--set", "task.p=11", "--set", "model.d_model=32", "--set", "model.d_mlp=64",
-            "--set", "train.max_steps=1500", "--set", "train.eval_every=50", "--set", "train.stop_after_t4=0",
-            "--set", "train.checkpoint_every_s=0.2", "--set", "optim.lr=3e-3"]
-    cli = [sys.executable, "-m", "losslab.cli"]
+            "--set", "train.max_steps=800", "--set", "train.eval_every=50", "--set", "train.stop_after_t4=0",
+            "--set", "train.checkpoint_every_s=0.001", "--set", "optim.lr=3e-3"]
     whole = losslab_here("run", *args, "--out", tmp_path / "a", "--json")  # the kill needs a process, not these
-    proc = subprocess.Popen([*cli, "run", *args, "--out", str(tmp_path / "b")], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # killed at step 120 (losslab.train.stop's LOSSLAB_SIGNAL_AT), its checkpoints a few steps apart
+    subprocess.run([sys.executable, "-m", "losslab.cli", "run", *args, "--out", str(tmp_path / "b")],
+                   env={**os.environ, "LOSSLAB_SIGNAL_AT": "1:120:SIGKILL"}, capture_output=True, timeout=120)
     store_b = RunStore(tmp_path / "b")
-    deadline = time.time() + 60
-    while time.time() < deadline and not appeared(tmp_path / "b", "last.pt"):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)  # at once: the run must still be far from its end
-    proc.wait()
     [killed] = store_b.summaries()
-    assert killed["status"] == "running"  # as the kill left it
+    assert killed["status"] == "running" and 0 < store_b.find(killed["run_id"]).latest_checkpoint()["step"] <= 120
     out = losslab_here("resume", killed["run_dir"], "--json")
     assert out.returncode == 0, out.stderr
     a, b = json.loads(whole.stdout), json.loads(out.stdout)
@@ -187,18 +181,13 @@ def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
 
 
 def test_sigterm_stops_cleanly_with_a_checkpoint(tmp_path):
-    cli = [sys.executable, "-m", "losslab.cli"]
     args = ["grokking", "--set", "task.p=11", "--set", "model.d_model=32", "--set", "train.max_steps=100000",
             "--set", "train.stop_after_t4=100000", "--set", "train.eval_every=50", "--out", str(tmp_path), "--json"]
-    proc = subprocess.Popen([*cli, "run", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not appeared(tmp_path, "step_*.pt"):
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGTERM)
-    stdout, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "losslab resume" in stderr
-    s = json.loads(stdout)
-    assert s["status"] == "interrupted" and s["stop_reason"] == "SIGTERM"
+    done = subprocess.run([sys.executable, "-m", "losslab.cli", "run", *args], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "LOSSLAB_SIGNAL_AT": "1:130:SIGTERM"})
+    assert done.returncode == 143 and "losslab resume" in done.stderr
+    s = json.loads(done.stdout)
+    assert s["status"] == "interrupted" and s["stop_reason"] == "SIGTERM" and s["steps"] == 130
     run = RunStore(tmp_path).find(s["run_id"])
     assert run.summary()["status"] == "interrupted" and max(r[0] for r in run.metric_rows()) <= s["steps"]
     assert run.latest_checkpoint()["step"] == s["steps"]
