@@ -72,7 +72,8 @@ TINY_SET = '["task.p=11", "model.d_model=32", "model.d_mlp=64", "train.max_steps
 
 def sweep_file(tmp_path, body: str, name: str = "s") -> str:
     path = tmp_path / f"{name}.toml"
-    path.write_text(f'name = "{name}"\nbase = "grokking"\nset = {TINY_SET}\n' + textwrap.dedent(body))
+    figures = "" if "run_figures" in body else "run_figures = false\n"  # the runs' own figures: where tested
+    path.write_text(f'name = "{name}"\nbase = "grokking"\nset = {TINY_SET}\n{figures}' + textwrap.dedent(body))
     return path
 
 

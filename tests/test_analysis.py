@@ -305,3 +305,23 @@ def test_a_checkpoint_that_does_not_fit_the_config_is_one_line(tmp_path, tiny_ru
     config.write_text(config.read_text().replace("d_model = 32", "d_model = 48"))
     out = losslab_here("hessian", copy, "--out", tmp_path)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "does not fit its config" in out.stderr
+
+
+def test_a_trajectory_in_a_plane_is_all_in_two_directions_and_draws_its_states_where_they_are():
+    """States theta_0 + a_i d1 + b_i d2: two principal directions hold all the variance, the
+    projection keeps every distance between states, and the figure's points are the projection."""
+    import numpy as np
+
+    from losslab.analysis.trajectory import trajectory_geometry
+
+    g = torch.Generator().manual_seed(0)
+    base, d1, d2 = (torch.randn(5, 4, generator=g, dtype=torch.float64) for _ in range(3))
+    ab = torch.randn(6, 2, generator=g, dtype=torch.float64)
+    geometry = trajectory_geometry([{"w": base + a * d1 + b * d2} for a, b in ab])
+    assert geometry.explained_by_two == pytest.approx(1.0, abs=1e-12)
+    xy = np.asarray(geometry.projected)
+    flat = torch.stack([(a * d1 + b * d2).flatten() for a, b in ab]).numpy()
+    assert np.allclose(np.linalg.norm(xy[:, None] - xy[None], axis=2),
+                       np.linalg.norm(flat[:, None] - flat[None], axis=2), atol=1e-9)
+    fig = geometry.plot(steps=[1, 2, 4, 8, 16, 32])
+    assert np.allclose(fig.axes[0].collections[0].get_offsets(), xy)

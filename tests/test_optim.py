@@ -453,6 +453,7 @@ def test_svrg_run_records_the_variance_ratio_per_layer(store):
     assert any(f.endswith("svrg_variance.png") for f in s["figures"])
 
 
+@pytest.mark.slow  # 12 s; the gallery's heavy-tailed-classes entry (slow too) makes the same claim
 def test_heavy_tailed_classes_gd_leaves_the_rare_ones_adam_learns_them(store):
     """Kunstner et al. 2024 on the heavy-tail preset, 150 steps (GD diverges at lr 10, spikes at 3)."""
     def group_losses(*overrides):

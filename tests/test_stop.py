@@ -108,7 +108,7 @@ def test_commands_that_train_many_runs_stop_on_a_signal(tmp_path, command, at_on
 
 def test_a_stopped_gallery_keeps_no_figure_of_runs_cut_short_and_a_rerun_finishes_it(tmp_path):
 
-    args = ["gallery", "--only", "double-descent,weight-decay-switch", "--quick", "--out", tmp_path]
+    args = ["gallery", "--only", "double-descent,deep-relu-init", "--quick", "--out", tmp_path]
     done = signalled(args, "1:5", signal.SIGINT)
     assert done.returncode == 130 and "stopped by SIGINT" in done.stderr, done.stderr
     assert "0 of 2 entries made" in done.stderr and "Traceback" not in done.stderr

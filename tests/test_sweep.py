@@ -113,6 +113,7 @@ def test_run_point_never_raises():
     assert result["status"] == "failed" and result["error"]
 
 
+@pytest.mark.slow  # 8 s; two workers stay in the default suite in test_stop and test_adversarial
 def test_sweep_command_with_two_workers(tmp_path):
     path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\nseed = [0, 1]\n')
     out = losslab_here("sweep", path, "--workers", "2", "--out", tmp_path / "runs", "--json")
@@ -126,6 +127,10 @@ def test_sweep_command_with_two_workers(tmp_path):
     shown = json.loads(losslab_here("sweep-show", "s", "--out", tmp_path / "runs", "--json").stdout)
     assert [r["run_id"] for r in shown] == [r["run_id"] for r in result["rows"]]
     assert [json.loads(r["config"])["optim"]["weight_decay"] for r in shown] == [0.1, 0.1, 1.0, 1.0]
+
+
+def test_the_sweep_commands_refuse_bad_input_in_one_line(tmp_path):
+    path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n')
     for args, message in [(["sweep", path, "--executor", "spark"], "--executor must be one of"),
                           (["sweep", path, "--workers", "0"], "0 is not in [1, 1024]"),
                           (["sweep", tmp_path / "none.toml"], "sweep file not found"),
@@ -199,6 +204,7 @@ def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):
     result = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor(1))
     local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
     assert [r["status"] for r in result["rows"]] == ["completed"] * 4
+    assert all((tmp_path / "b" / r["run_id"] / "figures" / "grokking.png").exists() for r in result["rows"])  # run_figures
     assert [r["train_loss"] for r in result["rows"]] == pytest.approx([r["train_loss"] for r in local["rows"]],
                                                                       rel=1e-4)
 
@@ -207,11 +213,12 @@ def test_an_interrupted_batched_group_resumes_to_the_same_results(tmp_path):
     from losslab.sweep.executors import BatchedExecutor
     from losslab.sweep.jobs import prepare_point
     from losslab.train.batched import BatchedTrainers
-    whole = Sweep(parity_sweep(tmp_path), RunStore(tmp_path / "a")).run(BatchedExecutor())
+    body = "run_figures = false\n" + PARITY_BODY  # in this process, without the runs' own figures
+    whole = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "a")).run(BatchedExecutor(1))
     store = RunStore(tmp_path / "b")
-    sweep = Sweep(parity_sweep(tmp_path), store)
-    trainers = [prepare_point(Job(p.run_id, p.config.model_dump(mode="json"), str(store.root), threads=1))
-                for p in sweep.points]
+    sweep = Sweep(parity_sweep(tmp_path, body), store)
+    trainers = [prepare_point(Job(p.run_id, p.config.model_dump(mode="json"), str(store.root), threads=1,
+                                  figures=False)) for p in sweep.points]
 
     def interrupt(step, m, e):
         if step >= 20:
@@ -220,7 +227,7 @@ def test_an_interrupted_batched_group_resumes_to_the_same_results(tmp_path):
     trainers[0].on_eval = interrupt
     BatchedTrainers(trainers).run()
     assert all(t.summary["status"] == "interrupted" for t in trainers)
-    resumed = sweep.run(BatchedExecutor())
+    resumed = sweep.run(BatchedExecutor(1))
     assert [{k: r[k] for k in KEEP} for r in resumed["rows"]] == [{k: r[k] for k in KEEP} for r in whole["rows"]]
 
 

@@ -10,18 +10,6 @@ from matplotlib.figure import Figure
 from losslab.core.plotting import subplots
 
 
-def trajectory_figure(steps: list[int], projected: np.ndarray, explained: list[float], title: str) -> Figure:
-    """The checkpoints projected on the trajectory's first two principal directions."""
-    fig, ax = subplots(figsize=(6, 5), constrained_layout=True)
-    ax.plot(projected[:, 0], projected[:, 1], "-", color="0.6", lw=1)
-    points = ax.scatter(projected[:, 0], projected[:, 1], c=np.log10(np.maximum(steps, 1)), cmap="viridis", zorder=3)
-    fig.colorbar(points, ax=ax, label="log10 step")
-    ax.set(xlabel=f"PC1 ({explained[0]:.1%} of the variance)", ylabel=f"PC2 ({explained[1]:.1%})",
-           title=f"{title}: trajectory")
-    ax.grid(alpha=0.3)
-    return fig
-
-
 def double_descent_figure(result: dict) -> Figure:
     """Test and train risk against the number of random features, the threshold N = n marked."""
     fig, ax = subplots(figsize=(6.5, 4.2), constrained_layout=True)

@@ -219,18 +219,16 @@ def basin(
 @app.command()
 def trajectory(run_ref: RunArg, store: StoreOpt = Path("runs"), as_json: JsonFlag = False):
     """Geometry of a run's stored trajectory: principal directions, cosines, weight norms."""
-    import numpy as np  # startup
-
-    from losslab.analysis.figures import trajectory_figure  # startup
     from losslab.analysis.trajectory import trajectory_geometry  # startup
     from losslab.train.checkpoints import trajectory as stored  # startup
 
     ck, _ = _checkpoint(store, run_ref)
     steps, states = stored(ck.run)
     geometry = trajectory_geometry(states)
-    projected = np.array(geometry.pop("projected"))
-    result = {"run_id": ck.run.path.name, "steps": steps, **geometry, "slingshots": ck.run.summary().get("slingshots")}
-    figure = trajectory_figure(steps, projected, geometry["explained_variance"], ck.run.path.name)
+    result = {"run_id": ck.run.path.name, "steps": steps, **geometry.to_dict(),
+              "slingshots": ck.run.summary().get("slingshots")}
+    del result["projected"]
+    figure = geometry.plot(steps=steps, title=f"{ck.run.path.name}: trajectory")
     result = _save(ck, "trajectory", "trajectory", {"steps": steps}, result, {"figure": (figure, ".png")})
     if as_json:
         return print_json(result)

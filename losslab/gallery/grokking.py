@@ -146,19 +146,14 @@ def grokking_trajectory(s: dict, folder: Path):
     geometry = trajectory_geometry([run.load_checkpoint(path)["model"] for path in paths.values()])
     steps, to_start = _probed(rows, "cos_theta0")
     previous_steps, consecutive = _probed(rows, "cos_previous")
-    two = geometry["explained_by_two"]
+    two = geometry.explained_by_two
     held = bool(two > 0.98 and to_start[-1] < 0.5 * to_start[1] and np.median(consecutive) > 0.95)
     outcome = (f"{two:.1%} of the variance of {len(paths)} checkpoints in two principal directions "
-               f"({', '.join(f'{v:.1%}' for v in geometry['explained_variance'][:3])}); cos(theta_t, theta_0) "
+               f"({', '.join(f'{v:.1%}' for v in geometry.explained_variance[:3])}); cos(theta_t, theta_0) "
                f"{to_start[1]:.2f} at step {steps[1]} -> {to_start[-1]:.2f} at {steps[-1]}; consecutive probes' "
                f"cosine {np.median(consecutive):.3f} (median), {consecutive.min():.3f} at least")
     fig, (left, right) = subplots(1, 2, figsize=(11, 3.8))
-    xy = np.array(geometry["projected"])
-    dots = left.scatter(xy[:, 0], xy[:, 1], c=np.log10(np.maximum(checkpoint_steps, 1)), cmap="viridis", s=14)
-    left.plot(xy[:, 0], xy[:, 1], color="gray", lw=0.6)
-    fig.colorbar(dots, ax=left, label="log10 step")
-    left.set(xlabel=f"PC 1 ({geometry['explained_variance'][0]:.1%})",
-             ylabel=f"PC 2 ({geometry['explained_variance'][1]:.1%})", title="the checkpoints on two principal axes")
+    geometry.plot(ax=left, steps=checkpoint_steps, title="the checkpoints on two principal axes")
     right.plot(np.maximum(steps, 1), to_start, "o-", ms=3, label="cos(theta_t, theta_0)")
     right.plot(previous_steps, consecutive, "s-", ms=3, label=f"cos(theta_t, theta_t-{s['probe_every']})")
     mark_events(right, ev)
@@ -166,7 +161,7 @@ def grokking_trajectory(s: dict, folder: Path):
     right.legend(fontsize=7)
     fig.tight_layout()
     return {"held": held, "outcome": outcome, "explained_by_two": two,
-            "explained_variance": geometry["explained_variance"], "cos_theta0": to_start.tolist(),
+            "explained_variance": geometry.explained_variance, "cos_theta0": to_start.tolist(),
             "cos_previous": consecutive.tolist()}, fig
 
 
