@@ -26,10 +26,17 @@ import torch.nn.functional as F
 from losslab.core import progress
 
 
-def random_features_risk(features: list[int], n_train: int = 100, n_test: int = 2000, dim: int = 20,
+# the numbers of random features, as fractions of the training samples: dense around N = n
+FEATURE_FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.5, 2, 3, 5, 10)
+WIDTHS = (1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256)  # MLP widths on digits, past the threshold
+
+
+def random_features_risk(features: list[int] | None = None, n_train: int = 100, n_test: int = 2000, dim: int = 20,
                          noise: float = 0.5, seeds: int = 10) -> dict:
     """Test and train mean squared error of min-norm random-features regression, averaged over
-    seeds, for each number of features; the target is linear in x plus Gaussian label noise."""
+    seeds, for each number of features (default: FEATURE_FRACTIONS of n_train); the target is
+    linear in x plus Gaussian label noise."""
+    features = features or sorted({max(1, round(n_train * f)) for f in FEATURE_FRACTIONS})
     test, train = np.zeros(len(features)), np.zeros(len(features))
     for seed in range(seeds):
         rng = np.random.default_rng(seed)
@@ -102,7 +109,7 @@ def noisy_digits(n_train: int, label_noise: float, seed: int):
     return x[train] / 16.0, y_train, x[test] / 16.0, y[test]
 
 
-def mlp_width_risk(widths: list[int], n_train: int = 300, label_noise: float = 0.2, seeds: int = 5,
+def mlp_width_risk(widths: list[int] = WIDTHS, n_train: int = 300, label_noise: float = 0.2, seeds: int = 5,
                    steps: int = 2000, lr: float = 1e-2) -> dict:
     """Train and test error and test cross-entropy of one-hidden-layer MLPs of each width, trained
     full batch by Adam for `steps` from PyTorch's default initialization, averaged over seeds (each

@@ -303,7 +303,8 @@ def connect(
     result = {"run_a": a.run.path.name, "run_b": b.run.path.name, "step_a": a.step, "step_b": b.step,
               **joined.to_dict()}
     figure = joined.plot(title=f"{a.run.path.name} (t=0) to {b.run.path.name} (t=1)")
-    result = _save(a, "connect", f"connect_{b.run.path.name}_{curve}{bends}", settings, result, {"figure": (figure, ".png")})
+    result = _save(a, "connect", f"connect_{b.run.path.name}_{curve}{bends}", settings, result,
+                   {"figure": (figure, ".png")})
     if as_json:
         return print_json(result)
     for name, p in result["paths"].items():
@@ -367,17 +368,14 @@ def double_descent(
             raise LossLabError(f"--n-train {n_train}: digits has 1,797 images, and at least 297 stay for the test")
         seeds = seeds if seeds is not None else 10 if model == "features" else 5
         if model == "features":
-            grid = sorted({max(1, round(n_train * f)) for f in (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05,
-                                                                 1.1, 1.2, 1.5, 2, 3, 5, 10)})
             settings = {"model": model, "n_train": n_train, "noise": 0.5 if noise is None else noise, "seeds": seeds}
-            result = dd.random_features_risk(grid, n_train=n_train, noise=settings["noise"], seeds=seeds)
+            result = dd.random_features_risk(n_train=n_train, noise=settings["noise"], seeds=seeds)
             name, draw = "double_descent", figures.double_descent_figure
         else:
-            widths = [1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256]
             settings = {"model": model, "n_train": n_train, "label_noise": 0.2 if label_noise is None else label_noise,
                         "steps": 2000 if steps is None else steps, "seeds": seeds}
-            with stages(f"double descent, {seeds} seeds a width") as stage, stage("widths trained", len(widths)):
-                result = dd.mlp_width_risk(widths, n_train=n_train, label_noise=settings["label_noise"], seeds=seeds,
+            with stages(f"double descent, {seeds} seeds a width") as stage, stage("widths trained", len(dd.WIDTHS)):
+                result = dd.mlp_width_risk(n_train=n_train, label_noise=settings["label_noise"], seeds=seeds,
                                            steps=settings["steps"])
             name, draw = "double_descent_mlp", figures.width_double_descent_figure
         result = save_study(store, name, settings, result, {"figure.png": draw(result)})
@@ -430,7 +428,8 @@ def representations(
         found = embed({s: load_checkpoint(run, s).model for s in steps}, x, shown, colors=colors)
     result = {"run_id": run.path.name, **found, "colored_by": colored_by, "colors": colors.tolist(), "events": events}
     figures = {name.removesuffix(".png"): (fig, f"_{name}") for name, fig in representation_figures(result).items()}
-    result = _save(last, "representations", "representations", {"panels": panels, "examples": examples}, result, figures)
+    result = _save(last, "representations", "representations", {"panels": panels, "examples": examples}, result,
+                   figures)
     result["figures"] = [result[name] for name in figures]
     if len(shown) < panels:
         err.print(f"losslab: note: {len(shown)} panels: the run stored {len(steps)} checkpoints", highlight=False)
