@@ -614,3 +614,62 @@ def test_the_probe_panels_draw_each_threshold_over_its_quantity_one_trace_per_la
     for family in ("norm_fro", "update_ratio"):  # one panel, a trace per layer
         assert sorted(t.name for t in fig.data if t.xaxis == axis[family]) == [f"probe {family}/{n}" for n in layers]
     assert titles.index("lambda_max") < titles.index("step_grad_norm") < titles.index("norm_fro")  # by instrument
+
+
+LIVE_LOOP = """
+import sys, time
+from pathlib import Path
+import torch, torch.nn.functional as F
+import losslab as ll
+
+torch.manual_seed(0)
+model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+x, y = torch.randn(64, 4), torch.randn(64, 1)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+mon = ll.Monitor(model, optimizer, (x, y), F.mse_loss, store=sys.argv[1], name="live", every=5, write_every_s=0.2,
+                 measures=["step_grad_norm", "sharpness"])
+while not Path(sys.argv[2]).exists():  # the test says when to stop
+    loss = F.mse_loss(model(x), y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    mon.step(loss)
+    time.sleep(0.01)
+mon.close()
+"""
+
+
+def test_the_served_page_of_a_running_monitor_follows_its_training_without_a_reload(tmp_path, browser):
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from losslab.report.serve import make_server
+
+    store, stop = tmp_path / "runs", tmp_path / "stop"
+    loop = subprocess.Popen([sys.executable, "-c", LIVE_LOOP, str(store), str(stop)], stderr=subprocess.PIPE,
+                            text=True)
+    httpd = make_server(store, port=0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not any(
+                r.get("steps", 0) >= 10 for r in (RunStore(store).summaries() if (store / "index.sqlite").exists()
+                                                  else [])):
+            time.sleep(0.1)
+        [run] = RunStore(store).summaries()
+        assert run["status"] == "running"
+        page, problems = open_page(browser, f"http://127.0.0.1:{httpd.server_address[1]}/runs/{run['run_id']}")
+        page.evaluate("window.kept = true")  # gone if the page loads again
+        last_step = "Math.max(...document.getElementById('curves').data[0].x)"
+        first = page.evaluate(last_step)
+        page.wait_for_function(f"{last_step} >= {first + 50}", timeout=30_000)
+        assert page.evaluate("window.kept") is True and not problems
+        assert int(page.locator("#facts tr:nth-child(3) td:last-child").inner_text()) >= first + 50
+    finally:
+        stop.touch()
+        loop.wait(60)
+        httpd.shutdown()
+        httpd.server_close()
+    assert loop.returncode == 0, loop.stderr.read()

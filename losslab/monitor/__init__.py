@@ -47,11 +47,11 @@ own records them: `losslab predict SWEEP --run RUN` reads them.
 
 At close: the spectral signature of the first `signature_steps` losses, and with weight_norms
 the slingshots (Thilak et al. 2022: a loss spike between two readings with a jump of the last
-weight matrix's norm). The run on disk is brought up to date at most every WRITE_EVERY_S seconds
-and whole at close. A measure the optimizer cannot give, a probe the model cannot take, a probe
-loss with randomness the measures cannot turn off, gradient noise of a model without per-example
-gradients (BatchNorm in training mode), or a store that cannot be written is refused at
-construction, before the loop starts.
+weight matrix's norm). The run on disk is brought up to date at the cadence, at most every
+`write_every_s` seconds (10; `losslab serve` shows it live), and whole at close. A measure the
+optimizer cannot give, a probe the model cannot take, a probe loss with randomness the measures
+cannot turn off, gradient noise of a model without per-example gradients (BatchNorm in training
+mode), or a store that cannot be written is refused at construction, before the loop starts.
 """
 
 from __future__ import annotations
@@ -74,7 +74,6 @@ from losslab.store import RunStore
 from losslab.store.records import MetricRow
 
 STEP_MEASURES = tuple(name for name, m in MEASURES.items() if m.when == "step")
-WRITE_EVERY_S = 10.0  # the run on disk trails the loop by at most this (and is whole at close)
 
 
 class Monitor(Recorded):
@@ -82,7 +81,8 @@ class Monitor(Recorded):
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,
                  validation=None, events: EventsConfig | None = None, layers: list[str] | None = None,
-                 tolerance: float = TRACKING_TOL, description: str = "", forward=None, log_to=None):
+                 tolerance: float = TRACKING_TOL, description: str = "", forward=None, log_to=None,
+                 write_every_s: float = 10.0):
 
         if not isinstance(model, torch.nn.Module):
             raise LossLabError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -91,6 +91,8 @@ class Monitor(Recorded):
         for arg, value, low in (("every", every, 1), ("signature_steps", signature_steps, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise LossLabError(f"{arg} must be an integer >= {low}, got {value!r}")
+        if isinstance(write_every_s, bool) or not isinstance(write_every_s, int | float) or not write_every_s >= 0:
+            raise LossLabError(f"write_every_s must be a number of seconds >= 0, got {write_every_s!r}")
         if not isinstance(measures, list | tuple) or not all(isinstance(m, str) for m in measures):
             raise LossLabError(f"measures must be a list of measure names (known: {', '.join(MEASURES)}), "
                                f"got {measures!r}")
@@ -127,6 +129,7 @@ class Monitor(Recorded):
                                "the probe measures need a loss without randomness (nn.Dropout is turned off for "
                                "them; other random draws in the forward are not)")
         self.model, self.optimizer, self.every, self.signature_steps = model, optimizer, every, signature_steps
+        self.write_every_s = write_every_s
         self.loss, self.forward, self.probe, self.validation = loss, forward, probe, validation
         self.measures = probe_measures
         n_params = sum(p.numel() for p in model.parameters())
@@ -190,7 +193,7 @@ class Monitor(Recorded):
         self.rows.append(MetricRow(self.steps, "probe", "lr", float(self.optimizer.param_groups[0]["lr"])))
         self.rows.extend(self.measures.measure(self.steps))
         self._log()
-        if time.perf_counter() - self._written >= WRITE_EVERY_S:
+        if time.perf_counter() - self._written >= self.write_every_s:
             self._write()
 
     def _evaluate(self) -> None:

@@ -118,9 +118,53 @@ def image(path: Path) -> str:
 
 # ---------------------------------------------------------------- a run
 
+LIVE_EVERY_S = 2  # a running run's served page asks for its figures this often
+# the served page of a running run: its figures redrawn in place (Plotly.react) from /runs/ID/live.json, its
+# status and steps updated, until it ends (then the page loads once more, whole)
+LIVE_SCRIPT = """
+const live = async () => {
+  let state = null;
+  try { state = await (await fetch(LIVE_URL, {cache: "no-store"})).json(); } catch (e) {}
+  if (state) {
+    for (const [id, figure] of Object.entries(state.figures)) {
+      const div = document.getElementById(id);
+      if (!div) { location.reload(); return; }
+      Plotly.react(div, figure.data, figure.layout);
+    }
+    const facts = document.getElementById("facts").rows;
+    facts[0].cells[1].textContent = state.status;
+    facts[2].cells[1].textContent = state.steps;
+    if (state.status !== "running") { location.reload(); return; }
+  }
+  setTimeout(live, LIVE_EVERY_S * 1000);
+};
+setTimeout(live, LIVE_EVERY_S * 1000);
+"""
 
-def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
+
+def live_figures(run: RunDir) -> dict[str, go.Figure]:
+    """The figures of a run that change while it trains, by the id of their place on its page."""
     summary, series = run.summary(), curves(run.metric_rows())
+    found = {"curves": plots.grokking_curves(series, summary.get("events") or {},
+                                             f"{summary.get('name', '')}: accuracy and loss"),
+             "probes": plots.other_series(series)}
+    return {place: fig for place, fig in found.items() if fig is not None}
+
+
+def live_state(run: RunDir) -> bytes:
+    """What a running run's page redraws: its status, its steps and its figures (JSON)."""
+    summary = run.summary()
+    figures = ",".join(f"{json.dumps(place)}:{pio.to_json(fig, validate=False)}"
+                       for place, fig in live_figures(run).items())
+    return (f'{{"status":{json.dumps(summary.get("status"))},"steps":{json.dumps(summary.get("steps"))},'
+            f'"figures":{{{figures}}}}}').encode()
+
+
+def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "", live: str | None = None) -> str:
+    """The run's page; `live`, the URL of its live_state where it is served: a running run's
+    figures then follow its training without a reload."""
+    summary, series = run.summary(), curves(run.metric_rows())
+    figures = live_figures(run)
     monitored = summary.get("monitor")
     description = monitored["description"] if monitored else run.config().describe()
     name, run_id = summary.get("name", ""), run.path.name
@@ -137,14 +181,13 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
                                         ("event", "step", "meaning"), table_id="events")] if events else []),
             "<h2>Final metrics</h2>", table(sorted((summary.get("final") or {}).items()), ("metric", "value"),
                                             table_id="final"),
-            "<h2>Curves</h2>", figure_div(plots.grokking_curves(series, events, f"{name}: accuracy and loss"),
-                                          "curves") or "<p>no metrics recorded yet</p>"]
+            "<h2>Curves</h2>", figure_div(figures.get("curves"), "curves") or "<p>no metrics recorded yet</p>"]
     if summary.get("signature"):
         body += ["<h2>Spectral signature of the early training loss</h2>",
                  table(list(summary["signature"].items()), ("", "value"), table_id="signature")]
-    other, constant = plots.other_series(series), plots.constant_series(series)
-    if other is not None:
-        body += ["<h2>Probes over training</h2>", figure_div(other, "probes")]
+    constant = plots.constant_series(series)
+    if "probes" in figures:
+        body += ["<h2>Probes over training</h2>", figure_div(figures["probes"], "probes")]
     if constant:
         body += ["<h2>Constant over training</h2>", table(list(constant.items()), ("series", "value"),
                                                           table_id="constants")]
@@ -165,6 +208,9 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "") -> str:
                  f"<pre>{html.escape(json.dumps(monitored, indent=2))}</pre>"]
     else:
         body += ["<h2>Config</h2>", f"<pre>{html.escape(read_text(run.config_path, f'run {run_id}: config.toml'))}</pre>"]
+    if live and summary.get("status") == "running":
+        body.append(f"<script>const LIVE_URL = {json.dumps(live)}, LIVE_EVERY_S = {LIVE_EVERY_S};"
+                    f"{LIVE_SCRIPT}</script>")
     return page(f"{name} ({run_id})", "\n".join(body), plotly_js, nav)
 
 

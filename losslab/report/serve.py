@@ -1,7 +1,7 @@
 """`losslab serve`: a read-only web view of a run store (the standard library's HTTP server).
 
 /                 the runs and the sweeps
-/runs/RUN_ID      a run's page
+/runs/RUN_ID      a run's page (a running run's follows its training: /runs/RUN_ID/live.json)
 /sweeps/NAME      a sweep's page, its runs linked
 /bench/NAME       a bench-optim result's page, its trial runs linked
 /plotly.min.js    the one copy of plotly.js the pages share
@@ -25,7 +25,7 @@ from plotly.offline import get_plotlyjs
 from losslab.bench.run import find_benchmark, read_benchmark
 from losslab.core.errors import NotFound
 from losslab.core.names import name_problem
-from losslab.report.pages import Markup, bench_page, page, run_page, sweep_page, table
+from losslab.report.pages import Markup, bench_page, live_state, page, run_page, sweep_page, table
 from losslab.store import RunStore
 from losslab.sweep.run import read_results
 
@@ -85,7 +85,8 @@ class StoreHandler(BaseHTTPRequestHandler):
             status, body = HTTPStatus.INTERNAL_SERVER_ERROR, _message(f"cannot show {path}",
                                                                       f"{type(e).__name__}: {e}")
             self.log_error("%s: %s: %s", path, type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        kind = "text/javascript; charset=utf-8" if isinstance(body, bytes) else "text/html; charset=utf-8"
+        kind = ("application/json" if path and path.endswith(".json") else "text/javascript; charset=utf-8") \
+            if isinstance(body, bytes) else "text/html; charset=utf-8"
         data = body if isinstance(body, bytes) else body.encode()
         self.send_response(status)
         self.send_header("Content-Type", kind)
@@ -101,13 +102,15 @@ class StoreHandler(BaseHTTPRequestHandler):
         if path == "/plotly.min.js":
             return self.plotly_js
         section, _, name = path.strip("/").partition("/")
-        if name_problem(name):  # one plain name: nothing outside the store, nothing too long
+        name, _, part = name.partition("/")
+        if name_problem(name) or part not in ("", "live.json") or (part and section != "runs"):  # one plain name: nothing outside the store, nothing too long
             raise NotFound(f"no page {path[:100]!r}")
 
         def run_link(run_id: str) -> str:
             return f"/runs/{quote(run_id)}"
         if section == "runs":
-            return run_page(self.store.find(self.store.root / name), "/plotly.min.js", NAV)
+            run = self.store.find(self.store.root / name)
+            return live_state(run) if part else run_page(run, "/plotly.min.js", NAV, f"/runs/{quote(name)}/live.json")
         if section == "sweeps":
             return sweep_page(name, read_results(self.store, name), run_link, "/plotly.min.js", NAV)
         if section == "bench":
