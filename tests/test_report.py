@@ -276,3 +276,27 @@ def test_serve_on_a_busy_port_is_one_line(store):
         assert done.returncode == 2 and "cannot listen on 127.0.0.1:" in done.stderr
     finally:
         httpd.server_close()
+
+
+def test_an_every_step_series_is_drawn_whole_or_as_its_envelope_which_keeps_every_spike():
+    """100,000 steps of a loss with one spike: the panel holds at most two points a pixel column
+    (1,200 columns on the log axis), among them the spike, the lowest point and the first steps
+    one by one; a series of fewer points is drawn whole."""
+    import numpy as np
+
+    from losslab.monitor.figures import curves
+    from losslab.report.plots import COLUMNS, envelope, other_series
+
+    rng = np.random.default_rng(0)
+    loss = np.exp(-np.arange(100_000) / 2e4) + 0.01 * rng.random(100_000)
+    loss[54_321] = 5.0
+    rows = [(s, "train", "step_loss", float(v)) for s, v in enumerate(loss)]
+    rows += [(s, "probe", "grad_norm", 1.0 / (s + 1)) for s in range(0, 100_000, 1000)]
+    fig = other_series(curves(rows))
+    drawn_loss = next(t for t in fig.data if t.name == "train step_loss")
+    assert len(drawn_loss.x) <= 2 * COLUMNS and 54_321 in drawn_loss.x and max(drawn_loss.y) == 5.0
+    assert min(drawn_loss.y) == loss.min() and list(drawn_loss.x[:10]) == [1, 1, *range(2, 10)]  # step 0 at 1
+    assert list(drawn_loss.x) == sorted(drawn_loss.x)
+    assert len(next(t for t in fig.data if t.name == "probe grad_norm").x) == 100  # whole
+    steps, values = envelope(list(range(10)), [float("nan")] * 10)
+    assert steps == list(range(10))  # short: drawn as it is

@@ -42,6 +42,26 @@ def _step(s: int) -> int:
     return max(s, 1)  # step 0 cannot sit on a log axis
 
 
+COLUMNS = 1200  # a panel's width in pixels, at most: a series with more points is drawn as its envelope
+
+
+def envelope(steps: list[int], values: list[float], columns: int = COLUMNS) -> tuple[list[int], list[float]]:
+    """The series as drawn on a log step axis `columns` pixels wide: all of it where it has at most
+    two points a column, else the lowest and the highest point of each column, in step order, so
+    that no spike is lost (NaN counts as neither)."""
+    if len(steps) <= 2 * columns:
+        return steps, values
+    x, y = np.log10(np.maximum(np.asarray(steps, dtype=float), 1)), np.asarray(values, dtype=float)
+    column = np.minimum(((x - x[0]) / ((x[-1] - x[0]) or 1) * columns).astype(int), columns - 1)
+    kept = set()
+    for c in np.unique(column):
+        where = np.nonzero((column == c) & np.isfinite(y))[0]
+        if len(where):
+            kept.update((where[np.argmin(y[where])], where[np.argmax(y[where])]))
+    order = sorted(kept)
+    return [steps[i] for i in order], [values[i] for i in order]
+
+
 def grokking_curves(series: Series, events: dict, title: str) -> go.Figure | None:
     """Accuracy and loss against the step on a log x-axis, train and val, with the events t1..t4
     (series: monitor.figures.curves of the run's metric rows)."""
@@ -51,7 +71,7 @@ def grokking_curves(series: Series, events: dict, title: str) -> go.Figure | Non
     for col, name in ((1, "acc"), (2, "loss")):
         for split, color in SPLIT_COLORS.items():
             if (split, name) in series:
-                steps, values = series[(split, name)]
+                steps, values = envelope(*series[(split, name)])
                 fig.add_trace(go.Scatter(x=[_step(s) for s in steps], y=values, name=f"{split} {name}",
                                          mode="lines", line=dict(color=color)), row=1, col=col)
         # A shape sits at its data x on a log axis, an annotation at log10 of it (plotly's rule);
@@ -107,6 +127,7 @@ def other_series(series: Series) -> go.Figure | None:
     for i, panel in enumerate(panels):
         for (split, name), (steps, values) in sorted(series.items()):
             if panel_of(name) == panel:
+                steps, values = envelope(steps, values)
                 reference = name in REFERENCES
                 fig.add_trace(go.Scatter(x=[_step(s) for s in steps], y=values, name=label(f"{split} {name}"),
                                          mode="lines" if reference else "lines+markers", marker=dict(size=3),
