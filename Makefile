@@ -42,6 +42,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_analysis.py
 	$(BIN)/python benchmarks/bench_curvature.py
 	$(BIN)/python benchmarks/bench_sweep.py
+	$(BIN)/python benchmarks/bench_monitor.py
+	$(BIN)/python benchmarks/bench_monitor.py --cockpit
 	$(BIN)/python benchmarks/bench_optuna_report.py
 
 clean:

@@ -19,7 +19,17 @@ few tenths of a second once a run, whatever its length), which is printed beside
 The issue's goals: the every-step measures <= 1.05 x bare, the heavy set every 100 steps
 <= 1.15 x. The numbers measured are in the issue's closing note, with the machine's load.
 
+Beside Cockpit (Schneider et al. 2021, `cockpit-for-pytorch`, `.[bench]`), `--cockpit`: the CNN as
+modules in a row (the same layers and parameters: BackPACK, under Cockpit, extends modules, not the
+functional calls of DigitsCNN.forward), its configuration closest to the Monitor's: GradNorm, Alpha,
+Distance, HessMaxEV and HessTrace every 100 steps, on the training batch; the Monitor: step_grad_norm
+every step, cosines (the distance travelled), sharpness and trace every 100 steps on a batch of as
+many examples (Cockpit's Alpha, the step's position in the local parabola, has no Monitor twin).
+Each against a bare copy of its loop, in turns of 100 steps, as above. The goal: the Monitor's
+overhead at most half of Cockpit's.
+
     python benchmarks/bench_monitor.py [--steps N] [--repeats 5] [--device cuda] [--only cnn] [--probe N]
+    python benchmarks/bench_monitor.py --cockpit [--steps 2000] [--repeats 5]
 """
 
 import argparse
@@ -104,6 +114,71 @@ def run(workload, steps, measures, every, device, probe, repeat=0):
         return *times, time.perf_counter() - started
 
 
+def modules_cnn():
+    """DigitsCNN's layers as modules in a row."""
+    return torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                               torch.nn.Conv2d(8, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                               torch.nn.Flatten(), torch.nn.Linear(8 * 2 * 2, 10))
+
+
+def cockpit_loop(workload, device):
+    """The loop of `loop`, instrumented by Cockpit: block(first, n) returns its seconds."""
+    from backpack import extend
+    from cockpit import Cockpit, quantities
+    from cockpit.utils.schedules import linear
+
+    build, x, y, batch = workload
+    torch.manual_seed(0)
+    model = extend(build().to(device))
+    loss_fn, individual = extend(torch.nn.CrossEntropyLoss()), torch.nn.CrossEntropyLoss(reduction="none")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    every = linear(100)
+    cockpit = Cockpit(model.parameters(), quantities=[quantities.GradNorm(every), quantities.Alpha(every),
+                                                      quantities.Distance(every), quantities.HessMaxEV(every),
+                                                      quantities.HessTrace(every)])
+
+    def block(first, steps):
+        started = time.perf_counter()
+        for step in range(first, first + steps):
+            i = torch.arange(batch * step, batch * (step + 1), device=device) % len(x)
+            out = model(x[i])
+            loss = loss_fn(out, y[i])
+            info = {"batch_size": batch, "individual_losses": individual(out, y[i]), "loss": loss,
+                    "optimizer": optimizer}
+            with cockpit(step, info=info):
+                loss.backward(create_graph=cockpit.create_graph(step))
+            optimizer.step()
+            optimizer.zero_grad()
+        return time.perf_counter() - started
+    return block
+
+
+def against_cockpit(steps: int, repeats: int, device) -> None:
+    _, x, y, batch = digits(device)
+    workload = (modules_cnn, x, y, batch)
+    ratios = {"Cockpit": [], "Monitor": []}
+    for repeat in range(repeats + 1):  # the first: a warm-up, not counted
+        bare, instrumented = loop(workload, device)[2], cockpit_loop(workload, device)
+        times = [0.0, 0.0]
+        for turn, first in enumerate(range(0, steps, 100)):
+            n = min(100, steps - first)
+            order = (0, 1) if (turn + repeat) % 2 else (1, 0)
+            for k in order:
+                times[k] += bare(first, n) if k == 0 else instrumented(first, n)
+        monitored = run(workload, steps, ["step_grad_norm", "cosines", "sharpness", "trace"], 100, device, batch,
+                        repeat)
+        if repeat:
+            ratios["Cockpit"].append(times[1] / times[0])
+            ratios["Monitor"].append(monitored[1] / monitored[0])
+    print(f"{steps} steps of the CNN (as modules in a row) on {device}, batches of {batch}, every 100 steps; "
+          f"median of {repeats} (range), each against a bare copy of its loop:")
+    for name, values in ratios.items():
+        print(f"  {name:8s} {statistics.median(values):5.2f} x bare ({min(values):.2f}-{max(values):.2f}): "
+              f"overhead {statistics.median(values) - 1:+.1%}")
+    print(f"  the Monitor's overhead / Cockpit's: "
+          f"{(statistics.median(ratios['Monitor']) - 1) / (statistics.median(ratios['Cockpit']) - 1):.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, help="steps a variant (default: 2000 for the CNN, 100 for the transformer)")
@@ -111,8 +186,11 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--only", choices=list(WORKLOADS))
     parser.add_argument("--probe", type=int, default=256, help="probe examples (default 256)")
+    parser.add_argument("--cockpit", action="store_true", help="the CNN beside Cockpit's closest configuration")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.cockpit:
+        return against_cockpit(args.steps or 2000, args.repeats, device)
     variants = {"loss only, read every 100": [],
                 "every-step measures, read every 100": ["step_grad_norm", "weight_norms", "update_ratio"],
                 **{f"{m} every 100": [m] for m in ("spectral_norms", "sharpness", "preconditioned_sharpness",
