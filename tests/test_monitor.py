@@ -673,3 +673,32 @@ def test_the_served_page_of_a_running_monitor_follows_its_training_without_a_rel
         httpd.shutdown()
         httpd.server_close()
     assert loop.returncode == 0, loop.stderr.read()
+
+
+def test_a_monitored_runs_page_in_chromium_reads_as_instruments(tmp_path, browser):
+    """In the browser, from the figures' own data: 2 / lr dashed in the lambda_max panel, the adaptive
+    threshold in the preconditioned one, a trace per layer, no constant drawn, no "(running)" on the
+    completed run, no grokking words for a run without validation data, every step's loss drawn."""
+    from losslab.report.pages import write_run_report
+
+    mon, model, opt, *_ = loop(tmp_path, ["step_grad_norm", "weight_norms", "update_ratio", "sharpness",
+                                          "preconditioned_sharpness"], steps=15)
+    mon.close()
+    page, problems = open_page(browser, write_run_report(RunStore(tmp_path / "runs").find(mon.summary["run_id"]))
+                               .as_uri())
+    traces = {t["name"]: t for t in page.evaluate(
+        "[...document.getElementById('probes').data].map(t => ({name: t.name, x: [...t.x], y: [...t.y], "
+        "xaxis: t.xaxis || 'x', dash: t.line && t.line.dash}))")}
+    assert traces["probe edge_of_stability"]["y"] == pytest.approx([2 / 0.05] * 3)
+    assert traces["probe edge_of_stability"]["xaxis"] == traces["probe lambda_max"]["xaxis"]
+    assert traces["probe edge_of_stability"]["dash"] == "dash"
+    beta1 = opt.param_groups[0]["betas"][0]
+    assert traces["probe adaptive_edge_of_stability"]["y"] == pytest.approx([(2 + 2 * beta1) / ((1 - beta1) * 0.05)] * 3)
+    assert traces["probe adaptive_edge_of_stability"]["xaxis"] == traces["probe preconditioned_lambda_max"]["xaxis"]
+    layers = [n for n, p in model.named_parameters() if p.ndim >= 2]
+    norm_axis = traces[f"probe norm_fro/{layers[0]}"]["xaxis"]
+    assert sorted(n for n, t in traces.items() if t["xaxis"] == norm_axis) == [f"probe norm_fro/{n}" for n in layers]
+    assert "probe lr" not in traces and len(traces["train step_loss"]["x"]) == 15  # every step
+    text = page.inner_text("body")
+    assert "(running)" not in text and not re.search(r"memoriz|generaliz|grokk", text, re.I)
+    assert not problems
