@@ -8,7 +8,6 @@ import json
 import sys
 
 import numpy as np
-
 import pytest
 import torch
 import torch.nn.functional as F

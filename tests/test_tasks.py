@@ -69,7 +69,7 @@ def test_parity_labels_and_noise():
 
 def test_digits_split_is_stratified_and_seeded():
     from losslab.tasks import DigitsTask
-    
+
     a, b = DigitsTask().build(0), DigitsTask().build(1)
     assert len(a.x_train) + len(a.x_val) == 1797 and a.x_train.shape[1] == 64 and a.n_classes == 10
     assert 0 <= float(a.x_train.min()) and float(a.x_train.max()) <= 1

@@ -25,7 +25,6 @@ import torch.nn.functional as F
 
 from losslab.core import progress
 
-
 # the numbers of random features, as fractions of the training samples: dense around N = n
 FEATURE_FRACTIONS = (0.1, 0.2, 0.4, 0.6, 0.8, 0.9, 0.95, 1.0, 1.05, 1.1, 1.2, 1.5, 2, 3, 5, 10)
 WIDTHS = (1, 2, 3, 4, 6, 8, 10, 12, 16, 24, 32, 64, 128, 256)  # MLP widths on digits, past the threshold
