@@ -74,11 +74,21 @@ class CurvatureOperator:
             return (self @ torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64).ravel())).numpy()
         return LinearOperator((self.size, self.size), matvec=matvec, rmatvec=matvec, dtype=np.float64)
 
-    def matrix(self) -> torch.Tensor:
-        """The dense matrix (size x size, float64, symmetrized): one product per parameter."""
-        check_fits(3 * self.size**2 * 8, f"the dense {self.size:,} x {self.size:,} matrix")
-        eye = torch.eye(self.size, dtype=torch.float64, device=self.device)
-        m = torch.stack([self @ eye[i] for i in range(self.size)])
+    def matmat(self, vs: torch.Tensor) -> torch.Tensor:
+        """op v for each row v of `vs` (k x size): one product at a time, where an operator has no
+        batched products of its own."""
+        return torch.stack([self @ v for v in vs])
+
+    def matrix(self, chunk: int = 256) -> torch.Tensor:
+        """The dense matrix (size x size, float64, symmetrized): its products with the basis vectors,
+        `chunk` at a time."""
+        check_fits(3 * self.size**2 * 8 + chunk * self.size * 8 * 4, f"the dense {self.size:,} x {self.size:,} matrix")
+        rows = []
+        for start in range(0, self.size, chunk):
+            basis = torch.zeros(min(chunk, self.size - start), self.size, dtype=self.dtype, device=self.device)
+            basis[:, start: start + len(basis)].fill_diagonal_(1.0)
+            rows.append(self.matmat(basis).double())
+        m = torch.cat(rows)
         return ((m + m.T) / 2).cpu()
 
 
@@ -120,17 +130,19 @@ class HessianOperator(CurvatureOperator):
         measured = keep_bytes is not None or not obj.one_batch
         budget = (available_bytes(self.device) // 4 if keep_bytes is None else keep_bytes) if measured else 0
         self.kept: list[torch.Tensor] = []  # each batch's flat gradient kept with its graph
-        self.kept_bytes, keeping = 0, True
+        self.kept_bytes, self.graph_bytes, keeping = 0, 0, True  # graph_bytes: the largest batch's
         grad, total = 0.0, 0.0
         for batch in obj.batches():
-            (weighted, g), graph = _graph_bytes(lambda: self._gradient(batch)) if keeping and measured \
+            (weighted, g), graph = _graph_bytes(lambda: self._gradient(batch)) if keeping \
                 else (self._gradient(batch), 0)
-            keeping = keeping and self.kept_bytes + graph <= budget
+            self.graph_bytes = max(self.graph_bytes, graph)
+            keeping = keeping and (not measured or self.kept_bytes + graph <= budget)
             if keeping:
                 self.kept.append(g)
                 self.kept_bytes += graph
             total, grad = total + weighted, grad + g.detach()
         self.all_kept = keeping
+        self.batched = True  # products of several vectors in one backward, until an operation refuses
         self.loss = float(total / obj.n_examples)
         self.grad = grad / obj.n_examples
 
@@ -153,33 +165,25 @@ class HessianOperator(CurvatureOperator):
                 out = hv if out is None else out + hv
         return torch.zeros_like(v) if out is None else out
 
-    def matrix(self, chunk: int = 256) -> torch.Tensor:
-        """The dense Hessian: the products with `chunk` basis vectors at a time, batched through
-        autograd (is_grads_batched: one vmapped backward of each batch's gradient for the chunk),
-        where one at a time pays Python and autograd's per-call cost once per parameter. An
-        operation whose double backward has no batching rule (GroupNorm's) is met by products one
-        at a time."""
-        check_fits(3 * self.size**2 * 8 + chunk * self.size * 8 * 4, f"the dense {self.size:,} x {self.size:,} matrix")
-        rows, batched = [], True
-        for start in range(0, self.size, chunk):
-            basis = torch.zeros(min(chunk, self.size - start), self.size, dtype=self.dtype, device=self.device)
-            basis[:, start: start + len(basis)].fill_diagonal_(1.0)
+    def matmat(self, vs: torch.Tensor) -> torch.Tensor:
+        """H v for each row v of `vs`, batched through autograd (is_grads_batched: one vmapped
+        backward of each batch's gradient for all of them), where one at a time pays Python's and
+        autograd's per-call cost once a vector. An operation whose double backward has no batching
+        rule (GroupNorm's) is met by products one at a time, from then on."""
+        # a vector's backward takes about its graph's memory again: as many at once as a quarter of free memory holds
+        chunk = max(1, available_bytes(self.device) // 4 // max(self.graph_bytes, 1))
+        if self.batched:
             try:
-                if batched:
-                    try:
-                        rows.append(self._products(basis).double())
-                    except RuntimeError as e:
-                        if _without_double_backward(e) is not e:
-                            raise
-                        batched = False
-                if not batched:
-                    rows.append(torch.stack([self._product(v) for v in basis]).double())
-            except (RuntimeError, NotImplementedError) as e:
-                raise _without_double_backward(e) from None
-            self.products += len(basis)
-            progress.advance(len(basis))
-        m = torch.cat(rows)
-        return ((m + m.T) / 2).cpu()
+                out = torch.cat([self._products(part.to(self.device, self.dtype)) for part in vs.split(chunk)])
+            except RuntimeError as e:
+                if _without_double_backward(e) is not e:
+                    raise _without_double_backward(e) from None
+                self.batched = False
+            else:
+                self.products += len(vs)
+                progress.advance(len(vs))
+                return out.to(vs.device, vs.dtype)
+        return super().matmat(vs)
 
     def _products(self, vs: torch.Tensor) -> torch.Tensor:
         """H v for each row v of `vs`, summed over the batches."""
@@ -413,7 +417,8 @@ def _rademacher(size: int, count: int, g: torch.Generator, device, dtype) -> tor
 
 
 def _quadratic_forms(op: CurvatureOperator, vectors: torch.Tensor) -> torch.Tensor:
-    return torch.stack([vectors[:, i] @ (op @ vectors[:, i]) for i in range(vectors.shape[1])])
+    """v^T op v of each column v."""
+    return (vectors.T * op.matmat(vectors.T)).sum(1)
 
 
 def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int = TRACE_PRODUCTS,
@@ -434,9 +439,9 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
         third = products // 3
         if third < 2:
             raise LossLabError("Hutch++ needs at least 6 products (a third each: sketch, subspace, residual)")
-        sketch = torch.stack([op @ s for s in _rademacher(op.size, third, g, op.device, dtype).T], 1)
+        sketch = op.matmat(_rademacher(op.size, third, g, op.device, dtype).T).T
         q, _ = torch.linalg.qr(sketch)
-        exact = float(sum(q[:, i] @ (op @ q[:, i]) for i in range(q.shape[1])))
+        exact = float(_quadratic_forms(op, q).sum())
         residual = _rademacher(op.size, third, g, op.device, dtype)
         residual = residual - q @ (q.T @ residual)
         draws = _quadratic_forms(op, residual)
