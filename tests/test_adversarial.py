@@ -303,9 +303,12 @@ def test_a_full_disk_interrupts_the_run_which_resumes_bit_for_bit_once_there_is_
     cli = f"{sys.executable} -m losslab.cli"
     disk = tmp_path / "disk"
     disk.mkdir()
+    whole_run = losslab_here("run", "parity", *[a for s in FAULT_RUN for a in ("--set", s)], "--set", 'name="whole"',
+                             "--out", tmp_path / "whole")  # the disk is what is tested, not this run's process
+    assert whole_run.returncode == 0, whole_run.stderr
     done = in_mount_namespace(
-        f"cd {Path.cwd()} && {cli} run parity {sets} --set 'name=\"whole\"' --out {tmp_path / 'whole'} > /dev/null"
-        f" && mount -t tmpfs -o size=100k tmpfs {disk} && {cli} run parity {sets} --set 'name=\"full\"' --out {disk};"
+        f"cd {Path.cwd()} && mount -t tmpfs -o size=100k tmpfs {disk} && {cli} run parity {sets} "
+        f"--set 'name=\"full\"' --out {disk};"
         f" echo exit=$?; cp -r {disk} {tmp_path / 'kept'} && mount -o remount,size=20m {disk} && "
         f"{cli} resume full --out {disk} --json > /dev/null; echo resumed=$?; cp -r {disk} {tmp_path / 'after'}")
     assert "exit=2" in done.stdout and "the disk is full" in done.stderr and "Traceback" not in done.stderr, \

@@ -106,6 +106,7 @@ def test_commands_that_train_many_runs_stop_on_a_signal(tmp_path, command, at_on
     assert "running" not in statuses and "interrupted" in statuses
 
 
+@pytest.mark.slow  # 16 s: the gallery trains its runs as a sweep does (the sweeps' stop tests stay in default)
 def test_a_stopped_gallery_keeps_no_figure_of_runs_cut_short_and_a_rerun_finishes_it(tmp_path):
 
     args = ["gallery", "--only", "double-descent,deep-relu-init", "--quick", "--out", tmp_path]
