@@ -336,5 +336,4 @@ def load_config(source: str | Path | dict, overrides: list[str] = (), seed: int 
 
 
 def to_toml(cfg: RunConfig) -> str:
-
     return tomli_w.dumps(cfg.model_dump(mode="json", exclude_none=True))

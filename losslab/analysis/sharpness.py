@@ -194,7 +194,6 @@ def _shampoo(h: HessianOperator, states: list[dict], groups: list[dict]) -> tupl
 
 
 def _preconditioners() -> dict[type, tuple[str, Callable]]:
-
     return {torch.optim.Adam: ("adam", _adam), torch.optim.AdamW: ("adamw", _adam), Shampoo: ("shampoo", _shampoo)}
 
 

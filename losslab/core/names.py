@@ -45,6 +45,5 @@ def check_name(name: str, what: str) -> str:
 def settings_stem(name: str, settings: dict) -> str:
     """NAME_<8 hex digits of the settings>: the file or folder name of a result with these settings,
     so that a result is never replaced by one of other settings (and the same settings find it)."""
-
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"{name}_{digest}"

@@ -56,7 +56,6 @@ document.querySelectorAll("table.sortable th").forEach((th, col) => th.addEventL
 def plotly_script(source: str) -> str:
     """'inline' puts plotly.js in the page; anything else is the URL of a copy of it."""
     if source == "inline":
-
         return f"<script>{get_plotlyjs()}</script>"
     return f'<script src="{html.escape(source)}"></script>'
 
@@ -142,9 +141,9 @@ setTimeout(live, LIVE_EVERY_S * 1000);
 """
 
 
-def live_figures(run: RunDir) -> dict[str, go.Figure]:
-    """The figures of a run that change while it trains, by the id of their place on its page."""
-    summary, series = run.summary(), curves(run.metric_rows())
+def live_figures(summary: dict, series: plots.Series) -> dict[str, go.Figure]:
+    """The figures of a run that change while it trains, by the id of their place on its page
+    (series: monitor.figures.curves of its metric rows)."""
     found = {"curves": plots.grokking_curves(series, summary.get("events") or {},
                                              f"{summary.get('name', '')}: accuracy and loss"),
              "probes": plots.other_series(series)}
@@ -155,7 +154,7 @@ def live_state(run: RunDir) -> bytes:
     """What a running run's page redraws: its status, its steps and its figures (JSON)."""
     summary = run.summary()
     figures = ",".join(f"{json.dumps(place)}:{pio.to_json(fig, validate=False)}"
-                       for place, fig in live_figures(run).items())
+                       for place, fig in live_figures(summary, curves(run.metric_rows())).items())
     return (f'{{"status":{json.dumps(summary.get("status"))},"steps":{json.dumps(summary.get("steps"))},'
             f'"figures":{{{figures}}}}}').encode()
 
@@ -164,7 +163,7 @@ def run_page(run: RunDir, plotly_js: str = "inline", nav: str = "", live: str | 
     """The run's page; `live`, the URL of its live_state where it is served: a running run's
     figures then follow its training without a reload."""
     summary, series = run.summary(), curves(run.metric_rows())
-    figures = live_figures(run)
+    figures = live_figures(summary, series)
     monitored = summary.get("monitor")
     description = monitored["description"] if monitored else run.config().describe()
     name, run_id = summary.get("name", ""), run.path.name
@@ -232,7 +231,6 @@ def sweep_page(name: str, rows: list[dict], run_link: Callable[[str], str | None
                nav: str = "") -> str:
     """The sweep's phase diagrams over its two main axes and its sortable results table, each run
     linked to its own page (run_link gives the address, or None where the run has none)."""
-
     counts = Counter(r["status"] for r in rows)
     body = [f"<h1>sweep {html.escape(name)}</h1>",
             f"<p class='sub'>{len(rows)} runs: "
@@ -267,7 +265,6 @@ def bench_page(name: str, result: dict, trials: list[dict], run_link: Callable[[
     """A bench-optim result (read_benchmark's): a leaderboard per clock (scores with their bootstrap
     intervals, each workload's time to target), the performance profiles, the best
     hyperparameters and every trial, linked to its run."""
-
     optimizers, workloads = result["optimizers"], result["workloads"]
     body = [f"<h1>benchmark {html.escape(name)}</h1>",
             f"<p class='sub'>suite {html.escape(str(result.get('suite')))}: {len(workloads)} workloads, "
@@ -316,7 +313,6 @@ def write_run_report(run: RunDir, out: Path | None = None) -> Path:
 def write_sweep_report(store: RunStore, name: str, out: Path | None = None) -> Path:
     """The sweep's page, self-contained, at `out` (default: report.html in the sweep's folder), and
     beside it pages/ with one page per run."""
-
     rows = read_results(store, name)
     out = out or sweep_dir(store, name) / "report.html"
     html_text = sweep_page(name, rows, write_run_pages(store, [r["run_id"] for r in rows], out.parent / "pages"))
@@ -327,7 +323,6 @@ def write_sweep_report(store: RunStore, name: str, out: Path | None = None) -> P
 def write_bench_report(store: RunStore, folder: Path, out: Path | None = None) -> Path:
     """The benchmark's page, self-contained, at `out` (default: report.html in its folder), and
     beside it pages/ with a page per trial run."""
-
     result, trials = read_benchmark(folder)
     out = out or folder / "report.html"
     run_link = write_run_pages(store, [t["run_id"] for t in trials if t["run_id"]], out.parent / "pages")
@@ -339,7 +334,6 @@ def write_bench_report(store: RunStore, folder: Path, out: Path | None = None) -
 def write_run_pages(store: RunStore, run_ids: list[str], pages: Path) -> Callable[[str], str | None]:
     """A page per run (those still in the store) in `pages`, sharing one copy of plotly.js there;
     returns the link to a run's page from beside `pages`, or None where it has none."""
-
     pages.mkdir(parents=True, exist_ok=True)
     atomic_write(pages / "plotly.min.js", lambda p: p.write_text(get_plotlyjs()))
     linked = set()

@@ -53,12 +53,10 @@ def envelope(steps: list[int], values: list[float], columns: int = COLUMNS) -> t
         return steps, values
     x, y = np.log10(np.maximum(np.asarray(steps, dtype=float), 1)), np.asarray(values, dtype=float)
     column = np.minimum(((x - x[0]) / ((x[-1] - x[0]) or 1) * columns).astype(int), columns - 1)
-    kept = set()
-    for c in np.unique(column):
-        where = np.nonzero((column == c) & np.isfinite(y))[0]
-        if len(where):
-            kept.update((where[np.argmin(y[where])], where[np.argmax(y[where])]))
-    order = sorted(kept)
+    finite = np.nonzero(np.isfinite(y))[0]
+    ranked = finite[np.lexsort((y[finite], column[finite]))]  # by column, then by value
+    first = np.r_[True, np.diff(column[ranked]) > 0]  # each column's lowest point, and (below) its highest
+    order = np.union1d(ranked[first], ranked[np.r_[first[1:], True]])
     return [steps[i] for i in order], [values[i] for i in order]
 
 
@@ -278,7 +276,6 @@ def phase_heatmap(xs: list, ys: list, matrix, x: str, y: str, outcome: str) -> g
 
 def performance_profiles(result: dict, clocks: dict[str, str]) -> go.Figure:
     """rho(tau) of every optimizer, a panel per clock (result: read_benchmark's, missed = inf)."""
-
     r_max = result["r_max"]
     taus = np.linspace(1, r_max, 400)
     fig = make_subplots(rows=1, cols=len(clocks), subplot_titles=[label(t) for t in clocks.values()])

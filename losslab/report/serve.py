@@ -96,7 +96,6 @@ class StoreHandler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _page(self, path: str) -> str | bytes:
-
         if path == "/":
             return index_page(self.store)
         if path == "/plotly.min.js":
@@ -142,6 +141,5 @@ class StoreServer(ThreadingHTTPServer):
 
 
 def make_server(store_root: Path, host: str = "127.0.0.1", port: int = 8000) -> StoreServer:
-
     handler = type("Handler", (StoreHandler,), {"store": RunStore(store_root), "plotly_js": get_plotlyjs().encode()})
     return StoreServer((host, port), handler)

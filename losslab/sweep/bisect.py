@@ -24,7 +24,6 @@ NOISE_MAX = 0.5  # labels flipped at random half of the time carry no informatio
 
 def groks(base: str, overrides: list[str], noise: float, store_root: str) -> dict | None:
     """The run at this noise; None once a stop is requested (before it began, or while it ran)."""
-
     cfg = load_config(base, [*overrides, f"task.noise={noise}", "name=noise-threshold"])
     if stop.requested is not None:  # checked just before the run folder is made
         return None
@@ -38,7 +37,6 @@ def groks(base: str, overrides: list[str], noise: float, store_root: str) -> dic
 def bisect_noise(base: str, overrides: list[str], store_root: str, iterations: int = 5, threads: int = 1) -> dict:
     """The threshold bracket [low, high) after `iterations` halvings of [0, 0.5); None if a
     stop request (SIGINT, SIGTERM) cut it short."""
-
     torch.set_num_threads(threads)
     low, high, runs = 0.0, NOISE_MAX, []
     clean = groks(base, overrides, 0.0, store_root)

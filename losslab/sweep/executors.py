@@ -65,7 +65,6 @@ class LocalExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[Job]) -> Iterator[dict]:
-
         yield from in_pool(self.workers, run_point, jobs)
 
 
@@ -82,7 +81,6 @@ class BatchedExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[Job]) -> Iterator[dict]:
-
         parts, groups = [], {}
         for job in jobs:
             key = batch_key(validate(job.config))
@@ -138,7 +136,6 @@ class RayExecutor:
         self.threads = max(1, cores // self.workers)
 
     def __call__(self, jobs: list[Job]) -> Iterator[dict]:
-
         ray = self._ray
         task = ray.remote(num_cpus=self.threads, max_retries=0)(run_point)
         try:

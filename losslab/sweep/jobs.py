@@ -20,7 +20,6 @@ from losslab.train.loop import prepare, prepare_resume, run_to_end, save_outcome
 def prepare_point(job: Job):
     """The trainer of one point's run: resumed if the run exists, new otherwise, with the sweep's
     stop rule if it has one."""
-
     store, run_id = RunStore(job.store), job.run_id
     path = store.root / run_id
     trainer = None
@@ -44,7 +43,6 @@ def run_point(job: Job) -> dict | None:
     """Train one point's run (or resume it); a failure is returned as a result, never raised, so
     that one bad run does not stop the sweep. Runs in a worker process: plain data in and out.
     None: the sweep was asked to stop before this point's run began (nothing was made)."""
-
     torch.set_num_threads(job.threads)
     if signals.requested is not None:  # checked again here: the imports above take a while in a new worker
         return None
@@ -57,7 +55,6 @@ def run_point(job: Job) -> dict | None:
 def run_together(jobs: list[Job]) -> list[dict]:
     """Train the runs of points of the same shapes together (losslab.train.batched), or a lone
     one as run_point does; their summaries or failures, as run_point's."""
-
     if len(jobs) == 1:
         return [r for r in [run_point(jobs[0])] if r is not None]
     torch.set_num_threads(jobs[0].threads)

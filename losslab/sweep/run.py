@@ -108,7 +108,6 @@ def read_results(store: RunStore, name: str) -> list[dict]:
 def draw(directory: Path, rows: list[dict]) -> dict[str, str]:
     """The default figures the sweep's axes allow: a phase diagram over two varied axes, and t4
     against the train fraction with its power law where that is an axis and enough runs grokked."""
-
     figures, axes = {}, default_axes(rows)
     (directory / "figures").mkdir(exist_ok=True)
     if axes:

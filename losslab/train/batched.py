@@ -32,7 +32,6 @@ def batch_key(cfg: RunConfig) -> str | None:
     """Runs with the same key can train together; None: this run trains alone (its optimizer
     needs extra gradients or moves the weights to evaluate, its probes read the optimizer, or
     it has an L1 penalty, which the joint pass leaves out)."""
-
     entry = OPTIMIZERS[cfg.optim.name]
     if cfg.optim.name in WRAPPERS and getattr(WRAPPERS[cfg.optim.name][0], "needs_closure", True):
         return None

@@ -65,7 +65,6 @@ class Checkpoint:
 
     def optimizer(self) -> torch.optim.Optimizer:
         """The run's optimizer over this model, with the checkpoint's state (its preconditioner)."""
-
         optimizer = build_optimizer(self.cfg.optim, self.model)
         optimizer.load_state_dict(self.state["optimizer"])
         return optimizer
@@ -132,7 +131,6 @@ def named_direction(checkpoint: Checkpoint, obj: Objective, spec: str, seed: int
     final or checkpoint:STEP (that checkpoint's weights - theta); run:RUN[@STEP] (another run's);
     step (the run's next step); pcaN (the trajectory's N-th principal direction); hessianN (the
     eigenvector of the N-th largest Hessian eigenvalue)."""
-
     check_direction(spec)
     run, steps = checkpoint.run, checkpoint_paths(checkpoint.run)
     if spec == "random":

@@ -141,7 +141,6 @@ def call_in_worker(fn, item):
 
 def forward(sig: int) -> None:
     """Pass a stop on to this process's worker processes (a SIGTERM sent to the sweep alone)."""
-
     for child in multiprocessing.active_children():
         try:
             os.kill(child.pid, sig)
