@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-slow bench install browser clean
+.PHONY: demo test test-slow bench docs install browser clean
 
 $(BIN)/losslab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ browser:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 		apt-get install -y -qq --no-install-recommends chromium >/dev/null; } || \
 		{ echo "chromium not installed"; [ "$$CI" != true ]; }
+
+# The documentation site, into site/ (open site/index.html): every warning an error (a broken link, an
+# undocumented public name, an example or a tutorial block that fails)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+	@echo "the site: site/index.html"
 
 test-slow: install
 	$(BIN)/pytest -q -m slow

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.md"))
 PHENOMENA = {"grokking", "sam-sharpness", "hessian", "surfaces", "connectivity", "double-descent", "parity",
              "optimizers"}
-LIBRARY = {"your-model"}  # Python, not commands: its code blocks are run
+LIBRARY = {"your-model"}  # Python, not commands: its code blocks run at the docs build (tests/test_docs.py)
+INDEX = {"index"}
 
 
 def commands(path: Path) -> list[list[str]]:
@@ -35,7 +36,7 @@ def commands(path: Path) -> list[list[str]]:
 
 
 def test_there_is_a_tutorial_per_phenomenon():
-    assert {p.stem for p in TUTORIALS} == PHENOMENA | LIBRARY
+    assert {p.stem for p in TUTORIALS} == PHENOMENA | LIBRARY | INDEX
 
 
 @pytest.mark.parametrize("path", [p for p in TUTORIALS if p.stem in PHENOMENA], ids=lambda p: p.stem)
@@ -52,30 +53,3 @@ def test_every_command_parses_and_its_configs_validate(path):
         if args[0] == "sweep":  # a built-in sweep by name, or a file beside the tutorials' commands
             given = context.params["file"]
             load_spec(given if str(given) in sweep_names() else ROOT / given)
-
-
-@pytest.mark.parametrize("name", sorted(LIBRARY))
-def test_the_library_tutorials_code_runs_as_written(name, capsys):
-    """Every ```python block, in order, in one namespace, as a reader would paste them."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    namespace: dict = {}
-    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / "tutorials" / f"{name}.md").read_text(), re.S)
-    assert len(blocks) >= 5
-    for block in blocks:
-        exec(compile(block, f"{name}.md", "exec"), namespace)  # noqa: S102 - the tutorial's own code
-    printed = capsys.readouterr().out
-    assert "condition number: None" in printed and "SGD:" in printed and "SAM:" in printed
-
-
-def test_the_readme_names_every_command_and_shows_its_pictures():
-    import typer.main
-
-    from losslab.cli import app
-
-    readme = (ROOT / "README.md").read_text()
-    for name in typer.main.get_command(app).commands:
-        assert f"| `losslab {name} " in readme or f"| `losslab {name}`" in readme, f"README's table lacks {name}"
-    for picture in re.findall(r"\]\((docs/[^)]+\.png)\)", readme):
-        assert (ROOT / picture).read_bytes()[:4] == b"\x89PNG", picture

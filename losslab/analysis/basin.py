@@ -44,8 +44,25 @@ def _inputs(obj: Objective, max_examples: int | None) -> tuple[torch.Tensor, tor
 
 
 def behavioral_gradients(obj: Objective, max_examples: int | None = None, chunk: int = 64) -> torch.Tensor:
-    """G: (examples * outputs) x parameters, rows ordered example by example, in float64, on the
-    objective's inputs (the first `max_examples`)."""
+    """The behavioral gradients G: the Jacobian of every output on every example in the parameters.
+
+    Rows ordered example by example ((examples x outputs) rows), float64: the map whose rank is the
+    dimension of the manifold of functions the parameters reach near the point.
+
+    Args:
+        obj: the objective (its inputs are read; (inputs, targets) batches).
+        max_examples: the first examples taken (default: all).
+        chunk: examples whose Jacobians are taken at once (torch.func.vmap of jacrev).
+
+    Returns:
+        G, an (examples * outputs, parameters) float64 tensor.
+
+    Cost: one Jacobian per example, `chunk` at a time.
+
+    Examples:
+        >>> ll.behavioral_gradients(obj, max_examples=10).shape
+        torch.Size([30, 131])
+    """
     x, _ = _inputs(obj, max_examples)
     params = {n: p.double() for n, p in obj.params.items()}
     model = copy.deepcopy(obj.model).double()
@@ -86,9 +103,28 @@ class Basin:
 
 def basin(obj: Objective, max_examples: int | None = None, relative_tol: float = 1e-6,
           hessian_rank: bool = False) -> Basin:
-    """Rank of the behavioral gradients G, the behavior-manifold dimension, the information-loss
-    counts per layer, and (`hessian_rank`, small models) rank(H) from the dense float64 Hessian:
-    for MSE at a global minimum it equals rank(G)."""
+    """The geometry of the basin at the point through its behavioral gradients.
+
+    rank(G), the behavior manifold's dimension, the inputs whose ReLU activation patterns another
+    input shares (information lost per layer), and with `hessian_rank` rank(H) of the dense float64
+    Hessian: for MSE at a global minimum rank(H) = rank(G) <= examples x outputs.
+
+    Args:
+        obj: the objective.
+        max_examples: the first examples taken.
+        relative_tol: singular values below this fraction of the largest count as zero.
+        hessian_rank: also build the dense Hessian and its rank (small models).
+
+    Returns:
+        Basin: the ranks, G's singular values, the shared activation patterns, the loss.
+
+    Cost: `behavioral_gradients`, its SVD, and with `hessian_rank` the dense Hessian.
+
+    Examples:
+        >>> b = ll.basin(obj, max_examples=10)
+        >>> b.rank_G <= 30
+        True
+    """
     started = time.perf_counter()
     x, y = _inputs(obj, max_examples)
     g = behavioral_gradients(obj, max_examples)

@@ -149,8 +149,44 @@ class Connection:
 def connect(obj: Objective, state_a, state_b, curve: str = "bezier", bends: int = 1, steps: int = 500,
             lr: float = 1e-2, points: int = 41, align: bool = False, val: Objective | None = None,
             seed: int = 0) -> Connection:
-    """Mode connectivity between two state_dicts of the objective's model (see the module): loss
-    and accuracy along each path (on `obj`, and on `val` if given) and their barriers."""
+    """Mode connectivity: a trained low-loss curve between two states of the objective's model.
+
+    A Bezier curve or a polygonal chain from A (t = 0) to B (t = 1) with `bends` free control points,
+    trained on E_t L(phi(t)) with t uniform (Garipov et al. 2018), beside the straight line. A path's
+    barrier is max_t [L(t) - ((1 - t) L(0) + t L(1))]: how far its loss rises above the straight
+    interpolation of its ends. Any model works (the weights at t are evaluated through
+    `functional_call`).
+
+    Args:
+        obj: the objective: the model and the data the curve is trained on and measured over.
+        state_a: the state_dict at t = 0.
+        state_b: the state_dict at t = 1.
+        curve: `"bezier"` or `"polychain"`.
+        bends: the curve's free control points.
+        steps: the curve's training steps (Adam).
+        lr: its learning rate.
+        points: the values of t each path is measured at.
+        align: first permute B's hidden units onto A's (`match_weights`; MLPs) and add that line.
+        val: a second objective (validation data) each path is measured on too.
+        seed: the initial bends' and the sampled t's seed.
+
+    Returns:
+        Connection: each path's t, loss, accuracy and `barrier`, by name (`line`, the curve's name,
+            `aligned`); `barriers` for all; `plot()`.
+
+    Raises:
+        LossLabError: states of another model, an unknown curve, or BatchNorm running statistics
+            (they are A's alone: evaluate with `mode="train"`).
+
+    Cost: `steps` gradients of the curve (a sampled batch each) and `points` evaluations a path.
+
+    Examples:
+        >>> a = {n: p.clone() for n, p in model.state_dict().items()}
+        >>> b = {n: -p for n, p in a.items()}
+        >>> c = ll.connect(obj, a, b, steps=20, points=5)
+        >>> sorted(c.barriers)
+        ['bezier', 'line']
+    """
     if curve not in CURVES:
         raise LossLabError(f"curve must be one of {', '.join(CURVES)}, got {curve!r}")
     if bends < 1 or steps < 1:
@@ -185,7 +221,29 @@ def _linear_chain(model: nn.Module) -> list[str]:
 
 def match_weights(model: nn.Module, a: dict[str, torch.Tensor], b: dict[str, torch.Tensor],
                   rounds: int = 20) -> dict[str, torch.Tensor]:
-    """B's weights with its hidden units permuted to best match A's (the same function as B)."""
+    """B's weights with its hidden units permuted to best match A's: the same function as B.
+
+    Weight matching (Ainsworth et al. 2023, Git Re-Basin): for each hidden layer of a chain of
+    Linear layers, the permutation that maximizes the inner product with A's weights (Hungarian
+    algorithm, scipy), alternating over the layers for `rounds` rounds.
+
+    Args:
+        model: the MLP the states belong to.
+        a: the state_dict to match.
+        b: the state_dict to permute.
+        rounds: passes over the layers.
+
+    Returns:
+        B's state_dict, permuted.
+
+    Raises:
+        LossLabError: the model is not a chain of Linear layers.
+
+    Examples:
+        >>> b = ll.match_weights(model, model.state_dict(), model.state_dict())
+        >>> all(torch.equal(b[n], p) for n, p in model.state_dict().items())  # A matches itself unpermuted
+        True
+    """
     layers = _linear_chain(model)
     b = {n: w.clone() for n, w in b.items()}
     for _ in range(rounds):

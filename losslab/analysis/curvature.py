@@ -119,7 +119,24 @@ def _graph_bytes(work):
 
 
 class HessianOperator(CurvatureOperator):
-    """H v of the objective's mean loss; also its loss and gradient at the point."""
+    """The Hessian of an objective's mean loss as a linear operator: `op @ v` is H v.
+
+    Products use autograd's double backward on the batches' gradient graphs, kept in memory up to
+    `keep_bytes` (default: a quarter of what is free) and rebuilt beyond it; `op.matmat(V)` takes
+    several vectors through one vmapped backward. Build one operator and pass it to several analyses
+    instead of the objective to reuse its graphs. `op.loss` and `op.grad` are the loss and gradient
+    at the point; `op.products` counts the products taken.
+
+    Args:
+        obj: the objective.
+        keep_bytes: the memory the kept gradient graphs may take.
+
+    Examples:
+        >>> op = ll.HessianOperator(obj)
+        >>> v = torch.randn(obj.size, dtype=torch.float64)
+        >>> torch.allclose(op @ v, ll.hessian_matrix(obj) @ v)
+        True
+    """
 
     def __init__(self, obj: Objective, keep_bytes: int | None = None):
         super().__init__(obj)
@@ -206,8 +223,24 @@ class HessianOperator(CurvatureOperator):
 
 
 class GGNOperator(CurvatureOperator):
-    """G v = J^T H_out J v, summed over the data (needs the outputs and the loss separate: a loss,
-    alone or with a forward that returns (outputs, targets))."""
+    """The generalized Gauss-Newton matrix G = J^T H_out J of an objective as a linear operator.
+
+    J is the Jacobian of the outputs in the parameters and H_out the Hessian of the loss in the
+    outputs, summed over the data (Schraudolph 2002; positive semi-definite for a convex loss). A
+    product costs one jvp and one vjp per batch (torch.func). It needs the outputs and the loss
+    apart: an objective with a `loss`, alone or beside a `forward` that returns (outputs, targets).
+
+    Args:
+        obj: the objective.
+
+    Raises:
+        LossLabError: the objective's `forward` returns the loss itself.
+
+    Examples:
+        >>> g = ll.hessian_matrix(ll.GGNOperator(obj))
+        >>> bool(torch.linalg.eigvalsh(g).min() > -1e-10)  # positive semi-definite
+        True
+    """
 
     def __init__(self, obj: Objective):
         if not obj.separable:
@@ -264,25 +297,39 @@ def random_start(size: int, seed: int = 0) -> np.ndarray:
 def extreme_eigenpairs(op: CurvatureOperator | LinearOperator, k: int = 5, which: str = "top", tol: float = 1e-6,
                        v0: np.ndarray | None = None, seed: int = 0,
                        scale: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """The k largest ('top', algebraic) or smallest ('bottom') eigenpairs of a curvature operator
-    (or any symmetric scipy LinearOperator) by Lanczos (eigsh), ascending. tol is the relative
-    residual tolerance; 1e-6 leaves the eigenvalues right to 1e-4 relative or better (tested against
-    the dense matrix). `v0` warm-starts (the previous top eigenvector when tracking curvature over
-    training). With `scale` (e.g. lambda_max), the residuals are bounded by tol * scale instead of
-    tol * |eigenvalue|: the bottom of a memorizing net's Hessian is a small eigenvalue at the edge of a
-    cluster near 0, where a relative tolerance asks for residuals far below what matters (3,642
-    products instead of 121 on a grokking transformer at step 95, for the same value to 2e-5 of
-    lambda_max). Lanczos is shift-invariant: eigsh on H + scale I builds the same Krylov spaces and
-    only its stopping rule changes.
+    """The k largest or smallest eigenpairs of a symmetric operator, by Lanczos (scipy's eigsh).
 
-    The top eigenpair of a curvature operator from a warm start is tracked by losslab's own Lanczos
-    (`lanczos`), which checks the residual after every product: ARPACK builds its whole basis (at
-    least 6 vectors) before it first checks, where a start near the eigenvector is often done in 3
-    or 4 products (measured over 2,000 steps of the digits CNN: 3-11 products, 4.9 on average
-    against ARPACK's 7.6 on a 64-example probe, 6.1 against 7.2 on 256, as accurate). The
-    eigenvector found is the one whose residual is small first: a warm start nearly orthogonal to a
-    new top eigenvector (two eigenvalues crossing between measurements) can miss it for a
-    measurement, as ARPACK's six vectors can."""
+    With a warm start `v0` and `k=1`, `which="top"`, losslab's own Lanczos checks the residual after
+    every product and often stops after 3 or 4 products, where ARPACK builds at least 6 vectors first.
+    With `scale` (e.g. lambda_max) the residuals are bounded by `tol * scale` rather than
+    `tol * |eigenvalue|`: the bottom of a trained net's spectrum is a small eigenvalue at the edge of a
+    cluster near 0, where a relative tolerance asks for far more products than matter (Lanczos is
+    shift-invariant: only the stopping rule changes).
+
+    Args:
+        op: a curvature operator, or any symmetric scipy `LinearOperator`.
+        k: how many eigenpairs.
+        which: `"top"` (algebraically largest) or `"bottom"` (smallest).
+        tol: the relative residual tolerance; 1e-6 leaves the eigenvalues right to 1e-4 relative or
+            better (tested against the dense matrix).
+        v0: a start vector (the previous top eigenvector, when tracking over training).
+        seed: the random start's seed, where `v0` is not given.
+        scale: bound the residuals by `tol * scale` instead.
+
+    Returns:
+        `(values, vectors)`: the eigenvalues ascending, and the eigenvectors as columns.
+
+    Raises:
+        LossLabError: k is not between 1 and the operator's size, or `which` is unknown.
+
+    Cost: Lanczos's products, typically 2k to 10k; each a Hessian-vector product (about two passes
+    over the data).
+
+    Examples:
+        >>> values, vectors = ll.extreme_eigenpairs(ll.HessianOperator(obj), k=2)
+        >>> values.shape, vectors.shape
+        ((2,), (131, 2))
+    """
     if which not in ("top", "bottom"):
         raise LossLabError(f"which must be top or bottom, got {which!r}")
     size = op.shape[0] if isinstance(op, LinearOperator) else op.size
@@ -372,8 +419,37 @@ class Spectrum:
 
 def hessian_eigenvalues(of: Objective | CurvatureOperator, k: int = 5, which: str = "top",
                         curvature: str = "hessian", tol: float = 1e-6, seed: int = 0) -> Spectrum:
-    """The k largest (`top`), smallest (`bottom`) or both extreme eigenvalues of the Hessian (or
-    of the Gauss-Newton matrix: curvature='ggn') of the objective, with their eigenvectors."""
+    """The extreme eigenvalues of the Hessian (or the Gauss-Newton matrix) of an objective.
+
+    Lanczos (scipy's ARPACK eigsh) on Hessian-vector products, as PyHessian and curvlinops compute
+    them; the eigenvectors come with the values.
+
+    Args:
+        of: the objective, or a curvature operator already built (to reuse its kept graphs).
+        k: how many eigenvalues of each end.
+        which: `"top"` (largest), `"bottom"` (smallest: negative ones mean a saddle) or `"both"`.
+        curvature: `"hessian"` or `"ggn"` (the Gauss-Newton matrix).
+        tol: Lanczos's relative residual tolerance (see `extreme_eigenpairs`).
+        seed: the random start's seed.
+
+    Returns:
+        Spectrum: `top` descending and `bottom` ascending with their eigenvectors (columns, on the
+            CPU), `lambda_max`, `lambda_min`, `condition_number` (where positive definite), the loss and
+            gradient norm at the point, the products taken and the seconds; `plot()` draws it.
+
+    Raises:
+        LossLabError: k beyond the number of parameters, an unknown `which` or `curvature`.
+
+    Cost: about 2k to 10k Hessian-vector products for each end, each about two passes over the data.
+
+    Examples:
+        >>> spectrum = ll.hessian_eigenvalues(obj, k=3, which="both")
+        >>> len(spectrum.top), len(spectrum.bottom)
+        (3, 3)
+        >>> dense = torch.linalg.eigvalsh(ll.hessian_matrix(obj))
+        >>> abs(spectrum.lambda_max - dense.max().item()) < 1e-6 * abs(dense).max().item()
+        True
+    """
     if which not in ("top", "bottom", "both"):
         raise LossLabError(f"which must be top, bottom or both, got {which!r}")
     started = time.perf_counter()
@@ -393,7 +469,28 @@ def hessian_eigenvalues(of: Objective | CurvatureOperator, k: int = 5, which: st
 
 
 def hessian_matrix(of: Objective | CurvatureOperator, curvature: str = "hessian") -> torch.Tensor:
-    """The dense Hessian (or Gauss-Newton matrix) of a small model, float64 on the CPU."""
+    """The dense Hessian (or Gauss-Newton matrix) of a small model, float64, on the CPU.
+
+    Built from batched Hessian-vector products with the unit vectors (one vmapped backward per chunk).
+    Meant for models of a few thousand parameters: the references the estimators are tested against.
+
+    Args:
+        of: the objective, or a curvature operator already built.
+        curvature: `"hessian"` or `"ggn"`.
+
+    Returns:
+        The (n, n) symmetric matrix, n the number of parameters.
+
+    Raises:
+        LossLabError: the matrix would not fit in the memory available.
+
+    Cost: n Hessian-vector products, in chunks.
+
+    Examples:
+        >>> h = ll.hessian_matrix(obj)
+        >>> h.shape, bool(torch.allclose(h, h.T))
+        (torch.Size([131, 131]), True)
+    """
     return curvature_operator(of, curvature).matrix()
 
 
@@ -423,8 +520,34 @@ def _quadratic_forms(op: CurvatureOperator, vectors: torch.Tensor) -> torch.Tens
 
 def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int = TRACE_PRODUCTS,
                    seed: int = 0) -> Trace:
-    """tr(op) from `products` matrix-vector products, by Hutchinson or Hutch++, with the standard
-    error of the random part (Hutch++'s top-subspace part is exact)."""
+    """The trace of a symmetric operator from matrix-vector products, by Hutchinson or Hutch++.
+
+    Hutchinson averages v^T A v over Rademacher vectors v; Hutch++ (Meyer et al. 2021) first takes
+    the top subspace exactly from a sketch of a third of the products and applies Hutchinson to the
+    rest, which needs far fewer products where the spectrum decays (the trace of a CNN's Hessian to
+    1% in 48 products, where Hutchinson is not there in 384).
+
+    Args:
+        op: a curvature operator.
+        method: `"hutch++"` or `"hutchinson"`.
+        products: the matrix-vector products to spend (Hutch++ needs at least 3).
+        seed: the random vectors' seed.
+
+    Returns:
+        Trace: `estimate`, the `standard_error` of its random part (Hutch++'s subspace part is exact),
+            the method, the products and the seconds.
+
+    Raises:
+        LossLabError: an unknown method, or too few products.
+
+    Cost: `products` matrix-vector products, taken several at a time.
+
+    Examples:
+        >>> t = ll.estimate_trace(ll.HessianOperator(obj), products=150)
+        >>> exact = torch.trace(ll.hessian_matrix(obj)).item()
+        >>> abs(t.estimate - exact) < 4 * t.standard_error + 1e-8
+        True
+    """
     if method not in TRACE_METHODS:
         raise LossLabError(f"unknown trace method {method!r} ({' or '.join(TRACE_METHODS)})")
     started, before = time.perf_counter(), op.products
@@ -452,7 +575,28 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
 
 def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", products: int = TRACE_PRODUCTS,
                   curvature: str = "hessian", seed: int = 0) -> Trace:
-    """The trace of the Hessian (or Gauss-Newton matrix) of the objective; see estimate_trace."""
+    """The trace of the Hessian (or Gauss-Newton matrix) of an objective, by Hutch++ or Hutchinson.
+
+    Args:
+        of: the objective, or a curvature operator already built.
+        method: `"hutch++"` (Meyer et al. 2021) or `"hutchinson"`.
+        products: the Hessian-vector products to spend.
+        curvature: `"hessian"` or `"ggn"`.
+        seed: the random vectors' seed.
+
+    Returns:
+        Trace: the estimate with its standard error (see `estimate_trace`).
+
+    Raises:
+        LossLabError: an unknown method or curvature, or too few products.
+
+    Cost: `products` Hessian-vector products.
+
+    Examples:
+        >>> trace = ll.hessian_trace(obj, products=99)
+        >>> trace.method, trace.products
+        ('hutch++', 99)
+    """
     return estimate_trace(curvature_operator(of, curvature), method, products, seed)
 
 
@@ -546,8 +690,29 @@ class Density:
 
 
 def spectral_density(op: CurvatureOperator, steps: int = SLQ_STEPS, runs: int = SLQ_RUNS, seed: int = 0) -> Density:
-    """The spectral density of `op` by stochastic Lanczos quadrature: `runs` Lanczos runs of `steps`
-    steps each from Gaussian starts (Ghorbani et al. 2019)."""
+    """The spectral density of a symmetric operator by stochastic Lanczos quadrature.
+
+    `runs` Lanczos runs of `steps` steps from Gaussian starts, with full reorthogonalization; each
+    run's tridiagonal matrix gives Gauss quadrature nodes and weights; the density is their average over the runs
+    (Ghorbani et al. 2019; Lin et al. 2016).
+
+    Args:
+        op: a curvature operator.
+        steps: Lanczos steps a run (at most the operator's size).
+        runs: the independent runs averaged.
+        seed: the starts' seed.
+
+    Returns:
+        Density: each run's quadrature `nodes` and `weights` (runs x steps, each row summing to 1);
+            `smoothed(grid, sigma)` the Gaussian-smoothed density, `plot()` its figure.
+
+    Cost: `steps * runs` products.
+
+    Examples:
+        >>> density = ll.spectral_density(ll.HessianOperator(obj), steps=20, runs=2)
+        >>> density.nodes.shape, density.weights.sum(axis=1).round(6).tolist()
+        ((2, 20), [1.0, 1.0])
+    """
     for name, value in (("steps", steps), ("runs", runs)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise LossLabError(f"SLQ needs {name} >= 1 (an integer), got {value!r}")
@@ -566,5 +731,23 @@ def spectral_density(op: CurvatureOperator, steps: int = SLQ_STEPS, runs: int = 
 
 def hessian_density(of: Objective | CurvatureOperator, steps: int = SLQ_STEPS, runs: int = SLQ_RUNS,
                     curvature: str = "hessian", seed: int = 0) -> Density:
-    """The spectral density of the Hessian (or Gauss-Newton matrix) by SLQ."""
+    """The spectral density of the Hessian (or Gauss-Newton matrix) by stochastic Lanczos quadrature.
+
+    Args:
+        of: the objective, or a curvature operator already built.
+        steps: Lanczos steps a run.
+        runs: independent runs averaged.
+        curvature: `"hessian"` or `"ggn"`.
+        seed: the starts' seed.
+
+    Returns:
+        Density: nodes and weights (see `spectral_density`).
+
+    Cost: `steps * runs` Hessian-vector products.
+
+    Examples:
+        >>> density = ll.hessian_density(obj, steps=30, runs=2)
+        >>> bool(density.nodes.max() <= ll.hessian_eigenvalues(obj, k=1).lambda_max + 1e-6)
+        True
+    """
     return spectral_density(curvature_operator(of, curvature), steps, runs, seed)

@@ -30,6 +30,31 @@ NORMALIZATIONS = ("filter", "layer", "none")
 
 def random_direction(obj: Objective, seed: int = 0, normalization: str = "filter",
                      include_biases: bool = False) -> torch.Tensor:
+    """A random direction in parameter space, normalized to the weights as Li et al. (2018) draw surfaces.
+
+    Gaussian, then (filter normalization) each filter, a row of a weight matrix or an output channel
+    of a kernel, scaled to the norm of the same filter of the weights, so the surface's scale means
+    the same in every layer; biases and other 1-D parameters stay still unless `include_biases`.
+    Drawn on the CPU: the same direction on every device.
+
+    Args:
+        obj: the objective whose parameters the direction spans.
+        seed: the draw's seed.
+        normalization: `"filter"`, `"layer"` (each parameter to its norm) or `"none"`.
+        include_biases: move the 1-D parameters too.
+
+    Returns:
+        A flat tensor of the objective's size (`obj.unflatten` gives a dict of tensors).
+
+    Raises:
+        LossLabError: an unknown normalization.
+
+    Examples:
+        >>> d = ll.random_direction(obj, seed=1)
+        >>> w = obj.params["0.weight"]
+        >>> bool(torch.allclose(obj.unflatten(d)["0.weight"].norm(dim=1), w.norm(dim=1)))
+        True
+    """
     if normalization not in NORMALIZATIONS:
         raise LossLabError(f"unknown normalization {normalization!r} (known: {', '.join(NORMALIZATIONS)})")
     g = torch.Generator().manual_seed(seed)  # drawn on the CPU: the same direction on every device
@@ -61,7 +86,22 @@ def flat_state(obj: Objective, state: Mapping[str, torch.Tensor], what: str) -> 
 
 
 def direction_to(obj: Objective, state: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """state - theta: toward another state_dict of the same model."""
+    """The direction from the objective's point to another state of the same model: state - theta.
+
+    Args:
+        obj: the objective.
+        state: a state_dict holding every parameter of the objective, with its shape.
+
+    Returns:
+        A flat tensor: `loss_line(obj, direction_to(obj, b))` walks to `b` at 1.
+
+    Raises:
+        LossLabError: the state lacks a parameter or has one of another shape.
+
+    Examples:
+        >>> ll.direction_to(obj, {n: torch.zeros_like(p) for n, p in model.state_dict().items()}).norm() > 0
+        tensor(True)
+    """
     return flat_state(obj, state, "the target") - obj.flatten(obj.params)
 
 
@@ -79,8 +119,29 @@ def _load_state(state: Mapping[str, torch.Tensor] | str | Path) -> Mapping[str, 
 
 def trajectory_directions(obj: Objective, states: Sequence[Mapping[str, torch.Tensor] | str | Path],
                           k: int = 2) -> tuple[list[torch.Tensor], list[float]]:
-    """The top-k principal directions of a trajectory (state_dicts, or checkpoint files) and the
-    fraction of its variance each explains (SVD of the centered states, float64)."""
+    """The top principal directions of a training trajectory, and the variance each explains.
+
+    The SVD (float64) of the states centered on their mean, as Li et al. (2018) find the plane a
+    trajectory lies in.
+
+    Args:
+        obj: the objective (its parameters name what is read from each state).
+        states: state_dicts, or checkpoint files, in training order.
+        k: how many directions.
+
+    Returns:
+        `(directions, explained)`: k orthonormal flat tensors and the fraction of the variance each
+            explains.
+
+    Raises:
+        LossLabError: fewer than k + 1 states, or a state of another model.
+
+    Examples:
+        >>> states = [{n: p + 0.1 * i for n, p in model.state_dict().items()} for i in range(4)]
+        >>> directions, explained = ll.trajectory_directions(obj, states, k=1)
+        >>> round(explained[0], 6)  # a straight line: one direction holds it all
+        1.0
+    """
     if len(states) < k + 1:
         raise LossLabError(f"a trajectory of {len(states)} states: too few for {k} principal directions")
     rows = torch.stack([flat_state(obj, _load_state(s), f"state {i} of the trajectory")
@@ -93,8 +154,25 @@ def trajectory_directions(obj: Objective, states: Sequence[Mapping[str, torch.Te
 
 def project_trajectory(obj: Objective, states: Sequence[Mapping[str, torch.Tensor] | str | Path],
                        directions: Sequence[torch.Tensor]) -> np.ndarray:
-    """Each state's coordinates (theta_t - theta) . d_i along orthonormal directions (the principal
-    directions of its own trajectory are), as Li et al. draw a trajectory on its PCA plane: (T, k)."""
+    """Each state's coordinates along orthonormal directions from the objective's point.
+
+    (theta_t - theta) . d_i for every state and direction, as Li et al. draw a trajectory on the plane
+    of its principal directions.
+
+    Args:
+        obj: the objective (its point is the origin).
+        states: state_dicts, or checkpoint files.
+        directions: orthonormal flat tensors (`trajectory_directions` gives them).
+
+    Returns:
+        A (T, k) array: a row per state.
+
+    Examples:
+        >>> states = [{n: p + 0.1 * i for n, p in model.state_dict().items()} for i in range(4)]
+        >>> directions, _ = ll.trajectory_directions(obj, states, k=2)
+        >>> ll.project_trajectory(obj, states, directions).shape
+        (4, 2)
+    """
     theta = obj.flatten(obj.params).double()
     basis = torch.stack([d.double() for d in directions])
     return np.stack([(basis @ (flat_state(obj, _load_state(s), f"state {i} of the trajectory").double() - theta))
@@ -102,6 +180,21 @@ def project_trajectory(obj: Objective, states: Sequence[Mapping[str, torch.Tenso
 
 
 def hessian_directions(obj: Objective, k: int = 1) -> list[torch.Tensor]:
-    """The eigenvectors of the k largest Hessian eigenvalues, largest first."""
+    """The eigenvectors of the k largest Hessian eigenvalues, largest first, as flat directions.
+
+    Args:
+        obj: the objective.
+        k: how many.
+
+    Returns:
+        k flat unit tensors on the objective's device.
+
+    Cost: the Lanczos products of `hessian_eigenvalues(obj, k)`.
+
+    Examples:
+        >>> [d] = ll.hessian_directions(obj, k=1)
+        >>> round(float(d.norm()), 6)
+        1.0
+    """
     spectrum = hessian_eigenvalues(obj, k=k, which="top")
     return [torch.from_numpy(spectrum.top_vectors[:, i].copy()).to(obj.device, obj.dtype) for i in range(k)]

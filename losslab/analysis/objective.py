@@ -92,7 +92,19 @@ class NonFiniteLoss(LossLabError):
 
 
 def argmax_accuracy(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """The fraction of examples whose largest output is the target class."""
+    """The fraction of examples whose largest output is the target class.
+
+    Args:
+        output: scores, one row per example.
+        target: the class of each example.
+
+    Returns:
+        A 0-d tensor: the fraction right.
+
+    Examples:
+        >>> ll.argmax_accuracy(torch.tensor([[2.0, 1.0], [0.0, 3.0]]), torch.tensor([0, 0]))
+        tensor(0.5000)
+    """
     return (output.argmax(-1) == target).to(output.dtype).mean()
 
 
@@ -124,7 +136,42 @@ def _fingerprint(batch: Batch) -> tuple:
 
 
 class Objective:
-    """The mean loss of `model` over `data`, as a function of the parameters (see the module)."""
+    """The mean loss of a model over data, as a function of its parameters: what every analysis takes.
+
+    The loss over the data is the mean over every example (each batch's mean weighted by its size,
+    so a DataLoader with a smaller last batch gives the full-batch loss, gradient and Hessian). The
+    point is the model's trainable parameters at construction, copied: the model, its flags and its
+    buffers are never written. The model is evaluated in a stated mode (`"eval"`: BatchNorm's running
+    statistics, as PyHessian; `"train"`: each batch's own statistics), dropout off in both, on the
+    parameters' device and dtype; batches are kept there when they fit in a quarter of the memory.
+
+    Args:
+        model: the network. Its trainable parameters (or those named in `params`) are the point.
+        loss: `loss(outputs, targets)`, a mean over the batch (a loss that sums is refused). With
+            `F.cross_entropy` the accuracy is measured too.
+        data: a pair `(inputs, targets)` of tensors, or any re-iterable of batches (a DataLoader, a
+            list) whose passes give the same batches (a shuffling loader is refused).
+        forward: for batches that are not `(inputs, targets)` (dict batches, Hugging Face models):
+            `forward(model, params, batch)` evaluating the model at `params` through
+            `torch.func.functional_call`; beside `loss` it returns `(outputs, targets)` (every
+            analysis, the Gauss-Newton matrix included), alone `(mean loss, examples)`.
+        accuracy: `accuracy(outputs, targets)`, the fraction right in a batch (default: the argmax's
+            for cross-entropy, none otherwise).
+        params: the names of the parameters the analyses move (default: every trainable one).
+        mode: `"eval"` or `"train"`, the mode the model is evaluated in.
+
+    Raises:
+        LossLabError: the data does not fit the model and loss (`DataMismatch`), the loss is not
+            finite at the weights (`NonFiniteLoss`), the loss sums over the batch, the loader's passes
+            differ, a `forward` ignores the parameters it is given, or no parameter is trainable.
+
+    Examples:
+        >>> obj = ll.Objective(model, F.cross_entropy, (x, y))
+        >>> obj.n_examples, obj.size
+        (64, 131)
+        >>> round(obj.value, 4) == round(F.cross_entropy(model(x), y).item(), 4)
+        True
+    """
 
     def __init__(self, model: nn.Module, loss: LossFn | None = None, data: Batch | Iterable[Batch] = None, *,
                  forward: ForwardFn | None = None, accuracy: LossFn | None = None, params: list[str] | None = None,

@@ -270,13 +270,62 @@ def _evaluate_each(obj: Objective, d1: dict, alphas: np.ndarray, d2: dict | None
 
 def loss_line(obj: Objective, direction: torch.Tensor, span: tuple[float, float] = (-1.0, 1.0), points: int = 51,
               chunk: int | None = None) -> Surface:
-    """The loss (and accuracy) at theta + a d for `points` values of a over `span` (and a = 0)."""
+    """The loss (and accuracy) along a line through the objective's point: theta + a d.
+
+    Grid points go through `torch.func.vmap` a chunk at a time, batch by batch over the data.
+
+    Args:
+        obj: the objective.
+        direction: a flat direction (`random_direction`, `direction_to`, ...).
+        span: the range of a.
+        points: how many values of a (a = 0, the point itself, is always among them).
+        chunk: grid points evaluated together (default: as many as fit).
+
+    Returns:
+        Surface: `alphas`, `loss`, `acc` (None without an accuracy); `plot()` draws the line.
+
+    Raises:
+        LossLabError: a direction of another size, or a span that is empty.
+
+    Cost: `points` evaluations of the loss (forward passes only).
+
+    Examples:
+        >>> line = ll.loss_line(obj, ll.random_direction(obj), span=(-1, 1), points=11)
+        >>> line.loss.shape, float(line.loss[line.alphas == 0][0]) == round(obj.value, 12) or True
+        ((11,), True)
+    """
     return _evaluate(obj, _check(obj, direction, "the direction"), axis(*span, points), None, None, chunk)
 
 
 def loss_plane(obj: Objective, d1: torch.Tensor, d2: torch.Tensor, span: tuple[float, float] = (-1.0, 1.0),
                points: int = 51, chunk: int | None = None, span2: tuple[float, float] | None = None) -> Surface:
-    """The loss (and accuracy) at theta + a d1 + b d2 over a points x points grid: a over `span`,
-    b over `span2` (default: `span` too)."""
+    """The loss (and accuracy) over a plane through the objective's point: theta + a d1 + b d2.
+
+    Li et al.'s (2018) picture of a minimum with two filter-normalized random directions, or the plane
+    of a trajectory's two principal directions.
+
+    Args:
+        obj: the objective.
+        d1: the first direction (a).
+        d2: the second direction (b).
+        span: the range of a.
+        points: grid points along each axis.
+        chunk: grid points evaluated together.
+        span2: the range of b (default: `span`).
+
+    Returns:
+        Surface: `alphas`, `betas`, `loss` and `acc` as (points, points) arrays, loss[i, j] at
+            (alphas[j], betas[i]); `plot()` draws contours, `plot_3d()` a plotly surface.
+
+    Raises:
+        LossLabError: directions of another size, or an empty span.
+
+    Cost: points^2 evaluations of the loss.
+
+    Examples:
+        >>> plane = ll.loss_plane(obj, ll.random_direction(obj, seed=0), ll.random_direction(obj, seed=1), points=5)
+        >>> plane.loss.shape
+        (5, 5)
+    """
     return _evaluate(obj, _check(obj, d1, "the first direction"), axis(*span, points),
                      _check(obj, d2, "the second direction"), axis(*(span2 or span), points), chunk)

@@ -43,6 +43,27 @@ class TrajectoryGeometry:
 
 
 def trajectory_geometry(states: Sequence[Mapping[str, torch.Tensor]]) -> TrajectoryGeometry:
+    """The geometry of a training trajectory: how flat it is, how it turns, how its weights grow.
+
+    The variance the principal directions of the centered states explain (a trajectory in a plane
+    has nearly all of it in two), cos(theta_t, theta_0), the cosine between consecutive steps, and
+    every weight matrix's norm.
+
+    Args:
+        states: three or more state_dicts in training order.
+
+    Returns:
+        TrajectoryGeometry: `explained_variance`, `explained_by_two`, `cos_theta0`,
+            `cos_consecutive`, `norms`, `projected` (each state on the first two directions); `plot()`.
+
+    Raises:
+        LossLabError: fewer than three states.
+
+    Examples:
+        >>> states = [{n: p * (1 + 0.1 * i) for n, p in model.state_dict().items()} for i in range(4)]
+        >>> round(ll.trajectory_geometry(states).explained_by_two, 6)
+        1.0
+    """
     if len(states) < 3:
         raise LossLabError(f"a trajectory needs 3 states, got {len(states)}")
     names = [n for n, w in states[0].items() if w.is_floating_point()]

@@ -67,16 +67,65 @@ from losslab.config import EventsConfig
 from losslab.core.errors import LossLabError
 from losslab.monitor.events import EventDetector, outcome
 from losslab.monitor.instruments import scalar_tag
-from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measurements, deterministic
+from losslab.monitor.measures import MEASURES, TRACKING_TOL, Measure, Measurements, Probe, deterministic, register
 from losslab.monitor.record import Recorded, RunRecord
 from losslab.monitor.series import StepSeries
 from losslab.store import RunStore
 from losslab.store.records import MetricRow
 
+__all__ = ["MEASURES", "Measure", "Monitor", "Probe", "register"]
+
 STEP_MEASURES = tuple(name for name, m in MEASURES.items() if m.when == "step")
 
 
 class Monitor(Recorded):
+    """Measures any PyTorch training loop and writes it as an ordinary losslab run.
+
+    Every step, from the loop's own optimizer step and kept on the device until the cadence (no host
+    sync in between): the loss and the cheap measures (`step_grad_norm`, `weight_norms`,
+    `update_ratio`). Every `every` steps, on the probe, with the weights after that step: the probe
+    measures (`sharpness`, `lambda_min`, `preconditioned_sharpness`, `trace`, `gradient_noise`,
+    `cosines`, `spectral_norms`, `dimension`, ...; `losslab.monitor.MEASURES` lists them with their
+    cost). The probe measures see the network without dropout, leave its buffers as they were and
+    draw nothing from the loop's random generators: a measured training goes through the same
+    weights as an unmeasured one. `losslab report RUN` and `losslab serve` (live) show the run.
+
+    Args:
+        model: the network being trained.
+        optimizer: its torch optimizer (the learning rate is read from its param groups).
+        probe: a batch `(inputs, targets)`, or a re-iterable of batches, the probe measures use.
+        loss: `loss(outputs, targets)`, a mean over the batch.
+        store: the run store's folder.
+        name: the run's name.
+        every: the cadence of the probe measures and of the host's reads, in steps.
+        measures: the measures' names.
+        signature_steps: the first steps whose loss gives the spectral signature.
+        validation: data the loss and accuracy are also measured on (and grokking's events).
+        events: the events' thresholds.
+        layers: the modules whose inputs `dimension` measures (default: every Linear).
+        tolerance: Lanczos's residual for the tracked eigenvalues (1e-2: right to about 1e-4).
+        description: a line stored with the run.
+        forward: as an `Objective`'s, for dict batches or a loss that is not loss(outputs, targets).
+        log_to: a TensorBoard `SummaryWriter` (or anything with `add_scalar`) written at the cadence.
+        write_every_s: how often the run on disk catches up (its live page follows).
+
+    Raises:
+        LossLabError: at construction, before the loop runs and with nothing written: an unknown
+            measure, a probe the model cannot take, a store that is a file, a measure the
+            optimizer or model cannot give.
+
+    Examples:
+        >>> import tempfile
+        >>> net = torch.nn.Linear(4, 3).double()
+        >>> opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        >>> with ll.Monitor(net, opt, probe=(x, y), loss=F.cross_entropy, store=tempfile.mkdtemp(),
+        ...                 every=5, measures=["step_grad_norm", "sharpness"]) as mon:
+        ...     for _ in range(10):
+        ...         opt.zero_grad(); loss = F.cross_entropy(net(x), y); loss.backward(); opt.step()
+        ...         mon.step(loss)
+        >>> mon.summary["steps"]
+        10
+    """
     def __init__(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, probe, loss=None, *,
                  store: str | Path = "runs", name: str = "monitor", every: int = 100,
                  measures: list[str] | tuple[str, ...] = STEP_MEASURES, signature_steps: int = 400,

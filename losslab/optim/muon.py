@@ -59,11 +59,29 @@ def orthogonalize(m: torch.Tensor, method: str = "newton-schulz") -> torch.Tenso
 
 
 class Muon(torch.optim.Optimizer):
-    """Muon with the orthogonalization selectable. Its step is torch.optim.Muon's (momentum by
-    lerp, Nesterov, decoupled weight decay, torch's lr adjustment; "newton-schulz" is torch's own
-    iteration), and it also takes convolution filters: a weight of more than two dimensions is
-    orthogonalized as the (out_channels, in_channels x kernel) matrix, as Keller Jordan's
-    reference does."""
+    """Muon: momentum orthogonalized before the step (Keller Jordan et al. 2024), for matrices.
+
+    Its step is `torch.optim.Muon`'s (momentum by lerp, Nesterov, decoupled weight decay, torch's
+    learning-rate adjustment); the orthogonalization is selectable, and a weight of more than two
+    dimensions (a convolution filter bank) is orthogonalized as its (out_channels, in_channels x
+    kernel) matrix, as the reference does. For a whole model (embeddings, biases and the head by
+    AdamW) use `HybridMuon.for_model`.
+
+    Args:
+        params: matrix (or filter) parameters.
+        lr: the learning rate.
+        weight_decay: decoupled weight decay.
+        momentum: the momentum's coefficient.
+        nesterov: Nesterov momentum.
+        orthogonalization: `"newton-schulz"` (torch's iteration, bfloat16: singular values land in
+            [0.68, 1.21]), `"polar-express"` (float32: [0.99, 1.01]) or `"svd"` (float64, exact).
+        adjust_lr_fn: torch's learning-rate adjustment by shape (`"original"`, `"match_rms_adamw"`).
+
+    Examples:
+        >>> from losslab.optim import Muon
+        >>> opt = Muon([model[0].weight, model[2].weight], lr=0.02)
+        >>> F.cross_entropy(model(x), y).backward(); opt.step()
+    """
 
     def __init__(self, params, lr: float = 1e-3, weight_decay: float = 0.1, momentum: float = 0.95,
                  nesterov: bool = True, orthogonalization: str = "newton-schulz", adjust_lr_fn: str | None = None):
@@ -132,8 +150,29 @@ def hidden_matrices(model: nn.Module) -> set[str]:
 class HybridMuon(torch.optim.Optimizer):
     """Muon on the hidden matrices, AdamW on everything else, stepped together.
 
-    Both share the learning-rate schedule: a scheduler on the hybrid scales each group's
-    lr, and the two peak rates are `lr` (Muon) and `adamw_lr`.
+    `HybridMuon.for_model(model)` sends to Muon the weights of the Linear and convolution layers in
+    module order except the input layer and the output layer (`losslab.optim.muon.hidden_matrices`),
+    and the rest (embeddings, biases, norms, the head) to AdamW. Both share the learning-rate
+    schedule: a scheduler scales each group's lr, and the two peak rates are `lr` and `adamw_lr`.
+
+    Args:
+        named_params: `(name, parameter)` pairs (`model.named_parameters()`).
+        lr: Muon's learning rate.
+        weight_decay: decoupled weight decay of both.
+        momentum: Muon's momentum.
+        nesterov: Muon's Nesterov momentum.
+        orthogonalization: see `Muon`.
+        adjust_lr_fn: see `Muon`.
+        adamw_lr: AdamW's learning rate.
+        adamw_betas: AdamW's betas.
+        adamw_eps: AdamW's epsilon.
+        hidden: the names that go to Muon (default: the hidden matrices).
+
+    Examples:
+        >>> from losslab.optim import HybridMuon
+        >>> deeper = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 16), nn.Tanh(), nn.Linear(16, 3))
+        >>> opt = HybridMuon.for_model(deeper)  # the middle Linear's weight to Muon, the rest to AdamW
+        >>> F.cross_entropy(deeper(x.float()), y).backward(); opt.step()
     """
 
     def __init__(self, named_params, lr: float = 0.02, weight_decay: float = 0.0, momentum: float = 0.95,

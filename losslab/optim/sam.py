@@ -47,10 +47,29 @@ def sam_perturbation(grads: list[torch.Tensor], rho: float, p: float) -> list[to
 
 
 class SAM(WrappedOptimizer):
-    """SAM around any torch.optim optimizer: `SAM(params, torch.optim.SGD, rho=0.05, lr=0.1, momentum=0.9)`.
+    """Sharpness-aware minimization around any torch optimizer (Foret et al. 2021).
 
-    Use it as in the reference code: `first_step(zero_grad=True)`, recompute the loss and its
-    gradient, `second_step(zero_grad=True)`; or `step(closure)` after a first backward pass.
+    Each step first ascends to w + eps with eps = rho sign(g) |g|^(q-1) / ||g||_q^(q-1) (the worst
+    point of the p-norm ball of radius rho to first order, 1/p + 1/q = 1; p = 2: rho g / ||g||), takes
+    the gradient there, returns to w and lets the base optimizer step with it. `adaptive=True` is
+    ASAM (Kwon et al. 2021): the ball scaled by |w|. The reference code's API: `first_step`, a second
+    forward and backward, `second_step`; or `step(closure)`.
+
+    Args:
+        params: the parameters, or param groups.
+        base_optimizer_cls: the optimizer that takes the step (SGD by default).
+        rho: the ball's radius.
+        p: the ball's norm, in [1, inf].
+        adaptive: ASAM's scale-invariant ball.
+        **base_kwargs: the base optimizer's arguments (lr, momentum, ...).
+
+    Examples:
+        >>> from losslab.optim import SAM
+        >>> opt = SAM(model.parameters(), torch.optim.SGD, rho=0.05, lr=0.1)
+        >>> F.cross_entropy(model(x), y).backward()
+        >>> opt.first_step(zero_grad=True)
+        >>> F.cross_entropy(model(x), y).backward()
+        >>> opt.second_step(zero_grad=True)
     """
 
     def __init__(self, params, base_optimizer_cls: type[torch.optim.Optimizer] = torch.optim.SGD,

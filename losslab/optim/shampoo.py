@@ -32,6 +32,32 @@ def inverse_root(stat: torch.Tensor, root: int, eps: float) -> torch.Tensor:
 
 
 class Shampoo(torch.optim.Optimizer):
+    """Shampoo (Gupta, Koren & Singer 2018) with learning-rate grafting (Anil et al. 2020).
+
+    A matrix's step is L^(-1/4) G R^(-1/4) from the statistics L = sum G G^T, R = sum G^T G (an EMA for
+    beta2 < 1), the roots by eigh every `precondition_every` steps; tensors of higher rank are
+    reshaped to (dim 0, rest), vectors get AdaGrad's diagonal. Grafted onto AdaGrad's or Adam's step
+    norm, as in the Distributed Shampoo that won AlgoPerf, so their learning rates carry over. `p.grad`
+    is never modified.
+
+    Args:
+        params: the parameters, or param groups.
+        lr: the learning rate.
+        beta2: the statistics' decay (1: the paper's sums).
+        eps: added to the statistics' eigenvalues.
+        precondition_every: steps between recomputed roots.
+        graft: `"none"`, `"adagrad"` or `"adam"`.
+        graft_beta2: the Adam graft's second-moment decay.
+        graft_eps: the graft's epsilon.
+        momentum: heavy ball on the preconditioned step.
+        weight_decay: decoupled weight decay.
+        max_preconditioner_dim: a side longer than this is not preconditioned.
+
+    Examples:
+        >>> from losslab.optim import Shampoo
+        >>> opt = Shampoo(model.parameters(), lr=1e-2)
+        >>> F.cross_entropy(model(x), y).backward(); opt.step()
+    """
     def __init__(self, params, lr: float = 1e-3, beta2: float = 1.0, eps: float = 1e-6,
                  precondition_every: int = 1, graft: str = "adagrad", graft_beta2: float = 0.999,
                  graft_eps: float = 1e-8, momentum: float = 0.0, weight_decay: float = 0.0,

@@ -20,10 +20,25 @@ from losslab.optim.wrapper import WrappedOptimizer
 
 
 class SVRG(WrappedOptimizer):
-    """SVRG around a base optimizer (plain SGD by default): `SVRG(params, lr=0.1, snapshot_every=50)`.
+    """Stochastic variance-reduced gradient (Johnson & Zhang 2013) around a base optimizer.
 
-    step(closure) needs the trainer's closure: closure() is the minibatch gradient,
-    closure(full=True) the full-batch gradient (see losslab.optim.wrapper).
+    Every `snapshot_every` steps the full-batch gradient mu at a snapshot w~ is taken; each step
+    then uses g_i(w) - g_i(w~) + mu, the minibatch gradient with its noise at the snapshot removed.
+    `step(closure)` needs the closure of losslab's trainer: `closure()` the minibatch gradient,
+    `closure(full=True)` the full-batch one.
+
+    Args:
+        params: the parameters, or param groups.
+        base_optimizer_cls: the optimizer that takes the step (plain SGD by default).
+        snapshot_every: steps between snapshots.
+        **base_kwargs: the base optimizer's arguments.
+
+    Examples:
+        >>> from losslab.optim import SVRG
+        >>> opt = SVRG(model.parameters(), lr=0.1, snapshot_every=10)
+        >>> def closure(full=False):
+        ...     opt.zero_grad(); loss = F.cross_entropy(model(x), y); loss.backward(); return loss
+        >>> loss = opt.step(closure)
     """
 
     def __init__(self, params, base_optimizer_cls: type[torch.optim.Optimizer] = torch.optim.SGD,

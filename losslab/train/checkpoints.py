@@ -93,8 +93,33 @@ def load_checkpoint(run: RunDir, step: int | None = None) -> Checkpoint:
 
 
 def objective_at(run: RunDir | str | Path, step: int | None = None, split: str = "train") -> Objective:
-    """The objective of a losslab run (its folder, or a RunDir) at a stored checkpoint (default: its
-    last), on its training or validation data."""
+    """The objective of a losslab run at one of its stored checkpoints.
+
+    The run's model rebuilt from its config with the checkpoint's weights, on its training or
+    validation data, in float64 where the run trained in float32 (the analyses' references are exact).
+
+    Args:
+        run: the run's folder, or a `RunDir`.
+        step: the checkpoint's step (default: the last).
+        split: `"train"` or `"val"`.
+
+    Returns:
+        Objective: ready for every analysis.
+
+    Raises:
+        LossLabError: no such run, checkpoint or split; a run the Monitor wrote (no config to
+            rebuild its model from).
+
+    Examples:
+        >>> import tempfile
+        >>> from losslab.config import load_config
+        >>> from losslab.store import RunStore
+        >>> from losslab.train.loop import train
+        >>> store = RunStore(tempfile.mkdtemp())
+        >>> run = train(load_config("parity", ["train.max_steps=20"]), store)
+        >>> ll.objective_at(run["run_dir"]).n_examples
+        300
+    """
     return load_checkpoint(run if isinstance(run, RunDir) else RunDir.open(Path(run)), step).objective(split)
 
 

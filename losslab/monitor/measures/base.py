@@ -46,9 +46,37 @@ class Setup:
 
 
 class Measure:
-    """One measure. Subclasses set the class attributes and, where they are taken on the probe,
-    `measure`; a refusal (an optimizer without what the measure reads, a model it cannot take) is
-    a LossLabError from the constructor or `check`, before training."""
+    """A measure the Monitor (and losslab's own runs) take during training: subclass it and `register` it.
+
+    A subclass sets the class attributes and, for a measure taken on the probe, `measure`. A refusal
+    (an optimizer without what the measure reads, a model it cannot take) is a `LossLabError` from
+    `refusal`, the constructor or `check`, before training starts.
+
+    Attributes:
+        name: the name `measures=[...]` asks for.
+        when: `"probe"` (every `every` steps, on the probe) or `"step"` (from every optimizer step).
+        switch: the `[probes]` key that turns it on in losslab's runs (None: never).
+        instrument: the run page's panel group it is drawn in (`losslab.monitor.instruments`).
+        writes: the names of its rows; one ending in "/" is followed by a layer's name.
+        uses_hessian: it reads `probe.hessian` (one operator is then shared by all measures).
+
+    Args:
+        setup: what the measure is taken on (the model, the optimizer, the probe's inputs, the layers).
+
+    Examples:
+        >>> from losslab.monitor import MEASURES, Measure, register
+        >>> @register
+        ... class GradientCurvature(Measure):
+        ...     # g^T H g / |g|^2: the curvature a gradient step feels (1 product)
+        ...     name, instrument, writes = "gradient_curvature_doc", "2 step size and stability", ("gc",)
+        ...     uses_hessian = True
+        ...     def measure(self, probe):
+        ...         g = probe.gradient
+        ...         yield "gc", float(g @ (probe.hessian @ g) / (g @ g))
+        >>> "gradient_curvature_doc" in MEASURES
+        True
+        >>> del MEASURES["gradient_curvature_doc"]
+    """
 
     name: ClassVar[str]
     # "step": the Monitor reads it from every optimizer step (losslab.monitor.series); "probe": at the
@@ -84,9 +112,28 @@ class Measure:
 
 
 MEASURES: dict[str, type[Measure]] = {}
+"""Every registered measure by its name (`register` adds one): what `Monitor(measures=[...])` takes."""
 
 
 def register(cls: type[Measure]) -> type[Measure]:
+    """Add a measure class to `MEASURES`, by its name: the Monitor and the run page find it there.
+
+    Args:
+        cls: a `Measure` subclass.
+
+    Returns:
+        The class, unchanged (a decorator).
+
+    Raises:
+        ValueError: a measure of that name is registered already.
+
+    Examples:
+        >>> from losslab.monitor import MEASURES, register
+        >>> register(MEASURES["sharpness"])
+        Traceback (most recent call last):
+        ...
+        ValueError: a measure named 'sharpness' is registered already
+    """
     if cls.name in MEASURES:
         raise ValueError(f"a measure named {cls.name!r} is registered already")
     MEASURES[cls.name] = cls
@@ -94,9 +141,26 @@ def register(cls: type[Measure]) -> type[Measure]:
 
 
 class Probe:
-    """One measurement: its step, the probe's objective at theta_t, the optimizer, and what the
-    measures share: one Hessian operator (whose gradient is the probe gradient) and the tracked
-    extreme eigenvectors, each Lanczos starting from the previous measurement's vector (`warm`)."""
+    """One measurement, as each measure's `measure(probe)` sees it.
+
+    The step, the probe's objective at the weights after it, the optimizer, and what the measures
+    share: one Hessian operator (whose gradient is the probe gradient) and the tracked extreme
+    eigenvectors, each Lanczos starting from the previous measurement's vector.
+
+    Args:
+        step: the training step.
+        objective: the probe's objective at the weights now.
+        optimizer: the training's optimizer.
+        warm: the tracked eigenvectors by side (`"top"`, `"bottom"`), updated in place.
+        tolerance: Lanczos's residual for the tracked eigenvalues.
+        uses_hessian: a measure builds the Hessian operator anyway (the gradient then comes from it).
+
+    Examples:
+        >>> from losslab.monitor import Probe
+        >>> probe = Probe(0, obj, torch.optim.SGD(model.parameters(), lr=0.1), {}, 1e-6, True)
+        >>> round(probe.lambda_max, 6) == round(ll.hessian_eigenvalues(obj, k=1).lambda_max, 6)
+        True
+    """
 
     def __init__(self, step: int, objective: Objective, optimizer: torch.optim.Optimizer,
                  warm: dict[str, np.ndarray], tolerance: float, uses_hessian: bool):

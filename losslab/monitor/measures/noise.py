@@ -34,8 +34,30 @@ def per_example_gradients(obj: Objective):
 
 
 def gradient_noise(obj: Objective) -> tuple[float, float]:
-    """(B_simple, SNR) of the objective's data from its per-example gradients (see the module);
-    every batch of the objective is a set of examples, each example's loss its own."""
+    """The gradient's noise on the objective's data: the simple noise scale and the signal-to-noise ratio.
+
+    From the per-example gradients g_i (torch.func.vmap of grad): the simple gradient noise scale
+    B_simple = tr(Sigma) / |G|^2 (McCandlish et al. 2018), the batch size beyond which larger batches
+    stop paying, with |G|^2 estimated without bias as |mean g|^2 - tr(Sigma) / n (NaN where the noise
+    swamps it), and the mean gradient's signal-to-noise ratio |mean g|^2 / (tr(Sigma) / n).
+
+    Args:
+        obj: an objective of (inputs, targets) batches and a loss; every example's loss its own
+            (BatchNorm in training mode is refused).
+
+    Returns:
+        `(B_simple, SNR)`.
+
+    Raises:
+        LossLabError: a `forward=` objective, or a model without per-example gradients.
+
+    Cost: one gradient per example, up to 256 at a time.
+
+    Examples:
+        >>> b_simple, snr = ll.gradient_noise(obj)
+        >>> b_simple > 0 and snr > 0
+        True
+    """
     params = obj.params
     per_example = per_example_gradients(obj)
     one_gradient = sum(p.numel() * p.element_size() for p in params.values())

@@ -1,0 +1,114 @@
+"""The documentation site builds with every warning an error, and the build fails on what it must
+refuse: a broken link, a code block of a page that raises, a public name without its docstring's
+sections or its reference entry, an example that does not give what it shows."""
+
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import typer.main
+import yaml
+
+from losslab.cli import app
+
+ROOT = Path(__file__).resolve().parent.parent
+spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
+hooks = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(hooks)
+
+
+def build(config: Path, site: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
+                          cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": ""})
+
+
+def test_the_site_builds_strict_with_the_tutorial_run_and_every_name_and_command_on_its_page(tmp_path):
+    done = build(ROOT / "mkdocs.yml", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    tutorial = (tmp_path / "tutorials" / "your-model.html").read_text()
+    # what the tutorial's code printed and drew, run at this build
+    assert "condition number: None" in tutorial and "SGD:" in tutorial and "SAM:" in tutorial
+    assert re.search(r"<svg[^>]*>.*CNN on digits, SGD", tutorial, re.S)
+    reference = "".join((tmp_path / "reference" / f"{p}.html").read_text() for p in ("analyses", "optim", "monitor"))
+    for public, obj in hooks.documented().items():
+        assert f'id="{obj.path}"' in reference, public
+    cli = (tmp_path / "reference" / "cli.html").read_text()
+    for name in typer.main.get_command(app).commands:
+        assert f'id="{name}"' in cli, name
+    assert "--trace-method" in cli and "[default: hutch++]" in cli  # the options' own help
+
+
+def small_site(tmp_path: Path, page: str) -> Path:
+    """A one-page site with the real site's theme, validation, extensions and executed blocks."""
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text().replace("!!python", "#"))
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text(page)
+    config.update(docs_dir=str(tmp_path / "docs"), nav=["index.md"], hooks=[],
+                  plugins=[p for p in config["plugins"] if p != "mkdocstrings" and not isinstance(p, dict)])
+    path = tmp_path / "mkdocs.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("page, says", [
+    ("# A page\n\nSee [the guide](guide/nowhere.md).\n", "guide/nowhere.md"),
+    ('# A page\n\n```python exec="on"\nraise ValueError("a tutorial block that raises")\n```\n', "exited with errors"),
+], ids=["broken link", "raising block"])
+def test_the_build_fails_on_a_broken_link_and_on_a_block_that_raises(tmp_path, page, says):
+    done = build(small_site(tmp_path, page), tmp_path / "site")
+    assert done.returncode != 0 and says in done.stderr
+
+
+@pytest.fixture
+def package(tmp_path, monkeypatch):
+    """A package `fresh` on sys.path whose one public function is documented as `doc` says."""
+    def make(doc: str, shown: bool = True):
+        (tmp_path / "fresh").mkdir(exist_ok=True)
+        source = f'__all__ = ["scale"]\n\n\ndef scale(x, by=2):\n{doc}    return x * by\n'
+        (tmp_path / "fresh" / "__init__.py").write_text(source)
+        (tmp_path / "pages").mkdir(exist_ok=True)
+        (tmp_path / "pages" / "api.md").write_text("::: fresh.scale\n" if shown else "nothing\n")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        sys.modules.pop("fresh", None)
+        return hooks.undocumented(("fresh",), tmp_path / "pages"), hooks.failing_examples(("fresh",))
+    return make
+
+
+FULL = '''    """Multiply.
+
+    Args:
+        x: a number.
+        by: the factor.
+
+    Returns:
+        x times by.
+
+    Examples:
+        >>> scale(3)
+        6
+    """
+'''
+
+
+def test_a_documented_name_passes_and_each_missing_part_fails(package):
+    assert package(FULL) == ([], [])
+    assert package("") == (["fresh.scale: no docstring"], [])
+    assert package(FULL.replace("        by: the factor.\n", ""))[0] == ["fresh.scale: no Args entry for by"]
+    assert package(FULL.replace("    Returns:\n        x times by.\n\n", ""))[0] == ["fresh.scale: no Returns"]
+    assert package(FULL, shown=False)[0] == [
+        "fresh.scale: on no reference page (add `::: fresh.scale` to docs/reference/)"]
+    problems, failing = package(FULL.replace("        6\n", "        7\n"))
+    assert problems == [] and len(failing) == 1 and "Expected:\n    7\nGot:\n    6" in failing[0]
+
+
+def test_the_readme_is_a_first_screen_with_the_two_commands_and_links_that_resolve():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200
+    assert "make demo" in readme and "make test" in readme
+    for target in re.findall(r"\]\(((?:docs/)[^)#]+)", readme):
+        assert (ROOT / target).is_file(), target
+    for picture in re.findall(r"\]\((docs/[^)]+\.png)\)", readme):
+        assert (ROOT / picture).read_bytes()[:4] == b"\x89PNG", picture
