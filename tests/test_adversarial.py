@@ -328,16 +328,16 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_a_rerun_finishes_it(tmp_pa
 
     (tmp_path / "stop.toml").write_text(BODY)
     store = tmp_path / "runs"
-    # the first worker to reach step 100 of its first point kills the sweep (kill -9: no handler runs)
     proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", "sweep", tmp_path / "stop.toml", "--out", store,
-                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "LOSSLAB_SIGNAL_AT": "1:100:SIGKILL"})
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # once both workers train (each has begun a run: a worker that has not yet started cannot be seen
+    # to die), the sweep is killed with -9: no handler runs
     deadline = time.time() + 120
     workers = []
-    while time.time() < deadline and proc.poll() is None:  # the workers, while their sweep lives
-        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split() \
-            or workers
+    while time.time() < deadline and proc.poll() is None and (len(workers) < 2 or len(list(store.glob("stop-*"))) < 2):
+        workers = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         time.sleep(0.02)
+    proc.kill()
     assert proc.wait() == -signal.SIGKILL and len(workers) >= 2
     deadline = time.time() + 20
     while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):

@@ -209,6 +209,7 @@ def test_the_command_lists_makes_once_and_refuses(tmp_path):
         assert refused.returncode == 2 and message in refused.stderr and refused.stderr.count("\n") == 1
 
 
+@pytest.mark.slow  # 12 s of training; the page and the entries' claims stay in the default suite
 def test_the_runs_of_the_entries_train_together_each_once_the_longest_first(tmp_path):
     from losslab.gallery import runs_to_train
     from losslab.gallery.runs import configs

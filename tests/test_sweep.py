@@ -139,6 +139,7 @@ def test_the_sweep_commands_refuse_bad_input_in_one_line(tmp_path):
         assert bad.returncode == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow  # a local Ray takes most of its 10 s to start; the address refusals stay in the default suite
 def test_the_ray_executor_on_a_local_ray_gives_the_local_results(tmp_path):
     pytest.importorskip("ray")
     path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n')
@@ -149,6 +150,11 @@ def test_the_ray_executor_on_a_local_ray_gives_the_local_results(tmp_path):
     assert [r["status"] for r in on_ray] == ["completed", "completed"]
     for a, b in zip(on_ray, alone):
         assert a["run_id"] == b["run_id"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+
+
+def test_a_ray_cluster_that_cannot_be_reached_is_refused_before_anything_starts(tmp_path):
+    pytest.importorskip("ray")
+    path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n')
     for address, message in [("127.0.0.1:1", "cannot reach the Ray cluster at 127.0.0.1:1"),
                              ("nonsense", "cannot reach the Ray cluster at nonsense")]:
         bad = losslab_here("sweep", path, "--executor", "ray", "--address", address, "--out", tmp_path / "bad")
