@@ -4,6 +4,7 @@ sections or its reference entry, an example that does not give what it shows."""
 
 import importlib.util
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import typer.main
 import yaml
 
 from losslab.cli import app
+from tests.helpers import losslab_here
 
 ROOT = Path(__file__).resolve().parent.parent
 spec = importlib.util.spec_from_file_location("docs_hooks", ROOT / "docs" / "hooks.py")
@@ -39,6 +41,20 @@ def test_the_site_builds_strict_with_the_tutorial_run_and_every_name_and_command
     for name in typer.main.get_command(app).commands:
         assert f'id="{name}"' in cli, name
     assert "--trace-method" in cli and "[default: hutch++]" in cli  # the options' own help
+
+
+def test_the_gallery_page_shows_each_made_entry_with_its_figure_and_verdict(tmp_path):
+    from losslab.gallery import select
+
+    done = losslab_here("gallery", "--only", "double-descent", "--quick", "--out", tmp_path)
+    assert done.returncode == 0, done.stderr
+    page = runpy.run_path(str(ROOT / "docs" / "gallery_page.py"))["markdown"](tmp_path)
+    sections = dict(re.findall(r"\n## (.+?)\n(.*?)(?=\n## |\Z)", page, re.S))
+    assert len(sections) == len(select(None))
+    made = sections["Model-wise double descent"]
+    assert "data:image/png;base64," in made and "**claim held** (the quick instance" in made
+    assert all("*Not made for this build.*" in text for title, text in sections.items() if text != made)
+    assert page.startswith("**1 of 1 claims held**")
 
 
 def small_site(tmp_path: Path, page: str) -> Path:

@@ -1,0 +1,39 @@
+"""The gallery page's entries, at the docs build: each entry's claim and source from the gallery's
+registry and, where `losslab gallery --quick` has made it under `root` (`make docs` does, into
+build/gallery), its figure, its verdict and what was measured: the gallery's own page, in the site."""
+
+import base64
+import html
+from pathlib import Path
+
+from losslab.gallery import select
+from losslab.gallery.page import made_in
+from losslab.gallery.registry import settings_of
+from losslab.store.studies import find_study
+
+
+def _figure(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def markdown(root: Path) -> str:
+    entries = select(None)
+    made = {e.name: find_study(root, e.name, settings_of(e, True)) for e in entries}
+    held = [r for r in made.values() if r and r.get("held")]
+    done = [r for r in made.values() if r]
+    out = [f"**{len(held)} of {len(done)} claims held** in the quick instances made for this build "
+           f"({len(entries) - len(done)} not made: `make docs` makes them all)." if done else
+           "No entry was made for this build: `make docs` makes the quick instances (about 10 minutes the "
+           "first time, read back afterwards)."]
+    for entry in entries:
+        result = made[entry.name]
+        out += ["", f"## {entry.title}", "", f"**Claim.** {entry.claim}", "", f"Source: {entry.source}.",
+                f"Alone: `losslab gallery --only {entry.name}` (`--quick` for the reduced instance).", ""]
+        if result is None:
+            out.append("*Not made for this build.*")
+            continue
+        verdict = "claim held" if result.get("held") else "not reproduced"
+        out += [_figure(Path(result["figure"])), "",
+                f"**{verdict}** (the quick instance{made_in(result)}): {result['outcome']}"]
+    return "\n".join(out)
