@@ -6,6 +6,7 @@ import torch
 
 from losslab.analysis.dimension import layer_inputs, levina_bickel, two_nn
 from losslab.config import load_config
+from losslab.core.errors import LossLabError
 from losslab.train.loop import train
 
 
@@ -73,3 +74,10 @@ def test_matches_scikit_dimension():
     assert levina_bickel(on_sphere) == pytest.approx(9.223625507833608, rel=1e-9)
     assert two_nn(in_subspace) == pytest.approx(5.332998429152175, rel=1e-9)
     assert levina_bickel(in_subspace) == pytest.approx(5.0691951739769445, rel=1e-9)
+
+
+def test_layer_inputs_refuses_a_name_that_is_no_module_in_one_line():
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    with pytest.raises(LossLabError, match=r"^layers \['fc'\] are not modules of the model \(its modules: 0, 1, 2\)$"):
+        layer_inputs(net, torch.zeros(2, 3), ["fc"])
+    assert list(layer_inputs(torch.nn.ReLU(), torch.zeros(2, 3))) == []  # no Linear layer: nothing to read

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.sparse.linalg import LinearOperator
 from torch import nn
 from torch.func import functional_call
@@ -18,6 +19,7 @@ from losslab.analysis.curvature import (
     spectral_density,
 )
 from losslab.analysis.objective import Objective
+from losslab.core.errors import LossLabError
 
 
 class Weights(nn.Module):
@@ -249,7 +251,6 @@ def test_adam_preconditioned_sharpness_against_the_dense_matrix():
     result = preconditioned_sharpness(obj, opt)
     assert result.optimizer == "adam" and result.lambda_max == pytest.approx(exact, rel=1e-6)
     assert result.threshold == pytest.approx(3.8 / (0.1 * 0.01))
-    from losslab.core.errors import LossLabError
     with pytest.raises(LossLabError, match="reads the state of Adam, AdamW or Shampoo, not SGD"):
         preconditioned_sharpness(obj, torch.optim.SGD(obj.model.parameters(), lr=0.1))
 
@@ -273,7 +274,6 @@ def test_adam_preconditioned_sharpness_over_param_groups_of_several_rates_agains
     own eps): a parameter of the second is stepped by 0.03 P^-1 m = 0.01 (P / 3)^-1 m, so P^-1 H is
     diag(1 / P, 3 / P) H against the first group's threshold; one beta1 for all, or refused."""
     from losslab.analysis.sharpness import preconditioned_sharpness
-    from losslab.core.errors import LossLabError
     model, a, obj = matrix_and_vector_quadratic()
     opt = torch.optim.AdamW([{"params": [model.w]}, {"params": [model.b], "lr": 0.03, "eps": 1e-3}], lr=0.01,
                             betas=(0.9, 0.99))
@@ -370,3 +370,31 @@ def test_shampoo_preconditioned_sharpness_against_the_dense_matrix():
     exact = torch.linalg.eigvals(p_inv @ a).real.max().item()
     result = preconditioned_sharpness(obj, opt)
     assert result.lambda_max == pytest.approx(exact, rel=1e-6) and result.threshold == 20
+
+
+def test_the_exact_gauss_newton_trace_is_the_dense_one_and_on_a_relu_network_the_hessians():
+    """tr(G) from per-example Jacobians equals the dense Gauss-Newton matrix's trace; on a network linear
+    in each parameter (convolutions, ReLU, max-pooling) the Hessian's diagonal is G's, so it is tr(H) too,
+    and with a Tanh it is not."""
+    import losslab as ll
+
+    torch.manual_seed(0)
+    relu_cnn = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                             nn.Linear(12, 4)).double()
+    images, labels = torch.randn(30, 1, 4, 4, dtype=torch.float64), torch.randint(0, 4, (30,))
+    tanh_mlp = nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).double()
+    x, y = torch.randn(40, 4, dtype=torch.float64), torch.randint(0, 3, (40,))
+    for model, data, is_hessians in ((relu_cnn, [(images[:16], labels[:16]), (images[16:], labels[16:])], True),
+                                     (tanh_mlp, (x, y), False)):
+        obj = Objective(model, F.cross_entropy, data)
+        exact = ll.hessian_trace(obj, method="exact", curvature="ggn")
+        assert exact.estimate == pytest.approx(torch.trace(ll.hessian_matrix(obj, curvature="ggn")).item(), rel=1e-10)
+        assert exact.standard_error == 0 and exact.products == obj.n_examples * (4 if is_hessians else 3)
+        hessians = torch.trace(ll.hessian_matrix(obj)).item()
+        assert (exact.estimate == pytest.approx(hessians, rel=1e-10)) is is_hessians
+    with pytest.raises(LossLabError, match="curvature='ggn'"):
+        ll.hessian_trace(obj, method="exact")
+    lm = Objective(tanh_mlp, forward=lambda m, p, b: (F.cross_entropy(functional_call(m, p, (b[0],)), b[1]), len(b[1])),
+                   data=(x, y))
+    with pytest.raises(LossLabError, match="^the exact Gauss-Newton trace differentiates each example's outputs"):
+        ll.hessian_trace(lm, method="exact", curvature="ggn")

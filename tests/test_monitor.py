@@ -111,6 +111,14 @@ def test_the_monitors_curvature_equals_the_dense_hessian_and_the_analysis_at_the
 
 
 @pytest.mark.parametrize("device", DEVICES)
+def test_the_exact_gauss_newton_trace_is_the_dense_matrixs_at_the_same_step(tmp_path, device):
+    mon, model, _, probe, _, _ = loop(tmp_path, ["ggn_trace"], steps=5, device=device)
+    mon.close()
+    dense = ll.hessian_matrix(ll.Objective(model, F.cross_entropy, probe), curvature="ggn")
+    assert rows_at(mon, 5)["ggn_trace"] == pytest.approx(torch.trace(dense).item(), rel=1e-10)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_the_dimension_of_chosen_layers_equals_the_estimators_on_what_they_see(tmp_path, device):
     from losslab.analysis.dimension import levina_bickel, two_nn
 

@@ -31,18 +31,6 @@ DENSE_LIMIT = 3000  # parameters: rank(H) from the dense Hessian up to here
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh)  # a unit is "on" where its output > 0
 
 
-def _inputs(obj: Objective, max_examples: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    if obj.forward_fn is not None:
-        raise LossLabError("behavioral gradients differentiate each example's outputs: give the objective "
-                           "(inputs, targets) batches and loss=, not forward=")
-    if obj.mode == "train" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in obj.model.modules()):
-        raise LossLabError("behavioral gradients differentiate each example's outputs alone, and BatchNorm in "
-                           "mode='train' normalizes over a batch: build the objective with mode='eval'")
-    xs, ys = zip(*((b[0], b[1]) for b in obj.batches()))
-    x, y = torch.cat(xs), torch.cat(ys)
-    return (x, y) if max_examples is None else (x[:max_examples], y[:max_examples])
-
-
 def behavioral_gradients(obj: Objective, max_examples: int | None = None, chunk: int = 64) -> torch.Tensor:
     """The behavioral gradients G: the Jacobian of every output on every example in the parameters.
 
@@ -63,7 +51,7 @@ def behavioral_gradients(obj: Objective, max_examples: int | None = None, chunk:
         >>> ll.behavioral_gradients(obj, max_examples=10).shape
         torch.Size([30, 131])
     """
-    x, _ = _inputs(obj, max_examples)
+    x, _ = obj.examples("behavioral gradients", max_examples)
     params = {n: p.double() for n, p in obj.params.items()}
     model = copy.deepcopy(obj.model).double()
     buffers = {n: b.double() if b.is_floating_point() else b for n, b in obj.buffers.items()}
@@ -126,7 +114,7 @@ def basin(obj: Objective, max_examples: int | None = None, relative_tol: float =
         True
     """
     started = time.perf_counter()
-    x, y = _inputs(obj, max_examples)
+    x, y = obj.examples("behavioral gradients", max_examples)
     g = behavioral_gradients(obj, max_examples)
     sv = torch.linalg.svdvals(g)
     rank = numerical_rank(sv, relative_tol)

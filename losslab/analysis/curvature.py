@@ -32,6 +32,7 @@ from scipy.linalg import eigh_tridiagonal
 from scipy.linalg.lapack import dstev
 from scipy.sparse.linalg import LinearOperator, eigsh
 from threadpoolctl import threadpool_limits
+from torch.func import functional_call, jacrev, vmap
 
 from losslab.analysis.objective import Objective
 from losslab.core import progress
@@ -530,7 +531,7 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
     Args:
         op: a curvature operator.
         method: `"hutch++"` or `"hutchinson"`.
-        products: the matrix-vector products to spend (Hutch++ needs at least 3).
+        products: the matrix-vector products to spend (Hutch++ needs 6 or more, Hutchinson 2).
         seed: the random vectors' seed.
 
     Returns:
@@ -575,29 +576,70 @@ def estimate_trace(op: CurvatureOperator, method: str = "hutch++", products: int
 
 def hessian_trace(of: Objective | CurvatureOperator, method: str = "hutch++", products: int = TRACE_PRODUCTS,
                   curvature: str = "hessian", seed: int = 0) -> Trace:
-    """The trace of the Hessian (or Gauss-Newton matrix) of an objective, by Hutch++ or Hutchinson.
+    """The trace of the Hessian (or Gauss-Newton matrix) of an objective, by Hutch++ or Hutchinson,
+    or the Gauss-Newton matrix's exactly.
+
+    `method="exact"` (with `curvature="ggn"`) sums tr(H_n J_n J_n^T) over the examples, J_n the
+    Jacobian of example n's outputs in the parameters and H_n the Hessian of its loss in its outputs,
+    as BackPACK's exact diagonals do. For a network that is linear in each of its parameters given its
+    activation pattern (linear and convolution layers, ReLU, max-pooling: no Tanh, no normalization)
+    the Hessian's diagonal equals the Gauss-Newton matrix's, so this is the Hessian's trace too.
 
     Args:
-        of: the objective, or a curvature operator already built.
-        method: `"hutch++"` (Meyer et al. 2021) or `"hutchinson"`.
-        products: the Hessian-vector products to spend.
+        of: the objective, or a curvature operator already built (not for `"exact"`).
+        method: `"hutch++"` (Meyer et al. 2021), `"hutchinson"`, or `"exact"`.
+        products: the Hessian-vector products to spend (not for `"exact"`).
         curvature: `"hessian"` or `"ggn"`.
         seed: the random vectors' seed.
 
     Returns:
-        Trace: the estimate with its standard error (see `estimate_trace`).
+        Trace: the estimate with its standard error (see `estimate_trace`; 0 for `"exact"`, whose
+            `products` counts the backward passes: one per output of each example).
 
     Raises:
-        LossLabError: an unknown method or curvature, or too few products.
+        LossLabError: an unknown method or curvature, too few products, `"exact"` of the Hessian, or
+            of an objective whose examples cannot be taken alone (see `Objective.examples`).
 
-    Cost: `products` Hessian-vector products.
+    Cost: `products` Hessian-vector products; `"exact"`: one backward pass per output per example.
 
     Examples:
         >>> trace = ll.hessian_trace(obj, products=99)
         >>> trace.method, trace.products
         ('hutch++', 99)
     """
+    if method == "exact":
+        if curvature != "ggn" or not isinstance(of, Objective):
+            raise LossLabError("method='exact' is the Gauss-Newton matrix's trace from per-example Jacobians: give an "
+                               "objective and curvature='ggn' (for a network linear in each parameter, such as ReLU "
+                               "and max-pooling between linear and convolution layers, it is the Hessian's trace too)")
+        return exact_ggn_trace(of)
     return estimate_trace(curvature_operator(of, curvature), method, products, seed)
+
+
+def exact_ggn_trace(obj: Objective) -> Trace:
+    """tr(G) = (1/N) sum_n tr(H_n J_n J_n^T): each example's output Jacobian (jacrev, vmapped over the
+    examples, as many at once as a quarter of the free memory holds) and its loss's Hessian in its
+    outputs."""
+    started = time.perf_counter()
+    x, y = obj.examples("the exact Gauss-Newton trace")
+
+    def outputs(params, example):
+        return functional_call(obj.model, {**obj.buffers, **params}, (example[None],))[0]
+
+    def loss_hessian(output, target):
+        return torch.func.hessian(lambda o: obj.loss_fn(o[None], target[None]))(output)
+
+    n_out = outputs(obj.params, x[0]).numel()
+    per_example = 3 * n_out * obj.size * obj.params[next(iter(obj.params))].element_size()
+    chunk = max(1, min(len(x), available_bytes(obj.device) // 4 // per_example))
+    jacobians = vmap(jacrev(outputs), in_dims=(None, 0))
+    total = 0.0
+    for start in range(0, len(x), chunk):
+        xb, yb = x[start: start + chunk], y[start: start + chunk]
+        jac = torch.cat([j.flatten(2) for j in jacobians(obj.params, xb).values()], dim=2)  # (b, outputs, params)
+        h = vmap(loss_hessian)(vmap(outputs, in_dims=(None, 0))(obj.params, xb), yb)  # (b, outputs, outputs)
+        total += float((h * (jac @ jac.transpose(1, 2))).sum())
+    return Trace(total / len(x), 0.0, "exact", len(x) * n_out, round(time.perf_counter() - started, 3))
 
 
 # ---------------------------------------------------------------- spectral density

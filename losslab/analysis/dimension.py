@@ -53,6 +53,21 @@ def levina_bickel(x, k: int = 20) -> float:
     return float(1 / inverse.mean())
 
 
+def chosen_layers(model: torch.nn.Module, layers: list[str] | None) -> list[str]:
+    """The modules whose inputs are read: `layers`, refused unless each names a module of the
+    model, or by default every Linear layer."""
+    modules = dict(model.named_modules())
+    if layers is None:
+        return [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
+    missing = [n for n in layers if n not in modules or n == ""]
+    if missing or not layers:
+        named = [n for n in modules if n]
+        raise LossLabError(f"layers {missing} are not modules of the model (its modules: {', '.join(named[:8])}"
+                           f"{', ...' if len(named) > 8 else ''})" if named else
+                           f"layers {missing} are not modules of the model (it has no submodules)")
+    return list(layers)
+
+
 @torch.no_grad()
 def layer_inputs(model: torch.nn.Module, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, np.ndarray]:
     """What named modules see on inputs x: the representations the layers before them made.
@@ -67,10 +82,10 @@ def layer_inputs(model: torch.nn.Module, x: torch.Tensor, layers: list[str] | No
         layers: the names of the modules whose inputs are read (default: every Linear).
 
     Returns:
-        `{module name: (examples, features) array}`.
+        `{module name: (examples, features) array}` (empty for a model without Linear layers).
 
     Raises:
-        LossLabError: a name that is no module of the model, or no Linear layer.
+        LossLabError: a name that is no module of the model.
 
     Examples:
         >>> {name: a.shape for name, a in ll.layer_inputs(model, x).items()}
@@ -78,7 +93,7 @@ def layer_inputs(model: torch.nn.Module, x: torch.Tensor, layers: list[str] | No
     """
     seen: dict[str, np.ndarray] = {}
     modules = dict(model.named_modules())
-    chosen = layers if layers is not None else [n for n, m in modules.items() if isinstance(m, torch.nn.Linear)]
+    chosen = chosen_layers(model, layers)
 
     def keep(name):
         def hook(module, args):

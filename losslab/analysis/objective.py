@@ -330,6 +330,20 @@ class Objective:
             if batch is not None:
                 group.append(batch)
 
+    def examples(self, what: str, max_examples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The inputs and targets of every batch, joined (the first `max_examples`), for `what`
+        differentiates each example alone: refused for a forward= objective, whose batches are not
+        (inputs, targets), and for BatchNorm in mode='train', which normalizes over a batch."""
+        if self.forward_fn is not None:
+            raise LossLabError(f"{what} differentiates each example's outputs: give the objective (inputs, targets) "
+                               "batches and loss=, not forward=")
+        if self.mode == "train" and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules()):
+            raise LossLabError(f"{what} differentiates each example's outputs alone, and BatchNorm in mode='train' "
+                               "normalizes over a batch: build the objective with mode='eval'")
+        xs, ys = zip(*((b[0], b[1]) for b in self.batches()))
+        x, y = torch.cat(xs), torch.cat(ys)
+        return (x, y) if max_examples is None else (x[:max_examples], y[:max_examples])
+
     @property
     def one_batch(self) -> bool:
         """The data are one batch, kept on the device."""

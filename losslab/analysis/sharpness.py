@@ -65,14 +65,14 @@ def sam_sharpness(obj: Objective, rho: float = 0.05, steps: int = 1000, restarts
     """SAM's sharpness: the largest rise of the loss within a ball of radius rho around the point.
 
     max over ||e|| <= rho of L(theta + e) - L(theta) (Foret et al. 2021), by projected gradient
-    ascent from `restarts` starts (the first along the gradient, as SAM's own step), each ascent
+    ascent from the gradient (as SAM's own step) and `restarts` random starts, each ascent
     stopping where its best rise no longer grows by `tol` of itself.
 
     Args:
         obj: the objective.
         rho: the ball's radius.
         steps: the most gradient steps an ascent takes.
-        restarts: the ascents run; the largest rise counts.
+        restarts: random starts besides the gradient's; the largest rise counts.
         seed: the random starts' seed.
         tol: an ascent stops where its best rise grows by less than this fraction.
 

@@ -23,8 +23,8 @@ Two kinds of measures:
   evaluated on), with the weights as they are after that step: the measures of
   losslab.monitor.measures (the engine losslab's own Trainer measures with), each with its cost:
   grad_norm (of the probe loss's gradient: the full-data gradient where the probe is the data),
-  spectral_norms, cosines, sharpness, preconditioned_sharpness, gradient_noise, trace, dimension
-  (of every Linear layer's input, or of the modules named in `layers`); the top eigenvalues to a
+  spectral_norms, cosines, sharpness, preconditioned_sharpness, gradient_noise, trace, ggn_trace,
+  dimension (of every Linear layer's input, or of the modules named in `layers`); the top eigenvalues to a
   Lanczos residual of `tolerance` (1e-2: right to ~1e-4; 1e-3: ~1e-6, for a third more products).
   They see the network without dropout, leave its buffers (BatchNorm's running statistics) as
   they were and draw nothing from the loop's random number generators. Where the probe loss is
@@ -84,7 +84,7 @@ class Monitor(Recorded):
     Every step, from the loop's own optimizer step and kept on the device until the cadence (no host
     sync in between): the loss and the cheap measures (`step_grad_norm`, `weight_norms`,
     `update_ratio`). Every `every` steps, on the probe, with the weights after that step: the probe
-    measures (`sharpness`, `lambda_min`, `preconditioned_sharpness`, `trace`, `gradient_noise`,
+    measures (`sharpness`, `lambda_min`, `preconditioned_sharpness`, `trace`, `ggn_trace`, `gradient_noise`,
     `cosines`, `spectral_norms`, `dimension`, ...; `losslab.monitor.MEASURES` lists them with their
     cost). The probe measures see the network without dropout, leave its buffers as they were and
     draw nothing from the loop's random generators: a measured training goes through the same

@@ -95,8 +95,8 @@ def load_checkpoint(run: RunDir, step: int | None = None) -> Checkpoint:
 def objective_at(run: RunDir | str | Path, step: int | None = None, split: str = "train") -> Objective:
     """The objective of a losslab run at one of its stored checkpoints.
 
-    The run's model rebuilt from its config with the checkpoint's weights, on its training or
-    validation data, in float64 where the run trained in float32 (the analyses' references are exact).
+    The run's model rebuilt from its config with the checkpoint's weights and its loss, on its
+    training or validation data as one batch, on the CPU.
 
     Args:
         run: the run's folder, or a `RunDir`.

@@ -4,6 +4,7 @@ the trace. The top eigenvectors are tracked: each Lanczos starts from the previo
 from __future__ import annotations
 
 from losslab.analysis.curvature import hessian_trace
+from losslab.analysis.objective import Objective
 from losslab.analysis.sharpness import preconditioned_sharpness, preconditioner_refusal
 from losslab.core.errors import LossLabError
 from losslab.monitor.measures.base import STABILITY, Measure, Probe, register
@@ -75,3 +76,19 @@ class Trace(Measure):
 
     def measure(self, probe: Probe):
         yield "hessian_trace", hessian_trace(probe.hessian).estimate
+
+
+@register
+class GGNTrace(Measure):
+    """The trace of the probe loss's Gauss-Newton matrix, exactly, from each example's output Jacobian;
+    for a network linear in each parameter (linear and convolution layers, ReLU, max-pooling) it is
+    the Hessian's trace, as Cockpit's HessTrace computes it there. One backward pass per output per example"""
+
+    name, instrument, writes = "ggn_trace", STABILITY, ("ggn_trace",)
+
+    def check(self, probe: Objective) -> None:
+        """Refuse, before the loop, a probe whose examples cannot be taken alone."""
+        probe.examples("the exact Gauss-Newton trace", 1)
+
+    def measure(self, probe: Probe):
+        yield "ggn_trace", hessian_trace(probe.objective, method="exact", curvature="ggn").estimate

@@ -14,15 +14,12 @@ class Dimension(Measure):
     name, switch, instrument, writes = "dimension", "dimension", REPRESENTATIONS, ("dim_twonn/", "dim_mle/")
 
     def __init__(self, setup: Setup):
+        from losslab.analysis.dimension import chosen_layers  # startup
+
         super().__init__(setup)
         if setup.inputs is None:
             raise LossLabError("the dimension measure embeds the probe's inputs: give the probe as (inputs, targets)")
-        if setup.layers is not None:
-            modules = dict(setup.model.named_modules())
-            missing = [n for n in setup.layers if n not in modules or n == ""]
-            if missing or not setup.layers:
-                raise LossLabError(f"layers {missing} are not modules of the model (its modules: "
-                                   f"{', '.join([n for n in modules if n][:8])}, ...)")
+        chosen_layers(setup.model, setup.layers)  # refused now, before the loop
         self.inputs = setup.inputs[:DIMENSION_EXAMPLES]
 
     def measure(self, probe: Probe):
