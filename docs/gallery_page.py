@@ -7,7 +7,7 @@ import html
 from pathlib import Path
 
 from losslab.gallery import select
-from losslab.gallery.page import made_in
+from losslab.gallery.page import minutes
 from losslab.gallery.registry import settings_of
 from losslab.store.studies import find_study
 
@@ -34,6 +34,6 @@ def markdown(root: Path) -> str:
             out.append("*Not made for this build.*")
             continue
         verdict = "claim held" if result.get("held") else "not reproduced"
-        out += [_figure(Path(result["figure"])), "",
-                f"**{verdict}** (the quick instance{made_in(result)}): {result['outcome']}"]
+        took = "" if result.get("seconds") is None else f", made in {minutes(result['seconds'])}"
+        out += [_figure(Path(result["figure"])), "", f"**{verdict}** (the quick instance{took}): {result['outcome']}"]
     return "\n".join(out)

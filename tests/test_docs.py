@@ -3,6 +3,7 @@ refuse: a broken link, a code block of a page that raises, a public name without
 sections or its reference entry, an example that does not give what it shows."""
 
 import importlib.util
+import os
 import re
 import runpy
 import subprocess
@@ -24,7 +25,7 @@ spec.loader.exec_module(hooks)
 
 def build(config: Path, site: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-f", str(config), "-d", str(site)],
-                          cwd=ROOT, capture_output=True, text=True, env={"NO_MKDOCS_2_WARNING": "1", "PATH": ""})
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
 
 
 def test_the_site_builds_strict_with_the_tutorial_run_and_every_name_and_command_on_its_page(tmp_path):
