@@ -29,9 +29,11 @@ browser:
 
 # The documentation site, into site/ (open site/index.html): every warning an error (a broken link, an
 # undocumented public name, an example or a tutorial block that fails)
-# (the gallery's quick instances first, kept in build/gallery: about 10 minutes the first time, read back after)
+# (first the gallery's quick instances, kept in build/gallery, and the tutorials' commands, kept in
+# build/tutorials: about 10 and 30 minutes the first time, read back after)
 docs: install
 	$(BIN)/losslab gallery --quick --out build/gallery
+	$(BIN)/python docs/tutorial_runs.py
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 	@echo "the site: site/index.html"
 

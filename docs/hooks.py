@@ -1,11 +1,13 @@
-"""The docs build's own checks (an MkDocs hook): every public name of losslab, losslab.optim and
-losslab.monitor has a Google-style docstring with its Args, Returns and an Example, is on a reference
-page, and its example runs. A problem is a warning, which `mkdocs build --strict` turns into a failure."""
+"""The docs build's own checks and additions (an MkDocs hook): every public name of losslab,
+losslab.optim and losslab.monitor has a Google-style docstring with its Args, Returns and an Example,
+is on a reference page, and its example runs (a problem is a warning, which `mkdocs build --strict`
+turns into a failure); under each tutorial block run at build, what it printed and drew."""
 
 from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import logging
 import re
 from pathlib import Path
@@ -112,3 +114,23 @@ def failing_examples(modules=PUBLIC) -> list[str]:
 def on_pre_build(config, **kwargs) -> None:
     for problem in undocumented() + failing_examples():
         log.warning(problem)
+
+
+def _tutorial_runs():
+    spec = importlib.util.spec_from_file_location("tutorial_runs", DOCS / "tutorial_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def on_page_markdown(markdown: str, page, **kwargs) -> str:
+    """Under each tutorial block run at build, what its commands printed and drew (docs/tutorial_runs.py)."""
+    runs = _tutorial_runs()
+    if not page.file.src_uri.startswith("tutorials/") or runs.MARK not in markdown:
+        return markdown
+    pieces = markdown.split(runs.MARK)
+    kept = runs.kept_output(Path(page.file.src_uri).stem, markdown)
+    shown = [text if text is not None else
+             "*`make docs` runs these commands (`python docs/tutorial_runs.py`) and shows here what they print "
+             "and draw.*" for text in kept]
+    return pieces[0] + "".join(f"\n{text}\n" + piece for text, piece in zip(shown, pieces[1:]))

@@ -4,6 +4,7 @@ not tracebacks. (Kills at every write boundary: test_faults.py; signals: test_st
 
 import json
 import os
+import select
 import shutil
 import signal
 import sqlite3
@@ -416,9 +417,13 @@ def test_serve_warns_when_listening_beyond_the_loopback(hostile):
     root, _ = hostile
     proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", "serve", "--host", "0.0.0.0", "--port", "0",
                              "--store", root / "runs"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(4)
+    said = []
+    try:  # its first lines, as it starts (however long its imports take on a loaded machine)
+        deadline = time.time() + 60
+        while time.time() < deadline and not any("listening" in line for line in said):
+            if select.select([proc.stderr], [], [], 1)[0]:
+                said.append(proc.stderr.readline())
     finally:
         proc.terminate()
-    _, stderr = proc.communicate(timeout=30)
-    assert "warning: listening on 0.0.0.0" in stderr
+        proc.communicate(timeout=30)
+    assert any("warning: listening on 0.0.0.0" in line for line in said), said

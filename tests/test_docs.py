@@ -129,3 +129,56 @@ def test_the_readme_is_a_first_screen_with_the_two_commands_and_links_that_resol
         assert (ROOT / target).is_file(), target
     for picture in re.findall(r"\]\((docs/[^)]+\.png)\)", readme):
         assert (ROOT / picture).read_bytes()[:4] == b"\x89PNG", picture
+
+
+@pytest.fixture
+def runs(tmp_path, monkeypatch):
+    """docs/tutorial_runs.py over the tutorials in tmp_path/tutorials, building into tmp_path/build."""
+    spec = importlib.util.spec_from_file_location("tutorial_runs", ROOT / "docs" / "tutorial_runs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (tmp_path / "tutorials").mkdir()
+    monkeypatch.setattr(module, "TUTORIALS", tmp_path / "tutorials")
+    monkeypatch.setattr(module, "BUILD", tmp_path / "build")
+    return module
+
+
+PNG = "import base64, pathlib; pathlib.Path('runs/a').mkdir(parents=True); pathlib.Path('runs/a/f.png').write_bytes(" \
+      "base64.b64decode('iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=='))"
+
+
+def test_a_tutorials_marked_blocks_run_once_each_with_what_they_print_and_draw(runs):
+    tutorial = runs.TUTORIALS / "demo.md"
+    tutorial.write_text(f'# Demo\n\n```sh\necho made   # a comment\npython -c "{PNG}"\n```\n{runs.MARK}\n\n'
+                        "```sh\necho never\n```\n")
+    runs.run_tutorial("demo")
+    [kept] = runs.kept_output("demo", tutorial.read_text())
+    assert "$ echo made\nmade" in kept and "never" not in kept
+    assert "<figcaption>runs/a/f.png</figcaption>" in kept and "data:image/png;base64,iVBOR" in kept
+    runs.run_tutorial("demo")  # kept: not run again (the figure's folder would exist: mkdir would fail)
+    tutorial.write_text(tutorial.read_text().replace("echo made", "echo changed"))
+    assert runs.kept_output("demo", tutorial.read_text()) == [None]  # another command: not kept for it
+
+
+def test_a_failing_tutorial_command_stops_the_run_saying_which(runs):
+    (runs.TUTORIALS / "broken.md").write_text(f"```sh\necho first\nlosslab-nonexistent --x\necho after\n```\n{runs.MARK}\n")
+    with pytest.raises(SystemExit, match="broken: `losslab-nonexistent --x` failed"):
+        runs.run_tutorial("broken")
+    assert runs.kept_output("broken", (runs.TUTORIALS / "broken.md").read_text()) == [None]
+
+
+def test_the_build_shows_a_blocks_kept_output_under_it_and_else_how_to_make_it(runs, monkeypatch):
+    monkeypatch.setattr(hooks, "_tutorial_runs", lambda: runs)
+    text = f"```sh\necho one\n```\n{runs.MARK}\n\n```sh\necho two\n```\n{runs.MARK}\n"
+    (runs.TUTORIALS / "two.md").write_text(text)
+    blocks = runs.marked_blocks(text)
+    kept = runs.kept_path("two", blocks, 0)
+    kept.parent.mkdir(parents=True)
+    kept.write_text("OUTPUT OF ONE")
+
+    class Page:
+        class file:
+            src_uri = "tutorials/two.md"
+    shown = hooks.on_page_markdown(text, Page)
+    assert shown.index("echo one") < shown.index("OUTPUT OF ONE") < shown.index("echo two")
+    assert shown.index("echo two") < shown.index("`make docs` runs these commands")
