@@ -23,7 +23,7 @@ from pathlib import Path
 TUTORIALS = Path(__file__).parent / "tutorials"
 BUILD = Path("build") / "tutorials"
 MARK = "<!-- run at build -->"
-BLOCK = re.compile(r"```sh\n(.*?)```\n" + re.escape(MARK), re.S)
+BLOCK = re.compile(r"```sh\n((?:(?!```).)*)```\n" + re.escape(MARK), re.S)  # one block: no fence inside
 
 
 def marked_blocks(text: str) -> list[str]:

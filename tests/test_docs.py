@@ -149,8 +149,8 @@ PNG = "import base64, pathlib; pathlib.Path('runs/a').mkdir(parents=True); pathl
 
 def test_a_tutorials_marked_blocks_run_once_each_with_what_they_print_and_draw(runs):
     tutorial = runs.TUTORIALS / "demo.md"
-    tutorial.write_text(f'# Demo\n\n```sh\necho made   # a comment\npython -c "{PNG}"\n```\n{runs.MARK}\n\n'
-                        "```sh\necho never\n```\n")
+    tutorial.write_text(f'# Demo\n\n```sh\necho never\n```\n\n```sh\necho made   # a comment\npython -c "{PNG}"\n```\n'
+                        f"{runs.MARK}\n\n```sh\necho never\n```\n")  # only the marked block, not those around it
     runs.run_tutorial("demo")
     [kept] = runs.kept_output("demo", tutorial.read_text())
     assert "$ echo made\nmade" in kept and "never" not in kept
