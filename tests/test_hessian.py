@@ -398,3 +398,16 @@ def test_the_exact_gauss_newton_trace_is_the_dense_one_and_on_a_relu_network_the
                    data=(x, y))
     with pytest.raises(LossLabError, match="^the exact Gauss-Newton trace differentiates each example's outputs"):
         ll.hessian_trace(lm, method="exact", curvature="ggn")
+
+
+@pytest.mark.parametrize("which", ["bottom", "both"])
+def test_the_bottom_eigenvalues_are_the_dense_ones_to_the_tolerance_of_the_spectrums_scale(which):
+    import losslab as ll
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 12), nn.Tanh(), nn.Linear(12, 3)).double()
+    obj = Objective(model, F.cross_entropy, (torch.randn(40, 4, dtype=torch.float64), torch.randint(0, 3, (40,))))
+    dense = torch.linalg.eigvalsh(ll.hessian_matrix(obj)).numpy()
+    spectrum = ll.hessian_eigenvalues(obj, k=3, which=which)
+    assert np.abs(spectrum.bottom - dense[:3]).max() <= 1e-4 * np.abs(dense).max()
+    assert (spectrum.top is None) is (which == "bottom")

@@ -430,7 +430,8 @@ def hessian_eigenvalues(of: Objective | CurvatureOperator, k: int = 5, which: st
         k: how many eigenvalues of each end.
         which: `"top"` (largest), `"bottom"` (smallest: negative ones mean a saddle) or `"both"`.
         curvature: `"hessian"` or `"ggn"` (the Gauss-Newton matrix).
-        tol: Lanczos's relative residual tolerance (see `extreme_eigenpairs`).
+        tol: Lanczos's relative residual tolerance (see `extreme_eigenpairs`); the bottom eigenvalues'
+            residuals are bounded by tol times the largest eigenvalue's magnitude.
         seed: the random start's seed.
 
     Returns:
@@ -459,12 +460,15 @@ def hessian_eigenvalues(of: Objective | CurvatureOperator, k: int = 5, which: st
     result = Spectrum("ggn" if isinstance(op, GGNOperator) else curvature, loss=op.obj.value)
     if isinstance(op, HessianOperator):
         result.grad_norm = float(op.grad.norm())
-    for side in (["top", "bottom"] if which == "both" else [which]):
-        values, vectors = extreme_eigenpairs(op, k, side, tol=tol, seed=seed)
-        if side == "top":
-            result.top, result.top_vectors = values[::-1].copy(), vectors[:, ::-1].copy()
-        else:
-            result.bottom, result.bottom_vectors = values, vectors
+    if which in ("top", "both"):
+        values, vectors = extreme_eigenpairs(op, k, "top", tol=tol, seed=seed)
+        result.top, result.top_vectors = values[::-1].copy(), vectors[:, ::-1].copy()
+    if which in ("bottom", "both"):
+        # residuals to tol of the spectrum's scale: near a cluster at 0 (a trained net's bottom), a tolerance
+        # relative to each small eigenvalue asks for up to 30 times the products for the same values
+        top = result.top[0] if result.top is not None else extreme_eigenpairs(op, 1, "top", tol=tol, seed=seed)[0][-1]
+        values, vectors = extreme_eigenpairs(op, k, "bottom", tol=tol, seed=seed, scale=abs(float(top)))
+        result.bottom, result.bottom_vectors = values, vectors
     result.products, result.seconds = op.products - before, round(time.perf_counter() - started, 3)
     return result
 
