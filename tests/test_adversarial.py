@@ -277,6 +277,7 @@ def test_runs_lists_the_folders_it_can_read_whatever_the_index(hostile, tmp_path
 # ---------------------------------------------------------------- read-only and full disks
 
 
+@pytest.mark.slow  # a read-only store refused before any work stays in the default suite (test_hardening)
 def test_a_read_only_store_is_read(hostile, tmp_path):
     root, run_id = hostile
     shutil.copytree(root / "runs", tmp_path / "src")
@@ -413,6 +414,7 @@ def test_serve_answers_200_concurrent_clients_and_refuses_bad_paths(hostile, cap
     assert "Traceback" not in logged and logged.count("404") >= 50
 
 
+@pytest.mark.slow  # a warning's wording; serve's refusals stay in the default suite
 def test_serve_warns_when_listening_beyond_the_loopback(hostile):
     root, _ = hostile
     proc = subprocess.Popen([sys.executable, "-m", "losslab.cli", "serve", "--host", "0.0.0.0", "--port", "0",

@@ -20,6 +20,7 @@ print(sum(faults() for _ in range(5)))
 """
 
 
+@pytest.mark.slow  # an allocator setting's effect
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="a glibc setting")
 def test_a_batched_group_reuses_freed_memory_instead_of_faulting_it_in_again():
     """A group's intermediates are K times a run's: glibc would hand each back to the OS when freed."""

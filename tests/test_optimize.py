@@ -60,6 +60,7 @@ def test_spec_parsing():
             parse_spec(bad)
 
 
+@pytest.mark.slow  # the races' numbers stay in the default suite; the tutorials run this command at make docs
 def test_optimize_command_writes_figures_animation_and_results(tmp_path):
     out = losslab_here("optimize", "rosenbrock", "--optimizers", "adam@0.05,momentum@0.001,muon@0.01",
                   "--steps", "60", "--out", tmp_path, "--json")

@@ -35,6 +35,7 @@ def test_separation_is_a_nearest_neighbour_vote_across_halves():
     assert separation(clusters, np.r_[codes[:100], (codes[100:] + 1) % 4]) == 0.0  # each half votes the other's
 
 
+@pytest.mark.slow  # the gallery's parity-representations claim stays in the default suite
 def test_hidden_representations_cluster_by_the_first_k_bits_once_generalized(parity_run):
     """At t4 the t-SNE of the hidden layer separates the 2^k codes of the relevant bits (a
     nearest-neighbour vote in the embedding recovers them); at memorization it does not."""

@@ -180,6 +180,7 @@ def parity_sweep(tmp_path, body=PARITY_BODY):
 KEEP = ("index", "status", "steps", "t1", "t2", "t3", "t4", "train_loss", "val_loss", "val_acc", "signature_energy")
 
 
+@pytest.mark.slow  # the grokking group alone against runs alone stays in the default suite
 def test_batched_training_gives_the_local_results(tmp_path):
     """Eight minibatch SGD runs (two seeds, so two data sets and minibatch orders; two learning
     rates; with and without momentum) trained in two vmapped groups of four, one per process."""
@@ -199,6 +200,7 @@ def test_batched_training_gives_the_local_results(tmp_path):
         assert sizes[0] == sizes[1]
 
 
+@pytest.mark.slow  # a SAM run trained alone beside a batched group (4 s)
 def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):
     from losslab.config import load_config
     from losslab.sweep.executors import BatchedExecutor
@@ -284,6 +286,7 @@ def test_checkpoints_fall_on_their_log_spaced_steps_without_an_evaluation_there(
     assert evaluated == {0, 500, 1000, 1500}  # the checkpoints added no evaluation
 
 
+@pytest.mark.slow  # progress lines off a terminal
 def test_a_piped_sweep_says_each_finished_run(tmp_path):
     path = sweep_file(tmp_path, '[grid]\nseed = [0, 1]\n')
     with open(tmp_path / "log", "w") as log:  # stderr a file, as a batch job's log

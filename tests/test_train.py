@@ -160,6 +160,7 @@ def appeared(root, pattern: str) -> bool:
         return False
 
 
+@pytest.mark.slow  # a real SIGKILL and a bit-for-bit resume stay in the default suite (test_faults)
 def test_kill_9_then_resume_from_the_cli(tmp_path, tiny_cfg):
     """A run killed with SIGKILL resumes from its last checkpoint and ends as the whole run does."""
     args = ["grokking", "--set", "task.p=11", "--set", "model.d_model=32", "--set", "model.d_mlp=64",
