@@ -2,19 +2,13 @@
 registry and, where `losslab gallery --quick` has made it under `root` (`make docs` does, into
 build/gallery), its figure, its verdict and what was measured: the gallery's own page, in the site."""
 
-import base64
-import html
 from pathlib import Path
 
 from losslab.gallery import select
 from losslab.gallery.page import minutes
 from losslab.gallery.registry import settings_of
+from losslab.report.pages import image
 from losslab.store.studies import find_study
-
-
-def _figure(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
 def markdown(root: Path) -> str:
@@ -35,5 +29,5 @@ def markdown(root: Path) -> str:
             continue
         verdict = "claim held" if result.get("held") else "not reproduced"
         took = "" if result.get("seconds") is None else f", made in {minutes(result['seconds'])}"
-        out += [_figure(Path(result["figure"])), "", f"**{verdict}** (the quick instance{took}): {result['outcome']}"]
+        out += [image(Path(result["figure"])), "", f"**{verdict}** (the quick instance{took}): {result['outcome']}"]
     return "\n".join(out)

@@ -116,16 +116,19 @@ def on_pre_build(config, **kwargs) -> None:
         log.warning(problem)
 
 
-def _tutorial_runs():
-    spec = importlib.util.spec_from_file_location("tutorial_runs", DOCS / "tutorial_runs.py")
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, DOCS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+TUTORIAL_RUNS = _load("tutorial_runs")  # once, not for every page
+
+
 def on_page_markdown(markdown: str, page, **kwargs) -> str:
     """Under each tutorial block run at build, what its commands printed and drew (docs/tutorial_runs.py)."""
-    runs = _tutorial_runs()
+    runs = TUTORIAL_RUNS
     if not page.file.src_uri.startswith("tutorials/") or runs.MARK not in markdown:
         return markdown
     pieces = markdown.split(runs.MARK)

@@ -11,7 +11,6 @@ A command that fails stops it, saying which, with exit status 1: nothing after i
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import os
 import re
@@ -19,6 +18,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from losslab.report.pages import image
 
 TUTORIALS = Path(__file__).parent / "tutorials"
 BUILD = Path("build") / "tutorials"
@@ -47,9 +48,7 @@ def shown(outputs: list[tuple[str, str]], figures: list[Path], folder: Path) -> 
     text = "\n\n".join(f"$ {command}\n{output.rstrip()}" for command, output in outputs)
     parts = ["What these commands printed when this site was built:", "", "```text", text, "```"]
     for figure in figures:
-        data = base64.b64encode(figure.read_bytes()).decode()
-        parts += ["", f'<figure><img alt="{figure.name}" src="data:image/png;base64,{data}">'
-                      f"<figcaption>{figure.relative_to(folder)}</figcaption></figure>"]
+        parts += ["", image(figure, str(figure.relative_to(folder)))]
     return "\n".join(parts)
 
 

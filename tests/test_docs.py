@@ -168,7 +168,7 @@ def test_a_failing_tutorial_command_stops_the_run_saying_which(runs):
 
 
 def test_the_build_shows_a_blocks_kept_output_under_it_and_else_how_to_make_it(runs, monkeypatch):
-    monkeypatch.setattr(hooks, "_tutorial_runs", lambda: runs)
+    monkeypatch.setattr(hooks, "TUTORIAL_RUNS", runs)
     text = f"```sh\necho one\n```\n{runs.MARK}\n\n```sh\necho two\n```\n{runs.MARK}\n"
     (runs.TUTORIALS / "two.md").write_text(text)
     blocks = runs.marked_blocks(text)

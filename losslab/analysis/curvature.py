@@ -627,21 +627,23 @@ def exact_ggn_trace(obj: Objective) -> Trace:
     started = time.perf_counter()
     x, y = obj.examples("the exact Gauss-Newton trace")
 
-    def outputs(params, example):
-        return functional_call(obj.model, {**obj.buffers, **params}, (example[None],))[0]
+    def outputs(params, example):  # the outputs twice: jacrev differentiates the first, passes the second on
+        out = functional_call(obj.model, {**obj.buffers, **params}, (example[None],))[0]
+        return out, out
 
     def loss_hessian(output, target):
         return torch.func.hessian(lambda o: obj.loss_fn(o[None], target[None]))(output)
 
-    n_out = outputs(obj.params, x[0]).numel()
+    n_out = outputs(obj.params, x[0])[0].numel()
     per_example = 3 * n_out * obj.size * obj.params[next(iter(obj.params))].element_size()
     chunk = max(1, min(len(x), available_bytes(obj.device) // 4 // per_example))
-    jacobians = vmap(jacrev(outputs), in_dims=(None, 0))
+    jacobians = vmap(jacrev(outputs, has_aux=True), in_dims=(None, 0))
     total = 0.0
     for start in range(0, len(x), chunk):
         xb, yb = x[start: start + chunk], y[start: start + chunk]
-        jac = torch.cat([j.flatten(2) for j in jacobians(obj.params, xb).values()], dim=2)  # (b, outputs, params)
-        h = vmap(loss_hessian)(vmap(outputs, in_dims=(None, 0))(obj.params, xb), yb)  # (b, outputs, outputs)
+        jac, out = jacobians(obj.params, xb)
+        jac = torch.cat([j.flatten(2) for j in jac.values()], dim=2)  # (b, outputs, params)
+        h = vmap(loss_hessian)(out.detach(), yb)  # (b, outputs, outputs)
         total += float((h * (jac @ jac.transpose(1, 2))).sum())
     return Trace(total / len(x), 0.0, "exact", len(x) * n_out, round(time.perf_counter() - started, 3))
 

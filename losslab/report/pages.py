@@ -108,11 +108,11 @@ def scalars(result: dict) -> list[tuple[str, object]]:
     return found
 
 
-def image(path: Path) -> str:
-    """A PNG inlined in the page (it stays self-contained)."""
+def image(path: Path, caption: str | None = None) -> str:
+    """A PNG inlined in the page (it stays self-contained), captioned by its name unless told."""
     data = base64.b64encode(path.read_bytes()).decode()
     return (f'<figure><img class="figure" alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{html.escape(path.name)}</figcaption></figure>")
+            f"<figcaption>{html.escape(caption or path.name)}</figcaption></figure>")
 
 
 # ---------------------------------------------------------------- a run
