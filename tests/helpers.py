@@ -16,7 +16,6 @@ import pytest
 
 from losslab.config import load_config
 from losslab.store import RunStore
-from losslab.sweep.predict import FEATURES
 
 TINY = ["--set", "task.p=11", "--set", "model.d_model=32", "--set", "model.d_mlp=64",
         "--set", "train.max_steps=40", "--set", "train.eval_every=10", "--set", "optim.lr=3e-3"]
@@ -80,9 +79,9 @@ def sweep_file(tmp_path, body: str, name: str = "s") -> str:
 T = 100
 
 
-def fake_run(store: RunStore, i: int, oscillates: bool, rng) -> dict:
-    """A finished run whose early loss decays smoothly, or with oscillations (the grokking
-    signature), and that grokked exactly when it oscillated."""
+def fake_run(store: RunStore, i: int, oscillates: bool, rng, op: str = "add") -> dict:
+    """A finished run (of a + b mod 97, or another `op`) whose early loss decays smoothly, or with
+    oscillations (the grokking signature), and that grokked exactly when it oscillated."""
     t = np.arange(T)
     loss = 4.6 * np.exp(-t / 30) + 0.05 + rng.normal(scale=1e-3, size=T)
     if oscillates:
@@ -91,7 +90,7 @@ def fake_run(store: RunStore, i: int, oscillates: bool, rng) -> dict:
     rows += [(s, split, name, v) for s in (0, 50, 100) for split, name, v in
              [("train", "loss", float(loss[min(s, T - 1)])), ("train", "acc", 0.5), ("val", "loss", 4.0),
               ("val", "acc", 0.01)]]
-    run = store.create(load_config("grokking", ["name=fake"]), f"fake-{i}")
+    run = store.create(load_config("grokking", ["name=fake", f"task.op={op}"]), f"fake-{i}")
     run.write_metrics(rows)
     summary = {"run_id": run.path.name, "status": "completed", "steps": 1000 if oscillates else 3000,
                "stop_reason": "max_steps", "events": {"t4": 900 if oscillates else None}, "final": {}, "wall_s": 1.0}
@@ -100,11 +99,25 @@ def fake_run(store: RunStore, i: int, oscillates: bool, rng) -> dict:
             "stop_reason": "max_steps"}
 
 
-def constant_predictor(p: float) -> dict:
-    logit = float(np.log(p / (1 - p)))
-    n = len(FEATURES)
-    return {"steps": 20, "features": list(FEATURES), "mean": [0.0] * n, "scale": [1.0] * n,
-            "coef": [0.0] * n, "intercept": logit}
+class ConstantForecaster:
+    """A forecaster (as a sweep's stop rule and the pruner read one) that gives every run p(grok) = p at T = 20."""
+
+    t, threshold = 20, 0.5
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def p_grok(self, rows, config=None) -> float:
+        return self.p
+
+
+def fake_benchmark(store: RunStore, path: Path, runs: int = 24, ops=("add", "sub", "mul")) -> Path:
+    """A forecast benchmark's table of fake runs (fake_run's), half of them grokking, over `ops`."""
+    from losslab.forecast.table import run_row, write_table
+
+    rng = np.random.default_rng(0)
+    made = [fake_run(store, i, oscillates=i % 2 == 0, rng=rng, op=ops[i // 2 % len(ops)]) for i in range(runs)]
+    return write_table([run_row(store.find(r["run_id"])) for r in made], path)
 
 
 def snapshot(folder: Path) -> dict:

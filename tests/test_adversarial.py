@@ -348,9 +348,9 @@ def test_a_killed_sweep_takes_its_workers_with_it_and_a_rerun_finishes_it(tmp_pa
     from losslab.sweep.executors import LocalExecutor
     from losslab.sweep.run import Sweep
 
-    again = Sweep(tmp_path / "stop.toml", RunStore(store)).run(LocalExecutor(1))
+    again = Sweep.from_file(tmp_path / "stop.toml", RunStore(store)).run(LocalExecutor(1))
     whole_store = tmp_path / "whole"
-    whole = Sweep(tmp_path / "stop.toml", RunStore(whole_store)).run(LocalExecutor(1))
+    whole = Sweep.from_file(tmp_path / "stop.toml", RunStore(whole_store)).run(LocalExecutor(1))
     assert table(again["rows"]) == table(whole["rows"])
 
 
@@ -376,7 +376,7 @@ def test_a_second_copy_of_a_running_sweep_is_refused_and_stale_failures_go(tmp_p
     from losslab.sweep.executors import LocalExecutor
     from losslab.sweep.run import Sweep
 
-    rows = Sweep(tmp_path / "stop.toml", RunStore(store)).run(LocalExecutor(1))["rows"]
+    rows = Sweep.from_file(tmp_path / "stop.toml", RunStore(store)).run(LocalExecutor(1))["rows"]
     assert rows[0]["status"] == "completed" and rows[0]["error"] is None
 
 

@@ -16,7 +16,7 @@ from losslab.core.errors import LossLabError
 from losslab.monitor import series
 from losslab.monitor.measures import gradient_noise
 from losslab.store import RunStore
-from tests.helpers import T, drawn, fake_run, losslab_here, open_page
+from tests.helpers import T, drawn, fake_benchmark, losslab_here, open_page
 
 
 def half_squared(out, y):

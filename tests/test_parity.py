@@ -107,7 +107,7 @@ def test_switching_weight_decay_at_memorization_speeds_grokking_until_it_breaks_
     path = tmp_path / "s.toml"
     path.write_text('name = "s"\nbase = "parity"\nrun_figures = false\n'
                     '[grid]\n"optim.weight_decay_after_t2" = [0.01, 0.1, 3.0]\n')
-    rows = Sweep(path, RunStore(tmp_path / "runs")).run(LocalExecutor(1))["rows"]
+    rows = Sweep.from_file(path, RunStore(tmp_path / "runs")).run(LocalExecutor(1))["rows"]
     t4 = {r["axis:optim.weight_decay_after_t2"]: r["t4"] for r in rows}
     assert t4[0.1] is not None and t4[0.01] is not None and t4[0.1] < t4[0.01] / 3
     assert t4[3.0] is None

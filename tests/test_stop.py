@@ -32,7 +32,7 @@ def uninterrupted(tmp_path_factory):
     for kind in ("local-1", "batched"):
         folder = tmp_path_factory.mktemp("whole")
         (folder / "stop.toml").write_text(BODY)
-        tables[kind] = table(Sweep(folder / "stop.toml", RunStore(folder / "runs")).run(rerun_executor(kind))["rows"])
+        tables[kind] = table(Sweep.from_file(folder / "stop.toml", RunStore(folder / "runs")).run(rerun_executor(kind))["rows"])
     return tables
 
 
@@ -78,7 +78,7 @@ def test_a_signal_stops_the_whole_sweep_and_a_rerun_finishes_it(tmp_path, uninte
     interrupted = [RunStore(store).find(r["run_id"]).summary() for r in rows if r["status"] == "interrupted"]
     assert all(s["stop_reason"] == sig.name for s in interrupted)
 
-    again = table(Sweep(tmp_path / "stop.toml", RunStore(store)).run(rerun_executor(executor))["rows"])
+    again = table(Sweep.from_file(tmp_path / "stop.toml", RunStore(store)).run(rerun_executor(executor))["rows"])
     if executor != "batched":
         assert again == uninterrupted["local-1"]
     else:  # a group resumed beside fresh runs is vmapped in other shapes: the early losses' last bits differ

@@ -53,7 +53,7 @@ def test_grid_is_the_product_and_random_draws_are_seeded(tmp_path):
 def test_bad_sweep_files_are_refused_before_anything_runs(tmp_path, body, message):
     store = RunStore(tmp_path / "runs")
     with pytest.raises(LossLabError, match=message.replace("(", r"\(")):
-        Sweep(sweep_file(tmp_path, body), store)
+        Sweep.from_file(sweep_file(tmp_path, body), store)
     assert not store.root.exists()
 
 
@@ -68,23 +68,23 @@ def test_a_failed_run_is_recorded_and_the_others_finish_then_a_rerun_skips_them(
         "optim.lr" = [0.01, 0.02]
     """
     path = sweep_file(tmp_path, body)
-    result = Sweep(path, store).run(LocalExecutor(1))
+    result = Sweep.from_file(path, store).run(LocalExecutor(1))
     by_depth = {}
     for row in result["rows"]:
         by_depth.setdefault(json.loads(row["axis:model"])["depth"], []).append(row)
     assert [r["status"] for r in by_depth[2]] == ["completed", "completed"]
     assert all(r["status"] == "failed" and "hidden matrices" in r["error"] for r in by_depth[1])
     assert result["failed"] == 2
-    again = Sweep(path, store).run(LocalExecutor(1))
+    again = Sweep.from_file(path, store).run(LocalExecutor(1))
     assert again["skipped"] == 2 and again["ran"] == 2 and again["failed"] == 2
 
 
 def test_an_interrupted_run_resumes_and_the_table_equals_an_uninterrupted_sweep(tmp_path):
     body = '[grid]\n"optim.weight_decay" = [0.1, 1.0]\n'
-    whole = Sweep(sweep_file(tmp_path, body), RunStore(tmp_path / "a")).run(LocalExecutor(1))
+    whole = Sweep.from_file(sweep_file(tmp_path, body), RunStore(tmp_path / "a")).run(LocalExecutor(1))
 
     store = RunStore(tmp_path / "b")
-    sweep = Sweep(sweep_file(tmp_path, body), store)
+    sweep = Sweep.from_file(sweep_file(tmp_path, body), store)
     first = sweep.points[0]
     # a run stopped half way, as a killed sweep leaves it (interrupted at a checkpoint)
     from losslab.train.loop import prepare
@@ -100,11 +100,11 @@ def test_an_interrupted_run_resumes_and_the_table_equals_an_uninterrupted_sweep(
 def test_a_changed_sweep_file_is_refused_unless_forced(tmp_path):
     store = RunStore(tmp_path / "runs")
     path = sweep_file(tmp_path, '[grid]\n"optim.weight_decay" = [0.1]\n')
-    Sweep(path, store).run(LocalExecutor(1))
+    Sweep.from_file(path, store).run(LocalExecutor(1))
     path.write_text(path.read_text().replace("[0.1]", "[0.1, 0.5]"))
     with pytest.raises(LossLabError, match="changed since its first run"):
-        Sweep(path, store)
-    forced = Sweep(path, store, force=True).run(LocalExecutor(1))
+        Sweep.from_file(path, store)
+    forced = Sweep.from_file(path, store, force=True).run(LocalExecutor(1))
     assert forced["ran"] == 1 and forced["skipped"] == 1
 
 
@@ -121,7 +121,7 @@ def test_sweep_command_with_two_workers(tmp_path):
     result = json.loads(out.stdout)
     assert result["ran"] == 4 and all(r["status"] == "completed" for r in result["rows"])
     # the same points run in this process, one after the other: the same results
-    alone = Sweep(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))
+    alone = Sweep.from_file(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))
     for a, b in zip(result["rows"], alone["rows"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5) and a["t1"] == b["t1"]
     shown = json.loads(losslab_here("sweep-show", "s", "--out", tmp_path / "runs", "--json").stdout)
@@ -146,7 +146,7 @@ def test_the_ray_executor_on_a_local_ray_gives_the_local_results(tmp_path):
     out = losslab_here("sweep", path, "--executor", "ray", "--workers", "2", "--out", tmp_path / "ray", "--json")
     assert out.returncode == 0, out.stderr
     on_ray = json.loads(out.stdout)["rows"]
-    alone = Sweep(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))["rows"]
+    alone = Sweep.from_file(path, RunStore(tmp_path / "alone")).run(LocalExecutor(1))["rows"]
     assert [r["status"] for r in on_ray] == ["completed", "completed"]
     for a, b in zip(on_ray, alone):
         assert a["run_id"] == b["run_id"] and a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
@@ -186,8 +186,8 @@ def test_batched_training_gives_the_local_results(tmp_path):
     rates; with and without momentum) trained in two vmapped groups of four, one per process."""
     from losslab.sweep.executors import BatchedExecutor
     body = "run_figures = false\n" + PARITY_BODY + '"optim.weight_decay" = [0.01]\n'
-    batched = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor(2))
-    local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
+    batched = Sweep.from_file(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor(2))
+    local = Sweep.from_file(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
     assert all(r["status"] == "completed" for r in batched["rows"])
     assert not any((tmp_path / store / r["run_id"] / "figures" / "grokking.png").exists()
                    for store in ("b", "l") for r in batched["rows"])  # run_figures = false
@@ -209,8 +209,8 @@ def test_a_sam_run_in_a_batched_sweep_trains_alone(tmp_path):
     assert batch_key(load_config("parity")) == batch_key(load_config("parity", ["seed=3", "optim.lr=0.3"]))
     assert batch_key(load_config("parity")) != batch_key(load_config("parity", ["model.width=10"]))
     body = '[grid]\n"optim.name" = ["sgd", "sam"]\nseed = [0, 1]\n'
-    result = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor(1))
-    local = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
+    result = Sweep.from_file(parity_sweep(tmp_path, body), RunStore(tmp_path / "b")).run(BatchedExecutor(1))
+    local = Sweep.from_file(parity_sweep(tmp_path, body), RunStore(tmp_path / "l")).run(LocalExecutor(1))
     assert [r["status"] for r in result["rows"]] == ["completed"] * 4
     assert all((tmp_path / "b" / r["run_id"] / "figures" / "grokking.png").exists() for r in result["rows"])  # run_figures
     assert [r["train_loss"] for r in result["rows"]] == pytest.approx([r["train_loss"] for r in local["rows"]],
@@ -222,9 +222,9 @@ def test_an_interrupted_batched_group_resumes_to_the_same_results(tmp_path):
     from losslab.sweep.jobs import prepare_point
     from losslab.train.batched import BatchedTrainers
     body = "run_figures = false\n" + PARITY_BODY  # in this process, without the runs' own figures
-    whole = Sweep(parity_sweep(tmp_path, body), RunStore(tmp_path / "a")).run(BatchedExecutor(1))
+    whole = Sweep.from_file(parity_sweep(tmp_path, body), RunStore(tmp_path / "a")).run(BatchedExecutor(1))
     store = RunStore(tmp_path / "b")
-    sweep = Sweep(parity_sweep(tmp_path, body), store)
+    sweep = Sweep.from_file(parity_sweep(tmp_path, body), store)
     trainers = [prepare_point(Job(p.run_id, p.config.model_dump(mode="json"), str(store.root), threads=1,
                                   figures=False)) for p in sweep.points]
 
@@ -249,8 +249,8 @@ def test_grokking_runs_trained_in_a_group_are_the_runs_trained_alone(tmp_path):
     path = tmp_path / "g.toml"
     path.write_text('name = "g"\nbase = "grokking"\nset = ["task.p=23", "model.d_model=32", "model.d_mlp=64", '
                     '"train.max_steps=300", "train.eval_every=10", "optim.lr=1e-2"]\n' + body)
-    batched = Sweep(path, RunStore(tmp_path / "b")).run(BatchedExecutor(1))
-    local = Sweep(path, RunStore(tmp_path / "l")).run(LocalExecutor(1))
+    batched = Sweep.from_file(path, RunStore(tmp_path / "b")).run(BatchedExecutor(1))
+    local = Sweep.from_file(path, RunStore(tmp_path / "l")).run(LocalExecutor(1))
     assert [r["t2"] for r in local["rows"]] != [None, None]  # the runs reach their events
     for a, b in zip(batched["rows"], local["rows"]):
         assert {k: a[k] for k in KEEP} == {k: b[k] for k in KEEP}
@@ -264,7 +264,7 @@ def test_a_run_that_stops_inside_its_window_has_no_comparable_energy(tmp_path):
     """The energy is a sum over the first record_loss_steps losses: a run that stopped before (after
     t4, or at max_steps) is marked partial and left out of the table's energy."""
     path = sweep_file(tmp_path, '[grid]\n"train.record_loss_steps" = [20, 400]\n')
-    rows = Sweep(path, RunStore(tmp_path / "runs")).run(LocalExecutor(1))["rows"]
+    rows = Sweep.from_file(path, RunStore(tmp_path / "runs")).run(LocalExecutor(1))["rows"]
     whole, partial = rows  # 30 steps: a window of 20 is whole, one of 400 is not
     assert whole["signature_window"] == "full" and whole["signature_energy"] is not None
     assert partial["signature_window"] == "partial" and partial["signature_energy"] is None

@@ -26,22 +26,24 @@ def test_operation_table_is_correct_for_every_pair(op):
         assert c == BRUTE[op](a, b)
 
 
-def test_s5_composition_is_the_permutation_group():
-    perms = list(itertools.permutations(range(5)))
-    pairs, result = operation_table("s5", 0)
-    assert len(pairs) == 120 * 120
-    for (x, y), z in zip(pairs.tolist()[::97], result.tolist()[::97]):
-        assert perms[z] == tuple(perms[x][perms[y][i]] for i in range(5))
-    table = result.view(120, 120)
-    assert all(sorted(row.tolist()) == list(range(120)) for row in table)  # a Latin square
-    assert not torch.equal(table, table.T)  # S5 is not abelian
+@pytest.mark.parametrize("op,degree,order", [("s4", 4, 24), ("s5", 5, 120)])
+def test_symmetric_group_composition_is_the_permutation_group(op, degree, order):
+    perms = list(itertools.permutations(range(degree)))
+    pairs, result = operation_table(op, 0)
+    assert len(pairs) == order * order
+    for (x, y), z in zip(pairs.tolist()[::7], result.tolist()[::7]):
+        assert perms[z] == tuple(perms[x][perms[y][i]] for i in range(degree))
+    table = result.view(order, order)
+    assert all(sorted(row.tolist()) == list(range(order)) for row in table)  # a Latin square
+    assert not torch.equal(table, table.T)  # not abelian
 
 
-@pytest.mark.parametrize("op,p,n", [("add", 97, 97 * 97), ("div", 13, 13 * 12), ("s5", 2, 120 * 120)])
+@pytest.mark.parametrize("op,p,n", [("add", 97, 97 * 97), ("div", 13, 13 * 12), ("s4", 2, 24 * 24),
+                                    ("s5", 2, 120 * 120)])
 def test_modular_split_sizes_and_tokens(op, p, n):
     t = ModularTask(op=op, p=p, train_fraction=0.3).build(0)
     assert len(t.x_train) == round(0.3 * n) and len(t.x_train) + len(t.x_val) == n
-    m = 120 if op == "s5" else p
+    m = {"s4": 24, "s5": 120}.get(op, p)
     assert t.vocab_size == m + 2 and t.n_classes == m
     assert (t.x_train[:, 1] == m).all() and (t.x_train[:, 3] == m + 1).all()
     both = torch.cat([t.x_train, t.x_val])

@@ -6,7 +6,7 @@ import pytest
 
 from losslab.store import RunStore
 from losslab.sweep.tune import tune
-from tests.helpers import constant_predictor, losslab_here, sweep_file
+from tests.helpers import ConstantForecaster, losslab_here, sweep_file
 
 pytest.importorskip("optuna")
 
@@ -37,17 +37,18 @@ def test_trials_are_runs_and_the_journal_study_resumes(tmp_path):
 def test_the_will_not_grok_pruner_stops_trials_at_t(tmp_path):
     store = RunStore(tmp_path / "runs")
     result = tune(sweep_file(tmp_path, AXES), store, trials=2, pruner="will-not-grok",
-                  predictor=constant_predictor(0.1), report_every=10)
+                  forecaster=ConstantForecaster(0.1), report_every=10)
     assert result["pruned"] == 2 and all(t["p_grok"] == pytest.approx(0.1) for t in result["trials"])
     assert all(store.find(t["run_id"]).summary()["steps"] == 20 for t in result["trials"])
     kept = tune(sweep_file(tmp_path, AXES, name="k"), store, trials=1, pruner="will-not-grok",
-                predictor=constant_predictor(0.9), report_every=10)
+                forecaster=ConstantForecaster(0.9), report_every=10)
     assert kept["pruned"] == 0 and kept["trials"][0]["value"] == 2.0 * 30  # t4 not reached: 2 x max_steps
 
 
 def test_tune_command_refusals(tmp_path):
     path = sweep_file(tmp_path, AXES)
-    for args, message in [(["--pruner", "will-not-grok"], "needs a predictor"),
+    for args, message in [(["--pruner", "will-not-grok"], "has seen no runs of add (transformer)"),  # the shipped one
+                          (["--refit-on", "s"], "are for --pruner will-not-grok"),
                           (["--objective", "speed"], "--objective must be one of"),
                           (["--trials", "0"], "0 is not in [1, 100000]")]:
         bad = losslab_here("tune", path, "--out", tmp_path / "runs", *args)

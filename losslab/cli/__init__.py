@@ -14,7 +14,7 @@ from typer.exceptions import TyperException
 
 # the commands register themselves on `app` (in this order in --help)
 # isort: off
-from losslab.cli import runs, analyses, optimizers, sweeps, reports  # noqa: F401
+from losslab.cli import runs, analyses, optimizers, sweeps, forecast, reports  # noqa: F401
 # isort: on
 from losslab.cli.common import EXIT_INTERRUPTED, app
 from losslab.core.errors import LossLabError

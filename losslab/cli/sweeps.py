@@ -19,7 +19,6 @@ from losslab.core.limits import MAX_STEPS
 EXECUTORS = ("local", "batched", "ray")
 
 
-ThresholdOpt = Annotated[float, number("Stop (prune) a run when its p(grok) is below this.", 0, 1, above=True)]
 WorkersOpt = number("Processes (default: one per core): a run each, or batched, a share of each group of "
                     "same-shaped runs.", 1, 1024, kind=int)
 StepsT = number("T: the steps of each run seen before deciding.", 8, 10**6, kind=int)
@@ -35,6 +34,36 @@ def _executor(name: str, workers: int | None, address: str | None):
     return RayExecutor(workers, address) if name == "ray" else LocalExecutor(workers)
 
 
+RefitOpt = Annotated[Optional[str], typer.Option(metavar="SWEEP", help="Refit the forecaster on the benchmark "
+                                                "and this finished sweep's runs.")]
+RecallOpt = Annotated[float, number("The share of grokking runs the stopping threshold is chosen to keep (on the "
+                                    "benchmark's held-out tasks).", 0, 1, above=True)]
+TrustOpt = Annotated[bool, typer.Option(help="Stop runs of task families (and models) the forecaster has not seen.")]
+TableOpt = Annotated[Optional[Path], typer.Option(metavar="FILE.parquet", help="A forecast benchmark's table "
+                                                 "(default: the small one shipped with losslab).")]
+PredictorOpt = Annotated[Optional[str], typer.Option(help="A predictor by name (losslab forecast report lists "
+                                                          "them); default: the benchmark's best at T.")]
+
+
+def load_forecaster(store, steps: int, recall: float, predictor: str | None, refit_on: str | None,
+                    table: Path | None = None, stops: set[str] | None = None, trust_unseen: bool = False,
+                    option: str = ""):
+    """The forecast benchmark's best predictor at T (or the one named), refitted with a finished
+    sweep's runs. `stops`: the task families (and models) of the runs it is to stop, refused (before
+    anything is fitted) where it has seen none of their like, unless `trust_unseen`."""
+    from losslab.forecast.forecaster import forecaster, seen_keys  # startup
+    from losslab.forecast.table import read_table, sweep_rows  # startup
+
+    benchmark = read_table(table)
+    extra = sweep_rows(store, refit_on) if refit_on else []
+    seen = seen_keys(benchmark + extra)
+    if stops and (unseen := sorted(stops - seen)) and not trust_unseen:
+        raise LossLabError(f"{option}: the forecaster has seen no runs of {', '.join(unseen)} (it has seen "
+                           f"{', '.join(sorted(seen))}), so its held-out record says nothing of them: pass "
+                           "--trust-unseen to stop them anyway, or --refit-on a finished sweep of them")
+    return forecaster(benchmark, steps, recall, predictor, extra)
+
+
 @app.command()
 @stoppable
 def sweep(
@@ -45,29 +74,34 @@ def sweep(
     workers: Annotated[Optional[int], WorkersOpt] = None,
     address: Annotated[Optional[str], typer.Option(help="Ray: join this cluster ('auto': the running one).")] = None,
     force: Annotated[bool, typer.Option(help="Run a sweep file that changed since its first run.")] = False,
-    stop_unpromising: Annotated[Optional[str], typer.Option(
-        metavar="SWEEP", help="Stop at T the runs predicted not to grok by a predictor fitted on this "
-                              "finished sweep's runs.")] = None,
-    threshold: ThresholdOpt = 0.5,
+    stop_unpromising: Annotated[bool, typer.Option(
+        help="Stop at T the runs the forecaster (the forecast benchmark's best predictor) rules out.")] = False,
+    refit_on: RefitOpt = None,
+    recall: RecallOpt = 0.95,
     steps: Annotated[int, StepsT] = 400,
+    trust_unseen: TrustOpt = False,
+    predictor: PredictorOpt = None,
+    table: TableOpt = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
     """Run every point of a sweep (again: only those not finished) into one results table."""
+    from losslab.forecast.forecaster import config_key  # startup
     from losslab.store import RunStore  # startup
-    from losslab.sweep.predict import evaluate, fit  # startup
-    from losslab.sweep.run import Sweep, read_results  # startup
+    from losslab.sweep.run import Sweep  # startup
 
     if executor not in EXECUTORS:
         raise LossLabError(f"--executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    planned = Sweep(file, RunStore(store), force)  # refusals come before anything starts
+    planned = Sweep.from_file(file, RunStore(store), force)  # refusals come before anything starts
     RunStore(store).check_writable()
-    stop = policy = None
+    stop = forecast = None
     if stop_unpromising:
-        source = read_results(RunStore(store), stop_unpromising)
-        policy = evaluate(RunStore(store), source, steps, threshold)  # how the policy did on its own sweep
-        policy.pop("predictions")
-        stop = {"predictor": fit(RunStore(store), source, steps), "threshold": threshold}
+        stops = {config_key(p.config) for p in planned.points}
+        forecast = load_forecaster(RunStore(store), steps, recall, predictor, refit_on, table, stops, trust_unseen,
+                                   "--stop-unpromising")
+        stop = {"forecaster": forecast}
+    elif refit_on or trust_unseen or predictor or table:
+        raise LossLabError("--refit-on, --trust-unseen, --predictor and --table are for --stop-unpromising")
     pool = _executor(executor, workers, address)
     with counting(f"sweep {planned.name} ({executor})", "runs") as tick:
         def on_result(row: dict, done: int, total: int) -> None:
@@ -76,8 +110,8 @@ def sweep(
             tick(done, total, f"{row['run_id']}{group}: {shown}: {row['status']}"
                  + (f" t4={row['t4']}" if row["t4"] is not None else ""))
         result = planned.run(pool, on_result, stop)
-    if policy:
-        result["policy_on_source"] = policy
+    if forecast:
+        result["forecaster"] = forecast.record()
     if as_json:
         print_json(result)
     else:
@@ -85,11 +119,10 @@ def sweep(
         out.print(f"{result['points']} points: {result['ran']} run now, {result['skipped']} already done, "
                   f"{result['failed']} failed, {result['grokked']} grokked; table: {result['table']}",
                   highlight=False)
-    if policy and not as_json:
+    if forecast and not as_json:
         out.print(f"stopped as unpromising at step {steps}: {result['stopped_unpromising']} runs, "
-                  f"{result['steps_saved_at_most']:.0f} steps saved at most ({result['steps_run']:.0f} run). "
-                  f"Cross-validated on {stop_unpromising}: {policy['compute_saved']:.0%} of its compute saved, "
-                  f"{policy['grokking_runs_lost']} of {policy['grokked']} grokking runs lost", highlight=False)
+                  f"{result['steps_saved_at_most']:.0f} steps saved at most ({result['steps_run']:.0f} run), by the "
+                  f"{forecast.describe()}", highlight=False)
     if result["interrupted"]:
         interrupted(result["interrupted"], f"what finished is kept. Continue with: losslab sweep {file} --out {store}")
 
@@ -119,11 +152,13 @@ def tune(
                                          "its axes are the search space.")],
     trials: Annotated[int, number("Trials to add to the study.", 1, 100_000, kind=int)] = 20,
     objective: Annotated[str, typer.Option(help="t4 (minimize) or val_acc (maximize).")] = "t4",
-    pruner: Annotated[str, typer.Option(help="will-not-grok (needs --predictor-from), median or none.")] = "none",
-    predictor_from: Annotated[Optional[str], typer.Option(
-        metavar="SWEEP", help="Fit the will-not-grok predictor on this finished sweep.")] = None,
-    threshold: ThresholdOpt = 0.5,
+    pruner: Annotated[str, typer.Option(help="will-not-grok (the forecaster), median or none.")] = "none",
+    refit_on: RefitOpt = None,
+    recall: RecallOpt = 0.95,
     steps: Annotated[int, StepsT] = 400,
+    trust_unseen: TrustOpt = False,
+    predictor: PredictorOpt = None,
+    table: TableOpt = None,
     storage: Annotated[Optional[str], typer.Option(help="A journal file, or an RDB URL (postgresql://...) "
                                                         "shared across machines.")] = None,
     report_every: Annotated[int, number("Report to the trial every this many steps.", 1, MAX_STEPS, kind=int)] = 100,
@@ -131,18 +166,24 @@ def tune(
     as_json: JsonFlag = False,
 ):
     """Search a sweep file's axes with Optuna's TPE, pruning runs that will not grok."""
+    from losslab.config import validate  # startup
+    from losslab.forecast.forecaster import config_key  # startup
     from losslab.store import RunStore  # startup
-    from losslab.sweep.predict import fit  # startup
-    from losslab.sweep.run import read_results  # startup
+    from losslab.sweep.spec import base_config, load_spec  # startup
     from losslab.sweep.tune import tune as search  # startup
 
-    predictor = (fit(RunStore(store), read_results(RunStore(store), predictor_from), steps)
-                 if predictor_from else None)
+    forecast = None
+    if pruner == "will-not-grok":
+        base = validate(base_config(load_spec(file)))
+        forecast = load_forecaster(RunStore(store), steps, recall, predictor, refit_on, table,
+                                   {config_key(base)}, trust_unseen,
+                                   "--pruner will-not-grok")
+    elif refit_on or trust_unseen or predictor or table:
+        raise LossLabError("--refit-on, --trust-unseen, --predictor and --table are for --pruner will-not-grok")
     with counting(f"tune {file}", "trials") as tick:
         def on_trial(t) -> None:
             tick(t.number + 1, trials, f"trial {t.number}: {t.state.name} {fmt(t.value)}")
-        result = search(file, RunStore(store), trials, objective, pruner, predictor, threshold, storage,
-                        report_every, on_trial)
+        result = search(file, RunStore(store), trials, objective, pruner, forecast, storage, report_every, on_trial)
     if result["interrupted"]:
         if as_json:
             print_json(result)
@@ -177,48 +218,79 @@ def sweep_show(
 
 @app.command()
 def predict(
-    name: Annotated[str, typer.Argument(metavar="SWEEP", help="A finished sweep's name.")],
+    name: Annotated[Optional[str], typer.Argument(metavar="[SWEEP]", help="A finished sweep: scored by the "
+                                                  "forecaster (fitted on the benchmark alone), or with --run, "
+                                                  "added to its fit.")] = None,
     steps: Annotated[int, StepsT] = 400,
-    threshold: ThresholdOpt = 0.5,
+    recall: RecallOpt = 0.95,
+    predictor: PredictorOpt = None,
     runs: Annotated[Optional[list[str]], typer.Option(
-        "--run", metavar="RUN", help="Predict these runs (any run: a sweep's, a single one, a monitored "
-                                     "loop's) with the predictor fitted on the sweep.")] = None,
+        "--run", metavar="RUN", help="p(grok) of these runs (any run: a sweep's, a single one, a monitored "
+                                     "loop's).")] = None,
+    table: TableOpt = None,
     store: StoreOpt = Path("runs"),
     as_json: JsonFlag = False,
 ):
-    """How well the first T steps predict grokking on a sweep (cross-validated), and the compute that
-    stopping the runs predicted not to grok would have saved; with --run, p(grok) of those runs."""
+    """Forecast grokking from a run's first T steps with the forecast benchmark's best predictor: its
+    record on the benchmark's held-out tasks; on a finished sweep, how it ranks the sweep's runs (a
+    task it was not fitted on) and what stopping the runs it rejects would have saved and lost; with
+    --run, p(grok) of those runs."""
     from losslab.core.files import save_figure  # startup
+    from losslab.forecast.figures import roc_figure, trade_off_figure  # startup
+    from losslab.forecast.forecaster import config_key, evaluate_on  # startup
+    from losslab.forecast.table import sweep_rows  # startup
     from losslab.store import RunStore  # startup
-    from losslab.sweep.figures import predictor_figure  # startup
-    from losslab.sweep.predict import evaluate, fit, predict_run  # startup
-    from losslab.sweep.run import read_results, sweep_dir  # startup
+    from losslab.sweep.run import sweep_dir  # startup
 
+    s = RunStore(store)
     if runs:
-        predictor = fit(RunStore(store), read_results(RunStore(store), name), steps)
-        found = [predict_run(predictor, RunStore(store).find(run)) for run in runs]
+        forecast = load_forecaster(s, steps, recall, predictor, name, table)
+        found = []
+        for run_id in runs:
+            run = s.find(run_id)
+            config = run.config() if (run.path / "config.toml").is_file() else None
+            try:
+                p = forecast.p_grok(run.metric_rows(), config)
+            except ValueError as e:
+                raise LossLabError(f"run {run.path.name} cannot be forecast: {e} (a monitored run needs validation "
+                                   "data for its accuracies)") from None
+            seen = config is not None and not forecast.unseen({config_key(config)})
+            found.append({"run_id": run.path.name, "steps": steps, "p_grok": p, "seen": seen,
+                          "stop": p < forecast.threshold})
         if as_json:
-            return print_json(found)
+            return print_json({"forecaster": forecast.record(), "runs": found})
+        out.print(forecast.describe(), highlight=False)
         for r in found:
-            out.print(f"{r['run_id']}: p(grok) = {r['p_grok']:.3f} from its first {steps} steps", highlight=False)
+            out.print(f"{r['run_id']}: p(grok) = {r['p_grok']:.3f} from its first {steps} steps"
+                      + (" (would be stopped)" if r["stop"] else "")
+                      + ("" if r["seen"] else "; of a task family or model the forecaster has not seen"),
+                      highlight=False)
         return
-    result = evaluate(RunStore(store), read_results(RunStore(store), name), steps, threshold)
-    figure = sweep_dir(RunStore(store), name) / "figures" / "predictor.png"
-    figure.parent.mkdir(exist_ok=True)
-    result["figure"] = str(save_figure(predictor_figure(result), figure))
+    forecast = load_forecaster(s, steps, recall, predictor, None, table)
+    result = {"forecaster": forecast.record()}
+    if name:
+        scored = evaluate_on(forecast, sweep_rows(s, name))
+        folder = sweep_dir(s, name) / "figures"
+        folder.mkdir(exist_ok=True)
+        title = f"{name}, first {steps} steps"
+        drawn = {forecast.name: scored}
+        scored["figures"] = {"roc": str(save_figure(roc_figure(drawn, title), folder / "forecast_roc.png")),
+                             "trade_off": str(save_figure(trade_off_figure(drawn, title),
+                                                          folder / "forecast_trade_off.png"))}
+        result["sweep"] = scored
     if as_json:
         return print_json(result)
-    by = result["roc_auc_by_features"]
-    out.print(f"{result['runs']} runs ({result['grokked']} grokked), first {steps} steps, "
-              f"{result['folds']}-fold cross-validation (left apart: {len(result['grokked_by_T'])} grokked by step "
-              f"{steps}, {len(result['no_features'])} without whole features):\n"
-              f"  ROC AUC {result['roc_auc']:.3f} (signature and metrics), accuracy {result['accuracy']:.1%}\n"
-              "  each alone: " + ", ".join(f"{name} {auc:.3f}" for name, auc in by.items()
-                                           if name != "signature+metrics")
-              + f"; the spectral energy, unfitted: {result['roc_auc_energy_alone']:.3f}\n"
-              f"  stopping at step {steps} when p(grok) < {threshold}: {result['stopped']} runs stopped, "
-              f"{result['compute_saved']:.1%} of the compute saved, {result['grokking_runs_lost']} grokking runs lost\n"
-              f"figure: {result['figure']}", highlight=False)
+    out.print(forecast.describe(), highlight=False)
+    if name:
+        p = result["sweep"]["pooled"]
+        low, high = p["auc_interval"]
+        apart = result["sweep"]["apart"]
+        out.print(f"on {name} ({p['runs']} runs decided at step {steps}, {p['grokked']} grokked later; "
+                  f"{len(apart['grokked_by_T'])} grokked by then, {len(apart['no_features'])} without whole first "
+                  f"{steps} steps): ROC AUC {p['auc']:.2f} [{low:.2f}, {high:.2f}]; stopping would have stopped "
+                  f"{p['stopped']} runs, {p['grokking_runs_lost']} of {p['grokking_runs']} grokking runs among them, "
+                  f"and saved {p['compute_saved']:.0%} of the compute\nfigures: {result['sweep']['figures']['roc']}, "
+                  f"{result['sweep']['figures']['trade_off']}", highlight=False)
 
 
 @app.command()

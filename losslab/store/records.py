@@ -30,14 +30,14 @@ Text = str | None
 
 @dataclass(frozen=True)
 class Job:
-    """One run to train in a store, as a sweep's (or the gallery's) worker receives it: plain data,
-    pickled to worker processes and Ray tasks. The config is validated again where the run is made."""
+    """One run to train in a store, as a sweep's (or the gallery's) worker receives it: plain data (and
+    the stop rule's fitted forecaster), pickled to worker processes and Ray tasks. The config is validated again where the run is made."""
 
     run_id: str
     config: dict  # the run's config as JSON (RunConfig.model_dump(mode="json"))
     store: str  # the store's root folder
     threads: int  # torch threads of the worker
-    stop: dict | None = None  # the sweep's stop rule ({predictor, threshold}), if it has one
+    stop: dict | None = None  # the sweep's stop rule ({forecaster}: a fitted losslab.forecast Forecaster), if any
     figures: bool = True  # the run's own figures
 
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from losslab.core.plotting import subplots
 from losslab.sweep.phase import OUTCOMES, cell_means
-from losslab.sweep.predict import trade_off
 
 TITLES = {"val_acc": "final validation accuracy", "grokked": "fraction grokked (t4 reached)",
           "t4": "t4 (grokked runs)", "signature_energy": "spectral energy of the early train loss"}
@@ -68,29 +67,3 @@ def default_axes(rows: list[dict]) -> tuple[str, str] | None:
     if {"optim.weight_decay", "optim.lr"} <= set(varied):
         return "optim.weight_decay", "optim.lr"
     return (varied[0], varied[1]) if len(varied) >= 2 else None
-
-
-def predictor_figure(result: dict):
-    """An evaluation of the early predictor (losslab.sweep.predict.evaluate): the out-of-fold ROC
-    curve of each set of features, and the stopping rule's trade-off (compute saved against
-    grokking runs lost) over every threshold, the chosen one marked."""
-    from sklearn.metrics import roc_curve  # startup
-
-    fig, (roc, cost) = subplots(1, 2, figsize=(10, 4.2), constrained_layout=True)
-    grokked = [q["grokked"] for q in result["predictions"]]
-    for name, auc in result["roc_auc_by_features"].items():
-        fpr, tpr, _ = roc_curve(grokked, [q["by_features"][name] for q in result["predictions"]])
-        roc.plot(fpr, tpr, label=f"{name} (AUC {auc:.2f})", lw=2.2 if name == "signature+metrics" else 1.2)
-    roc.plot([0, 1], [0, 1], "k:", lw=0.8)
-    roc.set(xlabel="false positive rate", ylabel="true positive rate",
-            title=f"out of fold, {result['runs']} runs, first {result['steps']} steps")
-    roc.legend(fontsize=8, loc="lower right")
-    _, saved, lost = trade_off(result)
-    cost.step(saved, lost, where="post", color="tab:blue")
-    cost.plot([result["compute_saved"]], [result["grokking_runs_lost"]], "o", color="tab:red",
-              label=f"threshold {result['threshold']:g}: {result['compute_saved']:.0%} saved, "
-                    f"{result['grokking_runs_lost']} of {result['grokked']} lost")
-    cost.set(xlabel="fraction of the compute saved", ylabel="grokking runs lost",
-             title="stopping the runs with p(grok) < threshold")
-    cost.legend(fontsize=8, loc="upper left")
-    return fig

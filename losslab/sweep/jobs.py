@@ -11,7 +11,6 @@ from losslab.config import validate
 from losslab.core.errors import LossLabError
 from losslab.store import RunDir, RunStore
 from losslab.store.records import Job
-from losslab.sweep.predict import unpromising
 from losslab.train import stop as signals
 from losslab.train.batched import BatchedTrainers
 from losslab.train.loop import prepare, prepare_resume, run_to_end, save_outcome
@@ -31,8 +30,27 @@ def prepare_point(job: Job):
     if trainer is None:
         trainer = prepare(validate(job.config), store, run_id)
     if job.stop:
-        trainer.should_stop = unpromising(job.stop["predictor"], job.stop["threshold"])
+        trainer.should_stop = unpromising(job.stop["forecaster"])
     return trainer
+
+
+def unpromising(forecaster):
+    """A trainer stop rule: at the first evaluation at or past the forecaster's T, stop the run
+    (reason "unpromising") if its p(grok) is below the forecaster's threshold; decided once.
+    `forecaster` is a losslab.forecast Forecaster (its t, threshold and p_grok(rows, config))."""
+    decided = False
+
+    def check(trainer) -> str | None:
+        nonlocal decided
+        if decided or trainer.step < forecaster.t:
+            return None
+        decided = True
+        try:
+            p = forecaster.p_grok(trainer.rows, trainer.cfg)
+        except ValueError:  # diverging, or no whole window: the run goes on
+            return None
+        return "unpromising" if p < forecaster.threshold else None
+    return check
 
 
 def failure(job: Job, e: Exception) -> dict:

@@ -140,25 +140,32 @@ def _read_manifest(directory: Path) -> dict | None:
 
 
 class Sweep:
-    """A sweep file's points and its folder, checked against what an earlier run of it ran."""
+    """A sweep's points and its folder, checked against what an earlier run of it ran. `source`
+    is what defines the points (a sweep file's text), kept in its manifest."""
 
-    def __init__(self, spec_path: str | Path, store: RunStore, force: bool = False):
-        spec_path = sweep_file(spec_path)
-        spec = load_spec(spec_path)
-        self.name, self.store, self.points = spec.name, store, expand(spec)
-        self.run_figures = spec.run_figures
-        self.directory = sweep_dir(store, spec.name)
+    def __init__(self, name: str, points: list[Point], store: RunStore, source: str, force: bool = False,
+                 run_figures: bool = True, axes: list[str] | None = None):
+        self.name, self.store, self.points, self.run_figures = name, store, points, run_figures
+        self.directory = sweep_dir(store, name)
         old = _read_manifest(self.directory)
         same = old is not None and old["fingerprint"] == fingerprint(self.points)
         if old and not same and not force:
             then = len(old["points"])
             change = f"{then} points then, {len(self.points)} now" if then != len(self.points) else "other configs"
-            raise LossLabError(f"sweep {spec.name} changed since its first run ({change}); its results would mix: "
+            raise LossLabError(f"sweep {name} changed since its first run ({change}); its results would mix: "
                                "rerun with --force to keep the runs of unchanged points and run the new ones")
         self.failures = {int(k): v for k, v in old.get("failures", {}).items()} if same else {}
-        self.manifest = {"name": spec.name, "fingerprint": fingerprint(self.points),
-                         "spec": read_text(spec_path, f"sweep file {spec_path}"), "axes": spec.axes,
+        self.manifest = {"name": name, "fingerprint": fingerprint(self.points), "spec": source,
+                         "axes": axes if axes is not None else list(dict.fromkeys(k for p in points for k in p.values)),
                          "points": [{"index": p.index, "values": p.values, "run_id": p.run_id} for p in self.points]}
+
+    @classmethod
+    def from_file(cls, spec_path: str | Path, store: RunStore, force: bool = False) -> Sweep:
+        """The sweep of a sweep file (or a built-in sweep's name)."""
+        spec_path = sweep_file(spec_path)
+        spec = load_spec(spec_path)
+        return cls(spec.name, expand(spec), store, read_text(spec_path, f"sweep file {spec_path}"), force,
+                   spec.run_figures, spec.axes)
 
     def rows(self, summaries: dict[int, dict | None]) -> list[dict]:
         return [result_row(p, summaries[p.index], self.failures.get(p.index)) for p in self.points]
@@ -166,7 +173,7 @@ class Sweep:
     def run(self, executor: Executor, on_result: Callable[[dict, int, int], None] | None = None,
             stop: dict | None = None) -> dict:
         """Run the points not finished yet; returns {name, dir, table, rows, counts}. `stop`
-        ({predictor, threshold}) stops the runs predicted not to grok (losslab.sweep.predict).
+        ({forecaster}) stops the runs a forecaster (losslab.forecast) says will not grok.
         SIGINT or SIGTERM stop the sweep: no new point starts, the running ones end `interrupted`
         and the table holds what finished (`interrupted` in the result: the signal's name)."""
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 """Search with Optuna (an optional extra): TPE over a sweep file's axes, with Optuna's pruners or
-a "will not grok" pruner built on the early predictor, and Optuna's storage.
+a "will not grok" pruner built on the forecaster (losslab.forecast), and Optuna's storage.
 
 The search space is the sweep file's axes: a grid axis is a categorical choice, a random axis
 a float (log-uniform with log = true), an integer or a categorical. Every trial is an ordinary
@@ -20,7 +20,6 @@ from pathlib import Path
 
 from losslab.core.errors import LossLabError
 from losslab.store import RunStore
-from losslab.sweep.predict import early_features, p_grok
 from losslab.sweep.run import sweep_dir
 from losslab.sweep.spec import SweepSpec, base_config, load_spec, point_config
 from losslab.train import stop
@@ -84,7 +83,7 @@ def storage_for(storage: str | None, store: RunStore, name: str):
 
 
 def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", pruner: str = "will-not-grok",
-         predictor: dict | None = None, threshold: float = 0.5, storage: str | None = None,
+         forecaster=None, storage: str | None = None,
          report_every: int = 100, on_trial=None) -> dict:
     from losslab.train.loop import prepare, run_to_end  # startup
 
@@ -93,15 +92,15 @@ def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", p
         raise LossLabError(f"--objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     if pruner not in PRUNERS:
         raise LossLabError(f"--pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
-    if pruner == "will-not-grok" and predictor is None:
-        raise LossLabError("the will-not-grok pruner needs a predictor: --predictor-from SWEEP")
+    if pruner == "will-not-grok" and forecaster is None:
+        raise LossLabError("the will-not-grok pruner needs a forecaster (losslab.forecast.forecaster)")
     spec = load_spec(spec_path)
     base = base_config(spec)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         study_name=spec.name, storage=storage_for(storage, store, spec.name), direction=OBJECTIVES[objective],
         sampler=optuna.samplers.TPESampler(seed=spec.random.seed if spec.random else 0),
-        pruner={"will-not-grok": lambda: will_not_grok_pruner(threshold), "median": optuna.pruners.MedianPruner,
+        pruner={"will-not-grok": lambda: will_not_grok_pruner(forecaster.threshold), "median": optuna.pruners.MedianPruner,
                 "none": optuna.pruners.NopPruner}[pruner](), load_if_exists=True)
 
     def run_trial(trial) -> float:
@@ -111,9 +110,9 @@ def tune(spec_path: Path, store: RunStore, trials: int, objective: str = "t4", p
         last_report = [-report_every]
 
         def should_stop(t) -> str | None:
-            if predictor and "p_grok" not in trial.user_attrs and t.step >= predictor["steps"]:
+            if forecaster and "p_grok" not in trial.user_attrs and t.step >= forecaster.t:
                 try:
-                    trial.set_user_attr("p_grok", p_grok(predictor, early_features(t.rows, predictor["steps"])))
+                    trial.set_user_attr("p_grok", forecaster.p_grok(t.rows, t.cfg))
                 except ValueError:
                     pass
             if t.step - last_report[0] < report_every:

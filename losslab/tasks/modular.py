@@ -1,4 +1,4 @@
-"""Binary operations mod p (Power et al. 2022) and composition in S5, as sequences `a op b =`."""
+"""Binary operations mod p (Power et al. 2022) and composition in S4 or S5, as sequences `a op b =`."""
 
 import itertools
 import math
@@ -16,18 +16,21 @@ def is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, math.isqrt(n) + 1))
 
 
-def _s5_table() -> torch.Tensor:
-    """table[x, y] = index of the permutation x o y (apply y first), over the 120 elements of S5."""
-    perms = list(itertools.permutations(range(5)))
+GROUPS = {"s4": 4, "s5": 5}  # symmetric groups: their degree
+
+
+def _symmetric_table(degree: int) -> torch.Tensor:
+    """table[x, y] = index of the permutation x o y (apply y first), over the degree! elements."""
+    perms = list(itertools.permutations(range(degree)))
     index = {perm: i for i, perm in enumerate(perms)}
-    return torch.tensor([[index[tuple(x[y[i]] for i in range(5))] for y in perms] for x in perms])
+    return torch.tensor([[index[tuple(x[y[i]] for i in range(degree))] for y in perms] for x in perms])
 
 
 def operation_table(op: str, p: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All valid pairs (a, b) as an (N, 2) tensor and their results (N,)."""
-    if op == "s5":
-        table = _s5_table()
-        a, b = torch.meshgrid(torch.arange(120), torch.arange(120), indexing="ij")
+    if op in GROUPS:
+        table = _symmetric_table(GROUPS[op])
+        a, b = torch.meshgrid(torch.arange(len(table)), torch.arange(len(table)), indexing="ij")
         return torch.stack([a.flatten(), b.flatten()], 1), table.flatten()
     a, b = (t.flatten() for t in torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij"))
     if op == "div":  # b != 0; a / b = a * b^(p-2) by Fermat, p prime
@@ -46,11 +49,11 @@ def operation_table(op: str, p: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @register
 class ModularTask(TaskSpec):
-    """Binary operation `a op b` over Z_p (or S5 composition); all pairs split by train_fraction."""
+    """Binary operation `a op b` over Z_p (or composition in S4 or S5); all pairs split by train_fraction."""
 
     name: Literal["modular"] = "modular"
-    op: Literal["add", "sub", "mul", "div", "sq_sum", "s5"] = "add"
-    p: int = Field(97, ge=2, le=1000, description="modulus (ignored by s5, which has 120 elements)")
+    op: Literal["add", "sub", "mul", "div", "sq_sum", "s4", "s5"] = "add"
+    p: int = Field(97, ge=2, le=1000, description="modulus (ignored by s4 and s5, which have 24 and 120 elements)")
     train_fraction: float = Field(0.5, gt=0, lt=1)
 
     @model_validator(mode="after")
@@ -61,14 +64,15 @@ class ModularTask(TaskSpec):
 
     @property
     def elements(self) -> int:
-        return 120 if self.op == "s5" else self.p
+        return math.factorial(GROUPS[self.op]) if self.op in GROUPS else self.p
 
     def shape(self) -> tuple[int, int, int | None, int]:
-        return self.elements**2, 4, self.elements + 2, self.elements
+        pairs = self.p * (self.p - 1) if self.op == "div" else self.elements**2  # b != 0 in a / b
+        return pairs, 4, self.elements + 2, self.elements
 
     def describe(self) -> str:
         r = f"r = {self.train_fraction:g}"
-        return f"S5 composition, {r}" if self.op == "s5" else f"{OP_TEXT[self.op]} mod {self.p}, {r}"
+        return f"{self.op.upper()} composition, {r}" if self.op in GROUPS else f"{OP_TEXT[self.op]} mod {self.p}, {r}"
 
     def build(self, seed: int) -> Task:
         pairs, result = operation_table(self.op, self.p)

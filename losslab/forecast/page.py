@@ -1,0 +1,127 @@
+"""The forecast benchmark's page: the paper's claim beside what was measured, the predictors x
+held-out tasks, the AUC against T, the other held-out groupings, and the figures."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from pathlib import Path
+
+from losslab.core.files import atomic_write, save_figure
+from losslab.forecast.figures import calibration_figure, horizon_figure, roc_figure, trade_off_figure
+from losslab.forecast.predictors import PREDICTORS
+from losslab.report.pages import image, page, table
+
+CLAIM = {"t": 400, "auc": 0.9, "recall": 0.95, "saved": 0.5}
+
+
+def _interval(pooled: dict) -> str:
+    low, high = pooled["auc_interval"]
+    return f"{pooled['auc']:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def claim_verdict(results: dict, claim: dict = CLAIM) -> dict:
+    """The claim "some predictor at T ranks held-out-task runs with AUC >= a and, at the threshold
+    chosen on the other tasks, keeps >= r of the grokking runs while saving >= s of the compute",
+    checked predictor by predictor; the one that comes closest (the most of the three parts met,
+    then the highest AUC)."""
+    held = results[claim["t"]]["task"]
+    checks = {name: {"auc": r["pooled"]["auc"] >= claim["auc"], "recall": r["pooled"]["recall"] >= claim["recall"],
+                     "saved": r["pooled"]["compute_saved"] >= claim["saved"]} for name, r in held.items()}
+    closest = max(held, key=lambda n: (sum(checks[n].values()), held[n]["pooled"]["auc"]))
+    holds = [n for n, c in checks.items() if all(c.values())]
+    return {"holds": bool(holds), "by": holds, "closest": closest, "checks": checks[closest],
+            "pooled": held[closest]["pooled"]}
+
+
+def _plain_words(results: dict, verdict: dict, claim: dict) -> str:
+    p, name = verdict["pooled"], verdict["closest"]
+    energy = results[claim["t"]]["task"]["energy"]["pooled"]
+    said = (f"<p><b>The paper's claim</b> (Tikeng Notsawo et al. 2023): the spectral energy of a run's early training "
+            f"loss predicts whether it will grok, long before it does. <b>Measured here</b> on tasks held out of the "
+            f"fit: the energy alone ranks runs with ROC AUC {_interval(energy)} at T = {claim['t']} "
+            f"(0.5 is chance).</p>")
+    test = (f"<p><b>The claim tested</b>: some predictor available at T = {claim['t']} ranks held-out-task runs with "
+            f"AUC &ge; {claim['auc']} and, at a threshold chosen on the other tasks to keep "
+            f"{claim['recall']:.0%} of their grokking runs, keeps &ge; {claim['recall']:.0%} of the held-out tasks' "
+            f"grokking runs while saving &ge; {claim['saved']:.0%} of their compute. ")
+    if verdict["holds"]:
+        test += f"<b>It holds</b> for {html.escape(', '.join(verdict['by']))}.</p>"
+    else:
+        missed = [k for k, ok in verdict["checks"].items() if not ok]
+        test += (f"<b>It does not hold.</b> Closest: <b>{html.escape(name)}</b>, AUC {_interval(p)}, keeping "
+                 f"{p['recall']:.0%} of the grokking runs and saving {p['compute_saved']:.0%} of the compute "
+                 f"(short on: {html.escape(', '.join(missed))}).</p>")
+    return said + test
+
+
+def benchmark_facts(rows: list[dict]) -> list[tuple]:
+    """Runs and grokked runs per task family."""
+    runs, grokked = Counter(r["family"] for r in rows), Counter(r["family"] for r in rows if r["grokked"])
+    return [(family, runs[family], grokked[family], f"{grokked[family] / runs[family]:.0%}") for family in sorted(runs)]
+
+
+def forecast_page(results: dict, rows: list[dict], figures: dict[str, Path], source: str,
+                  claim: dict = CLAIM) -> str:
+    """The page's HTML (self-contained: the figures inlined)."""
+    t = claim["t"]
+    verdict = claim_verdict(results, claim)
+    held = results[t]["task"]
+    families = sorted(next(iter(held.values()))["groups"])
+    names = sorted(held, key=lambda n: -held[n]["pooled"]["auc"])
+    main = [(n, _interval(held[n]["pooled"]), held[n]["pooled"]["brier"], held[n]["pooled"]["recall"],
+             held[n]["pooled"]["compute_saved"],
+             *[held[n]["groups"][f].get("auc") for f in families]) for n in names]
+    horizons = sorted(results)
+    by_t = [(n, *[_interval(results[h]["task"][n]["pooled"]) for h in horizons]) for n in names]
+    others = [(n, *[v for by in ("p", "optimizer") for v in
+                    (_interval(results[t][by][n]["pooled"]), results[t][by][n]["pooled"]["recall"],
+                     results[t][by][n]["pooled"]["compute_saved"])]) for n in names]
+    described = [(n, PREDICTORS[n].__doc__.split("\n\n")[0].replace("\n    ", " "), PREDICTORS[n].source)
+                 for n in PREDICTORS]
+    grokked = sum(r["grokked"] for r in rows)
+    body = (f"<h1>Does a run's start predict grokking on a task it has never seen?</h1>"
+            f'<p class="sub">{len(rows)} runs of losslab\'s forecast benchmark ({grokked} grokked), '
+            f"{html.escape(source)}; "
+            f"every number below is out of sample: fitted on the other task families, measured on the held-out "
+            f"one; intervals are 95% percentile bootstraps over runs (2,000 draws, within each class).</p>"
+            + _plain_words(results, verdict, claim)
+            + f"<h2>Leave one task out, T = {t}</h2>"
+            f"<p>{results[t]['runs']} runs decided at T = {t} ({results[t]['grokked']} grokked later; "
+            f"{results[t]['grokked_by_T']} had grokked by T and are not decided on). Recall and compute saved: "
+            f"the threshold chosen on the training tasks' own held-out predictions to keep "
+            f"{held[names[0]]['target_recall']:.0%} of their grokking runs, applied to the held-out task.</p>"
+            + table(main, ("predictor", "AUC [95%]", "Brier", "grokking runs kept", "compute saved",
+                           *[f"AUC on {f}" for f in families]), sortable=True)
+            + image(figures["horizon"], "held-out AUC against T") + '<div class="grid">'
+            + image(figures["roc"], f"ROC curves, leave one task out, T = {t}")
+            + image(figures["trade_off"], f"the stopping rule's trade-off, T = {t} (dots: the chosen thresholds)")
+            + "</div>" + image(figures["calibration"], f"calibration of {verdict['closest']}")
+            + "<h2>Held-out AUC against T (leave one task out)</h2>"
+            + table(by_t, ("predictor", *[f"T = {h}" for h in horizons]))
+            + f"<h2>Leave one p out, leave one optimizer out (T = {t})</h2>"
+            + table(others, ("predictor", "AUC, p out", "kept", "saved", "AUC, optimizer out", "kept", "saved"))
+            + "<h2>The benchmark</h2>" + table(benchmark_facts(rows), ("task family", "runs", "grokked", "share"))
+            + "<h2>The predictors</h2>" + table(described, ("name", "what it reads", "from")))
+    return page("grokking forecasts", body, "inline")
+
+
+def write_report(results: dict, rows: list[dict], folder: Path, source: str, claim: dict = CLAIM) -> dict:
+    """The page, its figures and the evaluation (JSON) in `folder`; returns their paths and the verdict."""
+    (folder / "figures").mkdir(parents=True, exist_ok=True)
+    t = claim["t"]
+    verdict = claim_verdict(results, claim)
+    figures = {"horizon": save_figure(horizon_figure(results), folder / "figures" / "auc_by_t.png"),
+               "roc": save_figure(roc_figure(results[t]["task"], f"leave one task out, T = {t}"),
+                                  folder / "figures" / "roc.png"),
+               "trade_off": save_figure(trade_off_figure(results[t]["task"], f"stopping at T = {t}"),
+                                        folder / "figures" / "trade_off.png"),
+               "calibration": save_figure(calibration_figure(results[t]["task"][verdict["closest"]], verdict["closest"]),
+                                          folder / "figures" / "calibration.png")}
+    html_path = folder / "forecast.html"
+    text = forecast_page(results, rows, figures, source, claim)
+    atomic_write(html_path, lambda p: p.write_text(text))
+    atomic_write(folder / "evaluation.json", lambda p: p.write_text(json.dumps(results, indent=1, default=str)))
+    return {"page": str(html_path), "figures": {k: str(v) for k, v in figures.items()},
+            "evaluation": str(folder / "evaluation.json"), "verdict": verdict}
