@@ -206,13 +206,13 @@ def test_forecast_commands_and_the_refusal_of_unseen_families(benchmark, tmp_pat
     assert "has seen no runs of div (transformer)" in refused.stderr and "--trust-unseen" in refused.stderr
     assert not (store / "sweeps" / "div" / "results.parquet").exists()
     trusted = losslab_here("sweep", div, "--stop-unpromising", "--trust-unseen", "--table", benchmark,
-                           "--steps", 20, "--out", store, "--json")
+                           "--steps", 20, "--predictor", "hjorth", "--out", store, "--json")
     assert trusted.returncode == 0, trusted.stderr
     result = json.loads(trusted.stdout)
     assert result["forecaster"]["steps"] == 20 and result["points"] == 1
     add = sweep_file(tmp_path, '[grid]\n"optim.lr" = [1e-3]\n', name="add")  # a family it has seen: not refused
     assert losslab_here("sweep", add, "--stop-unpromising", "--table", benchmark, "--steps", 20,
-                        "--out", store).returncode == 0
+                        "--predictor", "hjorth", "--out", store).returncode == 0
     lone = losslab_here("sweep", add, "--trust-unseen", "--out", store)
     assert lone.returncode == 2 and "are for --stop-unpromising" in lone.stderr
 
@@ -232,14 +232,15 @@ def test_predict_scores_a_finished_sweep_as_an_unseen_task(benchmark, tmp_path):
     rows = [fake_run(store, i, oscillates=i % 2 == 0, rng=rng, op="div") for i in range(10)]
     sweep_dir(store, "fake").mkdir(parents=True)
     write_results(sweep_dir(store, "fake"), rows)
-    out = losslab_here("predict", "fake", "--table", benchmark, "--steps", T, "--out", store.root, "--json")
+    out = losslab_here("predict", "fake", "--table", benchmark, "--steps", T, "--predictor", "logistic",
+                       "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
     scored = json.loads(out.stdout)["sweep"]
     assert scored["pooled"]["auc"] == 1.0 and scored["pooled"]["runs"] == 10
     assert all(p.endswith(".png") and (sweep_dir(store, "fake") / "figures" / p.rsplit("/", 1)[1]).is_file()
                for p in scored["figures"].values())
-    runs = losslab_here("predict", "fake", "--table", benchmark, "--steps", T, "--run", rows[0]["run_id"],
-                        "--out", store.root, "--json")
+    runs = losslab_here("predict", "fake", "--table", benchmark, "--steps", T, "--predictor", "logistic",
+                        "--run", rows[0]["run_id"], "--out", store.root, "--json")
     assert runs.returncode == 0, runs.stderr
     [one] = json.loads(runs.stdout)["runs"]
     assert one["p_grok"] > 0.5 and one["seen"]  # refitted with the sweep: div (transformer) is seen now

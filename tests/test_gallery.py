@@ -43,6 +43,7 @@ REDUCED = {
     "weight-decay-switch": {"after_t2": [0.01, 0.1, 1.0], "seeds": [0], "max_steps": 2500},
     "label-noise-threshold": {"n": [30], "weight_decay": [0.01, 0.1], "iterations": 2},
     "minimal-circuits": {"n": 8, "stop_after_t4": 3000},
+    "grokking-forecast": {"t": 400, "predictors": ["energy", "hjorth"]},
 }
 
 
@@ -74,6 +75,7 @@ JUDGED = {
     "grokking-trajectory": lambda m: m["explained_by_two"] > 0.98 and m["cos_theta0"][-1] < 0.5 * m["cos_theta0"][1]
     and np.median(m["cos_previous"]) > 0.95,
     "skip-connections": lambda m: m["mean_ratio"]["without skips"] > 3 * m["mean_ratio"]["with skips"],
+    "grokking-forecast": lambda m: all(m["checks"].values()),
     "grokking-phase-diagram": lambda m: _region(m["runs"]) and m["auc_energy"] is not None and m["auc_energy"] > 0.8,
     "grokking-power-law": lambda m: bool(m["fit"]) and m["fit"]["r2"] > 0.95 and _falling(m["mean_t4"]),
     "gradient-clipping": lambda m: None not in m["t4"].values() and list(m["t4"].values()) == sorted(m["t4"].values())
@@ -126,6 +128,10 @@ def test_each_entrys_claim_holds_on_a_reduced_instance(name, folder):
             assert np.median(points.get_ydata()) == pytest.approx(measured["median_spread"][line.get_label()])
     if name == "algoperf-profile":  # the profiles drawn are the scores' (a step at each ratio within r_max)
         assert figure.axes[1].get_legend().get_texts()[0].get_text().endswith(f"({max(measured['scores'].values()):.3f})")
+    if name == "grokking-forecast":  # a ROC curve per predictor, labelled with its held-out AUC
+        labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+        assert [lab.split(":")[0] for lab in labels[:-1]] == sorted(measured["auc"], key=lambda n: -measured["auc"][n])
+        assert all(f"{measured['auc'][lab.split(':')[0]]:.2f} [" in lab for lab in labels[:-1])
     if name == "grokking-phase-diagram":  # the maps are the runs', the verdict on the region its outcome's
         runs = measured["runs"]
         assert ("at every rate the least weight decay did not and the most did" in measured["outcome"]) == _region(runs)

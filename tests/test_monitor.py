@@ -469,15 +469,12 @@ def test_validation_data_give_the_runs_evaluations_and_grokking_events(tmp_path)
 
 
 def test_predict_reads_a_monitored_run(tmp_path):
-    """A monitored run with validation data is predicted by the predictor of a sweep like any run;
-    one without is refused in one line."""
+    """A monitored run with validation data is forecast like any run (its settings unknown: no
+    hyperparameters, and never of a family the forecaster has seen); one without is refused in one line."""
     from losslab.store import RunStore
-    from losslab.sweep.run import sweep_dir, write_results
 
-    store, rng = RunStore(tmp_path / "runs"), np.random.default_rng(0)
-    rows = [fake_run(store, i, oscillates=i % 2 == 0, rng=rng) for i in range(20)]
-    sweep_dir(store, "fake").mkdir(parents=True)
-    write_results(sweep_dir(store, "fake"), rows)
+    store = RunStore(tmp_path / "runs")
+    table = fake_benchmark(RunStore(tmp_path / "bench"), tmp_path / "table.parquet")
     torch.manual_seed(0)
     x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
     for name, validation in (("seen", (x[32:], y[32:])), ("blind", None)):
@@ -491,13 +488,13 @@ def test_predict_reads_a_monitored_run(tmp_path):
                 opt.step()
                 opt.zero_grad()
                 mon.step(loss)
-    out = losslab_here("predict", "fake", "--steps", T, "--run", "seen", "--out", store.root, "--json")
+    out = losslab_here("predict", "--table", table, "--steps", T, "--predictor", "logistic", "--run", "seen",
+                       "--out", store.root, "--json")
     assert out.returncode == 0, out.stderr
-    [predicted] = json.loads(out.stdout)
-    assert 0 <= predicted["p_grok"] <= 1
-    assert predicted["features"]["val_acc"] == next(v for s, split, n, v in store.find("seen").metric_rows()
-                                                    if (s, split, n) == (T, "val", "acc"))
-    refused = losslab_here("predict", "fake", "--steps", T, "--run", "blind", "--out", store.root)
+    [predicted] = json.loads(out.stdout)["runs"]
+    assert 0 <= predicted["p_grok"] <= 1 and not predicted["seen"]
+    refused = losslab_here("predict", "--table", table, "--steps", T, "--predictor", "logistic", "--run", "blind",
+                           "--out", store.root)
     assert refused.returncode == 2 and "needs validation data" in refused.stderr and refused.stderr.count("\n") == 1
 
 

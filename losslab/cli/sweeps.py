@@ -96,6 +96,11 @@ def sweep(
     RunStore(store).check_writable()
     stop = forecast = None
     if stop_unpromising:
+        short = sorted({p.config.train.record_loss_steps for p in planned.points if
+                        p.config.train.record_loss_steps < steps})
+        if short:
+            raise LossLabError(f"--stop-unpromising at T = {steps} reads every step's loss up to T: this sweep's runs "
+                               f"record {short[0]} (set train.record_loss_steps={steps})")
         stops = {config_key(p.config) for p in planned.points}
         forecast = load_forecaster(RunStore(store), steps, recall, predictor, refit_on, table, stops, trust_unseen,
                                    "--stop-unpromising")

@@ -22,12 +22,11 @@ from sklearn.model_selection import LeaveOneGroupOut, StratifiedKFold
 
 from losslab.core import progress
 from losslab.core.errors import LossLabError
-from losslab.forecast.features import FEATURES, features_at
+from losslab.forecast.features import FEATURES, HYPERPARAMETERS, features_at
 from losslab.forecast.predictors import Predictor
 
 HORIZONS = (100, 200, 400, 800)
 GROUPINGS = {"task": "family", "p": "p", "optimizer": "optimizer"}
-HYPER_KEYS = ("log_lr", "log_weight_decay", "fraction", "log_train_examples")
 
 
 @dataclass
@@ -60,7 +59,7 @@ def dataset(rows: list[dict], t: int) -> Dataset:
             apart["grokked_by_T"].append(row["run_id"])
             continue
         try:
-            f = features_at(row, t, {k: row[k] for k in HYPER_KEYS})
+            f = features_at(row, t, {k: row[k] for k in HYPERPARAMETERS})
         except ValueError:
             apart["no_features"].append(row["run_id"])
             continue
@@ -129,14 +128,19 @@ def trade_off(y: np.ndarray, p: np.ndarray, steps: np.ndarray, t: int) -> dict[s
 # ---------------------------------------------------------------- held out
 
 
+def _out_of_fold(predictor: Predictor, x: np.ndarray, y: np.ndarray, splits) -> np.ndarray:
+    """Each fold's p(grok) from the predictor fitted on the rest (NaN where the rest has one outcome)."""
+    p = np.full(len(y), np.nan)
+    for train, test in splits:
+        if len(set(y[train].tolist())) == 2:
+            p[test] = clone(predictor).fit(x[train], y[train]).predict_proba(x[test])[:, 1]
+    return p
+
+
 def out_of_group(predictor: Predictor, data: Dataset, groups: np.ndarray) -> np.ndarray:
     """Each group's p(grok) from the predictor fitted on the other groups (NaN for a group whose
     others have one outcome only)."""
-    p = np.full(len(data.y), np.nan)
-    for train, test in LeaveOneGroupOut().split(data.x, data.y, groups):
-        if len(set(data.y[train].tolist())) == 2:
-            p[test] = clone(predictor).fit(data.x[train], data.y[train]).predict_proba(data.x[test])[:, 1]
-    return p
+    return _out_of_fold(predictor, data.x, data.y, LeaveOneGroupOut().split(data.x, data.y, groups))
 
 
 def held_out(predictor: Predictor, data: Dataset, by: str, recall: float = 0.95) -> dict:
@@ -181,16 +185,12 @@ def held_out(predictor: Predictor, data: Dataset, by: str, recall: float = 0.95)
 def _inner_predictions(predictor: Predictor, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
     """Out-of-group predictions within the training groups (NaN where a fold has one outcome); with
     one training group, out of fold (stratified 5-fold) within it."""
-    p = np.full(len(y), np.nan)
     if len(set(groups.tolist())) >= 2:
         splits = LeaveOneGroupOut().split(x, y, groups)
     else:
         folds = max(2, min(5, int(y.sum()), int((~y).sum())))
         splits = StratifiedKFold(folds, shuffle=True, random_state=0).split(x, y)
-    for train, test in splits:
-        if len(set(y[train].tolist())) == 2:
-            p[test] = clone(predictor).fit(x[train], y[train]).predict_proba(x[test])[:, 1]
-    return p
+    return _out_of_fold(predictor, x, y, splits)
 
 
 def evaluate_benchmark(rows: list[dict], predictors: dict[str, Predictor], horizons=HORIZONS,

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from losslab.core.plotting import subplots
+from losslab.core.plotting import axes_for, subplots
 
 
-def roc_figure(held: dict[str, dict], title: str):
+def roc_figure(held: dict[str, dict], title: str, ax=None):
     """Each predictor's ROC curve from its pooled held-out predictions, its AUC and interval in the legend."""
-    fig, ax = subplots(figsize=(6.2, 5.4), constrained_layout=True)
+    fig, ax = axes_for(ax, (6.2, 5.4))
     for name, result in sorted(held.items(), key=lambda kv: -kv[1]["pooled"]["auc"]):
         fpr, tpr, _ = roc_curve(result["predictions"]["grokked"], result["predictions"]["p"])
         low, high = result["pooled"]["auc_interval"]
@@ -24,10 +24,10 @@ def roc_figure(held: dict[str, dict], title: str):
     return fig
 
 
-def trade_off_figure(held: dict[str, dict], title: str):
+def trade_off_figure(held: dict[str, dict], title: str, ax=None):
     """Compute saved against grokking runs lost, at every threshold; a dot at each predictor's threshold
     chosen on the training tasks."""
-    fig, ax = subplots(figsize=(6.2, 5.4), constrained_layout=True)
+    fig, ax = axes_for(ax, (6.2, 5.4))
     for name, result in sorted(held.items(), key=lambda kv: -kv[1]["pooled"]["auc"]):
         curve = result["trade_off"]
         line, = ax.step(curve["lost"], curve["compute_saved"], where="post", label=name)

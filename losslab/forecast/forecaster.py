@@ -91,6 +91,11 @@ def forecaster(benchmark: list[dict], t: int = 400, recall: float = 0.95, name: 
     if name is not None and name not in PREDICTORS:
         raise LossLabError(f"unknown predictor {name!r} (known: {', '.join(PREDICTORS)})")
     data = dataset(benchmark, t)
+    if len(set(data.y.tolist())) < 2:
+        kept = max((len(r["step_loss"]) for r in benchmark), default=0)
+        raise LossLabError(f"at T = {t} the benchmark has {int(data.y.sum())} runs that grok later and "
+                           f"{int((~data.y).sum())} that do not (its runs kept their first {kept} steps): "
+                           "nothing to fit")
     groups = data.groups("task")
     candidates = {name: PREDICTORS[name]()} if name else {n: c() for n, c in PREDICTORS.items()}
     held = {n: out_of_group(p, data, groups) for n, p in candidates.items()}

@@ -342,6 +342,43 @@ def grokking_phase_diagram(s: dict, folder: Path):
     return {"held": held, "outcome": outcome, "auc_energy": auc, "runs": rows}, figure
 
 
+@entry("grokking-forecast", title="Forecasting grokking on tasks never seen",
+       claim="Some predictor available at T = 400 steps ranks the runs of a task it was not fitted on with ROC AUC "
+             ">= 0.9 and, stopping the runs below a threshold chosen on the other tasks to keep 95% of their grokking "
+             "runs, keeps >= 95% of the held-out tasks' grokking runs while saving >= 50% of their compute.",
+       source=f"{GROKKING_SOURCE} (the claim, for the spectral energy); losslab's forecast benchmark "
+              "(`losslab forecast report`)",
+       settings={"t": 400, "predictors": None}, quick={"t": 400, "predictors": ["energy", "hjorth", "logistic"]},
+       seconds=(10, 40))
+def grokking_forecast(s: dict, folder: Path):
+    """The shipped benchmark's runs (nothing trained), each task family held out in turn."""
+    from losslab.forecast.evaluation import evaluate_benchmark  # startup
+    from losslab.forecast.figures import roc_figure, trade_off_figure  # startup
+    from losslab.forecast.page import CLAIM, claim_verdict  # startup
+    from losslab.forecast.predictors import PREDICTORS  # startup
+    from losslab.forecast.table import read_table  # startup
+
+    rows = read_table()
+    names = s["predictors"] or list(PREDICTORS)
+    results = evaluate_benchmark(rows, {n: PREDICTORS[n]() for n in names}, horizons=(s["t"],), groupings=("task",))
+    claim = {**CLAIM, "t": s["t"]}
+    verdict = claim_verdict(results, claim)
+    held_out = results[s["t"]]["task"]
+    p = verdict["pooled"]
+    energy = held_out["energy"]["pooled"] if "energy" in held_out else None
+    families = len({r["family"] for r in rows})
+    outcome = (f"{len(rows)} runs, {families} task families, each held out in turn; at T = {s['t']} closest: "
+               f"{verdict['closest']}, AUC {p['auc']:.2f} [{p['auc_interval'][0]:.2f}, {p['auc_interval'][1]:.2f}], "
+               f"{p['recall']:.0%} of the grokking runs kept, {p['compute_saved']:.0%} of the compute saved"
+               + (f"; the spectral energy alone: AUC {energy['auc']:.2f} [{energy['auc_interval'][0]:.2f}, "
+                  f"{energy['auc_interval'][1]:.2f}]" if energy else ""))
+    fig, (left, right) = subplots(1, 2, figsize=(12, 5.2), constrained_layout=True)
+    roc_figure(held_out, f"leave one task out, T = {s['t']}", ax=left)
+    trade_off_figure(held_out, f"stopping at T = {s['t']}", ax=right)
+    return {"held": verdict["holds"], "outcome": outcome, "closest": verdict["closest"], "checks": verdict["checks"],
+            "auc": {n: r["pooled"]["auc"] for n, r in held_out.items()}}, fig
+
+
 def by_fraction(preset: str, overrides: list[str], fractions: list, seeds: list) -> tuple[str, list[list[str]]]:
     """One run of `preset` per training fraction and seed (the seed draws both the split and the
     initialization), each stopped at t4."""
