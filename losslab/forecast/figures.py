@@ -5,6 +5,7 @@ AUC against T with its bootstrap interval."""
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import NullFormatter
 from sklearn.metrics import roc_curve
 
 from losslab.core.plotting import axes_for, subplots
@@ -68,6 +69,7 @@ def horizon_figure(results: dict, by: str = "task"):
     ax.axhline(0.9, color="0.6", linestyle="--")
     ax.set_xscale("log")
     ax.set_xticks(horizons, [str(t) for t in horizons])
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="T (steps seen)", ylabel=f"ROC AUC, leave one {by} out", ylim=(0, 1.02),
            title="how early: held-out AUC against T")
     ax.legend(fontsize=7, ncol=2, loc="lower right")
