@@ -79,9 +79,9 @@ def sweep_file(tmp_path, body: str, name: str = "s") -> str:
 T = 100
 
 
-def fake_run(store: RunStore, i: int, oscillates: bool, rng, op: str = "add") -> dict:
-    """A finished run (of a + b mod 97, or another `op`) whose early loss decays smoothly, or with
-    oscillations (the grokking signature), and that grokked exactly when it oscillated."""
+def fake_run(store: RunStore, i: int, oscillates: bool, rng, op: str = "add", settings: tuple = ()) -> dict:
+    """A finished run (of a + b mod 97, or another `op`, with other `settings`) whose early loss decays
+    smoothly, or with oscillations (the grokking signature), and that grokked exactly when it oscillated."""
     t = np.arange(T)
     loss = 4.6 * np.exp(-t / 30) + 0.05 + rng.normal(scale=1e-3, size=T)
     if oscillates:
@@ -90,7 +90,7 @@ def fake_run(store: RunStore, i: int, oscillates: bool, rng, op: str = "add") ->
     rows += [(s, split, name, v) for s in (0, 50, 100) for split, name, v in
              [("train", "loss", float(loss[min(s, T - 1)])), ("train", "acc", 0.5), ("val", "loss", 4.0),
               ("val", "acc", 0.01)]]
-    run = store.create(load_config("grokking", ["name=fake", f"task.op={op}"]), f"fake-{i}")
+    run = store.create(load_config("grokking", ["name=fake", f"task.op={op}", *settings]), f"fake-{i}")
     run.write_metrics(rows)
     summary = {"run_id": run.path.name, "status": "completed", "steps": 1000 if oscillates else 3000,
                "stop_reason": "max_steps", "events": {"t4": 900 if oscillates else None}, "final": {}, "wall_s": 1.0}
@@ -112,11 +112,14 @@ class ConstantForecaster:
 
 
 def fake_benchmark(store: RunStore, path: Path, runs: int = 24, ops=("add", "sub", "mul")) -> Path:
-    """A forecast benchmark's table of fake runs (fake_run's), half of them grokking, over `ops`."""
+    """A forecast benchmark's table of fake runs (fake_run's), half of them grokking, over `ops`, two
+    moduli and two optimizers (each with both outcomes)."""
     from losslab.forecast.table import run_row, write_table
 
     rng = np.random.default_rng(0)
-    made = [fake_run(store, i, oscillates=i % 2 == 0, rng=rng, op=ops[i // 2 % len(ops)]) for i in range(runs)]
+    made = [fake_run(store, i, oscillates=i % 2 == 0, rng=rng, op=ops[i // 2 % len(ops)],
+                     settings=(f"task.p={(97, 89)[i // 6 % 2]}", f"optim.name={('adamw', 'grokfast_ema')[i // 12 % 2]}"))
+            for i in range(runs)]
     return write_table([run_row(store.find(r["run_id"])) for r in made], path)
 
 

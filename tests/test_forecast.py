@@ -12,8 +12,7 @@ from scipy.stats import norm
 from sklearn.metrics import roc_auc_score
 
 from losslab.forecast.benchmark import Design, benchmark_sweep
-from losslab.forecast.evaluation import (Dataset, auc, bootstrap_auc, dataset, held_out, stopping,
-                                         threshold_for_recall)
+from losslab.forecast.evaluation import Dataset, auc, bootstrap_auc, dataset, held_out, stopping, threshold_for_recall
 from losslab.forecast.features import FEATURES, HYPERPARAMETERS, METRICS, SIGNATURE, early_series, features_at
 from losslab.forecast.forecaster import forecaster
 from losslab.forecast.predictors import PREDICTORS, Predictor
@@ -21,7 +20,7 @@ from losslab.forecast.table import read_table, sweep_rows, write_table
 from losslab.store import RunStore
 from losslab.sweep.executors import LocalExecutor
 from losslab.sweep.run import Sweep
-from tests.helpers import T, ConstantForecaster, fake_benchmark, losslab_here, sweep_file
+from tests.helpers import ConstantForecaster, T, fake_benchmark, losslab_here, sweep_file
 
 
 def synthetic(n: int, rng, rule_column: str) -> tuple[np.ndarray, np.ndarray]:
@@ -244,3 +243,40 @@ def test_predict_scores_a_finished_sweep_as_an_unseen_task(benchmark, tmp_path):
     assert runs.returncode == 0, runs.stderr
     [one] = json.loads(runs.stdout)["runs"]
     assert one["p_grok"] > 0.5 and one["seen"]  # refitted with the sweep: div (transformer) is seen now
+
+
+def test_the_page_shows_the_held_out_numbers_and_the_verdict(benchmark, tmp_path):
+    out = losslab_here("forecast", "report", "--table", benchmark, "--predictors", "energy,hyperparameters",
+                       "--horizons", "50,100", "--steps", 100, "--out", tmp_path / "page", "--json")
+    assert out.returncode == 0, out.stderr
+    written = json.loads(out.stdout)
+    results = json.loads((tmp_path / "page" / "evaluation.json").read_text())
+    held = results["100"]["held_out"]
+    assert set(held) == {"task", "p", "optimizer"} and set(held["task"]) == {"energy", "hyperparameters"}
+    energy = held["task"]["energy"]["pooled"]
+    assert energy["auc"] == 1.0 and held["task"]["hyperparameters"]["pooled"]["auc"] == 0.5  # fake runs: one setting
+    assert written["verdict"]["closest"] == "energy"
+    page = (tmp_path / "page" / "forecast.html").read_text()
+    assert "ROC AUC 1.00 [1.00, 1.00] at T = 100" in page  # the paper's claim beside what was measured
+    assert ("It holds</b> for energy" in page) == written["verdict"]["holds"]
+    assert page.count("<img") == 4 and "Leave one p out, Leave one optimizer out (T = 100)" in page
+    for bad, message in [(["--predictors", "oracle"], "unknown oracle"), (["--steps", "300"], "must be one of"),
+                         (["--horizons", "a"], "whole numbers")]:
+        refused = losslab_here("forecast", "report", "--table", benchmark, *bad, "--out", tmp_path / "x")
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+
+
+def test_the_figures_draw_the_held_out_predictions(benchmark):
+    from sklearn.metrics import roc_curve
+
+    from losslab.forecast.figures import roc_figure, trade_off_figure
+
+    rows = read_table(benchmark)
+    result = held_out(PREDICTORS["hjorth"](), dataset(rows, 50), "task")
+    roc = roc_figure({"hjorth": result}, "t").axes[0]
+    fpr, tpr, _ = roc_curve(result["predictions"]["grokked"], result["predictions"]["p"])
+    assert np.allclose(roc.lines[0].get_xdata(), fpr) and np.allclose(roc.lines[0].get_ydata(), tpr)
+    cost = trade_off_figure({"hjorth": result}, "t").axes[0]
+    curve, dot = cost.lines[:2]
+    assert np.allclose(curve.get_ydata(), result["trade_off"]["compute_saved"])
+    assert tuple(dot.get_xydata()[0]) == (1 - result["pooled"]["recall"], result["pooled"]["compute_saved"])

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from losslab.cli.common import JsonFlag, StoreOpt, app, counting, number, out, print_json, stages, stoppable
+from losslab.cli.common import JsonFlag, StoreOpt, app, counting, name_list, number, out, print_json, stages, stoppable
 from losslab.cli.sweeps import EXECUTORS, WorkersOpt, _executor, interrupted
 from losslab.core.errors import LossLabError
 
@@ -68,21 +68,38 @@ def report(
                                                        "evaluation.json.")] = Path("forecast-report"),
     recall: Annotated[float, number("The share of the training tasks' grokking runs the stopping threshold "
                                     "keeps.", 0, 1, above=True)] = 0.95,
+    predictors: Annotated[Optional[str], typer.Option(metavar="NAME,...", help="These predictors only (default: "
+                                                      "all: energy, hjorth, metrics, weight-norm, hyperparameters, "
+                                                      "gap-slope, logistic, boosted).")] = None,
+    horizons: Annotated[str, typer.Option(metavar="T,...", help="The steps seen, each evaluated.")] = "100,200,400,800",
+    steps: Annotated[int, number("The claim's T (one of --horizons).", 1, 10**6, kind=int)] = 400,
     as_json: JsonFlag = False,
 ):
-    """Evaluate every predictor on the benchmark held out by task, p and optimizer at T = 100, 200,
-    400 and 800, and write the page: the claim beside what was measured."""
+    """Evaluate the predictors on the benchmark held out by task, p and optimizer at each T, and
+    write the page: the claim beside what was measured."""
     from losslab.forecast.evaluation import evaluate_benchmark  # startup
-    from losslab.forecast.page import write_report  # startup
+    from losslab.forecast.page import CLAIM, write_report  # startup
     from losslab.forecast.predictors import PREDICTORS  # startup
     from losslab.forecast.table import read_table  # startup
 
     if folder.exists() and not folder.is_dir():
         raise LossLabError(f"--out {folder} is a file, not a folder")
+    names = name_list(predictors, "--predictors", "predictor") if predictors else list(PREDICTORS)
+    if unknown := [n for n in names if n not in PREDICTORS]:
+        raise LossLabError(f"--predictors: unknown {', '.join(unknown)} (known: {', '.join(PREDICTORS)})")
+    try:
+        ts = sorted({int(t) for t in name_list(horizons, "--horizons", "step")})
+    except ValueError:
+        raise LossLabError(f"--horizons takes whole numbers of steps, got {horizons!r}") from None
+    if steps not in ts or ts[0] < 1:
+        raise LossLabError(f"--steps {steps} must be one of --horizons ({', '.join(map(str, ts))}), all >= 1")
     rows = read_table(table)
     with stages("forecast report") as stage, stage("held-out evaluations"):
-        results = evaluate_benchmark(rows, {n: c() for n, c in PREDICTORS.items()}, recall=recall)
-    written = write_report(results, rows, folder, f"table {table or 'shipped with losslab (forecast-small)'}")
+        results = evaluate_benchmark(rows, {n: PREDICTORS[n]() for n in names}, ts, recall=recall)
+    if "task" not in results[steps]["held_out"]:
+        raise LossLabError(f"leave-one-task-out at T = {steps}: {results[steps]['skipped']['task']}")
+    written = write_report(results, rows, folder, f"table {table or 'shipped with losslab (forecast-small)'}",
+                           {**CLAIM, "t": steps})
     if as_json:
         return print_json(written)
     verdict = written["verdict"]
@@ -90,5 +107,5 @@ def report(
     out.print(f"{'the claim holds' if verdict['holds'] else 'the claim does not hold'}; closest: "
               f"{verdict['closest']}, held-out-task AUC {pooled['auc']:.2f} [{pooled['auc_interval'][0]:.2f}, "
               f"{pooled['auc_interval'][1]:.2f}], {pooled['recall']:.0%} of grokking runs kept, "
-              f"{pooled['compute_saved']:.0%} of the compute saved at T = 400\npage: {written['page']}",
+              f"{pooled['compute_saved']:.0%} of the compute saved at T = {steps}\npage: {written['page']}",
               highlight=False)

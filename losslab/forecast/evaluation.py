@@ -195,25 +195,26 @@ def _inner_predictions(predictor: Predictor, x: np.ndarray, y: np.ndarray, group
 
 def evaluate_benchmark(rows: list[dict], predictors: dict[str, Predictor], horizons=HORIZONS,
                        groupings=tuple(GROUPINGS), recall: float = 0.95) -> dict:
-    """Every predictor held out by every grouping at every horizon: {t: {by: {name: held_out}}},
-    with each horizon's runs left apart. Leave-one-p-out reads the runs that have a modulus.
+    """Every predictor held out by every grouping at every horizon: {t: {"held_out": {by: {name:
+    held_out's result}}, the runs decided and left apart}}. Leave-one-p-out reads the runs that have a
+    modulus; a grouping with fewer than two groups at t is left out (`skipped`, with why).
     Progress: one count per predictor and grouping and horizon (losslab.core.progress)."""
     progress.expect(len(horizons) * len(groupings) * len(predictors))
     results = {}
     for t in horizons:
         data = dataset(rows, t)
         results[t] = {"runs": len(data.y), "grokked": int(data.y.sum()),
-                      "grokked_by_T": len(data.apart["grokked_by_T"]), "no_features": len(data.apart["no_features"])}
+                      "grokked_by_T": len(data.apart["grokked_by_T"]), "no_features": len(data.apart["no_features"]),
+                      "held_out": {}, "skipped": {}}
         for by in groupings:
             subset = data.subset(np.array([r[GROUPINGS[by]] is not None for r in data.rows], dtype=bool))
-            results[t][by] = {}
+            if len(set(subset.groups(by).tolist())) < 2 or len(set(subset.y.tolist())) < 2:
+                results[t]["skipped"][by] = (f"{len(set(subset.groups(by).tolist()))} {by}s, "
+                                             f"{int(subset.y.sum())} of {len(subset.y)} runs grokking after T")
+                progress.advance(len(predictors))
+                continue
+            results[t]["held_out"][by] = {}
             for name, predictor in predictors.items():
-                results[t][by][name] = held_out(predictor, subset, by, recall)
+                results[t]["held_out"][by][name] = held_out(predictor, subset, by, recall)
                 progress.advance()
     return results
-
-
-def best(results: dict, t: int, by: str = "task") -> str:
-    """The predictor with the highest pooled held-out AUC at horizon t."""
-    held = results[t][by]
-    return max(held, key=lambda name: held[name]["pooled"]["auc"])

@@ -58,9 +58,9 @@ def horizon_figure(results: dict, by: str = "task"):
     """The pooled held-out AUC of each predictor against T, with its 95% bootstrap interval."""
     fig, ax = subplots(figsize=(6.4, 4.6), constrained_layout=True)
     horizons = sorted(results)
-    names = list(results[horizons[0]][by])
+    names = list(results[horizons[0]]["held_out"][by])
     for k, name in enumerate(names):
-        values = [results[t][by][name]["pooled"] for t in horizons]
+        values = [results[t]["held_out"][by][name]["pooled"] for t in horizons]
         x = np.array(horizons) * (1 + 0.025 * (k - len(names) / 2))  # spread the bars apart
         mid = np.array([v["auc"] for v in values])
         low, high = np.array([v["auc_interval"] for v in values]).T

@@ -34,7 +34,7 @@ def claim_verdict(results: dict, claim: dict = CLAIM) -> dict:
     chosen on the other tasks, keeps >= r of the grokking runs while saving >= s of the compute",
     checked predictor by predictor; the one that comes closest is the best ranker (the highest held-out
     AUC: its ranking sets every threshold's trade-off)."""
-    held = results[claim["t"]]["task"]
+    held = results[claim["t"]]["held_out"]["task"]
     checks = {name: {"auc": r["pooled"]["auc"] >= claim["auc"], "recall": r["pooled"]["recall"] >= claim["recall"],
                      "saved": r["pooled"]["compute_saved"] >= claim["saved"]} for name, r in held.items()}
     closest = max(held, key=lambda n: held[n]["pooled"]["auc"])
@@ -45,21 +45,20 @@ def claim_verdict(results: dict, claim: dict = CLAIM) -> dict:
 
 def _plain_words(results: dict, verdict: dict, claim: dict) -> str:
     p, name = verdict["pooled"], verdict["closest"]
-    energy = results[claim["t"]]["task"]["energy"]["pooled"]
+    held = results[claim["t"]]["held_out"]["task"]
     said = (f"<p><b>The paper's claim</b> (Tikeng Notsawo et al. 2023): the spectral energy of a run's early training "
             f"loss predicts whether it will grok, long before it does. <b>Measured here</b> on tasks held out of the "
-            f"fit: the energy alone ranks runs with ROC AUC {_interval(energy)} at T = {claim['t']} "
-            f"(0.5 is chance).</p>")
+            f"fit: the energy alone ranks runs with ROC AUC {_interval(held['energy']['pooled'])} at T = {claim['t']} "
+            f"(0.5 is chance).</p>") if "energy" in held else ""
     test = (f"<p><b>The claim tested</b>: some predictor available at T = {claim['t']} ranks held-out-task runs with "
             f"AUC &ge; {claim['auc']} and, at a threshold chosen on the other tasks to keep "
             f"{claim['recall']:.0%} of their grokking runs, keeps &ge; {claim['recall']:.0%} of the held-out tasks' "
             f"grokking runs while saving &ge; {claim['saved']:.0%} of their compute. ")
-    held = results[claim["t"]]["task"]
     curves = max((n for n in held if n != "hyperparameters"), key=lambda n: held[n]["pooled"]["auc"])
     baseline = (f"<p><b>Against the baseline</b>: the settings alone (learning rate, weight decay, train fraction "
                 f"and size; no curve) rank held-out-task runs with AUC {_interval(held['hyperparameters']['pooled'])}; "
                 f"the best forecast that reads the run's curves, <b>{html.escape(curves)}</b>, "
-                f"{_interval(held[curves]['pooled'])}.</p>") if "hyperparameters" in held else ""
+                f"{_interval(held[curves]['pooled'])}.</p>") if "hyperparameters" in held and len(held) > 1 else ""
     if verdict["holds"]:
         test += f"<b>It holds</b> for {html.escape(', '.join(verdict['by']))}.</p>"
     else:
@@ -81,7 +80,7 @@ def forecast_page(results: dict, rows: list[dict], figures: dict[str, Path], sou
     """The page's HTML (self-contained: the figures inlined)."""
     t = claim["t"]
     verdict = claim_verdict(results, claim)
-    held = results[t]["task"]
+    held = results[t]["held_out"]["task"]
     groups = next(iter(held.values()))["groups"]
     families = sorted(groups)
     names = sorted(held, key=lambda n: -held[n]["pooled"]["auc"])
@@ -89,10 +88,12 @@ def forecast_page(results: dict, rows: list[dict], figures: dict[str, Path], sou
              _share(held[n]["pooled"]["compute_saved"]), *[_two(held[n]["groups"][f].get("auc")) for f in families])
             for n in names]
     horizons = sorted(results)
-    by_t = [(n, *[_interval(results[h]["task"][n]["pooled"]) for h in horizons]) for n in names]
-    others = [(n, *[v for by in ("p", "optimizer") for v in
-                    (_interval(results[t][by][n]["pooled"]), _share(results[t][by][n]["pooled"]["recall"]),
-                     _share(results[t][by][n]["pooled"]["compute_saved"]))]) for n in names]
+    by_t = [(n, *[_interval(results[h]["held_out"]["task"][n]["pooled"]) for h in horizons]) for n in names]
+    groupings = [by for by in results[t]["held_out"] if by != "task"]
+    others = [(n, *[v for by in groupings for v in (_interval(results[t]["held_out"][by][n]["pooled"]),
+                                                     _share(results[t]["held_out"][by][n]["pooled"]["recall"]),
+                                                     _share(results[t]["held_out"][by][n]["pooled"]["compute_saved"]))])
+              for n in names]
     described = [(n, PREDICTORS[n].__doc__.split("\n\n")[0].replace("\n    ", " "), PREDICTORS[n].source)
                  for n in PREDICTORS]
     grokked = sum(r["grokked"] for r in rows)
@@ -116,8 +117,9 @@ def forecast_page(results: dict, rows: list[dict], figures: dict[str, Path], sou
             + "</div>" + image(figures["calibration"], f"calibration of {verdict['closest']}")
             + "<h2>Held-out AUC against T (leave one task out)</h2>"
             + table(by_t, ("predictor", *[f"T = {h}" for h in horizons]))
-            + f"<h2>Leave one p out, leave one optimizer out (T = {t})</h2>"
-            + table(others, ("predictor", "AUC, p out", "kept", "saved", "AUC, optimizer out", "kept", "saved"))
+            + (f"<h2>{', '.join(f'Leave one {by} out' for by in groupings)} (T = {t})</h2>"
+               + table(others, ("predictor", *[h for by in groupings for h in (f"AUC, {by} out", "kept", "saved")]))
+               if groupings else "")
             + "<h2>The benchmark</h2>" + table(benchmark_facts(rows), ("task family", "runs", "grokked", "share"))
             + "<h2>The predictors</h2>" + table(described, ("name", "what it reads", "from")))
     return page("grokking forecasts", body, "inline")
@@ -128,12 +130,13 @@ def write_report(results: dict, rows: list[dict], folder: Path, source: str, cla
     (folder / "figures").mkdir(parents=True, exist_ok=True)
     t = claim["t"]
     verdict = claim_verdict(results, claim)
+    held = results[t]["held_out"]["task"]
     figures = {"horizon": save_figure(horizon_figure(results), folder / "figures" / "auc_by_t.png"),
-               "roc": save_figure(roc_figure(results[t]["task"], f"leave one task out, T = {t}"),
+               "roc": save_figure(roc_figure(held, f"leave one task out, T = {t}"),
                                   folder / "figures" / "roc.png"),
-               "trade_off": save_figure(trade_off_figure(results[t]["task"], f"stopping at T = {t}"),
+               "trade_off": save_figure(trade_off_figure(held, f"stopping at T = {t}"),
                                         folder / "figures" / "trade_off.png"),
-               "calibration": save_figure(calibration_figure(results[t]["task"][verdict["closest"]], verdict["closest"]),
+               "calibration": save_figure(calibration_figure(held[verdict["closest"]], verdict["closest"]),
                                           folder / "figures" / "calibration.png")}
     html_path = folder / "forecast.html"
     text = forecast_page(results, rows, figures, source, claim)
