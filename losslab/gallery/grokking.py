@@ -363,7 +363,7 @@ def grokking_forecast(s: dict, folder: Path):
     results = evaluate_benchmark(rows, {n: PREDICTORS[n]() for n in names}, horizons=(s["t"],), groupings=("task",))
     claim = {**CLAIM, "t": s["t"]}
     verdict = claim_verdict(results, claim)
-    held_out = results[s["t"]]["task"]
+    held_out = results[s["t"]]["held_out"]["task"]
     p = verdict["pooled"]
     energy = held_out["energy"]["pooled"] if "energy" in held_out else None
     families = len({r["family"] for r in rows})
