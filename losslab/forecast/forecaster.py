@@ -17,6 +17,7 @@ from losslab.forecast.evaluation import (
     auc,
     bootstrap_auc,
     dataset,
+    held_out,
     out_of_group,
     stopping,
     threshold_for_recall,
@@ -72,10 +73,12 @@ class Forecaster:
 
     def describe(self) -> str:
         h = self.held_out
-        return (f"predictor {self.name} at T = {self.t}, fitted on {self.fitted_on} runs; on the benchmark's held-out "
-                f"tasks: ROC AUC {h['auc']:.2f} [{h['auc_interval'][0]:.2f}, {h['auc_interval'][1]:.2f}] (95% "
-                f"bootstrap), and stopping when p(grok) < {self.threshold:.3g} (chosen to keep {self.recall:.0%} of "
-                f"the grokking runs) kept {h['recall']:.0%} of them and saved {h['compute_saved']:.0%} of the compute")
+        low, high = h["auc_interval"]
+        return (f"predictor {self.name} at T = {self.t}, fitted on {self.fitted_on} runs. On the benchmark's tasks, "
+                f"each held out in turn: ROC AUC {h['auc']:.2f} [{low:.2f}, {high:.2f}] (95% bootstrap); a threshold "
+                f"chosen on the other tasks to keep {self.recall:.0%} of their grokking runs kept {h['recall']:.0%} of "
+                f"the held-out task's and saved {h['compute_saved']:.0%} of its compute. It stops a run when p(grok) < "
+                f"{self.threshold:.3g} (chosen so on all the tasks)")
 
 
 def seen_keys(rows: list[dict]) -> set[str]:
@@ -99,11 +102,12 @@ def forecaster(benchmark: list[dict], t: int = 400, recall: float = 0.95, name: 
     groups = data.groups("task")
     candidates = {name: PREDICTORS[name]()} if name else {n: c() for n, c in PREDICTORS.items()}
     held = {n: out_of_group(p, data, groups) for n, p in candidates.items()}
-    chosen = max(held, key=lambda n: auc(data.y, held[n])[0])
-    p = held[chosen]
-    threshold = threshold_for_recall(data.y, p, recall)
-    measured = {"auc": float(auc(data.y, p)[0]), "auc_interval": bootstrap_auc(data.y, p),
-                **stopping(data.y, p, data.steps, t, threshold)}
+    scored = {n: ~np.isnan(p) for n, p in held.items()}
+    chosen = max(held, key=lambda n: auc(data.y[scored[n]], held[n][scored[n]])[0])
+    # measured as `losslab forecast report` measures it: each task's threshold chosen on the others alone
+    measured = held_out(candidates[chosen], data, "task", recall)["pooled"]
+    # the threshold it stops runs at: chosen the same way, on every task's held-out predictions
+    threshold = threshold_for_recall(data.y[scored[chosen]], held[chosen][scored[chosen]], recall)
     fitted = _with(data, dataset(list(extra), t)) if extra else data
     model = clone(candidates[chosen]).fit(fitted.x, fitted.y)
     return Forecaster(chosen, t, model, threshold, recall, measured, seen_keys(fitted.rows), len(fitted.y))
