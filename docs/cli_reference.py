@@ -1,7 +1,6 @@
 """The CLI reference's Markdown, from the commands typer builds: each one's help, usage and the help
 record of every argument and option (what `losslab COMMAND --help` prints)."""
 
-import click
 import typer.main
 
 from losslab.cli import app
@@ -17,7 +16,7 @@ def commands(group, parent: typer.Context) -> dict[str, tuple]:
     for name in group.list_commands(parent):
         command = group.get_command(parent, name)
         context = typer.Context(command, info_name=name, parent=parent)
-        if isinstance(command, click.Group):
+        if hasattr(command, "list_commands"):  # a group (typer's own click: not click.Group)
             found.update({f"{name} {sub}": entry for sub, entry in commands(command, context).items()})
         else:
             found[name] = (command, context)
