@@ -18,6 +18,7 @@ REDUCED = {
     "modular-division": select(["modular-division"])[0].quick,
     "grokking-phase-diagram": {"p": 47, "d_model": 64, "d_mlp": 256, "rates": [1e-2], "weight_decays": [0.1, 0.3, 2.0],
                                "max_steps": 800, "early_steps": 200},
+    "grokking-forecast": {"t": 400, "predictors": ["energy", "hjorth"]},
     "grokking-power-law": {"p": 47, "d_model": 64, "d_mlp": 256, "lr": 3e-3, "fractions": [0.6, 0.7, 0.8, 0.9],
                            "seeds": [0]},
     "s5": {"lr": 3e-3, "fractions": [0.9], "max_steps": 4000},
@@ -43,7 +44,6 @@ REDUCED = {
     "weight-decay-switch": {"after_t2": [0.01, 0.1, 1.0], "seeds": [0], "max_steps": 2500},
     "label-noise-threshold": {"n": [30], "weight_decay": [0.01, 0.1], "iterations": 2},
     "minimal-circuits": {"n": 8, "stop_after_t4": 3000},
-    "grokking-forecast": {"t": 400, "predictors": ["energy", "hjorth"]},
 }
 
 
