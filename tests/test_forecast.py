@@ -137,7 +137,7 @@ def test_features_read_only_the_first_t_steps():
     rows += [(s, "probe", k, 1.0) for s in (0, 50, 100, 150) for k in ("grad_norm", "cos_theta0", "cos_previous",
                                                                       "norm_fro/a", "norm_fro/b")]
     later = [(s, sp, n, 99.0 if n != "step_loss" else v) if s > 100 else (s, sp, n, v) for s, sp, n, v in rows]
-    hyper = dict.fromkeys(("log_lr", "log_weight_decay", "fraction", "log_train_examples"), 0.0)
+    hyper = dict.fromkeys(HYPERPARAMETERS, 0.0)
     assert features_at(early_series(rows, 200), 100, hyper) == features_at(early_series(later, 200), 100, hyper)
     series = early_series(rows, 200)
     assert series["weight_norm"][0] == pytest.approx(math.sqrt(2))  # the matrices' Frobenius norms together

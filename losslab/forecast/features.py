@@ -21,6 +21,7 @@ from losslab.analysis.signature import spectral_signature
 
 EVALUATED = ("train_loss", "train_acc", "val_loss", "val_acc")
 PROBED = ("grad_norm", "weight_norm", "cos_theta0", "cos_previous")
+SERIES = ("step_loss", "eval_step", *EVALUATED, "probe_step", *PROBED)  # what early_series keeps
 FLOOR = 1e-12  # the log of an exact zero
 
 SIGNATURE = ("log_energy", "log_activity", "mobility", "complexity")
@@ -58,8 +59,7 @@ def early_series(rows, t_max: int) -> dict[str, list[float]]:
     probed = sorted(s for s, m in probes.items() if "grad_norm" in m and "weight_sq" in m)
     series["probe_step"] = [float(s) for s in probed]
     series["weight_norm"] = [math.sqrt(probes[s]["weight_sq"]) for s in probed]
-    series.update({k: [probes[s].get(k, math.nan) for s in probed] for k in ("grad_norm", "cos_theta0",
-                                                                              "cos_previous")})
+    series.update({k: [probes[s].get(k, math.nan) for s in probed] for k in PROBED if k != "weight_norm"})
     return series
 
 

@@ -13,13 +13,11 @@ import pyarrow.parquet as pq
 from losslab.core.errors import LossLabError, NotFound
 from losslab.core.files import atomic_write
 from losslab.forecast.benchmark import T_MAX
-from losslab.forecast.features import config_hyperparameters, early_series, task_family
+from losslab.forecast.features import HYPERPARAMETERS, SERIES, config_hyperparameters, early_series, task_family
 from losslab.store import RunStore
 from losslab.sweep.run import read_results
 from losslab.tasks.modular import GROUPS
 
-SERIES = ("step_loss", "eval_step", "train_loss", "train_acc", "val_loss", "val_acc",
-          "probe_step", "grad_norm", "weight_norm", "cos_theta0", "cos_previous")
 SHIPPED = "forecast-small.parquet"
 
 
@@ -47,8 +45,7 @@ def write_table(rows: list[dict], path: Path) -> Path:
     """The rows as parquet (series as lists of float32)."""
     columns = {k: [r[k] for r in rows] for k in rows[0]}
     schema = [pa.field(k, pa.list_(pa.float32())) if k in SERIES else
-              pa.field(k, pa.float64() if k in ("log_lr", "log_weight_decay", "fraction", "log_train_examples")
-                       else pa.array(columns[k]).type) for k in columns]
+              pa.field(k, pa.float64() if k in HYPERPARAMETERS else pa.array(columns[k]).type) for k in columns]
     table = pa.table(columns, schema=pa.schema(schema))
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda p: pq.write_table(table, p, compression="zstd"))
