@@ -204,14 +204,7 @@ def test_forecast_commands_and_the_refusal_of_unseen_families(benchmark, tmp_pat
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "has seen no runs of div (transformer)" in refused.stderr and "--trust-unseen" in refused.stderr
     assert not (store / "sweeps" / "div" / "results.parquet").exists()
-    trusted = losslab_here("sweep", div, "--stop-unpromising", "--trust-unseen", "--table", benchmark,
-                           "--steps", 20, "--predictor", "hjorth", "--out", store, "--json")
-    assert trusted.returncode == 0, trusted.stderr
-    result = json.loads(trusted.stdout)
-    assert result["forecaster"]["steps"] == 20 and result["points"] == 1
-    add = sweep_file(tmp_path, '[grid]\n"optim.lr" = [1e-3]\n', name="add")  # a family it has seen: not refused
-    assert losslab_here("sweep", add, "--stop-unpromising", "--table", benchmark, "--steps", 20,
-                        "--predictor", "hjorth", "--out", store).returncode == 0
+    add = sweep_file(tmp_path, '[grid]\n"optim.lr" = [1e-3]\n', name="add")
     lone = losslab_here("sweep", add, "--trust-unseen", "--out", store)
     assert lone.returncode == 2 and "are for --stop-unpromising" in lone.stderr
 
@@ -221,6 +214,20 @@ def test_forecast_commands_and_the_refusal_of_unseen_families(benchmark, tmp_pat
     assert record["predictor"] == "hjorth" and record["held_out"]["auc"] == 1.0
     bad = losslab_here("predict", "--table", benchmark, "--predictor", "oracle")
     assert bad.returncode == 2 and "unknown predictor 'oracle'" in bad.stderr
+
+
+@pytest.mark.slow  # two sweeps trained (12 s); the refusal, the stop rule in a sweep, predict: the default suite
+def test_an_unseen_family_trusted_and_a_seen_one_are_swept_with_the_forecaster(benchmark, tmp_path):
+    store = tmp_path / "runs"
+    div = sweep_file(tmp_path, '[grid]\n"task.op" = ["div"]\n', name="div")
+    trusted = losslab_here("sweep", div, "--stop-unpromising", "--trust-unseen", "--table", benchmark,
+                           "--steps", 20, "--predictor", "hjorth", "--out", store, "--json")
+    assert trusted.returncode == 0, trusted.stderr
+    result = json.loads(trusted.stdout)
+    assert result["forecaster"]["steps"] == 20 and result["points"] == 1
+    add = sweep_file(tmp_path, '[grid]\n"optim.lr" = [1e-3]\n', name="add")  # a family it has seen: not refused
+    assert losslab_here("sweep", add, "--stop-unpromising", "--table", benchmark, "--steps", 20,
+                        "--predictor", "hjorth", "--out", store).returncode == 0
 
 
 def test_predict_scores_a_finished_sweep_as_an_unseen_task(benchmark, tmp_path):
