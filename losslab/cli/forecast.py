@@ -78,7 +78,7 @@ def report(
     """Evaluate the predictors on the benchmark held out by task, p and optimizer at each T, and
     write the page: the claim beside what was measured."""
     from losslab.forecast.evaluation import evaluate_benchmark  # startup
-    from losslab.forecast.page import CLAIM, write_report  # startup
+    from losslab.forecast.page import CLAIM, verdict_line, write_report  # startup
     from losslab.forecast.predictors import PREDICTORS  # startup
     from losslab.forecast.table import read_table  # startup
 
@@ -102,10 +102,4 @@ def report(
                            {**CLAIM, "t": steps})
     if as_json:
         return print_json(written)
-    verdict = written["verdict"]
-    pooled = verdict["pooled"]
-    out.print(f"{'the claim holds' if verdict['holds'] else 'the claim does not hold'}; closest: "
-              f"{verdict['closest']}, held-out-task AUC {pooled['auc']:.2f} [{pooled['auc_interval'][0]:.2f}, "
-              f"{pooled['auc_interval'][1]:.2f}], {pooled['recall']:.0%} of grokking runs kept, "
-              f"{pooled['compute_saved']:.0%} of the compute saved at T = {steps}\npage: {written['page']}",
-              highlight=False)
+    out.print(f"{verdict_line(written['verdict'], steps)}\npage: {written['page']}", highlight=False)

@@ -104,7 +104,7 @@ def threshold_for_recall(y: np.ndarray, p: np.ndarray, recall: float) -> float:
     kept = np.sort(np.asarray(p)[np.asarray(y, dtype=bool)])
     if len(kept) == 0:
         return 0.0
-    return float(kept[int(math.floor(len(kept) * (1 - recall) + 1e-9))] if recall < 1 else kept[0])
+    return float(kept[int(math.floor(len(kept) * (1 - recall) + 1e-9))])
 
 
 def stopping(y: np.ndarray, p: np.ndarray, steps: np.ndarray, t: int, threshold: float | np.ndarray) -> dict:
@@ -143,16 +143,29 @@ def out_of_group(predictor: Predictor, data: Dataset, groups: np.ndarray) -> np.
     return _out_of_fold(predictor, data.x, data.y, LeaveOneGroupOut().split(data.x, data.y, groups))
 
 
-def held_out(predictor: Predictor, data: Dataset, by: str, recall: float = 0.95) -> dict:
+def scored(data: Dataset, p: np.ndarray, threshold: float | np.ndarray) -> dict:
+    """Predictions p of the runs of `data` scored: the pooled numbers (AUC with its bootstrap interval,
+    Brier, the stopping rule at `threshold`, one or one per run), the trade-off curve, the predictions."""
+    y = data.y
+    return {"pooled": {"runs": len(y), "grokked": int(y.sum()), "auc": float(auc(y, p)[0]),
+                       "auc_interval": bootstrap_auc(y, p), "brier": float(brier_score_loss(y, p)),
+                       **stopping(y, p, data.steps, data.t, threshold)},
+            "trade_off": trade_off(y, p, data.steps, data.t),
+            "predictions": {"run_id": [r["run_id"] for r in data.rows], "grokked": y.tolist(), "p": p.tolist()}}
+
+
+def held_out(predictor: Predictor, data: Dataset, by: str, recall: float = 0.95,
+             p: np.ndarray | None = None) -> dict:
     """Leave one group out: for each group, the predictor fitted on the others predicts it, and the
     threshold for `recall` is chosen on the others' own held-out predictions (an inner leave-one-
     group-out), never on the held-out group. Returns the pooled out-of-group predictions, each
-    held-out group's AUC and stopping rule, and the pooled scores."""
+    held-out group's AUC and stopping rule, and the pooled scores. `p`: the out-of-group predictions,
+    where already made (out_of_group's)."""
     groups = data.groups(by)
     names = sorted(set(groups))
     if len(names) < 2:
         raise LossLabError(f"leave-one-{by}-out needs runs of at least 2 {by}s; these runs have {len(names)}")
-    p = out_of_group(predictor, data, groups)
+    p = out_of_group(predictor, data, groups) if p is None else p
     thresholds = np.full(len(data.y), np.nan)
     per_group = {}
     for name in names:
@@ -169,17 +182,11 @@ def held_out(predictor: Predictor, data: Dataset, by: str, recall: float = 0.95)
         per_group[name] = {"runs": len(test), "grokked": int(y.sum()),
                            "auc": float(auc(y, p[test])[0]) if 0 < y.sum() < len(y) else None,
                            "threshold": threshold, **stopping(y, p[test], data.steps[test], data.t, threshold)}
-    scored = ~np.isnan(p)
-    y, q, steps = data.y[scored], p[scored], data.steps[scored]
-    pooled = {"runs": int(scored.sum()), "grokked": int(y.sum()), "auc": float(auc(y, q)[0]),
-              "auc_interval": bootstrap_auc(y, q), "brier": float(brier_score_loss(y, q)),
-              **stopping(y, q, steps, data.t, thresholds[scored])}
-    frac, mean = calibration_curve(y, q, n_bins=10, strategy="quantile")
-    return {"by": by, "t": data.t, "target_recall": recall, "pooled": pooled, "groups": per_group,
+    kept = ~np.isnan(p)
+    frac, mean = calibration_curve(data.y[kept], p[kept], n_bins=10, strategy="quantile")
+    return {"by": by, "t": data.t, "target_recall": recall, "groups": per_group,
             "calibration": {"predicted": mean.tolist(), "observed": frac.tolist()},
-            "trade_off": trade_off(y, q, steps, data.t),
-            "predictions": {"run_id": [r["run_id"] for r, s in zip(data.rows, scored) if s], "grokked": y.tolist(),
-                            "p": q.tolist()}}
+            **scored(data.subset(kept), p[kept], thresholds[kept])}
 
 
 def _inner_predictions(predictor: Predictor, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:

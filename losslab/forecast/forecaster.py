@@ -12,17 +12,7 @@ import numpy as np
 from sklearn.base import clone
 
 from losslab.core.errors import LossLabError
-from losslab.forecast.evaluation import (
-    Dataset,
-    auc,
-    bootstrap_auc,
-    dataset,
-    held_out,
-    out_of_group,
-    stopping,
-    threshold_for_recall,
-    trade_off,
-)
+from losslab.forecast.evaluation import Dataset, auc, dataset, held_out, out_of_group, scored, threshold_for_recall
 from losslab.forecast.features import (
     FEATURES,
     config_hyperparameters,
@@ -102,15 +92,14 @@ def forecaster(benchmark: list[dict], t: int = 400, recall: float = 0.95, name: 
     groups = data.groups("task")
     candidates = {name: PREDICTORS[name]()} if name else {n: c() for n, c in PREDICTORS.items()}
     held = {n: out_of_group(p, data, groups) for n, p in candidates.items()}
-    scored = {n: ~np.isnan(p) for n, p in held.items()}
-    chosen = max(held, key=lambda n: auc(data.y[scored[n]], held[n][scored[n]])[0])
+    chosen = max(held, key=lambda n: auc(data.y[~np.isnan(held[n])], held[n][~np.isnan(held[n])])[0])
     # measured as `losslab forecast report` measures it: each task's threshold chosen on the others alone
-    measured = held_out(candidates[chosen], data, "task", recall)["pooled"]
+    result = held_out(candidates[chosen], data, "task", recall, held[chosen])
     # the threshold it stops runs at: chosen the same way, on every task's held-out predictions
-    threshold = threshold_for_recall(data.y[scored[chosen]], held[chosen][scored[chosen]], recall)
+    threshold = threshold_for_recall(result["predictions"]["grokked"], result["predictions"]["p"], recall)
     fitted = _with(data, dataset(list(extra), t)) if extra else data
     model = clone(candidates[chosen]).fit(fitted.x, fitted.y)
-    return Forecaster(chosen, t, model, threshold, recall, measured, seen_keys(fitted.rows), len(fitted.y))
+    return Forecaster(chosen, t, model, threshold, recall, result["pooled"], seen_keys(fitted.rows), len(fitted.y))
 
 
 def _with(a: Dataset, b: Dataset) -> Dataset:
@@ -126,9 +115,4 @@ def evaluate_on(fc: Forecaster, rows: list[dict]) -> dict:
                            f"these have {int(data.y.sum())} and {int((~data.y).sum())} "
                            f"({len(data.apart['grokked_by_T'])} grokked by step {fc.t}, "
                            f"{len(data.apart['no_features'])} without whole first {fc.t} steps)")
-    p = fc.model.predict_proba(data.x)[:, 1]
-    return {"t": fc.t, "pooled": {"runs": len(data.y), "grokked": int(data.y.sum()), "auc": float(auc(data.y, p)[0]),
-                                  "auc_interval": bootstrap_auc(data.y, p),
-                                  **stopping(data.y, p, data.steps, fc.t, fc.threshold)},
-            "trade_off": trade_off(data.y, p, data.steps, fc.t), "apart": data.apart,
-            "predictions": {"run_id": [r["run_id"] for r in data.rows], "grokked": data.y.tolist(), "p": p.tolist()}}
+    return {"t": fc.t, "apart": data.apart, **scored(data, fc.model.predict_proba(data.x)[:, 1], fc.threshold)}

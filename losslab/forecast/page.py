@@ -16,7 +16,8 @@ from losslab.report.pages import image, page, table
 CLAIM = {"t": 400, "auc": 0.9, "recall": 0.95, "saved": 0.5}
 
 
-def _interval(pooled: dict) -> str:
+def interval(pooled: dict) -> str:
+    """An AUC with its 95% interval, as the page and the gallery write it."""
     low, high = pooled["auc_interval"]
     return f"{pooled['auc']:.2f} [{low:.2f}, {high:.2f}]"
 
@@ -48,7 +49,7 @@ def _plain_words(results: dict, verdict: dict, claim: dict) -> str:
     held = results[claim["t"]]["held_out"]["task"]
     said = (f"<p><b>The paper's claim</b> (Tikeng Notsawo et al. 2023): the spectral energy of a run's early training "
             f"loss predicts whether it will grok, long before it does. <b>Measured here</b> on tasks held out of the "
-            f"fit: the energy alone ranks runs with ROC AUC {_interval(held['energy']['pooled'])} at T = {claim['t']} "
+            f"fit: the energy alone ranks runs with ROC AUC {interval(held['energy']['pooled'])} at T = {claim['t']} "
             f"(0.5 is chance).</p>") if "energy" in held else ""
     test = (f"<p><b>The claim tested</b>: some predictor available at T = {claim['t']} ranks held-out-task runs with "
             f"AUC &ge; {claim['auc']} and, at a threshold chosen on the other tasks to keep "
@@ -56,14 +57,14 @@ def _plain_words(results: dict, verdict: dict, claim: dict) -> str:
             f"grokking runs while saving &ge; {claim['saved']:.0%} of their compute. ")
     curves = max((n for n in held if n != "hyperparameters"), key=lambda n: held[n]["pooled"]["auc"])
     baseline = (f"<p><b>Against the baseline</b>: the settings alone (learning rate, weight decay, train fraction "
-                f"and size; no curve) rank held-out-task runs with AUC {_interval(held['hyperparameters']['pooled'])}; "
+                f"and size; no curve) rank held-out-task runs with AUC {interval(held['hyperparameters']['pooled'])}; "
                 f"the best forecast that reads the run's curves, <b>{html.escape(curves)}</b>, "
-                f"{_interval(held[curves]['pooled'])}.</p>") if "hyperparameters" in held and len(held) > 1 else ""
+                f"{interval(held[curves]['pooled'])}.</p>") if "hyperparameters" in held and len(held) > 1 else ""
     if verdict["holds"]:
         test += f"<b>It holds</b> for {html.escape(', '.join(verdict['by']))}.</p>"
     else:
         missed = [k for k, ok in verdict["checks"].items() if not ok]
-        test += (f"<b>It does not hold.</b> Closest: <b>{html.escape(name)}</b>, AUC {_interval(p)}, keeping "
+        test += (f"<b>It does not hold.</b> Closest: <b>{html.escape(name)}</b>, AUC {interval(p)}, keeping "
                  f"{p['recall']:.0%} of the grokking runs and saving {p['compute_saved']:.0%} of the compute "
                  f"(short on: {html.escape(', '.join(missed))}).</p>")
     return said + test + baseline
@@ -75,22 +76,30 @@ def benchmark_facts(rows: list[dict]) -> list[tuple]:
     return [(family, runs[family], grokked[family], f"{grokked[family] / runs[family]:.0%}") for family in sorted(runs)]
 
 
-def forecast_page(results: dict, rows: list[dict], figures: dict[str, Path], source: str,
+def verdict_line(verdict: dict, t: int) -> str:
+    """The verdict in one line: whether the claim holds, and the closest predictor's numbers."""
+    p = verdict["pooled"]
+    low, high = p["auc_interval"]
+    return (f"{'the claim holds' if verdict['holds'] else 'the claim does not hold'}; closest: {verdict['closest']}, "
+            f"held-out-task AUC {p['auc']:.2f} [{low:.2f}, {high:.2f}] (95% bootstrap over {p['runs']} runs), "
+            f"{p['recall']:.0%} of grokking runs kept, {p['compute_saved']:.0%} of the compute saved at T = {t}")
+
+
+def forecast_page(results: dict, rows: list[dict], figures: dict[str, Path], source: str, verdict: dict,
                   claim: dict = CLAIM) -> str:
     """The page's HTML (self-contained: the figures inlined)."""
     t = claim["t"]
-    verdict = claim_verdict(results, claim)
     held = results[t]["held_out"]["task"]
     groups = next(iter(held.values()))["groups"]
     families = sorted(groups)
     names = sorted(held, key=lambda n: -held[n]["pooled"]["auc"])
-    main = [(n, _interval(held[n]["pooled"]), round(held[n]["pooled"]["brier"], 3), _share(held[n]["pooled"]["recall"]),
+    main = [(n, interval(held[n]["pooled"]), round(held[n]["pooled"]["brier"], 3), _share(held[n]["pooled"]["recall"]),
              _share(held[n]["pooled"]["compute_saved"]), *[_two(held[n]["groups"][f].get("auc")) for f in families])
             for n in names]
     horizons = sorted(results)
-    by_t = [(n, *[_interval(results[h]["held_out"]["task"][n]["pooled"]) for h in horizons]) for n in names]
+    by_t = [(n, *[interval(results[h]["held_out"]["task"][n]["pooled"]) for h in horizons]) for n in names]
     groupings = [by for by in results[t]["held_out"] if by != "task"]
-    others = [(n, *[v for by in groupings for v in (_interval(results[t]["held_out"][by][n]["pooled"]),
+    others = [(n, *[v for by in groupings for v in (interval(results[t]["held_out"][by][n]["pooled"]),
                                                      _share(results[t]["held_out"][by][n]["pooled"]["recall"]),
                                                      _share(results[t]["held_out"][by][n]["pooled"]["compute_saved"]))])
               for n in names]
@@ -139,7 +148,7 @@ def write_report(results: dict, rows: list[dict], folder: Path, source: str, cla
                "calibration": save_figure(calibration_figure(held[verdict["closest"]], verdict["closest"]),
                                           folder / "figures" / "calibration.png")}
     html_path = folder / "forecast.html"
-    text = forecast_page(results, rows, figures, source, claim)
+    text = forecast_page(results, rows, figures, source, verdict, claim)
     atomic_write(html_path, lambda p: p.write_text(text))
     atomic_write(folder / "evaluation.json", lambda p: p.write_text(json.dumps(results, indent=1, default=str)))
     return {"page": str(html_path), "figures": {k: str(v) for k, v in figures.items()},

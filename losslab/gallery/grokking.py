@@ -354,7 +354,7 @@ def grokking_forecast(s: dict, folder: Path):
     """The shipped benchmark's runs (nothing trained), each task family held out in turn."""
     from losslab.forecast.evaluation import evaluate_benchmark  # startup
     from losslab.forecast.figures import roc_figure, trade_off_figure  # startup
-    from losslab.forecast.page import CLAIM, claim_verdict  # startup
+    from losslab.forecast.page import CLAIM, claim_verdict, interval, verdict_line  # startup
     from losslab.forecast.predictors import PREDICTORS  # startup
     from losslab.forecast.table import read_table  # startup
 
@@ -364,14 +364,11 @@ def grokking_forecast(s: dict, folder: Path):
     claim = {**CLAIM, "t": s["t"]}
     verdict = claim_verdict(results, claim)
     held_out = results[s["t"]]["held_out"]["task"]
-    p = verdict["pooled"]
-    energy = held_out["energy"]["pooled"] if "energy" in held_out else None
     families = len({r["family"] for r in rows})
-    outcome = (f"{len(rows)} runs, {families} task families, each held out in turn; at T = {s['t']} closest: "
-               f"{verdict['closest']}, AUC {p['auc']:.2f} [{p['auc_interval'][0]:.2f}, {p['auc_interval'][1]:.2f}], "
-               f"{p['recall']:.0%} of the grokking runs kept, {p['compute_saved']:.0%} of the compute saved"
-               + (f"; the spectral energy alone: AUC {energy['auc']:.2f} [{energy['auc_interval'][0]:.2f}, "
-                  f"{energy['auc_interval'][1]:.2f}]" if energy else ""))
+    outcome = (f"{len(rows)} runs (3 seeds a setting), {families} task families, each held out in turn: "
+               f"{verdict_line(verdict, s['t'])}"
+               + (f"; the spectral energy alone: AUC {interval(held_out['energy']['pooled'])}"
+                  if "energy" in held_out else ""))
     fig, (left, right) = subplots(1, 2, figsize=(12, 5.2), constrained_layout=True)
     roc_figure(held_out, f"leave one task out, T = {s['t']}", ax=left)
     trade_off_figure(held_out, f"stopping at T = {s['t']}", ax=right)
