@@ -253,7 +253,7 @@ def predict(
         found = []
         for run_id in runs:
             run = s.find(run_id)
-            config = run.config() if (run.path / "config.toml").is_file() else None
+            config = None if run.monitored is not None else run.config()  # a Monitor's run has none
             try:
                 p = forecast.p_grok(run.metric_rows(), config)
             except ValueError as e:
