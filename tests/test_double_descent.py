@@ -30,6 +30,7 @@ def test_no_noise_no_peak_to_speak_of():
     assert clean < noisy / 10
 
 
+@pytest.mark.slow  # 7 s of MLP training; the random-features peak and the command stay in the default suite
 def test_mlp_test_loss_peaks_where_the_width_first_fits_the_flipped_labels():
     widths = [2, 4, 6, 8, 16, 64]
     noisy = mlp_width_risk(widths, n_train=100, label_noise=0.2, seeds=3, steps=1000)

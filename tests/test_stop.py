@@ -89,10 +89,13 @@ def test_a_signal_stops_the_whole_sweep_and_a_rerun_finishes_it(tmp_path, uninte
                pytest.approx([v for r in whole for v in r.values() if isinstance(v, float)], rel=1e-6)
 
 
+# bench-optim and noise-threshold on one worker in the slow suite (5 s and 4 s): the same handler stops the
+# two-worker noise-threshold in the default one
 @pytest.mark.parametrize("command,at_once", [
-    (["bench-optim", "quick", "--optimizers", "adam,sgd", "--workloads", "digits-mlp", "--trials", "3"], 1),
-    (["noise-threshold", "--n", "20,30", "--weight-decay", "0.01", "--iterations", "3", "--set", "model.width=100"],
-     1),
+    pytest.param(["bench-optim", "quick", "--optimizers", "adam,sgd", "--workloads", "digits-mlp", "--trials", "3"], 1,
+                 marks=pytest.mark.slow),
+    pytest.param(["noise-threshold", "--n", "20,30", "--weight-decay", "0.01", "--iterations", "3", "--set",
+                  "model.width=100"], 1, marks=pytest.mark.slow),
     (["noise-threshold", "--n", "20,30", "--weight-decay", "0.01", "--iterations", "3", "--set", "model.width=100",
       "--workers", "2"], 2),
 ], ids=["bench-optim", "noise-threshold", "noise-threshold-2-workers"])
