@@ -299,6 +299,7 @@ def test_a_read_only_store_is_read(hostile, tmp_path):
     assert done.stderr.count("losslab: error") == 1
 
 
+@pytest.mark.slow  # 10 s on a real small file system; a checkpoint meeting a full disk stays in the default suite
 def test_a_full_disk_interrupts_the_run_which_resumes_bit_for_bit_once_there_is_room(tmp_path):
 
     sets = " ".join(f"--set {s}" for s in FAULT_RUN)
